@@ -1,1 +1,20 @@
 //! git-agent: run coding agents in the background the way CI runs jobs.
+//!
+//! A task brief (`.agents/tasks/<id>.md`) states the goal, the paths a run
+//! may change and the checks that define success. A run executes the brief
+//! in its own git worktree, enforces the scope on what the agent changed,
+//! runs the checks, and delivers a branch whose commit carries the decision
+//! log. The binary (`git-agent`, so `git agent` works) is a thin layer over
+//! this library; see `docs/ARCHITECTURE.md`.
+
+pub mod brief;
+pub mod cli;
+pub mod config;
+pub mod diagnostic;
+pub mod duration;
+pub mod env;
+pub mod repo_files;
+pub mod schema;
+pub mod scope;
+pub mod templates;
+pub mod yaml;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `git-agent` binary: everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    git_agent::cli::main()
+}

@@ -1,0 +1,63 @@
+//! `git agent init`: write `.agents/config.yaml` and an example brief.
+
+use super::{exit, CliError, CliResult, Ctx};
+use crate::{config, repo_files, templates};
+
+/// Write .agents/config.yaml and an example brief (never overwrites)
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn exec(_args: Args, ctx: &Ctx) -> CliResult {
+    let root = ctx.root()?;
+    let config_path = root.join(config::CONFIG_PATH);
+    let example = repo_files::brief_path(&root, "example");
+    for path in [&config_path, &example] {
+        if path.exists() {
+            return Err(CliError::usage(format!(
+                "{} already exists; init never overwrites",
+                repo_files::display(&root, path)
+            ))
+            .hint("edit it, or remove it first to start over"));
+        }
+    }
+    let brief = templates::brief(
+        "example",
+        "Describe the change in one line",
+        &["src/**".to_string()],
+        "echo replace me with the command that proves the change works",
+    );
+    for (path, text) in [
+        (&config_path, templates::CONFIG),
+        (&example, brief.as_str()),
+    ] {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                CliError::from_error(
+                    exit::USAGE,
+                    format!("could not create {}", dir.display()),
+                    &e,
+                )
+            })?;
+        }
+        write_new(path, text).map_err(|e| {
+            CliError::from_error(
+                exit::USAGE,
+                format!("could not write {}", path.display()),
+                &e,
+            )
+        })?;
+        println!("created {}", repo_files::display(&root, path));
+    }
+    eprintln!("next: edit the agents in {}, write a brief with `git agent new <id>`, then `git agent run <id>`", config::CONFIG_PATH);
+    Ok(exit::OK)
+}
+
+/// Creates a file that must not exist yet (no race with another writer).
+pub(crate) fn write_new(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    file.write_all(text.as_bytes())
+}

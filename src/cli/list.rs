@@ -1,0 +1,113 @@
+//! `git agent list`: the briefs of this repository.
+
+use serde::Serialize;
+
+use super::{exit, print_json, CliError, CliResult, Ctx};
+use crate::brief::{self, Context};
+use crate::{config, repo_files};
+
+/// List the briefs: id, title, agent, write scope
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct Row {
+    id: String,
+    title: String,
+    agent: Option<String>,
+    write: Vec<String>,
+    valid: bool,
+    path: String,
+}
+
+pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
+    let root = ctx.root()?;
+    let (config, _) = config::load(&root).map_err(|e| {
+        CliError::from_error(
+            exit::USAGE,
+            format!("could not read {}", config::CONFIG_PATH),
+            &e,
+        )
+    })?;
+    let mut rows = Vec::new();
+    let mut invalid = 0;
+    for path in repo_files::list_briefs(&root)
+        .map_err(|e| CliError::from_error(exit::USAGE, "could not list .agents/tasks", &e))?
+    {
+        let display = repo_files::display(&root, &path);
+        let (parsed, _) =
+            brief::load(&path, display.clone(), &Context::default()).map_err(|e| {
+                CliError::from_error(exit::USAGE, format!("could not read {display}"), &e)
+            })?;
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        rows.push(match parsed {
+            Some(b) => Row {
+                id: b.id.to_string(),
+                title: b.title.clone(),
+                agent: b.agent.clone().or_else(|| config.default_agent.clone()),
+                write: b.scope.write.patterns().to_vec(),
+                valid: true,
+                path: display,
+            },
+            None => {
+                invalid += 1;
+                Row {
+                    id: stem,
+                    title: String::new(),
+                    agent: None,
+                    write: Vec::new(),
+                    valid: false,
+                    path: display,
+                }
+            }
+        });
+    }
+    if args.json {
+        print_json(&rows)?;
+    } else if rows.is_empty() {
+        eprintln!(
+            "no briefs in {}; create one with `git agent new <id>`",
+            brief::TASKS_DIR
+        );
+    } else {
+        let id_w = rows.iter().map(|r| r.id.len()).max().unwrap_or(2).max(2);
+        let title_w = rows
+            .iter()
+            .map(|r| r.title.chars().count())
+            .max()
+            .unwrap_or(5)
+            .clamp(5, 50);
+        let agent_w = rows
+            .iter()
+            .map(|r| r.agent.as_deref().unwrap_or("-").len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        println!(
+            "{:id_w$}  {:title_w$}  {:agent_w$}  WRITE",
+            "ID", "TITLE", "AGENT"
+        );
+        for r in &rows {
+            let title: String = if r.valid {
+                r.title.chars().take(50).collect()
+            } else {
+                "(invalid: see git agent validate)".into()
+            };
+            println!(
+                "{:id_w$}  {:title_w$}  {:agent_w$}  {}",
+                r.id,
+                title,
+                r.agent.as_deref().unwrap_or("-"),
+                r.write.join(", ")
+            );
+        }
+    }
+    Ok(if invalid > 0 { exit::USAGE } else { exit::OK })
+}

@@ -1,0 +1,165 @@
+//! `git agent validate`: check briefs and the config.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::{exit, print_json, CliError, CliResult, Ctx};
+use crate::brief::{self, Context};
+use crate::config;
+use crate::diagnostic::FileReport;
+use crate::repo_files;
+
+/// Check briefs and the config; print every problem with file:line:col and a hint
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Brief files or directories to check (default: all of .agents/tasks and the config)
+    pub paths: Vec<PathBuf>,
+    /// Print the problems as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Treat warnings as errors
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Serialize)]
+struct JsonProblem {
+    file: String,
+    line: usize,
+    column: usize,
+    severity: &'static str,
+    code: &'static str,
+    message: String,
+    help: Option<String>,
+}
+
+pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
+    let root = ctx.root()?;
+    let mut reports: Vec<FileReport> = Vec::new();
+
+    let (config, config_report) = config::load(&root).map_err(|e| {
+        CliError::from_error(
+            exit::USAGE,
+            format!("could not read {}", config::CONFIG_PATH),
+            &e,
+        )
+    })?;
+    let brief_ctx = Context {
+        known_agents: config.present.then(|| config.agent_names()),
+    };
+    let files = if args.paths.is_empty() {
+        reports.extend(config_report);
+        repo_files::list_briefs(&root)
+            .map_err(|e| CliError::from_error(exit::USAGE, "could not list .agents/tasks", &e))?
+    } else {
+        expand(&args.paths, ctx)?
+    };
+    let mut briefs = 0;
+    for path in &files {
+        let display = repo_files::display(&root, path);
+        let (_, report) = brief::load(path, display.clone(), &brief_ctx).map_err(|e| {
+            CliError::from_error(exit::USAGE, format!("could not read {display}"), &e)
+        })?;
+        briefs += 1;
+        reports.push(report);
+    }
+
+    let errors: usize = reports.iter().map(FileReport::errors).sum();
+    let warnings: usize = reports.iter().map(FileReport::warnings).sum();
+    let invalid = reports.iter().filter(|r| r.has_errors()).count();
+    if args.json {
+        let problems: Vec<JsonProblem> = reports
+            .iter()
+            .flat_map(|r| {
+                r.problems.iter().map(move |p| {
+                    let (line, column) = r.line_col(p.span.offset);
+                    JsonProblem {
+                        file: r.display_path.clone(),
+                        line,
+                        column,
+                        severity: if p.is_error() { "error" } else { "warning" },
+                        code: p.code,
+                        message: p.message.clone(),
+                        help: p.help.clone(),
+                    }
+                })
+            })
+            .collect();
+        print_json(&serde_json::json!({
+            "briefs": briefs,
+            "errors": errors,
+            "warnings": warnings,
+            "problems": problems,
+        }))?;
+    } else {
+        let width = terminal_width();
+        for report in &reports {
+            if !report.problems.is_empty() {
+                eprint!("{}", report.render(ctx.stderr_tty, width));
+            }
+        }
+        if briefs == 0 && args.paths.is_empty() {
+            eprintln!(
+                "no briefs in {}; create one with `git agent new <id>`",
+                brief::TASKS_DIR
+            );
+        }
+        println!(
+            "{briefs} brief{} checked: {} valid, {invalid} invalid ({errors} error{}, {warnings} warning{})",
+            plural(briefs),
+            reports.iter().filter(|r| !r.has_errors() && r.display_path != config::CONFIG_PATH).count(),
+            plural(errors),
+            plural(warnings)
+        );
+    }
+    let failed = errors > 0 || (args.strict && warnings > 0);
+    Ok(if failed { exit::USAGE } else { exit::OK })
+}
+
+/// Files named on the command line; directories expand to their `*.md`.
+fn expand(paths: &[PathBuf], ctx: &Ctx) -> CliResult<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        let p = if p.is_absolute() {
+            p.clone()
+        } else {
+            ctx.cwd.join(p)
+        };
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(&p)
+                .map_err(|e| {
+                    CliError::from_error(exit::USAGE, format!("could not read {}", p.display()), &e)
+                })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().and_then(|e| e.to_str()) == Some("md"))
+                .collect();
+            found.sort();
+            out.extend(found);
+        } else if p.exists() {
+            out.push(p);
+        } else {
+            return Err(
+                CliError::usage(format!("no such file: {}", p.display())).hint(
+                    "pass brief files or directories, or nothing to check all of .agents/tasks",
+                ),
+            );
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn terminal_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(100)
+}
+
+pub(crate) fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}

@@ -1,0 +1,368 @@
+//! `.agents/config.yaml`: the agents a repository can use and run defaults.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::diagnostic::{did_you_mean, FileReport, Problem};
+use crate::yaml::{self, Node, Value};
+use crate::{duration, schema};
+
+pub const CONFIG_PATH: &str = ".agents/config.yaml";
+
+/// The raw config file.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "git-agent config (.agents/config.yaml)")]
+pub struct RawConfig {
+    /// The agent used by briefs that name none.
+    #[serde(default)]
+    pub default_agent: Option<String>,
+    /// The agents this repository can run, by name.
+    #[serde(default)]
+    pub agents: BTreeMap<String, RawAgent>,
+    /// How many runs may work at once (default: the number of CPUs).
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_parallel: Option<u32>,
+    /// Where worktrees are made (default: `~/.cache/git-agent/worktrees`).
+    /// Never inside the repository: tools that walk up would find the parent project.
+    #[serde(default)]
+    pub worktree_dir: Option<String>,
+    /// Grace between SIGTERM and SIGKILL when a run is stopped (default `5s`).
+    #[serde(default)]
+    pub kill_grace: Option<String>,
+}
+
+/// One agent.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    /// How git-agent drives it: `command` runs any program.
+    pub adapter: Adapter,
+    /// The program or shell command line (run with `sh -c`).
+    pub command: String,
+    /// Extra arguments, appended shell-quoted.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Names of environment variables the agent may see (besides PATH, HOME, LANG, TERM, TMPDIR, USER).
+    #[serde(default)]
+    pub pass_env: Vec<String>,
+    /// The model name, for adapters that take one.
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// How an agent is driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Adapter {
+    /// Any program: it reads the prompt from `$GIT_AGENT_PROMPT_FILE` and edits the worktree.
+    Command,
+}
+
+pub fn schema() -> &'static serde_json::Value {
+    static SCHEMA: OnceLock<serde_json::Value> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        serde_json::to_value(schemars::schema_for!(RawConfig)).expect("a generated schema is JSON")
+    })
+}
+
+/// A validated agent.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub name: String,
+    pub adapter: Adapter,
+    pub command: String,
+    pub args: Vec<String>,
+    pub pass_env: Vec<String>,
+    pub model: Option<String>,
+}
+
+/// The validated config.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub default_agent: Option<String>,
+    pub agents: BTreeMap<String, Agent>,
+    pub max_parallel: Option<u32>,
+    pub worktree_dir: Option<PathBuf>,
+    pub kill_grace: Option<std::time::Duration>,
+    /// Whether the file existed.
+    pub present: bool,
+}
+
+impl Config {
+    pub fn agent_names(&self) -> Vec<String> {
+        self.agents.keys().cloned().collect()
+    }
+
+    /// The agent a brief runs with: `--agent`, then the brief's, then the default.
+    pub fn pick_agent(&self, wanted: Option<&str>) -> Result<&Agent, String> {
+        let name = match wanted.or(self.default_agent.as_deref()) {
+            Some(n) => n,
+            None if self.agents.len() == 1 => {
+                return Ok(self.agents.values().next().expect("one agent"))
+            }
+            None if !self.present => {
+                return Err(format!(
+                    "there is no {CONFIG_PATH}; run `git agent init` to create one"
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "no agent given and no `default_agent` in {CONFIG_PATH}"
+                ))
+            }
+        };
+        self.agents.get(name).ok_or_else(|| {
+            let known = self.agent_names();
+            match did_you_mean(name, known.iter().map(String::as_str)) {
+                Some(best) => {
+                    format!("no agent named `{name}` in {CONFIG_PATH}; did you mean `{best}`?")
+                }
+                None => format!(
+                    "no agent named `{name}` in {CONFIG_PATH} (agents: {})",
+                    known.join(", ")
+                ),
+            }
+        })
+    }
+}
+
+/// Loads the config of the repository at `root`; a missing file is an empty config.
+pub fn load(root: &Path) -> std::io::Result<(Config, Option<FileReport>)> {
+    let path = root.join(CONFIG_PATH);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Config::default(), None)),
+        Err(e) => return Err(e),
+    };
+    let (config, report) = parse(&path, CONFIG_PATH.to_string(), &text, root);
+    Ok((config.unwrap_or_default(), Some(report)))
+}
+
+pub fn parse(
+    path: &Path,
+    display: String,
+    text: &str,
+    root: &Path,
+) -> (Option<Config>, FileReport) {
+    let mut report = FileReport::new(path, display, Arc::from(text));
+    let config = parse_into(text, root, &mut report.problems);
+    let config = if report.has_errors() { None } else { config };
+    (config, report)
+}
+
+fn parse_into(text: &str, root: &Path, problems: &mut Vec<Problem>) -> Option<Config> {
+    let node = match yaml::parse(text, 0) {
+        Ok(n) => n,
+        Err(e) => {
+            problems.push(
+                Problem::error(
+                    "config::yaml-syntax",
+                    e.span,
+                    format!("YAML syntax error: {}", e.message),
+                )
+                .help("fix the YAML; quote values that contain `: `"),
+            );
+            return None;
+        }
+    };
+    if let Value::Null = node.value {
+        return Some(Config {
+            present: true,
+            ..Config::default()
+        });
+    }
+    let before = problems.len();
+    schema::check(schema(), &node, schema::Prefix::Config, problems);
+    if problems[before..].iter().any(Problem::is_error) {
+        return None;
+    }
+    let raw: RawConfig = match yaml::decode(text) {
+        Ok(r) => r,
+        Err(message) => {
+            problems.push(Problem::error("config::invalid-value", node.span, message));
+            return None;
+        }
+    };
+    validate(raw, &node, root, problems)
+}
+
+fn validate(
+    raw: RawConfig,
+    node: &Node,
+    root: &Path,
+    problems: &mut Vec<Problem>,
+) -> Option<Config> {
+    let before = problems.len();
+    let span = |p: &[&str]| node.span_of(p);
+    let mut agents = BTreeMap::new();
+    for (name, agent) in &raw.agents {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            problems.push(
+                Problem::error(
+                    "config::bad-agent-name",
+                    node.key_span(&["agents", name]).unwrap_or(node.span),
+                    format!("agent name `{name}` must use letters, digits, `-` and `_`"),
+                )
+                .help("rename the agent, e.g. `claude` or `my-script`"),
+            );
+        }
+        if agent.command.trim().is_empty() {
+            problems.push(
+                Problem::error(
+                    "config::empty",
+                    span(&["agents", name, "command"]),
+                    format!("agent `{name}` has an empty `command`"),
+                )
+                .help(
+                    "give the program or shell command to run, e.g. `command: ./scripts/agent.sh`",
+                ),
+            );
+        }
+        for (i, var) in agent.pass_env.iter().enumerate() {
+            if var.is_empty() || var.contains('=') || var.contains('\0') {
+                problems.push(
+                    Problem::error(
+                        "config::invalid-value",
+                        span(&["agents", name, "pass_env", &i.to_string()]),
+                        format!("`{var}` is not an environment variable name"),
+                    )
+                    .help("list variable names only, e.g. `pass_env: [ANTHROPIC_API_KEY]`"),
+                );
+            } else if crate::env::is_secret_forge_token(var) {
+                problems.push(
+                    Problem::error("config::token-to-agent", span(&["agents", name, "pass_env", &i.to_string()]), format!("`{var}` is a forge token; agents never see it"))
+                        .label("refused")
+                        .help("git-agent pushes and talks to GitHub itself; remove this name from `pass_env`"),
+                );
+            }
+        }
+        agents.insert(
+            name.clone(),
+            Agent {
+                name: name.clone(),
+                adapter: agent.adapter,
+                command: agent.command.clone(),
+                args: agent.args.clone(),
+                pass_env: agent.pass_env.clone(),
+                model: agent.model.clone(),
+            },
+        );
+    }
+    if let Some(default) = &raw.default_agent {
+        if !raw.agents.contains_key(default) {
+            let known: Vec<&str> = raw.agents.keys().map(String::as_str).collect();
+            let mut p = Problem::error(
+                "config::unknown-agent",
+                span(&["default_agent"]),
+                format!("`default_agent` names `{default}`, which is not under `agents`"),
+            );
+            p = match did_you_mean(default, known.iter().copied()) {
+                Some(best) => p.help(format!("did you mean `{best}`?")),
+                None => p.help(format!(
+                    "define `agents.{default}` or pick one of: {}",
+                    known.join(", ")
+                )),
+            };
+            problems.push(p);
+        }
+    }
+    let worktree_dir = raw.worktree_dir.as_ref().map(|d| expand_home(d, root));
+    if let Some(dir) = &worktree_dir {
+        let inside =
+            dir.starts_with(root) || std::fs::canonicalize(root).is_ok_and(|r| dir.starts_with(r));
+        if inside {
+            problems.push(
+                Problem::error("config::worktree-inside-repo", span(&["worktree_dir"]), "`worktree_dir` is inside the repository")
+                    .help("tools that walk up (cargo, node, jest) would find the parent project; pick a directory outside, e.g. `../.worktrees` or `~/.cache/git-agent/worktrees`"),
+            );
+        }
+    }
+    let kill_grace = match raw.kill_grace.as_deref().map(duration::parse) {
+        Some(Err(message)) => {
+            problems.push(
+                Problem::error(
+                    "config::bad-duration",
+                    span(&["kill_grace"]),
+                    format!("invalid duration: {message}"),
+                )
+                .help("write a number with a unit: `5s`, `30s`"),
+            );
+            None
+        }
+        Some(Ok(d)) => Some(d),
+        None => None,
+    };
+    if problems[before..].iter().any(Problem::is_error) {
+        return None;
+    }
+    Some(Config {
+        default_agent: raw.default_agent,
+        agents,
+        max_parallel: raw.max_parallel,
+        worktree_dir,
+        kill_grace,
+        present: true,
+    })
+}
+
+fn expand_home(dir: &str, root: &Path) -> PathBuf {
+    if let Some(rest) = dir.strip_prefix("~/") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return PathBuf::from(home).join(rest);
+        }
+    }
+    let p = PathBuf::from(dir);
+    if p.is_absolute() {
+        p
+    } else {
+        root.join(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> (Option<Config>, FileReport) {
+        parse(
+            Path::new("c.yaml"),
+            "c.yaml".into(),
+            text,
+            Path::new("/repo"),
+        )
+    }
+
+    #[test]
+    fn valid_config() {
+        let (config, report) = check(
+            "default_agent: s\nagents:\n  s:\n    adapter: command\n    command: ./agent.sh\n",
+        );
+        let config = config.unwrap_or_else(|| panic!("{}", report.render(false, 100)));
+        assert_eq!(
+            config.pick_agent(None).expect("default").command,
+            "./agent.sh"
+        );
+        assert!(config.pick_agent(Some("t")).is_err());
+    }
+
+    #[test]
+    fn rejects_typos_tokens_and_inside_worktrees() {
+        let (config, report) = check(
+            "default_agnt: s\nworktree_dir: wt\nagents:\n  s:\n    adapter: comand\n    command: x\n    pass_env: [GITHUB_TOKEN]\n",
+        );
+        assert!(config.is_none());
+        let codes: Vec<_> = report.problems.iter().map(|p| p.code).collect();
+        assert!(codes.contains(&"config::unknown-key"), "{codes:?}");
+        assert!(codes.contains(&"config::invalid-value"), "{codes:?}");
+    }
+}

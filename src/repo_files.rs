@@ -1,0 +1,47 @@
+//! Finding the repository and the brief files in it.
+
+use std::path::{Path, PathBuf};
+
+use crate::brief::TASKS_DIR;
+
+/// The root of the working tree that contains `start`.
+pub fn find_root(start: &Path) -> Result<PathBuf, String> {
+    let repo = git2::Repository::discover(start)
+        .map_err(|_| format!("`{}` is not inside a git repository", start.display()))?;
+    repo.workdir()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| "this is a bare repository; run git agent inside a working tree".to_string())
+}
+
+/// Every `*.md` file in `.agents/tasks/`, sorted by name. Not recursive:
+/// the id is the file stem, so nested directories would make ids ambiguous.
+pub fn list_briefs(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let dir = root.join(TASKS_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) == Some("md") && path.is_file() {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A path as shown to the user: relative to `root` when inside it.
+pub fn display(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The path of the brief with this id.
+pub fn brief_path(root: &Path, id: &str) -> PathBuf {
+    root.join(TASKS_DIR).join(format!("{id}.md"))
+}

@@ -1,0 +1,376 @@
+//! JSON schemas for briefs and config, generated from the raw serde types,
+//! and a structural check of a YAML [`Node`] tree against them.
+//!
+//! Checking the tree against the same schema that editors use means the two
+//! can never drift, and it lets us report *every* unknown key and wrong type
+//! with its own span (serde stops at the first).
+
+use serde_json::{Map, Value as Json};
+
+use crate::diagnostic::{did_you_mean, Problem};
+use crate::yaml::{Node, Span, Value};
+
+/// Checks `node` against `schema` (a full schema with `$defs`), pushing one
+/// problem per violation. `what` names the document (`brief`, `config`).
+pub fn check(schema: &Json, node: &Node, code_prefix: Prefix, problems: &mut Vec<Problem>) {
+    let checker = Checker {
+        root: schema,
+        prefix: code_prefix,
+    };
+    checker.check(schema, node, &mut Vec::new(), None, problems);
+}
+
+/// Which document the codes belong to.
+#[derive(Debug, Clone, Copy)]
+pub enum Prefix {
+    Brief,
+    Config,
+}
+
+impl Prefix {
+    fn code(self, what: &'static str) -> &'static str {
+        match (self, what) {
+            (Prefix::Brief, "unknown-key") => "brief::unknown-key",
+            (Prefix::Brief, "missing-key") => "brief::missing-key",
+            (Prefix::Brief, "wrong-type") => "brief::wrong-type",
+            (Prefix::Brief, _) => "brief::invalid-value",
+            (Prefix::Config, "unknown-key") => "config::unknown-key",
+            (Prefix::Config, "missing-key") => "config::missing-key",
+            (Prefix::Config, "wrong-type") => "config::wrong-type",
+            (Prefix::Config, _) => "config::invalid-value",
+        }
+    }
+}
+
+struct Checker<'a> {
+    root: &'a Json,
+    prefix: Prefix,
+}
+
+impl<'a> Checker<'a> {
+    fn resolve(&self, schema: &'a Json) -> &'a Json {
+        let mut schema = schema;
+        // `$ref: "#/$defs/Name"` — schemars only makes local references.
+        for _ in 0..16 {
+            match schema.get("$ref").and_then(Json::as_str) {
+                Some(r) => match r
+                    .strip_prefix("#/")
+                    .and_then(|p| self.root.pointer(&format!("/{p}")))
+                {
+                    Some(target) => schema = target,
+                    None => return schema,
+                },
+                None => return schema,
+            }
+        }
+        schema
+    }
+
+    fn check(
+        &self,
+        schema: &'a Json,
+        node: &Node,
+        path: &mut Vec<String>,
+        anchor: Option<Span>,
+        out: &mut Vec<Problem>,
+    ) {
+        let schema = self.resolve(schema);
+        if let Some(branches) = schema
+            .get("anyOf")
+            .or_else(|| schema.get("oneOf"))
+            .and_then(Json::as_array)
+        {
+            return self.check_alternatives(branches, node, path, anchor, out);
+        }
+        let kinds = types_of(schema);
+        if !kinds.is_empty() && !kinds.iter().any(|k| kind_matches(k, node)) {
+            out.push(self.wrong_type(&kinds, node, path));
+            return;
+        }
+        if let Some(allowed) = schema.get("enum").and_then(Json::as_array) {
+            return self.check_enum(allowed, node, path, out);
+        }
+        if let Some(allowed) = schema.get("const") {
+            return self.check_enum(std::slice::from_ref(allowed), node, path, out);
+        }
+        match &node.value {
+            Value::Map(entries) => self.check_map(schema, node, entries, path, anchor, out),
+            Value::Seq(items) => {
+                if let Some(item_schema) = schema.get("items") {
+                    for (i, item) in items.iter().enumerate() {
+                        path.push(i.to_string());
+                        self.check(item_schema, item, path, Some(item.span), out);
+                        path.pop();
+                    }
+                }
+            }
+            Value::Int(i) => {
+                if let Some(min) = schema.get("minimum").and_then(Json::as_i64) {
+                    if *i < min {
+                        out.push(
+                            Problem::error(
+                                self.prefix.code("invalid-value"),
+                                node.span,
+                                format!("`{}` must be at least {min}", dotted(path)),
+                            )
+                            .label(format!("{i} is too small")),
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn check_alternatives(
+        &self,
+        branches: &'a [Json],
+        node: &Node,
+        path: &mut Vec<String>,
+        anchor: Option<Span>,
+        out: &mut Vec<Problem>,
+    ) {
+        let fitting: Vec<&Json> = branches
+            .iter()
+            .map(|b| self.resolve(b))
+            .filter(|b| {
+                let kinds = types_of(b);
+                kinds.is_empty() || kinds.iter().any(|k| kind_matches(k, node))
+            })
+            .collect();
+        match fitting.as_slice() {
+            [] => {
+                let kinds: Vec<&str> = branches
+                    .iter()
+                    .flat_map(|b| types_of(self.resolve(b)))
+                    .collect();
+                out.push(self.wrong_type(&kinds, node, path));
+            }
+            // Enumerations written as one `const` per variant.
+            many if many.iter().all(|b| b.get("const").is_some()) => {
+                let allowed: Vec<Json> = many
+                    .iter()
+                    .filter_map(|b| b.get("const").cloned())
+                    .collect();
+                self.check_enum(&allowed, node, path, out);
+            }
+            [first, ..] => self.check(first, node, path, anchor, out),
+        }
+    }
+
+    fn check_map(
+        &self,
+        schema: &'a Json,
+        node: &Node,
+        entries: &[(Node, Node)],
+        path: &mut Vec<String>,
+        anchor: Option<Span>,
+        out: &mut Vec<Problem>,
+    ) {
+        let empty = Map::new();
+        let properties = schema
+            .get("properties")
+            .and_then(Json::as_object)
+            .unwrap_or(&empty);
+        let additional = schema.get("additionalProperties");
+        for (i, (key, value)) in entries.iter().enumerate() {
+            let Value::Str(name) = &key.value else {
+                out.push(
+                    Problem::error(
+                        self.prefix.code("wrong-type"),
+                        key.span,
+                        format!("keys must be text, found {}", key.value.kind()),
+                    )
+                    .label("not a text key"),
+                );
+                continue;
+            };
+            if entries[..i].iter().any(|(k, _)| k.value == key.value) {
+                out.push(
+                    Problem::error(
+                        self.prefix.code("invalid-value"),
+                        key.span,
+                        format!("duplicate key `{name}`"),
+                    )
+                    .label("written a second time here")
+                    .help("remove one of the two; YAML would silently keep only one"),
+                );
+                continue;
+            }
+            let value_schema = match properties.get(name) {
+                Some(s) => s,
+                None => match additional {
+                    Some(Json::Bool(false)) => {
+                        out.push(self.unknown_key(name, key, properties, path));
+                        continue;
+                    }
+                    Some(s @ Json::Object(_)) => s,
+                    _ => continue,
+                },
+            };
+            path.push(name.clone());
+            self.check(value_schema, value, path, Some(key.span), out);
+            path.pop();
+        }
+        if let Some(required) = schema.get("required").and_then(Json::as_array) {
+            for name in required.iter().filter_map(Json::as_str) {
+                if !entries
+                    .iter()
+                    .any(|(k, _)| matches!(&k.value, Value::Str(s) if s == name))
+                {
+                    let full = dotted_with(path, name);
+                    out.push(
+                        Problem::error(
+                            self.prefix.code("missing-key"),
+                            anchor.unwrap_or(node.span),
+                            format!("missing required key `{full}`"),
+                        )
+                        .label(if path.is_empty() {
+                            "in this frontmatter".to_string()
+                        } else {
+                            format!("in `{}`", dotted(path))
+                        })
+                        .help(missing_help(&full)),
+                    );
+                }
+            }
+        }
+    }
+
+    fn check_enum(&self, allowed: &[Json], node: &Node, path: &[String], out: &mut Vec<Problem>) {
+        let given = match &node.value {
+            Value::Str(s) => Json::String(s.clone()),
+            Value::Int(i) => Json::from(*i),
+            Value::Bool(b) => Json::Bool(*b),
+            _ => Json::Null,
+        };
+        if allowed.contains(&given) {
+            return;
+        }
+        let names: Vec<&str> = allowed.iter().filter_map(Json::as_str).collect();
+        let mut problem = Problem::error(
+            self.prefix.code("invalid-value"),
+            node.span,
+            format!("`{}` must be one of: {}", dotted(path), names.join(", ")),
+        )
+        .label("not an allowed value");
+        if let Some(s) = given.as_str() {
+            if let Some(best) = did_you_mean(s, names.iter().copied()) {
+                problem = problem.help(format!("did you mean `{best}`?"));
+            }
+        }
+        out.push(problem);
+    }
+
+    fn unknown_key(
+        &self,
+        name: &str,
+        key: &Node,
+        properties: &Map<String, Json>,
+        path: &[String],
+    ) -> Problem {
+        let known: Vec<&str> = properties.keys().map(String::as_str).collect();
+        let place = if path.is_empty() {
+            "the frontmatter".to_string()
+        } else {
+            format!("`{}`", dotted(path))
+        };
+        let listing = format!("the keys of {place} are: {}", known.join(", "));
+        let help = match did_you_mean(name, known.iter().copied()) {
+            Some(best) => format!("did you mean `{best}`? ({listing})"),
+            None => listing,
+        };
+        Problem::error(
+            self.prefix.code("unknown-key"),
+            key.span,
+            format!("unknown key `{name}` in {place}"),
+        )
+        .label("unknown key")
+        .help(format!(
+            "{help}. Unknown keys are errors so that a typo never switches a policy off"
+        ))
+    }
+
+    fn wrong_type(&self, kinds: &[&str], node: &Node, path: &[String]) -> Problem {
+        let expected = kinds
+            .iter()
+            .filter(|k| **k != "null")
+            .map(|k| article(k))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let found = article(node.value.kind());
+        let mut problem = Problem::error(
+            self.prefix.code("wrong-type"),
+            node.span,
+            format!("`{}` must be {expected}, found {found}", dotted(path)),
+        )
+        .label(format!("this is {found}"));
+        if kinds.contains(&"array") && !matches!(node.value, Value::Seq(_)) {
+            problem = problem.help("write a list, e.g. `[\"src/**\"]` or one `- item` per line");
+        } else if kinds.contains(&"string")
+            && matches!(node.value, Value::Int(_) | Value::Float(_) | Value::Bool(_))
+        {
+            problem = problem.help("quote it to make it text");
+        }
+        problem
+    }
+}
+
+fn types_of(schema: &Json) -> Vec<&str> {
+    match schema.get("type") {
+        Some(Json::String(s)) => vec![s.as_str()],
+        Some(Json::Array(list)) => list.iter().filter_map(Json::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn kind_matches(kind: &str, node: &Node) -> bool {
+    let actual = node.value.kind();
+    actual == kind || (kind == "number" && actual == "integer")
+}
+
+fn article(kind: &str) -> String {
+    match kind {
+        "array" => "a list".into(),
+        "object" => "a mapping".into(),
+        "string" => "text".into(),
+        "integer" => "a whole number".into(),
+        "number" => "a number".into(),
+        "boolean" => "true or false".into(),
+        "null" => "empty".into(),
+        other => other.into(),
+    }
+}
+
+fn dotted(path: &[String]) -> String {
+    let mut out = String::new();
+    for part in path {
+        if part.chars().all(|c| c.is_ascii_digit()) {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+fn dotted_with(path: &[String], last: &str) -> String {
+    let mut p = path.to_vec();
+    p.push(last.to_string());
+    dotted(&p)
+}
+
+fn missing_help(key: &str) -> String {
+    match key {
+        "scope" => "add `scope:` with `write: [\"globs/of/paths/**\"]`: the paths this run may change".into(),
+        "checks" => "add `checks:` with at least one `- name: tests` / `run: <command>`: checks decide success".into(),
+        "title" => "add `title: <one line that says what the run does>`".into(),
+        "scope.write" => "add `write: [\"src/module/**\"]` under `scope`: the paths this run may change".into(),
+        k if k.ends_with(".run") => "add `run: <shell command>`: the check passes when it exits 0".into(),
+        k if k.ends_with(".name") => "add `name: <short name>` to identify the check in logs and PRs".into(),
+        k => format!("add `{}: ...`", k.rsplit('.').next().unwrap_or(k)),
+    }
+}

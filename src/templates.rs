@@ -1,0 +1,75 @@
+//! Files that `init` and `new` write. Each must validate as written (tested).
+
+/// `.agents/config.yaml` as `git agent init` writes it.
+pub const CONFIG: &str = r#"# git-agent config. Schema: `git agent schema config`.
+# Agents are run in their own worktree with cwd = the worktree. They get the
+# prompt in $GIT_AGENT_PROMPT_FILE and never see GITHUB_TOKEN / GH_TOKEN.
+default_agent: claude
+agents:
+  claude:
+    adapter: command
+    command: claude -p "$(cat "$GIT_AGENT_PROMPT_FILE")" --permission-mode acceptEdits --output-format stream-json --verbose
+    pass_env: [ANTHROPIC_API_KEY]
+  codex:
+    adapter: command
+    command: codex exec --json -s workspace-write "$(cat "$GIT_AGENT_PROMPT_FILE")"
+    pass_env: [OPENAI_API_KEY]
+# How many runs may work at once (default: number of CPUs).
+# max_parallel: 4
+# Where worktrees live; never inside the repository (default ~/.cache/git-agent/worktrees).
+# worktree_dir: ~/.cache/git-agent/worktrees
+"#;
+
+/// A brief from `git agent new`; `{id}`, `{title}`, `{write}` and `{check}` are filled in.
+pub const BRIEF: &str = r#"---
+title: {title}
+# agent: claude            # a name from .agents/config.yaml (default: default_agent)
+# base: main               # the ref the run starts from (default: HEAD)
+scope:
+  write: [{write}]         # required: the only paths this run may change
+  deny: []                 # never, even where `write` matches
+  # read: ["src/**"]       # materialize only these paths (sparse checkout)
+checks:                    # required: success means every check exits 0
+  - name: check
+    run: {check}
+    timeout: 10m
+escalate:
+  attempts: 2              # agent attempts while checks fail
+  timeout: 30m             # wall clock for the whole run
+  # max_changed_lines: 400
+  # paths: ["Cargo.lock"]  # in scope, but a human must look
+  on_scope_violation: escalate   # or `revert`
+output:
+  deliver: branch          # branch | push | pr | draft-pr
+  # branch: agent/{id}
+---
+# Goal
+
+What should be true when this run is done.
+
+# Why
+
+The reason, so the agent can make sensible choices.
+
+# Out of scope
+
+What the agent must not do, even if it looks related.
+
+# Notes
+
+Anything else the agent should know: where to look, conventions, traps.
+"#;
+
+pub fn brief(id: &str, title: &str, write: &[String], check: &str) -> String {
+    let quote = |s: &str| serde_json::to_string(s).expect("a string encodes as JSON");
+    let write = write
+        .iter()
+        .map(|w| quote(w))
+        .collect::<Vec<_>>()
+        .join(", ");
+    BRIEF
+        .replace("{id}", id)
+        .replace("{title}", &quote(title))
+        .replace("{write}", &write)
+        .replace("{check}", &quote(check))
+}
