@@ -322,11 +322,22 @@ fn expand_home(dir: &str, root: &Path) -> PathBuf {
         }
     }
     let p = PathBuf::from(dir);
-    if p.is_absolute() {
-        p
-    } else {
-        root.join(p)
+    normalize(&if p.is_absolute() { p } else { root.join(p) })
+}
+
+/// Resolves `.` and `..` lexically, so `<root>/../x` is seen as outside `<root>`.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
     }
+    out
 }
 
 #[cfg(test)]

@@ -8,13 +8,22 @@
 //! this library; see `docs/ARCHITECTURE.md`.
 
 pub mod brief;
+pub mod checks;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod diagnostic;
 pub mod duration;
 pub mod env;
+pub mod log;
+pub mod orchestrator;
+pub mod process;
+pub mod prompt;
 pub mod repo_files;
+pub mod run;
 pub mod schema;
 pub mod scope;
+pub mod store;
 pub mod templates;
+pub mod workspace;
 pub mod yaml;

@@ -1,10 +1,17 @@
 //! The command line: argument parsing and dispatch. One file per subcommand.
 
+mod clean;
+mod decide;
+mod demo;
 mod error;
 mod init;
 mod list;
+mod log;
 mod new;
+mod progress;
+mod run;
 mod schema;
+mod status;
 mod validate;
 
 use std::io::IsTerminal;
@@ -32,10 +39,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    Demo(demo::Args),
     Init(init::Args),
     New(new::Args),
     Validate(validate::Args),
     List(list::Args),
+    Run(run::Args),
+    Status(status::Args),
+    Log(log::Args),
+    Clean(clean::Args),
+    Decide(decide::Args),
     Schema(schema::Args),
 }
 
@@ -90,6 +103,12 @@ pub fn main() -> ExitCode {
 
 fn dispatch(command: Command, ctx: &Ctx) -> CliResult {
     match command {
+        Command::Demo(args) => demo::exec(args, ctx),
+        Command::Run(args) => run::exec(args, ctx),
+        Command::Status(args) => status::exec(args, ctx),
+        Command::Log(args) => log::exec(args, ctx),
+        Command::Clean(args) => clean::exec(args, ctx),
+        Command::Decide(args) => decide::exec(args, ctx),
         Command::Init(args) => init::exec(args, ctx),
         Command::New(args) => new::exec(args, ctx),
         Command::Validate(args) => validate::exec(args, ctx),

@@ -1,0 +1,80 @@
+//! Success criteria: each check of a brief runs in the worktree, in its own
+//! process group, with its own timeout and bounded output.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::brief::Check;
+use crate::process::{self, ExitKind, ProcessError, ProcessSpec, StopSignal};
+
+/// Bytes of check output kept on disk per stream.
+pub const OUTPUT_LIMIT: u64 = 1024 * 1024;
+/// Bytes of a failing check's output shown in feedback and the log.
+pub const TAIL_BYTES: usize = 4 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct CheckResult {
+    pub name: String,
+    pub command: String,
+    pub passed: bool,
+    pub exit: ExitKind,
+    pub timed_out: bool,
+    pub stopped: bool,
+    pub duration: Duration,
+    pub output_path: PathBuf,
+    /// The end of the output (stdout and stderr interleaved as written).
+    pub tail: String,
+}
+
+/// Runs one check. `deadline` caps its timeout (the run's wall clock).
+pub async fn run_check(
+    check: &Check,
+    worktree: &Path,
+    env: &[(String, String)],
+    output_path: PathBuf,
+    deadline: Duration,
+    grace: Duration,
+    stop: watch::Receiver<StopSignal>,
+    marker: (String, String),
+) -> Result<CheckResult, ProcessError> {
+    // One file for both streams keeps the order a human expects to read.
+    let spec = ProcessSpec {
+        program: "sh".into(),
+        args: vec!["-c".into(), format!("exec 2>&1\n{}", check.run)],
+        cwd: worktree.to_path_buf(),
+        env: env.to_vec(),
+        stdout_path: output_path.clone(),
+        stderr_path: output_path.with_extension("stderr"),
+        output_limit: OUTPUT_LIMIT,
+        timeout: Some(check.timeout.min(deadline)),
+        grace,
+        marker: Some(marker),
+    };
+    let outcome = process::run(&spec, stop).await?;
+    let mut tail = process::tail(&output_path, TAIL_BYTES).unwrap_or_default();
+    if tail.trim().is_empty() {
+        tail = format!("[git-agent: the check printed nothing; {}]", outcome.exit);
+    }
+    let timed_out = outcome.timed_out;
+    let stopped = outcome.stopped.is_some();
+    Ok(CheckResult {
+        name: check.name.clone(),
+        command: check.run.clone(),
+        passed: outcome.exit.success() && !timed_out && !stopped,
+        exit: outcome.exit,
+        timed_out,
+        stopped,
+        duration: outcome.duration,
+        output_path,
+        tail: if timed_out {
+            format!(
+                "{tail}\n[git-agent: the check timed out after {}]",
+                humantime::format_duration(spec.timeout.unwrap_or_default())
+            )
+        } else {
+            tail
+        },
+    })
+}

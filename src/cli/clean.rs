@@ -1,0 +1,94 @@
+//! `git agent clean`: remove kept worktrees and stale worktree entries.
+
+use std::time::Duration;
+
+use super::{exit, CliError, CliResult, Ctx};
+use crate::store::{RunRecord, State};
+use crate::workspace::Repo;
+
+/// Remove the worktrees of finished or interrupted runs (branches are kept)
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A run id (or prefix) or task id; default: every finished run
+    pub run: Option<String>,
+    /// Also remove the run records, not only the worktrees
+    #[arg(long)]
+    pub records: bool,
+    /// Only runs that finished longer ago than this, e.g. `7d`
+    #[arg(long, value_name = "AGE")]
+    pub older_than: Option<String>,
+}
+
+pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
+    let root = ctx.root()?;
+    let store = super::status::store(ctx)?;
+    let older = match &args.older_than {
+        Some(t) => Some(humantime::parse_duration(t).map_err(|e| {
+            CliError::usage(format!("invalid --older-than `{t}`: {e}")).hint("e.g. --older-than 7d")
+        })?),
+        None => None,
+    };
+    let records: Vec<RunRecord> = match &args.run {
+        Some(q) => vec![store.resolve(q).map_err(CliError::usage)?],
+        None => store
+            .list()
+            .map_err(|e| CliError::from_error(exit::USAGE, "could not read the runs", &e))?,
+    };
+    let repo = Repo::discover(&root)
+        .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
+    let mut removed = 0;
+    let mut freed = 0u64;
+    for mut r in records {
+        let state = r.effective_state();
+        if !state.is_terminal() {
+            continue; // a live run owns its worktree
+        }
+        if let Some(age) = older {
+            if !finished_before(&r, age) {
+                continue;
+            }
+        }
+        if let Some(wt) = r.worktree.clone() {
+            freed += super::status::dir_size(&wt);
+            repo.remove_worktree_path(&wt).map_err(|e| {
+                CliError::from_error(
+                    exit::RUN_FAILED,
+                    format!("could not remove {}", wt.display()),
+                    &e,
+                )
+            })?;
+            removed += 1;
+            r.worktree = None;
+        }
+        let dir = store.open(&r.run_id);
+        if state == State::Interrupted && r.state != State::Interrupted {
+            r.state = State::Interrupted;
+            r.reason
+                .get_or_insert_with(|| "the orchestrator died while the run was working".into());
+        }
+        if args.records {
+            let _ = std::fs::remove_dir_all(&dir.path);
+        } else {
+            dir.write_record(&r).map_err(|e| {
+                CliError::from_error(exit::RUN_FAILED, "could not update the run record", &e)
+            })?;
+        }
+    }
+    repo.prune_worktrees().map_err(|e| {
+        CliError::from_error(exit::RUN_FAILED, "could not prune worktree entries", &e)
+    })?;
+    println!(
+        "removed {removed} worktree{}, {} freed",
+        if removed == 1 { "" } else { "s" },
+        super::status::human_bytes(freed)
+    );
+    Ok(exit::OK)
+}
+
+fn finished_before(r: &RunRecord, age: Duration) -> bool {
+    let stamp = r.finished_at.as_deref().unwrap_or(&r.started_at);
+    match time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339) {
+        Ok(t) => (time::OffsetDateTime::now_utc() - t).whole_seconds() as u64 >= age.as_secs(),
+        Err(_) => true,
+    }
+}

@@ -1,0 +1,85 @@
+//! `git agent demo`: the whole product on a scripted agent, no API key.
+
+use std::path::PathBuf;
+
+use super::{exit, CliError, CliResult, Ctx};
+use crate::demo;
+use crate::log::render_markdown;
+
+/// Run a built-in demo: a temporary repo, three briefs and a scripted agent (no API key)
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where to create the demo (default: a new temporary directory, kept for you to explore)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
+    let base = match args.dir {
+        Some(d) => {
+            if d.exists()
+                && std::fs::read_dir(&d)
+                    .map(|mut e| e.next().is_some())
+                    .unwrap_or(true)
+            {
+                return Err(CliError::usage(format!("{} is not empty", d.display()))
+                    .hint("give a new or empty directory"));
+            }
+            d
+        }
+        None => tempfile::Builder::new()
+            .prefix("git-agent-demo-")
+            .tempdir()
+            .map_err(|e| {
+                CliError::from_error(
+                    exit::RUN_FAILED,
+                    "could not create a temporary directory",
+                    &e,
+                )
+            })?
+            .keep(),
+    };
+    let repo = demo::create(&base).map_err(|e| {
+        CliError::from_error(exit::RUN_FAILED, "could not create the demo repository", &e)
+    })?;
+    eprintln!("demo repository: {}", repo.display());
+    eprintln!("running 3 briefs with a scripted agent: one succeeds, one needs a second attempt, one strays out of scope\n");
+    let demo_ctx = Ctx {
+        cwd: repo.clone(),
+        stderr_tty: ctx.stderr_tty,
+    };
+    let config = super::run::load_config(&repo, &demo_ctx)?;
+    let ids: Vec<String> = demo::EXPECTED.iter().map(|(t, _)| t.to_string()).collect();
+    let reqs = super::run::load_requests(&repo, &config, &ids, None, &demo_ctx)?;
+    let records = super::run::execute(&repo, &config, reqs, 3, false, &demo_ctx)?;
+    println!();
+    super::run::report(&records, false)?;
+
+    let store = super::status::store(&demo_ctx)?;
+    if let Some(Ok(record)) = records
+        .iter()
+        .find(|r| matches!(r, Ok(r) if r.task == "add-farewell"))
+    {
+        let events = store.open(&record.run_id).read_events().unwrap_or_default();
+        println!("\nThe decision log of add-farewell (what a reviewer reads; also the PR body):\n");
+        println!("{}", render_markdown(record, &events));
+    }
+    println!("Explore it:");
+    println!("  cd {}", repo.display());
+    println!("  git log --oneline agent/fix-greeting");
+    println!("  git notes --ref agent show agent/add-farewell");
+    println!("  git agent status && git agent log tidy-readme");
+
+    let as_expected = demo::EXPECTED.iter().all(|(task, outcome)| {
+        records
+            .iter()
+            .any(|r| matches!(r, Ok(r) if r.task == *task && r.state.outcome() == *outcome))
+    });
+    if as_expected {
+        Ok(exit::OK)
+    } else {
+        Err(CliError::failed(
+            "the demo did not end as expected (see above)",
+        ))
+    }
+}

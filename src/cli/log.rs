@@ -1,0 +1,39 @@
+//! `git agent log`: a run's decision log as Markdown (the PR body) or JSON.
+
+use super::{exit, print_json, CliError, CliResult, Ctx};
+use crate::log::render_markdown;
+
+/// Show a run's decision log: Markdown (the PR body) or JSON events
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A run id (or unique prefix) or a task id (its latest run)
+    pub run: String,
+    /// Output format
+    #[arg(long, value_enum, default_value = "md")]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Md,
+    Json,
+}
+
+pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
+    let store = super::status::store(ctx)?;
+    let record = store
+        .resolve(&args.run)
+        .map_err(|m| CliError::usage(m).hint("list runs with `git agent status`"))?;
+    let events = store
+        .open(&record.run_id)
+        .read_events()
+        .map_err(|e| CliError::from_error(exit::USAGE, "could not read the run's events", &e))?;
+    match args.format {
+        Format::Md => print!("{}", render_markdown(&record, &events)),
+        Format::Json => print_json(&serde_json::json!({
+            "run": super::run::to_json(&record),
+            "events": events,
+        }))?,
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,64 @@
+//! Progress on stderr while runs work: one line per run that updates in
+//! place on a terminal, plain state-change lines otherwise (CI logs).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::run::Progress;
+use crate::store::{RunRecord, State};
+
+pub fn reporter(tty: bool) -> Progress {
+    if tty {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let bars: Mutex<HashMap<String, ProgressBar>> = Mutex::new(HashMap::new());
+        let style = ProgressStyle::with_template("{spinner} {prefix:<24} {msg} [{elapsed}]")
+            .expect("a valid template")
+            .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏✓");
+        Arc::new(move |r: &RunRecord| {
+            let mut bars = bars.lock().unwrap_or_else(|p| p.into_inner());
+            let bar = bars.entry(r.run_id.clone()).or_insert_with(|| {
+                let bar = multi.add(ProgressBar::new_spinner());
+                bar.set_style(style.clone());
+                bar.set_prefix(r.task.clone());
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bar
+            });
+            bar.set_message(describe(r));
+            if r.state.is_terminal() {
+                bar.finish();
+            }
+        })
+    } else {
+        let last: Mutex<HashMap<String, (State, u32)>> = Mutex::new(HashMap::new());
+        Arc::new(move |r: &RunRecord| {
+            let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+            let now = (r.state, r.attempts);
+            if last.get(&r.run_id) != Some(&now) {
+                last.insert(r.run_id.clone(), now);
+                eprintln!("[{}] {}", r.task, describe(r));
+            }
+        })
+    }
+}
+
+fn describe(r: &RunRecord) -> String {
+    let attempt = if r.attempts > 0 {
+        format!(" (attempt {}/{})", r.attempts, r.max_attempts)
+    } else {
+        String::new()
+    };
+    match r.state {
+        State::Succeeded | State::Failed | State::Escalated | State::Interrupted => {
+            let mut s = format!("{}{attempt}", r.state.outcome());
+            if let Some(reason) = &r.reason {
+                s.push_str(": ");
+                s.push_str(reason);
+            }
+            s
+        }
+        state => format!("{}{attempt}", state.as_str()),
+    }
+}

@@ -1,0 +1,331 @@
+//! `git agent run`: execute briefs in isolated worktrees.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::{exit, print_json, progress, CliError, CliResult, Ctx};
+use crate::brief::{self, Context};
+use crate::config::{self, Config};
+use crate::diagnostic::did_you_mean;
+use crate::orchestrator::{self, Finished};
+use crate::process::{self, StopSignal};
+use crate::repo_files;
+use crate::run::{error_chain, Engine, RunRequest};
+use crate::store::{RunRecord, State};
+
+/// Run briefs: each in its own worktree, scope enforced, checks decide success
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Task ids to run (the brief file names in .agents/tasks)
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub tasks: Vec<String>,
+    /// Run every brief in .agents/tasks
+    #[arg(long)]
+    pub all: bool,
+    /// Use this agent instead of the brief's or the config's default
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<String>,
+    /// How many runs at once (default: config max_parallel, else the number of CPUs)
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Start runs whose write scopes overlap at the same time
+    #[arg(long)]
+    pub allow_overlap: bool,
+    /// Print one JSON object per run on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The stable JSON shape of a run (also used by `status --json`).
+#[derive(Serialize)]
+pub struct RunJson<'a> {
+    pub run_id: &'a str,
+    pub task: &'a str,
+    pub outcome: &'static str,
+    pub state: &'static str,
+    pub branch: Option<&'a str>,
+    pub commit: Option<&'a str>,
+    pub attempts: u32,
+    pub worktree: Option<String>,
+    pub reason: Option<&'a str>,
+    pub checks: &'a [crate::store::CheckSummary],
+    pub duration_ms: Option<u64>,
+    pub started_at: &'a str,
+}
+
+pub fn to_json(r: &RunRecord) -> RunJson<'_> {
+    let state = r.effective_state();
+    RunJson {
+        run_id: &r.run_id,
+        task: &r.task,
+        outcome: state.outcome(),
+        state: state.as_str(),
+        branch: r.branch.as_deref(),
+        commit: r.commit.as_deref(),
+        attempts: r.attempts,
+        worktree: r.worktree.as_ref().map(|p| p.display().to_string()),
+        reason: r.reason.as_deref(),
+        checks: &r.checks,
+        duration_ms: r.duration_ms,
+        started_at: &r.started_at,
+    }
+}
+
+pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
+    let root = ctx.root()?;
+    let config = load_config(&root, ctx)?;
+    let ids: Vec<String> = if args.all {
+        repo_files::list_briefs(&root)
+            .map_err(|e| CliError::from_error(exit::USAGE, "could not list .agents/tasks", &e))?
+            .iter()
+            .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .collect()
+    } else {
+        args.tasks.clone()
+    };
+    if ids.is_empty() {
+        return Err(CliError::usage("there are no briefs to run")
+            .hint("create one with `git agent new <id>`"));
+    }
+    let reqs = load_requests(&root, &config, &ids, args.agent.as_deref(), ctx)?;
+    let jobs = args
+        .jobs
+        .or(config.max_parallel.map(|n| n as usize))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        });
+    let records = execute(&root, &config, reqs, jobs, args.allow_overlap, ctx)?;
+    report(&records, args.json)
+}
+
+pub(crate) fn load_config(root: &std::path::Path, ctx: &Ctx) -> CliResult<Config> {
+    let (config, report) = config::load(root).map_err(|e| {
+        CliError::from_error(
+            exit::USAGE,
+            format!("could not read {}", config::CONFIG_PATH),
+            &e,
+        )
+    })?;
+    if let Some(report) = report {
+        if report.has_errors() {
+            eprint!(
+                "{}",
+                report.render(ctx.stderr_tty, super::validate::terminal_width())
+            );
+            return Err(CliError::reported(exit::USAGE));
+        }
+    }
+    Ok(config)
+}
+
+pub(crate) fn load_requests(
+    root: &std::path::Path,
+    config: &Config,
+    ids: &[String],
+    agent: Option<&str>,
+    ctx: &Ctx,
+) -> CliResult<Vec<RunRequest>> {
+    let brief_ctx = Context {
+        known_agents: config.present.then(|| config.agent_names()),
+    };
+    let mut reqs = Vec::new();
+    let mut bad = false;
+    for id in ids {
+        let path = repo_files::brief_path(root, id);
+        if brief::TaskId::parse(id).is_err() || !path.is_file() {
+            let known: Vec<String> = repo_files::list_briefs(root)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .collect();
+            let mut err = CliError::usage(format!("no brief `{id}` in {}", brief::TASKS_DIR));
+            if let Some(best) = did_you_mean(id, known.iter().map(String::as_str)) {
+                err = err.hint(format!("did you mean `{best}`?"));
+            } else if !known.is_empty() {
+                err = err.hint(format!("briefs: {}", known.join(", ")));
+            }
+            return Err(err);
+        }
+        let display = repo_files::display(root, &path);
+        let (parsed, report) = brief::load(&path, display.clone(), &brief_ctx).map_err(|e| {
+            CliError::from_error(exit::USAGE, format!("could not read {display}"), &e)
+        })?;
+        if report.has_errors() {
+            eprint!(
+                "{}",
+                report.render(ctx.stderr_tty, super::validate::terminal_width())
+            );
+            bad = true;
+            continue;
+        }
+        let brief = parsed.expect("a brief without errors is returned");
+        let agent = config
+            .pick_agent(agent.or(brief.agent.as_deref()))
+            .map_err(|m| {
+                CliError::usage(m)
+                    .hint("define agents in .agents/config.yaml (`git agent init` writes one)")
+            })?
+            .clone();
+        reqs.push(RunRequest {
+            brief,
+            agent,
+            brief_display: display,
+        });
+    }
+    if bad {
+        return Err(CliError::reported(exit::USAGE));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = reqs.iter().find(|r| !seen.insert(r.brief.id.clone())) {
+        return Err(CliError::usage(format!(
+            "`{}` is named twice",
+            dup.brief.id
+        )));
+    }
+    Ok(reqs)
+}
+
+/// Runs the requests on a fresh runtime; returns the records in order.
+pub(crate) fn execute(
+    root: &std::path::Path,
+    config: &Config,
+    reqs: Vec<RunRequest>,
+    jobs: usize,
+    allow_overlap: bool,
+    ctx: &Ctx,
+) -> CliResult<Vec<Result<RunRecord, String>>> {
+    let repo = git2::Repository::discover(root)
+        .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
+    let engine = Arc::new(Engine::new(
+        root,
+        repo.commondir(),
+        config.worktree_dir.clone(),
+        config.kill_grace.unwrap_or(Duration::from_secs(5)),
+    ));
+    drop(repo);
+    let plan = orchestrator::plan(&reqs, allow_overlap);
+    for entry in plan.iter().filter(|e| !e.waits_for.is_empty()) {
+        eprintln!(
+            "{} waits for {}: their write scopes may overlap (use --allow-overlap to run them together)",
+            entry.task,
+            entry.waits_for.join(", ")
+        );
+    }
+    process::become_subreaper();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            CliError::from_error(exit::RUN_FAILED, "could not start the async runtime", &e)
+        })?;
+    let progress = progress::reporter(ctx.stderr_tty);
+    let finished = runtime.block_on(async move {
+        let (tx, rx) = watch::channel(StopSignal::Run);
+        orchestrator::install_signal_handler(tx);
+        orchestrator::run_all(engine, reqs, jobs, allow_overlap, rx, progress).await
+    });
+    Ok(finished
+        .into_iter()
+        .map(|f| match f {
+            Finished::Ran(Ok(record)) => Ok(record),
+            Finished::Ran(Err(e)) => Err(error_chain(&e)),
+            Finished::NotStarted { task } => Err(format!("{task}: not started (interrupted)")),
+        })
+        .collect())
+}
+
+/// Prints the summary (or JSON) and picks the exit code.
+pub(crate) fn report(records: &[Result<RunRecord, String>], json: bool) -> CliResult {
+    let ok: Vec<&RunRecord> = records.iter().filter_map(|r| r.as_ref().ok()).collect();
+    if json {
+        print_json(&ok.iter().map(|r| to_json(r)).collect::<Vec<_>>())?;
+    } else {
+        print_summary(&ok);
+    }
+    for err in records.iter().filter_map(|r| r.as_ref().err()) {
+        eprintln!("error: {err}");
+    }
+    let any = |s: State| ok.iter().any(|r| r.state == s);
+    let code = if any(State::Interrupted)
+        || records
+            .iter()
+            .any(|r| matches!(r, Err(e) if e.contains("not started")))
+    {
+        exit::INTERRUPTED
+    } else if any(State::Failed) || records.iter().any(Result::is_err) {
+        exit::RUN_FAILED
+    } else if any(State::Escalated) {
+        exit::ESCALATED
+    } else {
+        exit::OK
+    };
+    Ok(code)
+}
+
+pub(crate) fn print_summary(records: &[&RunRecord]) {
+    if records.is_empty() {
+        return;
+    }
+    let rows: Vec<[String; 6]> = records
+        .iter()
+        .map(|r| {
+            let passed = r.checks.iter().filter(|c| c.passed).count();
+            [
+                r.task.clone(),
+                r.effective_state().outcome().to_string(),
+                format!("{}/{}", r.attempts, r.max_attempts),
+                if r.checks.is_empty() {
+                    "-".into()
+                } else {
+                    format!("{passed}/{} passed", r.checks.len())
+                },
+                r.branch.clone().unwrap_or_else(|| "-".into()),
+                r.duration_ms
+                    .map(|ms| crate::duration::short(Duration::from_millis(ms)))
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let header = [
+        "TASK", "OUTCOME", "ATTEMPTS", "CHECKS", "BRANCH", "DURATION",
+    ];
+    let widths: Vec<usize> = (0..6)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    println!("{}", line(header.to_vec()));
+    for r in &rows {
+        println!("{}", line(r.iter().map(String::as_str).collect()));
+    }
+    for r in records
+        .iter()
+        .filter(|r| r.reason.is_some() && r.state != State::Succeeded)
+    {
+        let wt = r
+            .worktree
+            .as_ref()
+            .map(|w| format!(" (worktree kept: {})", w.display()))
+            .unwrap_or_default();
+        println!("{}: {}{wt}", r.task, r.reason.as_deref().unwrap_or(""));
+    }
+}

@@ -1,0 +1,577 @@
+//! The run log: versioned events (`events.jsonl`), agent decisions, and the
+//! Markdown decision log a reviewer reads (and a PR body shows).
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::scope::Verdict;
+use crate::store::{RunRecord, State};
+
+/// Version of the event schema; bump on incompatible changes.
+pub const EVENTS_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    pub v: u32,
+    pub ts: String,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+impl Event {
+    pub fn now(kind: EventKind) -> Event {
+        Event {
+            v: EVENTS_VERSION,
+            ts: now_rfc3339(),
+            kind,
+        }
+    }
+}
+
+/// A decision the agent recorded: one JSON line in `$GIT_AGENT_DECISIONS`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    #[serde(default = "default_kind")]
+    pub kind: DecisionKind,
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+fn default_kind() -> DecisionKind {
+    DecisionKind::Decision
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    Decision,
+    Assumption,
+    Unexpected,
+    /// The agent asks for a human: the run escalates after this attempt.
+    Escalate,
+}
+
+/// One changed path with the scope's verdict on it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScopedChange {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_path: Option<String>,
+    pub kind: String,
+    pub lines_added: usize,
+    pub lines_removed: usize,
+    #[serde(flatten)]
+    pub verdict: VerdictRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symlink_target: Option<String>,
+}
+
+/// [`Verdict`] as stored (owned, deserializable).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum VerdictRecord {
+    Allowed { glob: String },
+    Denied { glob: String },
+    OutOfScope,
+}
+
+impl From<Verdict> for VerdictRecord {
+    fn from(v: Verdict) -> Self {
+        match v {
+            Verdict::Allowed { glob } => VerdictRecord::Allowed { glob },
+            Verdict::Denied { glob } => VerdictRecord::Denied { glob },
+            Verdict::OutOfScope => VerdictRecord::OutOfScope,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    RunStarted {
+        task: String,
+        title: String,
+        brief: String,
+        brief_blob: String,
+        agent: String,
+        base_ref: String,
+        base_commit: String,
+        goal: String,
+    },
+    WorktreeReady {
+        path: String,
+        sparse: bool,
+        ms: u64,
+    },
+    AttemptStarted {
+        attempt: u32,
+    },
+    AgentFinished {
+        attempt: u32,
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        timed_out: bool,
+        duration_ms: u64,
+        stdout_bytes: u64,
+        stderr_bytes: u64,
+        leaked: usize,
+    },
+    Decision {
+        attempt: u32,
+        #[serde(flatten)]
+        decision: Decision,
+    },
+    DecisionRejected {
+        attempt: u32,
+        line: String,
+        error: String,
+    },
+    ScopeReport {
+        attempt: u32,
+        changes: Vec<ScopedChange>,
+    },
+    /// Something the agent must never do, found after an attempt.
+    Violation {
+        attempt: u32,
+        what: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+    },
+    Reverted {
+        attempt: u32,
+        paths: Vec<String>,
+    },
+    CheckFinished {
+        attempt: u32,
+        name: String,
+        command: String,
+        passed: bool,
+        exit_code: Option<i32>,
+        timed_out: bool,
+        duration_ms: u64,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        output_tail: String,
+    },
+    AttemptFailed {
+        attempt: u32,
+        reason: String,
+    },
+    Committed {
+        branch: String,
+        commit: String,
+    },
+    Escalated {
+        reason: String,
+    },
+    RunFinished {
+        outcome: State,
+        duration_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// `20261125-144412`, for run ids.
+pub fn now_compact() -> String {
+    let f = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
+    time::OffsetDateTime::now_utc()
+        .format(&f)
+        .unwrap_or_default()
+}
+
+/// The `# Goal` section of a brief body (or its first paragraph).
+pub fn goal_of(body: &str) -> String {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in body.lines() {
+        let t = line.trim_start();
+        if t.starts_with('#') {
+            if inside {
+                break;
+            }
+            inside = t
+                .trim_start_matches('#')
+                .trim()
+                .to_ascii_lowercase()
+                .starts_with("goal");
+            continue;
+        }
+        if inside {
+            out.push(line);
+        }
+    }
+    let text = out.join("\n").trim().to_string();
+    if text.is_empty() {
+        body.trim()
+            .split("\n\n")
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    } else {
+        text
+    }
+}
+
+fn icon(state: State) -> &'static str {
+    match state {
+        State::Succeeded => "✅",
+        State::Failed => "❌",
+        State::Escalated => "✋",
+        State::Interrupted => "⏹️",
+        _ => "⏳",
+    }
+}
+
+/// Renders the decision log as GitHub-flavoured Markdown.
+pub fn render_markdown(record: &RunRecord, events: &[Event]) -> String {
+    let mut md = String::new();
+    let state = record.effective_state();
+    let _ = writeln!(
+        md,
+        "## {} {} — {}\n",
+        icon(state),
+        capitalize(state.outcome()),
+        record.title
+    );
+    let mut facts = vec![format!("task `{}`", record.task)];
+    if let Some(b) = &record.branch {
+        facts.push(format!("branch `{b}`"));
+    }
+    facts.push(format!(
+        "{} of {} attempt{}",
+        record.attempts,
+        record.max_attempts,
+        if record.max_attempts == 1 { "" } else { "s" }
+    ));
+    if let Some(ms) = record.duration_ms {
+        facts.push(crate::duration::short(std::time::Duration::from_millis(ms)));
+    }
+    facts.push(format!("agent `{}`", record.agent));
+    let _ = writeln!(md, "{}\n", facts.join(" · "));
+    if let Some(reason) = &record.reason {
+        let _ = writeln!(
+            md,
+            "> **{}:** {}\n",
+            if state == State::Escalated {
+                "Needs a human"
+            } else {
+                "Why"
+            },
+            reason
+        );
+    }
+
+    if let Some(goal) = events.iter().find_map(|e| match &e.kind {
+        EventKind::RunStarted { goal, .. } => Some(goal.clone()),
+        _ => None,
+    }) {
+        if !goal.is_empty() {
+            let _ = writeln!(md, "### Goal\n\n{goal}\n");
+        }
+    }
+
+    render_decisions(&mut md, events);
+    render_scope(&mut md, events);
+    render_checks(&mut md, events);
+    render_problems(&mut md, events);
+
+    let _ = writeln!(md, "---");
+    let base = record
+        .base_commit
+        .as_deref()
+        .map(|c| &c[..c.len().min(10)])
+        .unwrap_or("?");
+    let blob = &record.brief_blob[..record.brief_blob.len().min(10)];
+    let _ = writeln!(
+        md,
+        "<sub>base `{}` @ `{base}` · brief `{}` (blob `{blob}`) · run `{}`</sub>",
+        record.base_ref, record.brief_path, record.run_id
+    );
+    md
+}
+
+fn render_decisions(md: &mut String, events: &[Event]) {
+    let decisions: Vec<(u32, &Decision)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Decision { attempt, decision } => Some((*attempt, decision)),
+            _ => None,
+        })
+        .collect();
+    if decisions.is_empty() {
+        let _ = writeln!(md, "### Decisions\n\n_The agent recorded no decisions._\n");
+        return;
+    }
+    let _ = writeln!(md, "### Decisions\n");
+    for (attempt, d) in decisions {
+        let label = match d.kind {
+            DecisionKind::Decision => "Decision",
+            DecisionKind::Assumption => "Assumption",
+            DecisionKind::Unexpected => "Surprise",
+            DecisionKind::Escalate => "Asked for a human",
+        };
+        let mut line = format!(
+            "- **{label}** (attempt {attempt}): {}",
+            one_line(&d.summary)
+        );
+        if let Some(chosen) = &d.chosen {
+            let others: Vec<&String> = d.options.iter().filter(|o| *o != chosen).collect();
+            if others.is_empty() {
+                let _ = write!(line, " — chose `{}`", one_line(chosen));
+            } else {
+                let _ = write!(
+                    line,
+                    " — chose `{}` over {}",
+                    one_line(chosen),
+                    others
+                        .iter()
+                        .map(|o| format!("`{}`", one_line(o)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+        if let Some(why) = &d.why {
+            let _ = write!(line, ", because {}", one_line(why));
+        }
+        let _ = writeln!(md, "{line}");
+    }
+    let _ = writeln!(md);
+}
+
+fn render_scope(md: &mut String, events: &[Event]) {
+    let Some(changes) = events.iter().rev().find_map(|e| match &e.kind {
+        EventKind::ScopeReport { changes, .. } => Some(changes),
+        _ => None,
+    }) else {
+        return;
+    };
+    let _ = writeln!(md, "### Scope\n");
+    if changes.is_empty() {
+        let _ = writeln!(md, "_No files changed._\n");
+        return;
+    }
+    let added: usize = changes.iter().map(|c| c.lines_added).sum();
+    let removed: usize = changes.iter().map(|c| c.lines_removed).sum();
+    let outside = changes
+        .iter()
+        .filter(|c| !matches!(c.verdict, VerdictRecord::Allowed { .. }))
+        .count();
+    let _ = writeln!(
+        md,
+        "{} file{} changed, +{added} −{removed}{}\n",
+        changes.len(),
+        if changes.len() == 1 { "" } else { "s" },
+        if outside > 0 {
+            format!(", **{outside} outside the scope**")
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(md, "| Path | Change | Lines | Verdict |\n|---|---|---|---|");
+    for c in changes {
+        let path = match &c.old_path {
+            Some(old) => format!("`{}` → `{}`", escape_cell(old), escape_cell(&c.path)),
+            None => format!("`{}`", escape_cell(&c.path)),
+        };
+        let verdict = match &c.verdict {
+            VerdictRecord::Allowed { glob } => format!("✅ `{}`", escape_cell(glob)),
+            VerdictRecord::Denied { glob } => format!("⛔ denied by `{}`", escape_cell(glob)),
+            VerdictRecord::OutOfScope => "⛔ out of scope".to_string(),
+        };
+        let kind = match &c.symlink_target {
+            Some(t) => format!("{} (symlink → `{}`)", c.kind, escape_cell(t)),
+            None => c.kind.clone(),
+        };
+        let _ = writeln!(
+            md,
+            "| {path} | {kind} | +{} −{} | {verdict} |",
+            c.lines_added, c.lines_removed
+        );
+    }
+    let _ = writeln!(md);
+}
+
+fn render_checks(md: &mut String, events: &[Event]) {
+    let checks: Vec<(u32, &str, bool, u64, bool, &str)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::CheckFinished {
+                attempt,
+                name,
+                passed,
+                duration_ms,
+                timed_out,
+                output_tail,
+                ..
+            } => Some((
+                *attempt,
+                name.as_str(),
+                *passed,
+                *duration_ms,
+                *timed_out,
+                output_tail.as_str(),
+            )),
+            _ => None,
+        })
+        .collect();
+    if checks.is_empty() {
+        return;
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for c in &checks {
+        if !names.contains(&c.1) {
+            names.push(c.1);
+        }
+    }
+    let mut attempts: Vec<u32> = checks.iter().map(|c| c.0).collect();
+    attempts.dedup();
+    let _ = writeln!(md, "### Checks\n");
+    let _ = writeln!(
+        md,
+        "| Attempt | {} |",
+        names
+            .iter()
+            .map(|n| escape_cell(n))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let _ = writeln!(md, "|---|{}", "---|".repeat(names.len()));
+    for a in &attempts {
+        let cells: Vec<String> = names
+            .iter()
+            .map(|n| match checks.iter().find(|c| c.0 == *a && c.1 == *n) {
+                Some(c) => format!(
+                    "{} {}{}",
+                    if c.2 { "✅" } else { "❌" },
+                    crate::duration::short(std::time::Duration::from_millis(c.3)),
+                    if c.4 { " (timed out)" } else { "" }
+                ),
+                None => "—".to_string(),
+            })
+            .collect();
+        let _ = writeln!(md, "| {a} | {} |", cells.join(" | "));
+    }
+    let _ = writeln!(md);
+    for c in checks.iter().filter(|c| !c.2) {
+        let _ = writeln!(
+            md,
+            "<details><summary>❌ <code>{}</code> failed on attempt {}</summary>\n\n```text\n{}\n```\n\n</details>\n",
+            html_escape(c.1),
+            c.0,
+            c.5.replace("```", "`\u{200b}``").trim_end()
+        );
+    }
+}
+
+fn render_problems(md: &mut String, events: &[Event]) {
+    let mut lines = Vec::new();
+    for e in events {
+        match &e.kind {
+            EventKind::Violation {
+                attempt,
+                what,
+                path,
+            } => lines.push(match path {
+                Some(p) => format!("- ⛔ attempt {attempt}: {what}: `{}`", escape_cell(p)),
+                None => format!("- ⛔ attempt {attempt}: {what}"),
+            }),
+            EventKind::Reverted { attempt, paths } => lines.push(format!(
+                "- ↩️ attempt {attempt}: reverted {} out-of-scope path{}: {}",
+                paths.len(),
+                if paths.len() == 1 { "" } else { "s" },
+                paths
+                    .iter()
+                    .map(|p| format!("`{}`", escape_cell(p)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            EventKind::AttemptFailed { attempt, reason } => {
+                lines.push(format!("- attempt {attempt} failed: {}", one_line(reason)))
+            }
+            EventKind::AgentFinished {
+                attempt,
+                timed_out: true,
+                ..
+            } => lines.push(format!(
+                "- ⏱️ attempt {attempt}: the agent hit the time limit and was stopped"
+            )),
+            EventKind::AgentFinished {
+                attempt, leaked, ..
+            } if *leaked > 0 => lines.push(format!(
+                "- attempt {attempt}: {leaked} process(es) left behind by the agent were killed"
+            )),
+            EventKind::DecisionRejected { attempt, error, .. } => lines.push(format!(
+                "- attempt {attempt}: a decision line was not valid JSON ({})",
+                one_line(error)
+            )),
+            EventKind::Escalated { reason } => {
+                lines.push(format!("- ✋ escalated: {}", one_line(reason)))
+            }
+            _ => {}
+        }
+    }
+    if !lines.is_empty() {
+        let _ = writeln!(md, "### What happened\n\n{}\n", lines.join("\n"));
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn escape_cell(s: &str) -> String {
+    one_line(s).replace('|', "\\|").replace('`', "'")
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goal_section_or_first_paragraph() {
+        assert_eq!(
+            goal_of("# Goal\nRetry.\nTwice.\n# Why\nBecause."),
+            "Retry.\nTwice."
+        );
+        assert_eq!(goal_of("Just do it.\n\nMore."), "Just do it.");
+    }
+
+    #[test]
+    fn decision_lines_parse_with_defaults() {
+        let d: Decision = serde_json::from_str(
+            r#"{"summary":"use backoff","options":["fixed","exp"],"chosen":"exp"}"#,
+        )
+        .expect("decision");
+        assert_eq!(d.kind, DecisionKind::Decision);
+        assert!(serde_json::from_str::<Decision>(r#"{"summary":"x","extra":1}"#).is_err());
+    }
+}

@@ -1,0 +1,164 @@
+//! Many runs at once: a bounded pool, runs whose write scopes overlap kept
+//! apart, and one signal path (first Ctrl-C stops cleanly, second kills).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::process::StopSignal;
+use crate::run::{self, Engine, Progress, RunError, RunRequest};
+use crate::scope::may_overlap;
+use crate::store::RunRecord;
+
+/// The order runs will start in, and which waits for which.
+#[derive(Debug, Clone)]
+pub struct PlanEntry {
+    pub task: String,
+    /// Earlier tasks in the batch whose write scope may overlap this one's.
+    pub waits_for: Vec<String>,
+}
+
+pub fn plan(reqs: &[RunRequest], allow_overlap: bool) -> Vec<PlanEntry> {
+    reqs.iter()
+        .enumerate()
+        .map(|(i, r)| PlanEntry {
+            task: r.brief.id.to_string(),
+            waits_for: if allow_overlap {
+                Vec::new()
+            } else {
+                reqs[..i]
+                    .iter()
+                    .filter(|o| {
+                        may_overlap(
+                            o.brief.scope.write.patterns(),
+                            r.brief.scope.write.patterns(),
+                        )
+                    })
+                    .map(|o| o.brief.id.to_string())
+                    .collect()
+            },
+        })
+        .collect()
+}
+
+/// What became of each request, in request order.
+pub enum Finished {
+    Ran(Result<RunRecord, RunError>),
+    /// Never started: the batch was interrupted first.
+    NotStarted {
+        task: String,
+    },
+}
+
+/// Runs the requests with at most `jobs` at once. Returns when all have
+/// ended; `stop` (fed by the signal handler) stops starting new runs and is
+/// passed to every running child.
+pub async fn run_all(
+    engine: Arc<Engine>,
+    reqs: Vec<RunRequest>,
+    jobs: usize,
+    allow_overlap: bool,
+    stop: watch::Receiver<StopSignal>,
+    progress: Progress,
+) -> Vec<Finished> {
+    let entries = plan(&reqs, allow_overlap);
+    let count = reqs.len();
+    let mut results: Vec<Option<Finished>> = (0..count).map(|_| None).collect();
+    let mut pending: VecDeque<(usize, RunRequest)> = reqs.into_iter().enumerate().collect();
+    let mut running: Vec<usize> = Vec::new();
+    let mut set = JoinSet::new();
+    let mut task_ids = std::collections::HashMap::new();
+    let jobs = jobs.max(1);
+
+    loop {
+        let stopping = *stop.borrow() != StopSignal::Run;
+        if !stopping {
+            // Start every pending run that waits for nothing still unfinished.
+            let mut i = 0;
+            while i < pending.len() && running.len() < jobs {
+                let idx = pending[i].0;
+                let blocked = entries[idx].waits_for.iter().any(|t| {
+                    entries
+                        .iter()
+                        .enumerate()
+                        .any(|(j, e)| &e.task == t && j < idx && results[j].is_none())
+                });
+                if blocked {
+                    i += 1;
+                    continue;
+                }
+                let (idx, req) = pending.remove(i).expect("index checked above");
+                running.push(idx);
+                let engine = engine.clone();
+                let stop = stop.clone();
+                let progress = progress.clone();
+                let handle = set
+                    .spawn(async move { (idx, run::execute(engine, req, stop, progress).await) });
+                task_ids.insert(handle.id(), idx);
+            }
+        } else {
+            for (idx, req) in pending.drain(..) {
+                results[idx] = Some(Finished::NotStarted {
+                    task: req.brief.id.to_string(),
+                });
+            }
+        }
+        if set.is_empty() {
+            break;
+        }
+        match set.join_next().await {
+            Some(Ok((idx, result))) => {
+                running.retain(|r| *r != idx);
+                results[idx] = Some(Finished::Ran(result));
+            }
+            Some(Err(join_error)) => {
+                // A panicking run must not take the batch down; report it.
+                tracing::error!(%join_error, "a run task panicked");
+                if let Some(idx) = task_ids.get(&join_error.id()).copied() {
+                    running.retain(|r| *r != idx);
+                    results[idx] = Some(Finished::Ran(Err(RunError::Join(join_error.to_string()))));
+                }
+            }
+            None => break,
+        }
+    }
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.unwrap_or(Finished::NotStarted {
+                task: entries[i].task.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Installs the signal handler: first SIGINT/SIGTERM → `Graceful`, second → `Kill`.
+pub fn install_signal_handler(tx: watch::Sender<StopSignal>) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            tracing::warn!("could not install signal handlers");
+            return;
+        };
+        let mut count = 0;
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            count += 1;
+            if count == 1 {
+                eprintln!("stopping: runs get SIGTERM and a grace period; press Ctrl-C again to kill them now");
+                let _ = tx.send(StopSignal::Graceful);
+            } else {
+                let _ = tx.send(StopSignal::Kill);
+            }
+        }
+    });
+}

@@ -1,0 +1,898 @@
+//! One run's state machine: prepare → agent → verify → checks → commit.
+//!
+//! Every step appends an event; `run.json` always says where the run is.
+//! Git work is synchronous (git2 and the git CLI) and runs on the blocking
+//! pool; the agent and checks are supervised children.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::brief::{Brief, OnScopeViolation};
+use crate::config::Agent;
+use crate::log::{self, Decision, DecisionKind, Event, EventKind, ScopedChange};
+use crate::process::{self, ProcessError, ProcessSpec, StopSignal};
+use crate::prompt::{self, FailedCheck};
+use crate::store::{CheckSummary, RunDir, RunRecord, State, Store};
+use crate::workspace::{Change, ChangeKind, Repo, WorkspaceError, Worktree};
+use crate::{checks, env};
+
+/// Bytes of agent output kept on disk per stream.
+pub const AGENT_OUTPUT_LIMIT: u64 = 8 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("could not write the run record in {}", path.display())]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
+    #[error("could not start the agent")]
+    Agent(#[source] ProcessError),
+    #[error("could not run check `{name}`")]
+    Check {
+        name: String,
+        #[source]
+        source: ProcessError,
+    },
+    #[error("a background git task failed: {0}")]
+    Join(String),
+}
+
+/// What all runs of one invocation share.
+pub struct Engine {
+    /// The user's working tree root (never touched by a run).
+    pub root: PathBuf,
+    pub store: Store,
+    /// Where this repository's worktrees go (outside the repository).
+    pub worktree_base: PathBuf,
+    pub grace: Duration,
+    /// The environment the allowlist picks from (the orchestrator's own).
+    pub env_source: Vec<(String, String)>,
+}
+
+impl Engine {
+    pub fn new(
+        root: &Path,
+        common_dir: &Path,
+        worktree_dir: Option<PathBuf>,
+        grace: Duration,
+    ) -> Engine {
+        let base = worktree_dir.unwrap_or_else(default_worktree_dir);
+        let name = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "repo".into());
+        let hash = git2::Oid::hash_object(
+            git2::ObjectType::Blob,
+            common_dir.to_string_lossy().as_bytes(),
+        )
+        .map(|o| o.to_string()[..8].to_string())
+        .unwrap_or_default();
+        Engine {
+            root: root.to_path_buf(),
+            store: Store::new(common_dir),
+            worktree_base: base.join(format!("{name}-{hash}")),
+            grace,
+            env_source: std::env::vars().collect(),
+        }
+    }
+}
+
+fn default_worktree_dir() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    cache.join("git-agent").join("worktrees")
+}
+
+/// Called whenever a run's record changes, for progress displays.
+pub type Progress = Arc<dyn Fn(&RunRecord) + Send + Sync>;
+
+/// One brief to run with one agent.
+pub struct RunRequest {
+    pub brief: Brief,
+    pub agent: Agent,
+    pub brief_display: String,
+}
+
+/// Runs a brief to its end. Errors only when even the run record cannot be
+/// written; every other failure ends as a `failed` record with the reason.
+pub async fn execute(
+    engine: Arc<Engine>,
+    req: RunRequest,
+    stop: watch::Receiver<StopSignal>,
+    progress: Progress,
+) -> Result<RunRecord, RunError> {
+    let run_dir = engine
+        .store
+        .create(req.brief.id.as_str())
+        .map_err(|source| RunError::Store {
+            path: engine.store.dir().to_path_buf(),
+            source,
+        })?;
+    let mut run = Run {
+        record: RunRecord {
+            schema: 1,
+            run_id: run_dir.id.clone(),
+            task: req.brief.id.to_string(),
+            title: req.brief.title.clone(),
+            brief_path: req.brief_display.clone(),
+            brief_blob: req.brief.blob_id.clone(),
+            agent: req.agent.name.clone(),
+            state: State::Preparing,
+            base_ref: req.brief.base.clone(),
+            base_commit: None,
+            branch: None,
+            commit: None,
+            attempts: 0,
+            max_attempts: req.brief.escalate.attempts,
+            worktree: None,
+            reason: None,
+            checks: Vec::new(),
+            pid: std::process::id(),
+            started_at: log::now_rfc3339(),
+            finished_at: None,
+            duration_ms: None,
+        },
+        dir: run_dir,
+        engine: engine.clone(),
+        progress,
+        started: Instant::now(),
+        worktree: None,
+    };
+    run.save()?;
+    let end = match run.steps(&req, stop).await {
+        Ok(end) => end,
+        Err(err) => End::failed(error_chain(&err)),
+    };
+    run.finish(&req, end).await?;
+    Ok(run.record)
+}
+
+/// How a run ends, before committing.
+struct End {
+    state: State,
+    reason: Option<String>,
+    /// In-scope changes to commit (succeeded or escalated runs).
+    keep: Option<(git2::Oid, Vec<Change>)>,
+}
+
+impl End {
+    fn failed(reason: String) -> End {
+        End {
+            state: State::Failed,
+            reason: Some(reason),
+            keep: None,
+        }
+    }
+}
+
+struct Run {
+    record: RunRecord,
+    dir: RunDir,
+    engine: Arc<Engine>,
+    progress: Progress,
+    started: Instant,
+    worktree: Option<Worktree>,
+}
+
+impl Run {
+    fn save(&self) -> Result<(), RunError> {
+        self.dir
+            .write_record(&self.record)
+            .map_err(|source| RunError::Store {
+                path: self.dir.record_path(),
+                source,
+            })?;
+        (self.progress)(&self.record);
+        Ok(())
+    }
+
+    fn event(&self, kind: EventKind) -> Result<(), RunError> {
+        self.dir
+            .append_event(&Event::now(kind))
+            .map_err(|source| RunError::Store {
+                path: self.dir.events_path(),
+                source,
+            })
+    }
+
+    fn set_state(&mut self, state: State) -> Result<(), RunError> {
+        self.record.state = state;
+        self.save()
+    }
+
+    async fn git<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Repo) -> Result<T, WorkspaceError> + Send + 'static,
+    ) -> Result<T, RunError> {
+        let root = self.engine.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let repo = Repo::discover(&root)?;
+            op(&repo)
+        })
+        .await
+        .map_err(|e| RunError::Join(e.to_string()))?
+        .map_err(RunError::from)
+    }
+
+    async fn steps(
+        &mut self,
+        req: &RunRequest,
+        mut stop: watch::Receiver<StopSignal>,
+    ) -> Result<End, RunError> {
+        let brief = &req.brief;
+        let base_ref = brief.base.clone();
+        let base = self.git(move |repo| repo.resolve_commit(&base_ref)).await?;
+        self.record.base_commit = Some(base.to_string());
+        self.save()?;
+        self.event(EventKind::RunStarted {
+            task: brief.id.to_string(),
+            title: brief.title.clone(),
+            brief: req.brief_display.clone(),
+            brief_blob: brief.blob_id.clone(),
+            agent: req.agent.name.clone(),
+            base_ref: brief.base.clone(),
+            base_commit: base.to_string(),
+            goal: log::goal_of(&brief.body),
+        })?;
+
+        let wt_path = self.engine.worktree_base.join(&self.dir.id);
+        let sparse = brief.sparse_patterns();
+        let t = Instant::now();
+        let is_sparse = sparse.is_some();
+        let wt = self
+            .git(move |repo| repo.create_worktree(&wt_path, base, sparse.as_deref()))
+            .await?;
+        self.record.worktree = Some(wt.path.clone());
+        self.worktree = Some(wt.clone());
+        self.save()?;
+        self.event(EventKind::WorktreeReady {
+            path: wt.path.display().to_string(),
+            sparse: is_sparse,
+            ms: t.elapsed().as_millis() as u64,
+        })?;
+        let guard = self.git(|repo| repo.guard()).await?;
+        let tmp = self.dir.tmp_dir();
+        std::fs::create_dir_all(&tmp).map_err(|source| RunError::Store {
+            path: tmp.clone(),
+            source,
+        })?;
+        let deadline = self.started + brief.escalate.timeout;
+        let marker = ("GIT_AGENT_RUN_ID".to_string(), self.dir.id.clone());
+
+        let mut feedback: Option<String> = None;
+        let mut decisions_read = 0usize;
+        for attempt in 1..=brief.escalate.attempts {
+            if *stop.borrow_and_update() != StopSignal::Run {
+                return Ok(interrupted());
+            }
+            self.record.attempts = attempt;
+            self.set_state(State::Running)?;
+            self.event(EventKind::AttemptStarted { attempt })?;
+
+            let prompt_text = prompt::render(brief, attempt, feedback.as_deref());
+            write_file(&self.dir.prompt_path(), &prompt_text)?;
+            write_file(&self.dir.feedback_path(), feedback.as_deref().unwrap_or(""))?;
+            let extra = vec![
+                ("GIT_AGENT_RUN_ID".to_string(), self.dir.id.clone()),
+                ("GIT_AGENT_TASK".to_string(), brief.id.to_string()),
+                (
+                    "GIT_AGENT_PROMPT_FILE".to_string(),
+                    path_str(&self.dir.prompt_path()),
+                ),
+                (
+                    "GIT_AGENT_DECISIONS".to_string(),
+                    path_str(&self.dir.decisions_path()),
+                ),
+                ("GIT_AGENT_ATTEMPT".to_string(), attempt.to_string()),
+                (
+                    "GIT_AGENT_FEEDBACK_FILE".to_string(),
+                    path_str(&self.dir.feedback_path()),
+                ),
+                ("TMPDIR".to_string(), path_str(&tmp)),
+            ];
+            let agent_env = env::build(self.engine.env_source.clone(), &req.agent.pass_env, &extra);
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let mut args = vec![
+                "-c".to_string(),
+                format!("{} \"$@\"", req.agent.command),
+                "git-agent".to_string(),
+            ];
+            args.extend(req.agent.args.iter().cloned());
+            let spec = ProcessSpec {
+                program: "sh".into(),
+                args,
+                cwd: wt.path.clone(),
+                env: agent_env,
+                stdout_path: self.dir.agent_output(attempt, "stdout"),
+                stderr_path: self.dir.agent_output(attempt, "stderr"),
+                output_limit: AGENT_OUTPUT_LIMIT,
+                timeout: Some(remaining.max(Duration::from_millis(1))),
+                grace: self.engine.grace,
+                marker: Some(marker.clone()),
+            };
+            let outcome = process::run(&spec, stop.clone())
+                .await
+                .map_err(RunError::Agent)?;
+            let (exit_code, signal) = match outcome.exit {
+                process::ExitKind::Code(c) => (Some(c), None),
+                process::ExitKind::Signal(s) => (None, Some(s)),
+            };
+            self.event(EventKind::AgentFinished {
+                attempt,
+                exit_code,
+                signal,
+                timed_out: outcome.timed_out,
+                duration_ms: outcome.duration.as_millis() as u64,
+                stdout_bytes: outcome.stdout_bytes,
+                stderr_bytes: outcome.stderr_bytes,
+                leaked: outcome.leaked,
+            })?;
+            let asked_for_human = self.read_decisions(attempt, &mut decisions_read)?;
+            if outcome.stopped.is_some() {
+                return Ok(interrupted());
+            }
+
+            // Verify.
+            self.set_state(State::Verifying)?;
+            let mut escalations: Vec<String> = Vec::new();
+            if let Some(summary) = asked_for_human {
+                escalations.push(format!("the agent asked for a human: {summary}"));
+            }
+            if outcome.timed_out {
+                escalations.push(format!(
+                    "the run hit its time limit of {}",
+                    humantime::format_duration(brief.escalate.timeout)
+                ));
+            }
+            let g = guard.clone();
+            let tampered = self.git(move |_| guard_check(&g)).await?;
+            for what in &tampered {
+                self.event(EventKind::Violation {
+                    attempt,
+                    what: format!("changed the repository's {what} (restored)"),
+                    path: None,
+                })?;
+            }
+            if !tampered.is_empty() {
+                escalations.push(format!(
+                    "the agent changed the repository's {}",
+                    tampered.join(", ")
+                ));
+            }
+            if wt.git_file_tampered() {
+                self.event(EventKind::Violation {
+                    attempt,
+                    what: "rewrote the worktree's .git file".into(),
+                    path: Some(".git".into()),
+                })?;
+                escalations.push("the agent rewrote the worktree's .git file".into());
+            }
+
+            let wt2 = wt.clone();
+            let mut changes = self.git(move |repo| repo.change_set(&wt2, base)).await?;
+            let mut scoped = self.scope_report(attempt, brief, &changes.changes)?;
+            let outside: Vec<Change> = changes
+                .changes
+                .iter()
+                .zip(&scoped)
+                .filter(|(_, s)| !matches!(s.verdict, log::VerdictRecord::Allowed { .. }))
+                .map(|(c, _)| c.clone())
+                .collect();
+            if !outside.is_empty() {
+                match brief.escalate.on_scope_violation {
+                    OnScopeViolation::Escalate => {
+                        for c in &outside {
+                            self.event(EventKind::Violation {
+                                attempt,
+                                what: "changed a path outside the scope".into(),
+                                path: Some(c.path.clone()),
+                            })?;
+                        }
+                        escalations.push(format!(
+                            "{} path{} outside the scope: {}",
+                            outside.len(),
+                            if outside.len() == 1 { "" } else { "s" },
+                            list_paths(outside.iter().map(|c| c.path.as_str()))
+                        ));
+                    }
+                    OnScopeViolation::Revert => {
+                        let wt3 = wt.clone();
+                        let undo = outside.clone();
+                        self.git(move |repo| {
+                            repo.restore_in_worktree(&wt3, base, &undo.iter().collect::<Vec<_>>())
+                        })
+                        .await?;
+                        self.event(EventKind::Reverted {
+                            attempt,
+                            paths: outside.iter().map(|c| c.path.clone()).collect(),
+                        })?;
+                        let wt4 = wt.clone();
+                        changes = self.git(move |repo| repo.change_set(&wt4, base)).await?;
+                        scoped = self.scope_report(attempt, brief, &changes.changes)?;
+                    }
+                }
+            }
+            let in_scope: Vec<Change> = changes
+                .changes
+                .iter()
+                .zip(&scoped)
+                .filter(|(_, s)| matches!(s.verdict, log::VerdictRecord::Allowed { .. }))
+                .map(|(c, _)| c.clone())
+                .collect();
+            for c in &in_scope {
+                if let Some(target) = &c.symlink_target {
+                    if symlink_escapes(&c.path, target) {
+                        self.event(EventKind::Violation {
+                            attempt,
+                            what: format!(
+                                "made a symlink pointing outside the worktree (→ {target})"
+                            ),
+                            path: Some(c.path.clone()),
+                        })?;
+                        escalations.push(format!(
+                            "`{}` is a symlink pointing outside the worktree",
+                            c.path
+                        ));
+                    }
+                }
+                if c.gitlink {
+                    self.event(EventKind::Violation {
+                        attempt,
+                        what: "added an embedded git repository".into(),
+                        path: Some(c.path.clone()),
+                    })?;
+                    escalations.push(format!("`{}` is an embedded git repository", c.path));
+                }
+            }
+            if !escalations.is_empty() {
+                let reason = escalations.join("; ");
+                self.event(EventKind::Escalated {
+                    reason: reason.clone(),
+                })?;
+                return Ok(End {
+                    state: State::Escalated,
+                    reason: Some(reason),
+                    keep: Some((base, without_unsafe(in_scope))),
+                });
+            }
+
+            // Escalations that still let checks run: a human must look anyway.
+            let mut review: Vec<String> = Vec::new();
+            let watched: Vec<&str> = in_scope
+                .iter()
+                .filter(|c| brief.escalate.paths.first_match(&c.path).is_some())
+                .map(|c| c.path.as_str())
+                .collect();
+            if !watched.is_empty() {
+                review.push(format!(
+                    "changed {} (listed in escalate.paths)",
+                    list_paths(watched.into_iter())
+                ));
+            }
+            let lines: usize = in_scope
+                .iter()
+                .map(|c| c.lines_added + c.lines_removed)
+                .sum();
+            if let Some(max) = brief.escalate.max_changed_lines {
+                if lines as u64 > max {
+                    review.push(format!(
+                        "changed {lines} lines, more than max_changed_lines ({max})"
+                    ));
+                }
+            }
+
+            if in_scope.is_empty() {
+                let reason = "the agent changed nothing in scope".to_string();
+                self.event(EventKind::AttemptFailed {
+                    attempt,
+                    reason: reason.clone(),
+                })?;
+                feedback = Some(prompt::feedback(
+                    &[format!("Attempt {attempt} changed no file inside the scope. Make the change the task asks for.")],
+                    &[],
+                ));
+                if attempt == brief.escalate.attempts {
+                    return Ok(End::failed(reason));
+                }
+                continue;
+            }
+
+            // Checks.
+            self.set_state(State::Checking)?;
+            let check_env = env::build(
+                self.engine.env_source.clone(),
+                &[],
+                &[
+                    ("TMPDIR".to_string(), path_str(&tmp)),
+                    ("GIT_AGENT_TASK".to_string(), brief.id.to_string()),
+                ],
+            );
+            let mut results = Vec::new();
+            for (i, check) in brief.checks.iter().enumerate() {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let result = checks::run_check(
+                    check,
+                    &wt.path,
+                    &check_env,
+                    self.dir.check_output(attempt, i),
+                    remaining.max(Duration::from_millis(1)),
+                    self.engine.grace,
+                    stop.clone(),
+                    marker.clone(),
+                )
+                .await
+                .map_err(|source| RunError::Check {
+                    name: check.name.clone(),
+                    source,
+                })?;
+                let (exit_code, _) = match result.exit {
+                    process::ExitKind::Code(c) => (Some(c), None::<i32>),
+                    process::ExitKind::Signal(_) => (None, None),
+                };
+                self.event(EventKind::CheckFinished {
+                    attempt,
+                    name: result.name.clone(),
+                    command: result.command.clone(),
+                    passed: result.passed,
+                    exit_code,
+                    timed_out: result.timed_out,
+                    duration_ms: result.duration.as_millis() as u64,
+                    output_tail: if result.passed {
+                        String::new()
+                    } else {
+                        result.tail.clone()
+                    },
+                })?;
+                if result.stopped {
+                    return Ok(interrupted());
+                }
+                results.push(result);
+            }
+            self.record.checks = results
+                .iter()
+                .map(|r| CheckSummary {
+                    name: r.name.clone(),
+                    passed: r.passed,
+                })
+                .collect();
+            self.save()?;
+            let failed: Vec<&checks::CheckResult> = results.iter().filter(|r| !r.passed).collect();
+            if failed.is_empty() {
+                if !review.is_empty() {
+                    let reason = review.join("; ");
+                    self.event(EventKind::Escalated {
+                        reason: reason.clone(),
+                    })?;
+                    return Ok(End {
+                        state: State::Escalated,
+                        reason: Some(reason),
+                        keep: Some((base, in_scope)),
+                    });
+                }
+                return Ok(End {
+                    state: State::Succeeded,
+                    reason: None,
+                    keep: Some((base, in_scope)),
+                });
+            }
+            let names = failed
+                .iter()
+                .map(|r| format!("`{}`", r.name))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let reason = format!(
+                "check{} {names} failed",
+                if failed.len() == 1 { "" } else { "s" }
+            );
+            self.event(EventKind::AttemptFailed {
+                attempt,
+                reason: reason.clone(),
+            })?;
+            feedback = Some(prompt::feedback(
+                &[],
+                &failed
+                    .iter()
+                    .map(|r| FailedCheck {
+                        name: r.name.clone(),
+                        command: r.command.clone(),
+                        exit: if r.timed_out {
+                            "timed out".into()
+                        } else {
+                            r.exit.to_string()
+                        },
+                        output_tail: r.tail.clone(),
+                    })
+                    .collect::<Vec<_>>(),
+            ));
+            if Instant::now() >= deadline {
+                let reason = format!("{reason}, and the run hit its time limit");
+                self.event(EventKind::Escalated {
+                    reason: reason.clone(),
+                })?;
+                return Ok(End {
+                    state: State::Escalated,
+                    reason: Some(reason),
+                    keep: None,
+                });
+            }
+            if attempt == brief.escalate.attempts {
+                return Ok(End::failed(format!(
+                    "{reason} on the last attempt ({attempt} of {attempt})"
+                )));
+            }
+        }
+        Ok(End::failed("no attempts were made".into()))
+    }
+
+    /// Reads decisions appended since the last read; returns the summary of
+    /// an `escalate` decision if the agent recorded one.
+    fn read_decisions(&self, attempt: u32, read: &mut usize) -> Result<Option<String>, RunError> {
+        let text = std::fs::read_to_string(self.dir.decisions_path()).unwrap_or_default();
+        let mut escalate = None;
+        for line in text.lines().skip(*read) {
+            *read += 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Decision>(line) {
+                Ok(decision) => {
+                    if decision.kind == DecisionKind::Escalate {
+                        escalate = Some(decision.summary.clone());
+                    }
+                    self.event(EventKind::Decision { attempt, decision })?;
+                }
+                Err(e) => self.event(EventKind::DecisionRejected {
+                    attempt,
+                    line: line.chars().take(500).collect(),
+                    error: e.to_string(),
+                })?,
+            }
+        }
+        Ok(escalate)
+    }
+
+    fn scope_report(
+        &self,
+        attempt: u32,
+        brief: &Brief,
+        changes: &[Change],
+    ) -> Result<Vec<ScopedChange>, RunError> {
+        let scoped: Vec<ScopedChange> = changes
+            .iter()
+            .map(|c| {
+                // A rename must be allowed at both ends: moving a file out of
+                // a denied path is a change to that path.
+                let mut verdict = brief.scope.classify(&c.path);
+                if let Some(old) = &c.old_path {
+                    let old_verdict = brief.scope.classify(old);
+                    if verdict.is_allowed() && !old_verdict.is_allowed() {
+                        verdict = old_verdict;
+                    }
+                }
+                ScopedChange {
+                    path: c.path.clone(),
+                    old_path: c.old_path.clone(),
+                    kind: kind_name(c).into(),
+                    lines_added: c.lines_added,
+                    lines_removed: c.lines_removed,
+                    verdict: verdict.into(),
+                    symlink_target: c.symlink_target.clone(),
+                }
+            })
+            .collect();
+        self.event(EventKind::ScopeReport {
+            attempt,
+            changes: scoped.clone(),
+        })?;
+        Ok(scoped)
+    }
+
+    async fn finish(&mut self, req: &RunRequest, end: End) -> Result<(), RunError> {
+        let brief = &req.brief;
+        self.record.reason = end.reason.clone();
+        let mut end_state = end.state;
+        if let (Some((base, keep)), State::Succeeded | State::Escalated) = (end.keep, end.state) {
+            if !keep.is_empty() {
+                self.set_state(State::Committing)?;
+                let message = commit_message(brief, &self.dir.id, end.state);
+                let branch = brief.output.branch.clone();
+                let task_trailer = format!("Agent-Task: {}", brief.id);
+                let committed = self
+                    .git(move |repo| {
+                        let refs: Vec<&Change> = keep.iter().collect();
+                        let tree = repo.build_tree(base, &refs)?;
+                        repo.commit_to_branch(&branch, base, tree, &message, &|c: &git2::Commit| {
+                            c.message()
+                                .is_ok_and(|m| m.lines().any(|l| l == task_trailer))
+                        })
+                    })
+                    .await;
+                match committed {
+                    Ok((branch, commit)) => {
+                        self.record.branch = Some(branch.clone());
+                        self.record.commit = Some(commit.to_string());
+                        self.event(EventKind::Committed {
+                            branch,
+                            commit: commit.to_string(),
+                        })?;
+                    }
+                    Err(e) => {
+                        end_state = State::Failed;
+                        self.record.reason = Some(format!("could not commit: {}", error_chain(&e)));
+                    }
+                }
+            }
+        }
+        let duration = self.started.elapsed();
+        self.record.state = end_state;
+        self.record.finished_at = Some(log::now_rfc3339());
+        self.record.duration_ms = Some(duration.as_millis() as u64);
+        self.event(EventKind::RunFinished {
+            outcome: end_state,
+            duration_ms: duration.as_millis() as u64,
+            reason: self.record.reason.clone(),
+        })?;
+        if let Some(commit) = self.record.commit.clone() {
+            let events = self.dir.read_events().unwrap_or_default();
+            let note = log::render_markdown(&self.record, &events);
+            if let Ok(oid) = git2::Oid::from_str(&commit) {
+                // The branch is the deliverable; a missing note is logged, not fatal.
+                if let Err(e) = self.git(move |repo| repo.add_note(oid, &note)).await {
+                    tracing::warn!(error = %error_chain(&e), "could not attach the decision log note");
+                }
+            }
+        }
+        if end_state == State::Succeeded {
+            if let Some(wt) = self.worktree.take() {
+                match self.git(move |repo| repo.remove_worktree(&wt)).await {
+                    Ok(()) => self.record.worktree = None,
+                    Err(e) => {
+                        tracing::warn!(error = %error_chain(&e), "could not remove the worktree")
+                    }
+                }
+            }
+        }
+        self.save()
+    }
+}
+
+fn guard_check(guard: &crate::workspace::RepoGuard) -> Result<Vec<String>, WorkspaceError> {
+    guard.check_and_restore()
+}
+
+fn interrupted() -> End {
+    End {
+        state: State::Interrupted,
+        reason: Some("interrupted by a signal; the worktree is kept".into()),
+        keep: None,
+    }
+}
+
+/// In-scope changes minus the ones that must never be committed.
+fn without_unsafe(changes: Vec<Change>) -> Vec<Change> {
+    changes
+        .into_iter()
+        .filter(|c| {
+            !c.gitlink
+                && !c
+                    .symlink_target
+                    .as_deref()
+                    .is_some_and(|t| symlink_escapes(&c.path, t))
+        })
+        .collect()
+}
+
+/// Whether a symlink at `path` (repo-relative) with `target` resolves
+/// outside the worktree.
+pub fn symlink_escapes(path: &str, target: &str) -> bool {
+    if target.starts_with('/') {
+        return true;
+    }
+    let mut depth: i64 = path.matches('/').count() as i64;
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    false
+}
+
+fn kind_name(c: &Change) -> &'static str {
+    match c.kind {
+        ChangeKind::Added => "added",
+        ChangeKind::Modified => {
+            if c.old_mode != c.new_mode {
+                "mode changed"
+            } else {
+                "modified"
+            }
+        }
+        ChangeKind::Deleted => "deleted",
+        ChangeKind::Renamed => "renamed",
+        ChangeKind::TypeChanged => "type changed",
+    }
+}
+
+fn commit_message(brief: &Brief, run_id: &str, state: State) -> String {
+    let subject = match state {
+        State::Escalated => format!("WIP (escalated): {}", brief.title),
+        _ => brief.title.clone(),
+    };
+    let goal = log::goal_of(&brief.body);
+    let mut msg = subject;
+    msg.push_str("\n\n");
+    if !goal.is_empty() {
+        msg.push_str(&goal);
+        msg.push_str("\n\n");
+    }
+    msg.push_str(&format!(
+        "Agent-Task: {}\nAgent-Run: {run_id}\nAgent-Brief: {}\nAgent-Outcome: {}\n",
+        brief.id,
+        brief.blob_id,
+        state.outcome()
+    ));
+    msg
+}
+
+fn list_paths<'a>(paths: impl Iterator<Item = &'a str>) -> String {
+    let all: Vec<&str> = paths.collect();
+    let mut shown: Vec<String> = all.iter().take(5).map(|p| format!("`{p}`")).collect();
+    if all.len() > 5 {
+        shown.push(format!("and {} more", all.len() - 5));
+    }
+    shown.join(", ")
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), RunError> {
+    std::fs::write(path, text).map_err(|source| RunError::Store {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// An error and its causes on one line.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        source = e.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::symlink_escapes;
+
+    #[test]
+    fn symlinks_that_leave_the_worktree() {
+        assert!(symlink_escapes("a", "/etc/passwd"));
+        assert!(symlink_escapes("a", "../x"));
+        assert!(symlink_escapes("src/a", "../../x"));
+        assert!(!symlink_escapes("src/a", "../README.md"));
+        assert!(!symlink_escapes("src/a", "b/../c"));
+        assert!(symlink_escapes("src/a", "b/../../../c"));
+    }
+}

@@ -1,0 +1,374 @@
+//! Run records on disk: `<git-common-dir>/agent/runs/<run-id>/`.
+//!
+//! `run.json` is written atomically (write, fsync, rename) so a crash never
+//! leaves half a record; `events.jsonl` is append-only and a truncated last
+//! line is skipped when read.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::log::Event;
+
+/// Where a run is in its life. Terminal states are the outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Preparing,
+    Running,
+    Verifying,
+    Checking,
+    Committing,
+    Succeeded,
+    Failed,
+    Escalated,
+    Interrupted,
+}
+
+impl State {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            State::Succeeded | State::Failed | State::Escalated | State::Interrupted
+        )
+    }
+
+    /// The stable outcome shown to scripts: `running` until terminal.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            State::Succeeded => "succeeded",
+            State::Failed => "failed",
+            State::Escalated => "escalated",
+            State::Interrupted => "interrupted",
+            _ => "running",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Preparing => "preparing",
+            State::Running => "agent",
+            State::Verifying => "verifying",
+            State::Checking => "checking",
+            State::Committing => "committing",
+            other => other.outcome(),
+        }
+    }
+}
+
+/// The result of one check in the last attempt.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckSummary {
+    pub name: String,
+    pub passed: bool,
+}
+
+/// `run.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub schema: u32,
+    pub run_id: String,
+    pub task: String,
+    pub title: String,
+    pub brief_path: String,
+    pub brief_blob: String,
+    pub agent: String,
+    pub state: State,
+    pub base_ref: String,
+    pub base_commit: Option<String>,
+    pub branch: Option<String>,
+    pub commit: Option<String>,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub worktree: Option<PathBuf>,
+    /// Why the run failed, escalated or was interrupted.
+    pub reason: Option<String>,
+    pub checks: Vec<CheckSummary>,
+    /// The process that owns the run while it is not terminal.
+    pub pid: u32,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<u64>,
+}
+
+impl RunRecord {
+    /// Whether a non-terminal record's owner is gone (killed, machine died).
+    pub fn is_orphaned(&self) -> bool {
+        !self.state.is_terminal() && !pid_alive(self.pid)
+    }
+
+    /// The state as it really is: an orphaned run counts as interrupted.
+    pub fn effective_state(&self) -> State {
+        if self.is_orphaned() {
+            State::Interrupted
+        } else {
+            self.state
+        }
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    // Signal 0 checks existence; EPERM means it exists but is not ours.
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None) {
+        Ok(()) => !is_zombie(pid),
+        Err(nix::errno::Errno::EPERM) => true,
+        Err(_) => false,
+    }
+}
+
+fn is_zombie(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// All run records of a repository.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    pub fn new(common_dir: &Path) -> Store {
+        Store {
+            dir: common_dir.join("agent").join("runs"),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates the directory of a new run with a unique, sortable id:
+    /// `<utc yyyymmdd-hhmmss>-<task>-<4 hex>`.
+    pub fn create(&self, task: &str) -> io::Result<RunDir> {
+        fs::create_dir_all(&self.dir)?;
+        let stamp = crate::log::now_compact();
+        for _ in 0..64 {
+            let suffix: u16 = rand::random();
+            let id = format!("{stamp}-{task}-{suffix:04x}");
+            let path = self.dir.join(&id);
+            match fs::create_dir(&path) {
+                Ok(()) => return Ok(RunDir { id, path }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::other("could not find a free run id"))
+    }
+
+    pub fn open(&self, run_id: &str) -> RunDir {
+        RunDir {
+            id: run_id.to_string(),
+            path: self.dir.join(run_id),
+        }
+    }
+
+    /// Every readable record, oldest first. Unreadable ones are skipped
+    /// (a run directory whose record was never written).
+    pub fn list(&self) -> io::Result<Vec<RunRecord>> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let dir = RunDir {
+                id: entry.file_name().to_string_lossy().into_owned(),
+                path: entry.path(),
+            };
+            if let Ok(record) = dir.read_record() {
+                out.push(record);
+            }
+        }
+        out.sort_by(|a, b| {
+            a.started_at
+                .cmp(&b.started_at)
+                .then(a.run_id.cmp(&b.run_id))
+        });
+        Ok(out)
+    }
+
+    /// Finds a run by exact id, unique id prefix, or task id (its latest run).
+    pub fn resolve(&self, query: &str) -> Result<RunRecord, String> {
+        let all = self
+            .list()
+            .map_err(|e| format!("could not read runs: {e}"))?;
+        if let Some(r) = all.iter().find(|r| r.run_id == query) {
+            return Ok(r.clone());
+        }
+        if let Some(r) = all.iter().rev().find(|r| r.task == query) {
+            return Ok(r.clone());
+        }
+        let matches: Vec<&RunRecord> = all.iter().filter(|r| r.run_id.starts_with(query)).collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(format!("no run or task named `{query}`")),
+            many => Err(format!(
+                "`{query}` matches {} runs: {}",
+                many.len(),
+                many.iter()
+                    .map(|r| r.run_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+}
+
+/// One run's directory.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    pub id: String,
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    pub fn record_path(&self) -> PathBuf {
+        self.path.join("run.json")
+    }
+    pub fn events_path(&self) -> PathBuf {
+        self.path.join("events.jsonl")
+    }
+    pub fn prompt_path(&self) -> PathBuf {
+        self.path.join("prompt.md")
+    }
+    pub fn feedback_path(&self) -> PathBuf {
+        self.path.join("feedback.md")
+    }
+    pub fn decisions_path(&self) -> PathBuf {
+        self.path.join("decisions.jsonl")
+    }
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.path.join("tmp")
+    }
+    pub fn agent_output(&self, attempt: u32, stream: &str) -> PathBuf {
+        self.path.join(format!("agent-{attempt}.{stream}"))
+    }
+    pub fn check_output(&self, attempt: u32, index: usize) -> PathBuf {
+        self.path.join(format!("check-{attempt}-{index}.out"))
+    }
+
+    pub fn write_record(&self, record: &RunRecord) -> io::Result<()> {
+        let json = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
+        write_atomic(&self.record_path(), &json)
+    }
+
+    pub fn read_record(&self) -> io::Result<RunRecord> {
+        let bytes = fs::read(self.record_path())?;
+        serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    /// Appends one event as one `write` of one line.
+    pub fn append_event(&self, event: &Event) -> io::Result<()> {
+        let mut line = serde_json::to_vec(event).map_err(io::Error::other)?;
+        line.push(b'\n');
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.events_path())?;
+        file.write_all(&line)
+    }
+
+    /// The events, skipping lines that do not parse (a crash mid-write
+    /// leaves at most a truncated last line).
+    pub fn read_events(&self) -> io::Result<Vec<Event>> {
+        let text = match fs::read_to_string(self.events_path()) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect())
+    }
+}
+
+/// write + fsync + rename + fsync(dir).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncated_last_event_line_is_tolerated() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(tmp.path());
+        let run = store.create("t").expect("run dir");
+        run.append_event(&Event::now(crate::log::EventKind::AttemptStarted {
+            attempt: 1,
+        }))
+        .expect("append");
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(run.events_path())
+            .expect("open");
+        f.write_all(b"{\"v\":1,\"ts\":\"x\",\"type\":\"attem")
+            .expect("partial");
+        assert_eq!(run.read_events().expect("read").len(), 1);
+    }
+
+    #[test]
+    fn dead_owner_means_interrupted() {
+        let record = RunRecord {
+            schema: 1,
+            run_id: "r".into(),
+            task: "t".into(),
+            title: String::new(),
+            brief_path: String::new(),
+            brief_blob: String::new(),
+            agent: String::new(),
+            state: State::Running,
+            base_ref: "HEAD".into(),
+            base_commit: None,
+            branch: None,
+            commit: None,
+            attempts: 1,
+            max_attempts: 1,
+            worktree: None,
+            reason: None,
+            checks: Vec::new(),
+            pid: i32::MAX as u32,
+            started_at: String::new(),
+            finished_at: None,
+            duration_ms: None,
+        };
+        assert_eq!(record.effective_state(), State::Interrupted);
+        let mine = RunRecord {
+            pid: std::process::id(),
+            ..record
+        };
+        assert_eq!(mine.effective_state(), State::Running);
+    }
+}
