@@ -452,7 +452,10 @@ fn parse_into(
     validate(path, id, raw, &root, &parts, text, ctx, problems)
 }
 
-#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename these
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename these"
+)]
 fn validate(
     path: &Path,
     id: Option<TaskId>,

@@ -28,17 +28,29 @@ pub struct CheckResult {
     pub tail: String,
 }
 
+/// What every check of a run shares.
+pub struct CheckRunner<'a> {
+    pub worktree: &'a Path,
+    pub env: &'a [(String, String)],
+    pub grace: Duration,
+    /// The run's marker variable, for sweeping escaped processes.
+    pub marker: (String, String),
+}
+
 /// Runs one check. `deadline` caps its timeout (the run's wall clock).
 pub async fn run_check(
+    runner: &CheckRunner<'_>,
     check: &Check,
-    worktree: &Path,
-    env: &[(String, String)],
     output_path: PathBuf,
     deadline: Duration,
-    grace: Duration,
     stop: watch::Receiver<StopSignal>,
-    marker: (String, String),
 ) -> Result<CheckResult, ProcessError> {
+    let CheckRunner {
+        worktree,
+        env,
+        grace,
+        ref marker,
+    } = *runner;
     // One file for both streams keeps the order a human expects to read.
     let spec = ProcessSpec {
         program: "sh".into(),
@@ -50,7 +62,7 @@ pub async fn run_check(
         output_limit: OUTPUT_LIMIT,
         timeout: Some(check.timeout.min(deadline)),
         grace,
-        marker: Some(marker),
+        marker: Some(marker.clone()),
     };
     let outcome = process::run(&spec, stop).await?;
     let mut tail = process::tail(&output_path, TAIL_BYTES).unwrap_or_default();

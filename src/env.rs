@@ -35,7 +35,7 @@ pub fn build(
 ) -> Vec<(String, String)> {
     let mut env = BTreeMap::new();
     for (key, value) in source {
-        let allowed = BASE_ALLOWLIST.contains(&key.as_str()) || pass_env.iter().any(|p| *p == key);
+        let allowed = BASE_ALLOWLIST.contains(&key.as_str()) || pass_env.contains(&key);
         if allowed && !is_secret_forge_token(&key) {
             env.insert(key, value);
         }

@@ -44,6 +44,7 @@ pub fn plan(reqs: &[RunRequest], allow_overlap: bool) -> Vec<PlanEntry> {
 }
 
 /// What became of each request, in request order.
+#[expect(clippy::large_enum_variant, reason = "one value per run, moved once")]
 pub enum Finished {
     Ran(Result<RunRecord, RunError>),
     /// Never started: the batch was interrupted first.

@@ -516,18 +516,21 @@ impl Run {
                     ("GIT_AGENT_TASK".to_string(), brief.id.to_string()),
                 ],
             );
+            let runner = checks::CheckRunner {
+                worktree: &wt.path,
+                env: &check_env,
+                grace: self.engine.grace,
+                marker: marker.clone(),
+            };
             let mut results = Vec::new();
             for (i, check) in brief.checks.iter().enumerate() {
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 let result = checks::run_check(
+                    &runner,
                     check,
-                    &wt.path,
-                    &check_env,
                     self.dir.check_output(attempt, i),
                     remaining.max(Duration::from_millis(1)),
-                    self.engine.grace,
                     stop.clone(),
-                    marker.clone(),
                 )
                 .await
                 .map_err(|source| RunError::Check {

@@ -376,13 +376,12 @@ impl Repo {
     pub fn remove_worktree_path(&self, path: &Path) -> Result<()> {
         let _lock = RepoLock::acquire(&self.common)?;
         let p = path.to_string_lossy().into_owned();
-        if path.exists() {
-            if self
+        let removed = !path.exists()
+            || self
                 .git(&["worktree", "remove", "--force", "--force", &p])
-                .is_err()
-            {
-                fs::remove_dir_all(path).map_err(io("could not remove the worktree", path))?;
-            }
+                .is_ok();
+        if !removed {
+            fs::remove_dir_all(path).map_err(io("could not remove the worktree", path))?;
         }
         self.git(&["worktree", "prune"])?;
         Ok(())

@@ -330,7 +330,7 @@ fn looks_like_float(s: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn at<'a>(text: &'a str, span: Span) -> &'a str {
+    fn at(text: &str, span: Span) -> &str {
         &text[span.offset..span.offset + span.len]
     }
 
