@@ -340,6 +340,16 @@ impl Run {
             if outcome.stopped.is_some() {
                 return Ok(interrupted());
             }
+            let agent_stderr =
+                process::tail(&self.dir.agent_output(attempt, "stderr"), 600).unwrap_or_default();
+            if let process::ExitKind::Code(code @ (126 | 127)) = outcome.exit {
+                // The shell could not find or run the command: retrying cannot help.
+                return Ok(End::failed(format!(
+                    "the agent command `{}` could not start (exit {code}): {}",
+                    req.agent.command,
+                    agent_stderr.trim()
+                )));
+            }
 
             // Verify.
             self.set_state(State::Verifying)?;
@@ -491,7 +501,13 @@ impl Run {
             }
 
             if in_scope.is_empty() {
-                let reason = "the agent changed nothing in scope".to_string();
+                let reason = match outcome.exit {
+                    process::ExitKind::Code(0) => "the agent changed nothing in scope".to_string(),
+                    exit => format!(
+                        "the agent changed nothing in scope; it ended with {exit}: {}",
+                        agent_stderr.trim().lines().last().unwrap_or("")
+                    ),
+                };
                 self.event(EventKind::AttemptFailed {
                     attempt,
                     reason: reason.clone(),
