@@ -260,6 +260,16 @@ pub async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    // If the orchestrator is SIGKILLed, the leader dies with it; what it left
+    // behind is swept by `kill_marked` (`git agent clean`/`status`).
+    #[cfg(target_os = "linux")]
+    // SAFETY: only prctl(2), which is async-signal-safe, runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+            Ok(())
+        });
+    }
 
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
@@ -556,6 +566,19 @@ impl Drop for RunGuard {
             self.sweep.round();
         }
     }
+}
+
+/// Kills every process whose initial environment holds `NAME=VALUE`: what
+/// an orchestrator that died (SIGKILL, a crash) left of its runs. Returns
+/// how many were killed.
+pub fn kill_marked(name: &str, value: &str) -> usize {
+    // No process group has this id, so only the marker selects.
+    let mut sweep = Sweep::new(i32::MAX, Some(&(name.to_string(), value.to_string())));
+    let deadline = Instant::now() + SWEEP_DEADLINE;
+    while sweep.round() && Instant::now() < deadline {
+        std::thread::sleep(SWEEP_POLL);
+    }
+    sweep.killed.len()
 }
 
 /// Finds, kills and reaps the processes of one run: members of its process

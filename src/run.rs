@@ -791,7 +791,7 @@ fn guard_check(guard: &crate::workspace::RepoGuard) -> Result<Vec<String>, Works
 fn interrupted() -> End {
     End {
         state: State::Interrupted,
-        reason: Some("interrupted by a signal; the worktree is kept".into()),
+        reason: Some("interrupted by a signal".into()),
         keep: None,
     }
 }

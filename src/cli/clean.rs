@@ -43,6 +43,17 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         if !state.is_terminal() {
             continue; // a live run owns its worktree
         }
+        if r.is_orphaned() {
+            // Its orchestrator died; what the agent or a check left running goes now.
+            let killed = crate::process::kill_marked("GIT_AGENT_RUN_ID", &r.run_id);
+            if killed > 0 {
+                eprintln!(
+                    "{}: killed {killed} process(es) left by the interrupted run",
+                    r.run_id
+                );
+            }
+        }
+
         if let Some(age) = older {
             if !finished_before(&r, age) {
                 continue;
