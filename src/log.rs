@@ -113,6 +113,10 @@ pub enum EventKind {
     AttemptStarted {
         attempt: u32,
     },
+    /// `run --resume` picked the run up again at this attempt.
+    Resumed {
+        attempt: u32,
+    },
     AgentFinished {
         attempt: u32,
         exit_code: Option<i32>,

@@ -40,6 +40,8 @@ pub enum RunError {
         #[source]
         source: ProcessError,
     },
+    #[error("cannot resume: {0}")]
+    Resume(String),
     #[error("a background git task failed: {0}")]
     Join(String),
 }
@@ -100,6 +102,8 @@ pub struct RunRequest {
     pub brief: Brief,
     pub agent: Agent,
     pub brief_display: String,
+    /// Continue this interrupted run in its kept worktree instead of starting anew.
+    pub resume: Option<RunRecord>,
 }
 
 /// Runs a brief to its end. Errors only when even the run record cannot be
@@ -110,15 +114,28 @@ pub async fn execute(
     stop: watch::Receiver<StopSignal>,
     progress: Progress,
 ) -> Result<RunRecord, RunError> {
-    let run_dir = engine
-        .store
-        .create(req.brief.id.as_str())
-        .map_err(|source| RunError::Store {
-            path: engine.store.dir().to_path_buf(),
-            source,
-        })?;
-    let mut run = Run {
-        record: RunRecord {
+    let run_dir = match &req.resume {
+        Some(prev) => engine.store.open(&prev.run_id),
+        None => engine
+            .store
+            .create(req.brief.id.as_str())
+            .map_err(|source| RunError::Store {
+                path: engine.store.dir().to_path_buf(),
+                source,
+            })?,
+    };
+    let record = match &req.resume {
+        Some(prev) => RunRecord {
+            state: State::Preparing,
+            pid: std::process::id(),
+            reason: None,
+            finished_at: None,
+            duration_ms: None,
+            brief_blob: req.brief.blob_id.clone(),
+            max_attempts: req.brief.escalate.attempts,
+            ..prev.clone()
+        },
+        None => RunRecord {
             schema: 1,
             run_id: run_dir.id.clone(),
             task: req.brief.id.to_string(),
@@ -141,6 +158,9 @@ pub async fn execute(
             finished_at: None,
             duration_ms: None,
         },
+    };
+    let mut run = Run {
+        record,
         dir: run_dir,
         engine: engine.clone(),
         progress,
@@ -226,9 +246,12 @@ impl Run {
     async fn steps(
         &mut self,
         req: &RunRequest,
-        mut stop: watch::Receiver<StopSignal>,
+        stop: watch::Receiver<StopSignal>,
     ) -> Result<End, RunError> {
         let brief = &req.brief;
+        if req.resume.is_some() {
+            return self.resume(req, stop).await;
+        }
         let base_ref = brief.base.clone();
         let base = self.git(move |repo| repo.resolve_commit(&base_ref)).await?;
         self.record.base_commit = Some(base.to_string());
@@ -259,6 +282,65 @@ impl Run {
             sparse: is_sparse,
             ms: t.elapsed().as_millis() as u64,
         })?;
+        self.attempts(req, stop, base, wt, 1, None, 0).await
+    }
+
+    /// Continues an interrupted run: same worktree, same base, the
+    /// interrupted attempt again with the feedback it had.
+    async fn resume(
+        &mut self,
+        req: &RunRequest,
+        stop: watch::Receiver<StopSignal>,
+    ) -> Result<End, RunError> {
+        let prev = req
+            .resume
+            .as_ref()
+            .expect("resume() is only called for a resumed run");
+        let base = prev
+            .base_commit
+            .as_deref()
+            .and_then(|b| git2::Oid::from_str(b).ok())
+            .ok_or_else(|| RunError::Resume("the run never resolved its base commit".into()))?;
+        let path = prev
+            .worktree
+            .clone()
+            .ok_or_else(|| RunError::Resume("the run has no worktree".into()))?;
+        let sparse = req.brief.sparse_patterns().is_some();
+        let wt = self
+            .git(move |repo| Ok(repo.find_worktree(&path, sparse)))
+            .await?
+            .ok_or_else(|| {
+                RunError::Resume("its worktree is gone (removed by `git agent clean`?)".into())
+            })?;
+        self.record.worktree = Some(wt.path.clone());
+        self.worktree = Some(wt.clone());
+        let attempt = prev.attempts.clamp(1, req.brief.escalate.attempts);
+        self.event(EventKind::Resumed { attempt })?;
+        let feedback = std::fs::read_to_string(self.dir.feedback_path())
+            .ok()
+            .filter(|f| !f.trim().is_empty());
+        let decisions_read = std::fs::read_to_string(self.dir.decisions_path())
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        self.attempts(req, stop, base, wt, attempt, feedback, decisions_read)
+            .await
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the state a fresh or a resumed run hands over"
+    )]
+    async fn attempts(
+        &mut self,
+        req: &RunRequest,
+        mut stop: watch::Receiver<StopSignal>,
+        base: git2::Oid,
+        wt: Worktree,
+        first_attempt: u32,
+        mut feedback: Option<String>,
+        mut decisions_read: usize,
+    ) -> Result<End, RunError> {
+        let brief = &req.brief;
         let guard = self.git(|repo| repo.guard()).await?;
         let tmp = self.dir.tmp_dir();
         std::fs::create_dir_all(&tmp).map_err(|source| RunError::Store {
@@ -268,9 +350,7 @@ impl Run {
         let deadline = self.started + brief.escalate.timeout;
         let marker = ("GIT_AGENT_RUN_ID".to_string(), self.dir.id.clone());
 
-        let mut feedback: Option<String> = None;
-        let mut decisions_read = 0usize;
-        for attempt in 1..=brief.escalate.attempts {
+        for attempt in first_attempt..=brief.escalate.attempts {
             if *stop.borrow_and_update() != StopSignal::Run {
                 return Ok(interrupted());
             }

@@ -1370,22 +1370,8 @@ impl Repo {
     pub fn remove_worktree_path(&self, path: &Path) -> Result<()> {
         let canonical = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let path = canonical.as_path();
-        let wanted = path.join(".git");
-        let admin = fs::read_dir(self.common_dir.join("worktrees"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .find(|admin| {
-                fs::read_to_string(admin.join("gitdir"))
-                    .is_ok_and(|g| Path::new(g.trim_end()) == wanted.as_path())
-            });
-        match admin {
-            Some(admin_dir) => self.remove_worktree(&Worktree {
-                path: path.to_path_buf(),
-                admin_dir,
-                sparse: false,
-            }),
+        match self.find_worktree(path, false) {
+            Some(wt) => self.remove_worktree(&wt),
             None => {
                 if self.workdir.as_deref().is_some_and(|w| w.starts_with(path))
                     || self.common_dir.starts_with(path)
@@ -1398,6 +1384,28 @@ impl Repo {
                 remove_tree(path)
             }
         }
+    }
+
+    /// The worktree checked out at `path`, found through the admin entry
+    /// that points at it (never through the worktree's own `.git` file,
+    /// which the agent may have rewritten).
+    pub fn find_worktree(&self, path: &Path, sparse: bool) -> Option<Worktree> {
+        let path = fs::canonicalize(path).ok()?;
+        let wanted = path.join(".git");
+        let admin_dir = fs::read_dir(self.common_dir.join("worktrees"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|admin| {
+                fs::read_to_string(admin.join("gitdir"))
+                    .is_ok_and(|g| Path::new(g.trim_end()) == wanted.as_path())
+            })?;
+        Some(Worktree {
+            path,
+            admin_dir,
+            sparse,
+        })
     }
 
     /// `git worktree prune`: drops admin entries whose directory is gone.

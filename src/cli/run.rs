@@ -20,8 +20,11 @@ use crate::store::{RunRecord, State};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Task ids to run (the brief file names in .agents/tasks)
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    #[arg(required_unless_present_any = ["all", "resume"], conflicts_with_all = ["all", "resume"])]
     pub tasks: Vec<String>,
+    /// Continue an interrupted run (id, prefix or task) in its kept worktree
+    #[arg(long, value_name = "RUN", conflicts_with = "all")]
+    pub resume: Option<String>,
     /// Run every brief in .agents/tasks
     #[arg(long)]
     pub all: bool,
@@ -77,6 +80,11 @@ pub fn to_json(r: &RunRecord) -> RunJson<'_> {
 pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let root = ctx.root()?;
     let config = load_config(&root, ctx)?;
+    if let Some(query) = &args.resume {
+        let reqs = resume_request(&root, &config, query, ctx)?;
+        let records = execute(&root, &config, reqs, 1, true, ctx)?;
+        return report(&records, args.json);
+    }
     let ids: Vec<String> = if args.all {
         repo_files::list_briefs(&root)
             .map_err(|e| CliError::from_error(exit::USAGE, "could not list .agents/tasks", &e))?
@@ -175,6 +183,7 @@ pub(crate) fn load_requests(
             brief,
             agent,
             brief_display: display,
+            resume: None,
         });
     }
     if bad {
@@ -186,6 +195,57 @@ pub(crate) fn load_requests(
             "`{}` is named twice",
             dup.brief.id
         )));
+    }
+    Ok(reqs)
+}
+
+/// The request that continues an interrupted run.
+fn resume_request(
+    root: &std::path::Path,
+    config: &Config,
+    query: &str,
+    ctx: &Ctx,
+) -> CliResult<Vec<RunRequest>> {
+    let store = super::status::store(ctx)?;
+    let record = store
+        .resolve(query)
+        .map_err(|m| CliError::usage(m).hint("list runs with `git agent status --all`"))?;
+    if record.effective_state() != State::Interrupted {
+        return Err(CliError::usage(format!(
+            "run {} is {}, not interrupted; only interrupted runs can be resumed",
+            record.run_id,
+            record.effective_state().outcome()
+        ))
+        .hint(format!(
+            "start a new run with `git agent run {}`",
+            record.task
+        )));
+    }
+    if !record.worktree.as_ref().is_some_and(|w| w.exists()) {
+        return Err(CliError::usage(format!(
+            "run {} has no worktree left to resume in",
+            record.run_id
+        ))
+        .hint(format!(
+            "start a new run with `git agent run {}`",
+            record.task
+        )));
+    }
+    let mut reqs = load_requests(
+        root,
+        config,
+        std::slice::from_ref(&record.task),
+        Some(&record.agent),
+        ctx,
+    )?;
+    if let Some(req) = reqs.first_mut() {
+        if req.brief.blob_id != record.brief_blob {
+            eprintln!(
+                "note: {} changed since run {} started; resuming with the brief as it is now",
+                req.brief_display, record.run_id
+            );
+        }
+        req.resume = Some(record);
     }
     Ok(reqs)
 }
