@@ -1,0 +1,415 @@
+//! Many runs at once and what happens when things break: a 40-brief stress
+//! batch, Ctrl-C once and twice, and SIGKILL of the orchestrator at several
+//! points followed by `status` and `clean`. Real repositories, real
+//! processes, real signals.
+
+mod run_support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use run_support::{alive, Brief, TestRepo, BIN};
+use serde_json::Value;
+
+/// Every process on the machine whose environment carries a run id of this repo.
+fn processes_of(repo: &TestRepo) -> Vec<i32> {
+    let runs: Vec<String> = std::fs::read_dir(repo.root.join(".git/agent/runs"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let hit = environ.split(|b| *b == 0).any(|var| {
+            runs.iter()
+                .any(|r| var == format!("GIT_AGENT_RUN_ID={r}").as_bytes())
+        });
+        if hit && alive(pid) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn spawn_run(repo: &TestRepo, args: &[&str]) -> Child {
+    let path = std::env::var("PATH").unwrap_or_default();
+    Command::new(BIN)
+        .args(args)
+        .current_dir(&repo.root)
+        .env_clear()
+        .env("PATH", path)
+        .env("HOME", &repo.home)
+        .env("XDG_CACHE_HOME", &repo.cache)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("FIXTURE_OUT", &repo.out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start git-agent")
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_child(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("git-agent did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn status_json(repo: &TestRepo) -> Vec<Value> {
+    let out = repo.run(&["status", "--all", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout)
+        .expect("status JSON")
+        .as_array()
+        .expect("array")
+        .clone()
+}
+
+/// The parts of the user's checkout a run must never change.
+fn checkout_fingerprint(repo: &TestRepo) -> (String, String, Vec<u8>, String) {
+    (
+        repo.git(&["rev-parse", "HEAD"]),
+        repo.git(&["status", "--porcelain", "--untracked-files=all"]),
+        std::fs::read(repo.root.join(".git/index")).expect("index"),
+        repo.read("dirty.txt"),
+    )
+}
+
+fn fsck_clean(repo: &TestRepo) {
+    let out = repo.git_output(&["fsck", "--no-dangling"]);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "git fsck: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn forty_briefs_at_j8_each_end_in_the_right_state() {
+    let repo = TestRepo::new(&[("README.md", "stress\n")]);
+    repo.config("batch.sh");
+    let mut expected = Vec::new();
+    for i in 0..40 {
+        let (id, brief, outcome) = match i % 8 {
+            0..=4 => {
+                let id = format!("ok-{i:02}");
+                let b = Brief::new(&[&format!("{id}.txt")]);
+                (id, b, "succeeded")
+            }
+            5 => {
+                let id = format!("fail-{i:02}");
+                let b = Brief::new(&[&format!("{id}.txt")]).check("never", "false");
+                (id, b, "failed")
+            }
+            6 => {
+                let id = format!("slow-{i:02}");
+                let b = Brief::new(&[&format!("{id}.txt")]).timeout("2s");
+                (id, b, "escalated")
+            }
+            _ => {
+                let id = format!("stray-{i:02}");
+                let b = Brief::new(&[&format!("{id}.txt")]);
+                (id, b, "escalated")
+            }
+        };
+        repo.brief(&id, &brief);
+        expected.push((id, outcome));
+    }
+    repo.commit_all("briefs");
+    let out = repo.run(&["run", "--all", "-j", "8", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed run makes exit 1; stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs: Vec<Value> = serde_json::from_slice(&out.stdout).expect("run JSON");
+    assert_eq!(runs.len(), 40);
+    let mut kept = Vec::new();
+    for (id, outcome) in &expected {
+        let run = runs
+            .iter()
+            .find(|r| r["task"] == id.as_str())
+            .unwrap_or_else(|| panic!("no run for {id}"));
+        assert_eq!(run["outcome"], *outcome, "{id}: {run}");
+        let branch = format!("agent/{id}");
+        match *outcome {
+            "succeeded" => {
+                assert_eq!(
+                    repo.show(&branch, &format!("{id}.txt")).as_deref(),
+                    Some(format!("{id}\n").as_str())
+                );
+                assert!(run["worktree"].is_null(), "{id} keeps no worktree");
+            }
+            "failed" => {
+                assert!(
+                    repo.rev_opt(&branch).is_none(),
+                    "a failed run writes no branch"
+                );
+                kept.push(
+                    run["worktree"]
+                        .as_str()
+                        .expect("failed run keeps its worktree")
+                        .to_string(),
+                );
+            }
+            _ => {
+                kept.push(
+                    run["worktree"]
+                        .as_str()
+                        .expect("escalated run keeps its worktree")
+                        .to_string(),
+                );
+                if id.starts_with("stray") {
+                    assert!(
+                        repo.show(&branch, &format!("outside-{id}.txt")).is_none(),
+                        "{id}: out-of-scope file committed"
+                    );
+                    assert!(
+                        repo.show(&branch, &format!("{id}.txt")).is_some(),
+                        "{id}: in-scope work kept"
+                    );
+                }
+            }
+        }
+    }
+    fsck_clean(&repo);
+    let mut listed = repo.worktrees();
+    listed.retain(|w| *w != repo.root.display().to_string());
+    listed.sort();
+    kept.sort();
+    assert_eq!(
+        listed, kept,
+        "git worktree list holds exactly the kept worktrees"
+    );
+    assert!(
+        processes_of(&repo).is_empty(),
+        "no process of any run survives"
+    );
+}
+
+#[test]
+fn overlapping_scopes_wait_for_each_other() {
+    let repo = TestRepo::new(&[("README.md", "x\n")]);
+    repo.config("batch.sh");
+    repo.brief("ok-a", &Brief::new(&["ok-a.txt", "shared/**"]));
+    repo.brief("ok-b", &Brief::new(&["ok-b.txt", "shared/*.md"]));
+    repo.brief("ok-c", &Brief::new(&["ok-c.txt"]));
+    repo.commit_all("briefs");
+    let out = repo.run(&["run", "ok-a", "ok-b", "ok-c", "-j", "3"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("ok-b waits for ok-a"), "{stderr}");
+    assert!(!stderr.contains("ok-c waits"), "{stderr}");
+}
+
+#[test]
+fn two_orchestrators_in_one_repo_do_not_corrupt_each_other() {
+    let repo = TestRepo::new(&[("README.md", "x\n")]);
+    repo.config("batch.sh");
+    for i in 0..8 {
+        repo.brief(&format!("ok-{i}"), &Brief::new(&[&format!("ok-{i}.txt")]));
+    }
+    repo.commit_all("briefs");
+    let mut a = spawn_run(&repo, &["run", "ok-0", "ok-1", "ok-2", "ok-3", "-j", "4"]);
+    let mut b = spawn_run(&repo, &["run", "ok-4", "ok-5", "ok-6", "ok-7", "-j", "4"]);
+    assert!(wait_child(&mut a, Duration::from_secs(60)).success());
+    assert!(wait_child(&mut b, Duration::from_secs(60)).success());
+    for i in 0..8 {
+        assert!(
+            repo.rev_opt(&format!("agent/ok-{i}")).is_some(),
+            "branch of ok-{i}"
+        );
+        let note = repo.git(&["notes", "--ref", "agent", "show", &format!("agent/ok-{i}")]);
+        assert!(note.contains("Succeeded"), "note of ok-{i}: {note}");
+    }
+    fsck_clean(&repo);
+}
+
+fn sleepy_repo(tasks: &[&str]) -> TestRepo {
+    let repo = TestRepo::new(&[("README.md", "x\n"), ("dirty.txt", "committed\n")]);
+    repo.config_with("sleepy.sh", "");
+    for t in tasks {
+        repo.brief(t, &Brief::new(&[&format!("{t}.txt")]).timeout("5m"));
+    }
+    repo.commit_all("briefs");
+    // The user has uncommitted work; no run may touch it.
+    repo.write("dirty.txt", "uncommitted edit\n");
+    repo
+}
+
+fn pids_written(repo: &TestRepo, at_least: usize) -> Vec<i32> {
+    let path = repo.out.join("pids");
+    wait_for("the agents to start", Duration::from_secs(30), || {
+        std::fs::read_to_string(&path)
+            .map(|t| t.lines().count() >= at_least)
+            .unwrap_or(false)
+    });
+    std::fs::read_to_string(&path)
+        .expect("pids")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn first_ctrl_c_stops_cleanly_with_130_and_keeps_worktrees() {
+    let repo = sleepy_repo(&["a", "b"]);
+    let before = checkout_fingerprint(&repo);
+    let mut child = spawn_run(&repo, &["run", "a", "b", "-j", "2"]);
+    let pids = pids_written(&repo, 4);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT");
+    // The agents ignore SIGTERM: they die at the end of the 1 s grace.
+    let status = wait_child(&mut child, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(130));
+    for pid in pids {
+        assert!(!alive(pid), "process {pid} survived the orchestrator");
+    }
+    assert!(processes_of(&repo).is_empty());
+    let runs = status_json(&repo);
+    assert_eq!(runs.len(), 2);
+    for r in &runs {
+        assert_eq!(r["outcome"], "interrupted", "{r}");
+        let wt = r["worktree"].as_str().expect("worktree kept");
+        assert!(std::path::Path::new(wt).exists());
+    }
+    assert_eq!(checkout_fingerprint(&repo), before);
+}
+
+#[test]
+fn second_ctrl_c_kills_at_once() {
+    let repo = sleepy_repo(&["a"]);
+    // A grace far longer than the test allows: only the second signal can end it.
+    let cfg = repo
+        .read(".agents/config.yaml")
+        .replace("kill_grace: 1s", "kill_grace: 60s");
+    repo.write(".agents/config.yaml", &cfg);
+    let mut child = spawn_run(&repo, &["run", "a"]);
+    let pids = pids_written(&repo, 2);
+    let pid = Pid::from_raw(child.id() as i32);
+    kill(pid, Signal::SIGINT).expect("first SIGINT");
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    kill(pid, Signal::SIGINT).expect("second SIGINT");
+    let status = wait_child(&mut child, Duration::from_secs(15));
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "the second Ctrl-C must not wait for the grace"
+    );
+    assert_eq!(status.code(), Some(130));
+    for pid in pids {
+        assert!(!alive(pid), "process {pid} survived");
+    }
+}
+
+/// SIGKILL the orchestrator at a point of the run, then check that
+/// `status` tells the truth and `clean` leaves a clean repository.
+fn crash_at(delay: Duration, agent_seconds: &str, check: &str) {
+    let repo = sleepy_repo(&["a", "b"]);
+    std::fs::write(repo.out.join("seconds"), agent_seconds).expect("seconds");
+    for t in ["a", "b"] {
+        repo.brief(
+            t,
+            &Brief::new(&[&format!("{t}.txt")])
+                .check("slow", check)
+                .timeout("5m"),
+        );
+    }
+    repo.git(&["add", ".agents"]);
+    repo.git(&["commit", "-q", "-m", "slow checks"]);
+    let before = checkout_fingerprint(&repo);
+    let mut child = spawn_run(&repo, &["run", "a", "b", "-j", "2"]);
+    std::thread::sleep(delay);
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+
+    for r in status_json(&repo) {
+        let outcome = r["outcome"].as_str().expect("outcome");
+        assert!(
+            ["interrupted", "succeeded"].contains(&outcome),
+            "after a crash at {delay:?}, status says {outcome}: {r}"
+        );
+    }
+    let out = repo.run(&["clean"]);
+    assert!(
+        out.status.success(),
+        "clean: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("leftover processes to die", Duration::from_secs(5), || {
+        processes_of(&repo).is_empty()
+    });
+    fsck_clean(&repo);
+    assert_eq!(
+        repo.worktrees(),
+        vec![repo.root.display().to_string()],
+        "only the user's worktree is left"
+    );
+    assert_eq!(
+        checkout_fingerprint(&repo),
+        before,
+        "the user's checkout is unchanged"
+    );
+    for r in status_json(&repo) {
+        assert!(
+            r["worktree"].is_null()
+                || !std::path::Path::new(r["worktree"].as_str().unwrap_or("")).exists()
+        );
+    }
+}
+
+#[test]
+fn crash_during_worktree_creation() {
+    crash_at(Duration::from_millis(40), "300", "true");
+}
+
+#[test]
+fn crash_during_the_agent() {
+    crash_at(Duration::from_millis(1500), "300", "true");
+}
+
+#[test]
+fn crash_during_checks() {
+    crash_at(Duration::from_millis(2500), "0.2", "sleep 300");
+}
+
+#[test]
+fn crash_around_commit() {
+    // Agents and checks are quick: the kill lands among commits and notes
+    // (or after them); either way the repository must stay sound.
+    for delay in [300, 450, 600] {
+        crash_at(Duration::from_millis(delay), "0", "true");
+    }
+}

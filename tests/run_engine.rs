@@ -1,0 +1,1372 @@
+//! End-to-end tests of `git agent run`: the real binary, a throwaway
+//! repository, and scripted agents from `tests/fixtures/agents/`.
+//!
+//! Every test builds its own repository (see `run_support`), so the tests
+//! run in parallel and leave nothing behind.
+
+mod run_support;
+
+use std::time::{Duration, Instant};
+
+use run_support::{alive, of_type, trailer, types, Brief, TestRepo};
+use serde_json::Value;
+
+fn s(v: &Value) -> &str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {v}"))
+}
+
+/// Asserts that `want` occurs in `have` in this order (not necessarily adjacent).
+fn assert_subsequence(have: &[String], want: &[&str]) {
+    let mut it = have.iter();
+    for w in want {
+        assert!(
+            it.any(|h| h == w),
+            "event `{w}` missing or out of order in {have:?}"
+        );
+    }
+}
+
+fn scope_changes(events: &[Value]) -> Vec<Value> {
+    of_type(events, "scope_report")
+        .last()
+        .map(|e| e["changes"].as_array().expect("changes").clone())
+        .unwrap_or_default()
+}
+
+fn change<'a>(changes: &'a [Value], path: &str) -> &'a Value {
+    changes
+        .iter()
+        .find(|c| c["path"] == path)
+        .unwrap_or_else(|| panic!("no change for {path} in {changes:#?}"))
+}
+
+// ---------------------------------------------------------------------------
+// 1. Success
+
+#[test]
+fn success_commits_once_on_the_agent_branch_with_trailers_and_note() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("success.sh");
+    repo.brief(
+        "hello",
+        &Brief::new(&["src/**"])
+            .title("Say hello")
+            .check("has-hello", "grep -q 'hello from hello' src/hello.txt"),
+    );
+    let base = repo.commit_all("agent config");
+
+    let (code, run, stderr) = repo.run_one("hello");
+    assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
+    assert_eq!(run["outcome"], "succeeded");
+    assert_eq!(run["state"], "succeeded");
+    assert_eq!(run["task"], "hello");
+    assert_eq!(run["branch"], "agent/hello");
+    assert_eq!(run["attempts"], 1);
+    assert!(run["worktree"].is_null(), "{run:#}");
+    assert!(run["reason"].is_null(), "{run:#}");
+    assert_eq!(
+        run["checks"],
+        serde_json::json!([{"name": "has-hello", "passed": true}])
+    );
+    let commit = s(&run["commit"]);
+    let run_id = s(&run["run_id"]);
+
+    // The branch: one commit on the base, holding exactly the agent's change.
+    assert_eq!(repo.rev("agent/hello"), commit);
+    assert_eq!(repo.rev("agent/hello^"), base);
+    assert_eq!(
+        repo.show("agent/hello", "src/hello.txt"),
+        Some(format!("hello from hello, attempt 1, run {run_id}\n"))
+    );
+    assert_eq!(
+        repo.git(&["diff", "--name-status", &base, "agent/hello"])
+            .trim(),
+        "A\tsrc/hello.txt"
+    );
+
+    // The commit message: title, goal, trailers.
+    let msg = repo.git(&["log", "-1", "--format=%B", "agent/hello"]);
+    assert!(
+        msg.starts_with("Say hello\n\nMake the scripted change.\n"),
+        "{msg}"
+    );
+    assert_eq!(trailer(&msg, "Agent-Task").as_deref(), Some("hello"));
+    assert_eq!(trailer(&msg, "Agent-Run").as_deref(), Some(run_id));
+    let blob = repo.git(&["hash-object", ".agents/tasks/hello.md"]);
+    assert_eq!(trailer(&msg, "Agent-Brief").as_deref(), Some(blob.trim()));
+    assert_eq!(trailer(&msg, "Agent-Outcome").as_deref(), Some("succeeded"));
+    // Git itself parses them as trailers.
+    let parsed = repo.git(&[
+        "log",
+        "-1",
+        "--format=%(trailers:key=Agent-Task,valueonly)",
+        "agent/hello",
+    ]);
+    assert_eq!(parsed.trim(), "hello");
+
+    // The decision log note.
+    let note = repo.git(&["notes", "--ref", "agent", "show", "agent/hello"]);
+    assert!(note.starts_with("## ✅ Succeeded — Say hello"), "{note}");
+    assert!(note.contains("branch `agent/hello`"), "{note}");
+    assert!(note.contains(run_id), "{note}");
+    assert!(note.contains("`src/hello.txt`"), "{note}");
+
+    // The worktree is gone, and git knows it.
+    assert_eq!(repo.worktrees(), [repo.root.display().to_string()]);
+    let events = repo.events("hello");
+    let wt_path = s(&of_type(&events, "worktree_ready")[0]["path"]).to_string();
+    assert!(
+        wt_path.starts_with(&repo.wt.display().to_string()),
+        "{wt_path}"
+    );
+    assert!(!std::path::Path::new(&wt_path).exists(), "{wt_path} kept");
+
+    assert_subsequence(
+        &types(&events),
+        &[
+            "run_started",
+            "worktree_ready",
+            "attempt_started",
+            "agent_finished",
+            "scope_report",
+            "check_finished",
+            "committed",
+            "run_finished",
+        ],
+    );
+    let started = of_type(&events, "run_started")[0];
+    assert_eq!(started["base_commit"], base.as_str());
+    assert_eq!(started["brief_blob"], blob.trim());
+    let finished = of_type(&events, "run_finished")[0];
+    assert_eq!(finished["outcome"], "succeeded");
+    assert_eq!(of_type(&events, "committed")[0]["commit"], commit);
+
+    // The user's checkout did not move.
+    assert_eq!(repo.rev("HEAD"), base);
+    assert_eq!(
+        repo.git(&["symbolic-ref", "HEAD"]).trim(),
+        "refs/heads/main"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 2. Out-of-scope writes
+
+#[test]
+fn out_of_scope_write_escalates_and_is_never_committed() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("stray.sh");
+    repo.brief(
+        "stray",
+        &Brief::new(&["src/**"]).on_scope_violation("escalate"),
+    );
+    let base = repo.commit_all("agent config");
+
+    let (code, run, stderr) = repo.run_one("stray");
+    assert_eq!(code, 3, "stderr:\n{stderr}\nrun: {run:#}");
+    assert_eq!(run["outcome"], "escalated");
+    let reason = s(&run["reason"]);
+    assert!(
+        reason.contains("2 paths outside the scope")
+            && reason.contains("`README.md`")
+            && reason.contains("`secret.txt`"),
+        "{reason}"
+    );
+
+    // The in-scope change is kept as a WIP commit, nothing else.
+    assert_eq!(run["branch"], "agent/stray");
+    assert_eq!(repo.rev("agent/stray^"), base);
+    assert_eq!(
+        repo.git(&["diff", "--name-status", &base, "agent/stray"])
+            .trim(),
+        "A\tsrc/in.txt"
+    );
+    assert_eq!(
+        repo.show("agent/stray", "README.md").as_deref(),
+        Some("# Project\n")
+    );
+    assert_eq!(repo.show("agent/stray", "secret.txt"), None);
+    let msg = repo.git(&["log", "-1", "--format=%B", "agent/stray"]);
+    assert!(
+        msg.starts_with("WIP (escalated): Scripted change\n"),
+        "{msg}"
+    );
+    assert_eq!(trailer(&msg, "Agent-Outcome").as_deref(), Some("escalated"));
+
+    // No commit anywhere (notes included) holds the out-of-scope paths.
+    assert!(!repo.paths_in_history().contains(&"secret.txt".to_string()));
+    let readme_commits = repo.git(&["log", "--all", "--format=%H", "--", "README.md"]);
+    let on_main = repo.git(&["log", "main", "--format=%H", "--", "README.md"]);
+    assert_eq!(readme_commits, on_main, "README.md changed in a commit");
+
+    // The worktree is kept for a human, with the agent's changes as it left them.
+    let wt = std::path::PathBuf::from(s(&run["worktree"]));
+    assert!(wt.join("secret.txt").is_file(), "{}", wt.display());
+    assert!(std::fs::read_to_string(wt.join("README.md"))
+        .expect("README in worktree")
+        .contains("changed by the agent"));
+    assert_eq!(repo.worktrees().len(), 2);
+
+    let events = repo.events("stray");
+    let violations: Vec<&str> = of_type(&events, "violation")
+        .iter()
+        .map(|v| s(&v["path"]))
+        .collect();
+    assert_eq!(violations, ["README.md", "secret.txt"]);
+    let changes = scope_changes(&events);
+    assert_eq!(change(&changes, "README.md")["verdict"], "out_of_scope");
+    assert_eq!(change(&changes, "secret.txt")["verdict"], "out_of_scope");
+    assert_eq!(change(&changes, "src/in.txt")["verdict"], "allowed");
+    assert!(of_type(&events, "check_finished").is_empty(), "checks ran");
+    assert_eq!(of_type(&events, "escalated").len(), 1);
+    // The note is there for the WIP commit too.
+    let note = repo.git(&["notes", "--ref", "agent", "show", "agent/stray"]);
+    assert!(note.contains("Needs a human"), "{note}");
+}
+
+#[test]
+fn out_of_scope_write_is_reverted_with_revert_policy() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("stray.sh");
+    repo.brief(
+        "stray",
+        &Brief::new(&["src/**"]).on_scope_violation("revert").check(
+            "readme-untouched",
+            "test \"$(cat README.md)\" = '# Project' && test ! -e secret.txt",
+        ),
+    );
+    let base = repo.commit_all("agent config");
+
+    let (code, run, stderr) = repo.run_one("stray");
+    assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
+    assert_eq!(run["outcome"], "succeeded");
+    assert_eq!(
+        repo.git(&["diff", "--name-status", &base, "agent/stray"])
+            .trim(),
+        "A\tsrc/in.txt"
+    );
+    assert_eq!(
+        repo.show("agent/stray", "README.md").as_deref(),
+        Some("# Project\n")
+    );
+    assert!(!repo.paths_in_history().contains(&"secret.txt".to_string()));
+
+    let events = repo.events("stray");
+    let reverted = of_type(&events, "reverted");
+    assert_eq!(reverted.len(), 1, "{events:#?}");
+    assert_eq!(
+        reverted[0]["paths"],
+        serde_json::json!(["README.md", "secret.txt"])
+    );
+    assert!(of_type(&events, "violation").is_empty());
+    // A second scope report after the revert holds only the in-scope change.
+    let reports = of_type(&events, "scope_report");
+    assert_eq!(reports.len(), 2);
+    assert_eq!(reports[1]["changes"].as_array().map(Vec::len), Some(1));
+    assert!(repo
+        .log_md("stray")
+        .contains("reverted 2 out-of-scope paths"));
+}
+
+// ---------------------------------------------------------------------------
+// 3. deny beats write
+
+#[test]
+fn deny_beats_write() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("deny.sh");
+    repo.brief("deny", &Brief::new(&["src/**"]).deny(&["src/secret/**"]));
+    repo.commit_all("agent config");
+
+    let (code, run, stderr) = repo.run_one("deny");
+    assert_eq!(code, 3, "stderr:\n{stderr}\nrun: {run:#}");
+    assert_eq!(run["outcome"], "escalated");
+    assert!(s(&run["reason"]).contains("src/secret/key.txt"), "{run:#}");
+    let changes = scope_changes(&repo.events("deny"));
+    let denied = change(&changes, "src/secret/key.txt");
+    assert_eq!(denied["verdict"], "denied");
+    assert_eq!(denied["glob"], "src/secret/**");
+    let ok = change(&changes, "src/ok.txt");
+    assert_eq!(ok["verdict"], "allowed");
+    assert_eq!(ok["glob"], "src/**");
+    assert_eq!(
+        repo.show("agent/deny", "src/ok.txt").as_deref(),
+        Some("fine\n")
+    );
+    assert_eq!(repo.show("agent/deny", "src/secret/key.txt"), None);
+    assert!(!repo
+        .paths_in_history()
+        .contains(&"src/secret/key.txt".to_string()));
+    assert!(repo.log_md("deny").contains("⛔ denied by `src/secret/**`"));
+}
+
+// ---------------------------------------------------------------------------
+// 4. An agent that commits itself
+
+#[test]
+fn agent_commits_are_squashed_into_one_commit_with_our_trailers() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("self_commit.sh");
+    repo.brief("commits", &Brief::new(&["src/**"]));
+    let base = repo.commit_all("agent config");
+
+    let (code, run, stderr) = repo.run_one("commits");
+    assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
+    let count = repo.git(&["rev-list", "--count", &format!("{base}..agent/commits")]);
+    assert_eq!(count.trim(), "1");
+    assert_eq!(repo.rev("agent/commits^"), base);
+    for (path, text) in [
+        ("src/a.txt", "first\n"),
+        ("src/b.txt", "second\n"),
+        ("src/c.txt", "uncommitted\n"),
+    ] {
+        assert_eq!(
+            repo.show("agent/commits", path).as_deref(),
+            Some(text),
+            "{path}"
+        );
+    }
+    let msg = repo.git(&["log", "-1", "--format=%B", "agent/commits"]);
+    assert_eq!(trailer(&msg, "Agent-Task").as_deref(), Some("commits"));
+    assert_eq!(
+        trailer(&msg, "Agent-Run").as_deref(),
+        Some(s(&run["run_id"]))
+    );
+    // The agent's own commits are on no ref.
+    let subjects = repo.git(&["log", "--all", "--format=%s"]);
+    assert!(!subjects.contains("agent: first"), "{subjects}");
+}
+
+#[test]
+fn agent_commits_are_still_scope_checked() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("self_commit.sh");
+    repo.brief("commits-stray", &Brief::new(&["src/**"]));
+    let base = repo.commit_all("agent config");
+
+    let (code, run, stderr) = repo.run_one("commits-stray");
+    assert_eq!(code, 3, "stderr:\n{stderr}\nrun: {run:#}");
+    assert!(s(&run["reason"]).contains("`README.md`"), "{run:#}");
+    assert_eq!(
+        repo.show("agent/commits-stray", "README.md").as_deref(),
+        Some("# Project\n")
+    );
+    // (The agent's own commits stay reachable from its kept worktree's HEAD,
+    // so only the branch is checked here.)
+    let readme_commits = repo.git(&[
+        "log",
+        "--format=%H",
+        "agent/commits-stray",
+        "--",
+        "README.md",
+    ]);
+    let on_main = repo.git(&["log", "main", "--format=%H", "--", "README.md"]);
+    assert_eq!(readme_commits, on_main);
+    let count = repo.git(&[
+        "rev-list",
+        "--count",
+        &format!("{base}..agent/commits-stray"),
+    ]);
+    assert_eq!(count.trim(), "1");
+}
+
+// ---------------------------------------------------------------------------
+// 5. Deletions, renames, symlinks, modes
+
+#[test]
+fn deletion_is_committed() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n"), ("src/old.txt", "old\n")]);
+    repo.config("file_kinds.sh");
+    repo.brief(
+        "delete",
+        &Brief::new(&["src/**"]).check("gone", "test ! -e src/old.txt"),
+    );
+    let base = repo.commit_all("agent config");
+
+    let (code, run, stderr) = repo.run_one("delete");
+    assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
+    assert_eq!(repo.show("agent/delete", "src/old.txt"), None);
+    assert_eq!(
+        repo.git(&["diff", "--name-status", &base, "agent/delete"])
+            .trim(),
+        "D\tsrc/old.txt"
+    );
+    let changes = scope_changes(&repo.events("delete"));
+    assert_eq!(change(&changes, "src/old.txt")["kind"], "deleted");
+}
+
+#[test]
+fn rename_from_outside_the_scope_escalates() {
+    let guide = "# Guide\n\nThis guide has enough lines\nthat git sees a rename\nwhen it moves.\n";
+    let repo = TestRepo::new(&[("README.md", "# Project\n"), ("docs/guide.md", guide)]);
+    repo.config("file_kinds.sh");
+    repo.brief("rename-out", &Brief::new(&["src/**"]));
+    repo.commit_all("agent config");
+
+    let (code, run, stderr) = repo.run_one("rename-out");
+    assert_eq!(code, 3, "stderr:\n{stderr}\nrun: {run:#}");
+    let changes = scope_changes(&repo.events("rename-out"));
+    let renamed = change(&changes, "src/guide.md");
+    assert_eq!(renamed["kind"], "renamed");
+    assert_eq!(renamed["old_path"], "docs/guide.md");
+    assert_eq!(renamed["verdict"], "out_of_scope");
+    // Neither end of the rename lands; the other in-scope change does.
+    assert_eq!(
+        repo.show("agent/rename-out", "docs/guide.md").as_deref(),
+        Some(guide)
+    );
+    assert_eq!(repo.show("agent/rename-out", "src/guide.md"), None);
+    assert_eq!(
+        repo.show("agent/rename-out", "src/in.txt").as_deref(),
+        Some("also in scope\n")
+    );
+}
+
+#[test]
+fn symlink_leaving_the_worktree_escalates_and_is_never_committed() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n"), ("src/keep.txt", "k\n")]);
+    repo.config("file_kinds.sh");
+    repo.brief("symlink", &Brief::new(&["src/**"]));
+    repo.commit_all("agent config");
+
+    let (code, run, stderr) = repo.run_one("symlink");
+    assert_eq!(code, 3, "stderr:\n{stderr}\nrun: {run:#}");
+    assert_eq!(run["outcome"], "escalated");
+    let reason = s(&run["reason"]);
+    assert!(
+        reason.contains("`src/abs-link` is a symlink pointing outside the worktree")
+            && reason.contains("`src/rel-link`"),
+        "{reason}"
+    );
+    let history = repo.paths_in_history();
+    assert!(
+        !history.contains(&"src/abs-link".to_string()),
+        "{history:?}"
+    );
+    assert!(
+        !history.contains(&"src/rel-link".to_string()),
+        "{history:?}"
+    );
+    // A symlink that stays inside is fine, and kept as a symlink.
+    let tree = repo.git(&["ls-tree", "agent/symlink", "src/ok-link"]);
+    assert!(tree.starts_with("120000 "), "{tree}");
+    assert_eq!(
+        repo.show("agent/symlink", "src/in.txt").as_deref(),
+        Some("also in scope\n")
+    );
+
+    let events = repo.events("symlink");
+    let violations: Vec<&str> = of_type(&events, "violation")
+        .iter()
+        .map(|v| s(&v["path"]))
+        .collect();
+    assert_eq!(violations, ["src/abs-link", "src/rel-link"]);
+    let changes = scope_changes(&events);
+    assert_eq!(
+        change(&changes, "src/abs-link")["symlink_target"],
+        "/etc/passwd"
+    );
+}
+
+#[test]
+fn mode_change_is_a_change() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n"), ("src/run.sh", "echo hi\n")]);
+    repo.config("file_kinds.sh");
+    repo.brief(
+        "mode",
+        &Brief::new(&["src/**"]).check("executable", "test -x src/run.sh"),
+    );
+    repo.commit_all("agent config");
+    assert!(repo
+        .git(&["ls-tree", "HEAD", "src/run.sh"])
+        .starts_with("100644 "));
+
+    let (code, run, stderr) = repo.run_one("mode");
+    assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
+    let tree = repo.git(&["ls-tree", "agent/mode", "src/run.sh"]);
+    assert!(tree.starts_with("100755 "), "{tree}");
+    let changes = scope_changes(&repo.events("mode"));
+    assert_eq!(change(&changes, "src/run.sh")["kind"], "mode changed");
+}
+
+// ---------------------------------------------------------------------------
+// 6. Retries
+
+fn fixed_check() -> &'static str {
+    "grep -qx fixed src/value.txt || { echo \"expected fixed, got $(cat src/value.txt)\"; exit 1; }"
+}
+
+#[test]
+fn failing_check_is_retried_with_feedback() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("retry.sh");
+    repo.brief(
+        "retry",
+        &Brief::new(&["src/**"])
+            .check("value-is-fixed", fixed_check())
+            .attempts(2),
+    );
+    repo.commit_all("agent config");
+
+    let (code, run, stderr) = repo.run_one("retry");
+    assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
+    assert_eq!(run["outcome"], "succeeded");
+    assert_eq!(run["attempts"], 2);
+    assert_eq!(
+        repo.show("agent/retry", "src/value.txt").as_deref(),
+        Some("fixed\n")
+    );
+    let feedback = repo
+        .show("agent/retry", "src/feedback.txt")
+        .expect("the agent kept its feedback");
+    assert!(
+        feedback.contains("Check `value-is-fixed` failed"),
+        "{feedback}"
+    );
+    assert!(
+        feedback.contains("expected fixed, got broken"),
+        "{feedback}"
+    );
+    assert!(feedback.contains(fixed_check()), "{feedback}");
+
+    let events = repo.events("retry");
+    let checks: Vec<(u64, bool)> = of_type(&events, "check_finished")
+        .iter()
+        .map(|c| (c["attempt"].as_u64().unwrap_or(0), c["passed"] == true))
+        .collect();
+    assert_eq!(checks, [(1, false), (2, true)]);
+    let failed = of_type(&events, "attempt_failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["reason"], "check `value-is-fixed` failed");
+    // The prompt of the last attempt carries the feedback too.
+    let prompt = std::fs::read_to_string(repo.run_dir(s(&run["run_id"])).join("prompt.md"))
+        .expect("prompt.md");
+    assert!(prompt.contains("## Feedback from attempt 1"), "{prompt}");
+}
+
+#[test]
+fn all_attempts_failing_fails_and_keeps_the_worktree() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("retry.sh");
+    repo.brief(
+        "never",
+        &Brief::new(&["src/**"])
+            .check("never", "echo 'this never passes'; exit 1")
+            .attempts(2),
+    );
+    repo.commit_all("agent config");
+
+    let (code, run, stderr) = repo.run_one("never");
+    assert_eq!(code, 1, "stderr:\n{stderr}\nrun: {run:#}");
+    assert_eq!(run["outcome"], "failed");
+    assert_eq!(run["attempts"], 2);
+    assert_eq!(
+        run["reason"],
+        "check `never` failed on the last attempt (2 of 2)"
+    );
+    assert!(
+        run["branch"].is_null() && run["commit"].is_null(),
+        "{run:#}"
+    );
+    assert_eq!(repo.rev_opt("refs/heads/agent/never"), None);
+    let wt = std::path::PathBuf::from(s(&run["worktree"]));
+    assert_eq!(
+        std::fs::read_to_string(wt.join("src/value.txt")).expect("kept work"),
+        "fixed\n"
+    );
+    assert_eq!(repo.worktrees().len(), 2);
+    assert_eq!(
+        run["checks"],
+        serde_json::json!([{"name": "never", "passed": false}])
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 7. Timeout
+
+#[test]
+fn timeout_escalates_and_kills_the_agent_and_its_grandchild() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("timeout.sh");
+    repo.brief("slow", &Brief::new(&["src/**"]).timeout("2s"));
+    repo.commit_all("agent config");
+
+    let start = Instant::now();
+    let (code, run, stderr) = repo.run_one("slow");
+    let elapsed = start.elapsed();
+    assert_eq!(code, 3, "stderr:\n{stderr}\nrun: {run:#}");
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    assert_eq!(run["outcome"], "escalated");
+    assert!(s(&run["reason"]).contains("time limit of 2s"), "{run:#}");
+
+    let pid = |name: &str| -> i32 {
+        std::fs::read_to_string(repo.out.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .trim()
+            .parse()
+            .expect("a pid")
+    };
+    let (agent, grandchild) = (pid("agent.pid"), pid("grandchild.pid"));
+    assert!(!alive(agent), "agent {agent} survived the run");
+    assert!(
+        !alive(grandchild),
+        "grandchild {grandchild} survived the run"
+    );
+
+    let events = repo.events("slow");
+    let finished = of_type(&events, "agent_finished");
+    assert_eq!(finished[0]["timed_out"], true);
+    assert!(finished[0]["signal"].is_i64(), "{:#}", finished[0]);
+    // The work done before the limit is kept as WIP.
+    assert_eq!(
+        repo.show("agent/slow", "src/partial.txt").as_deref(),
+        Some("partial work\n")
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 8. Loud agents
+
+#[test]
+fn huge_agent_output_is_capped_on_disk() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("loud.sh");
+    repo.brief("loud", &Brief::new(&["src/**"]));
+    repo.commit_all("agent config");
+
+    let (code, run, stderr) = repo.run_one("loud");
+    assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
+    let path = repo.run_dir(s(&run["run_id"])).join("agent-1.stdout");
+    let size = std::fs::metadata(&path).expect("agent stdout").len();
+    let note = "[git-agent: output truncated after 8388608 bytes; 11611392 bytes discarded]\n";
+    // The cut falls mid-line, so the note starts on a line of its own.
+    assert_eq!(size, 8 * 1024 * 1024 + 1 + note.len() as u64);
+    let bytes = std::fs::read(&path).expect("read");
+    assert!(bytes.ends_with(format!("\n{note}").as_bytes()));
+    assert!(bytes.starts_with(b"line of agent output\nline of agent output\n"));
+    let events = repo.events("loud");
+    assert_eq!(
+        of_type(&events, "agent_finished")[0]["stdout_bytes"],
+        20_000_000
+    );
+    assert_eq!(
+        repo.show("agent/loud", "src/out.txt").as_deref(),
+        Some("done\n")
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 9. The user's checkout
+
+#[test]
+fn the_users_checkout_is_untouched() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n"), ("src/lib.txt", "lib\n")]);
+    repo.config("stray.sh");
+    repo.brief(
+        "inside",
+        &Brief::new(&["src/**", "README.md", "secret.txt"]),
+    );
+    repo.brief("outside", &Brief::new(&["src/**"]));
+    repo.commit_all("agent config");
+    // A stash entry, a staged change, an unstaged change, an untracked file.
+    repo.write("README.md", "# Project\nstashed\n");
+    repo.git(&["stash", "push", "-q", "-m", "saved work"]);
+    repo.write("src/lib.txt", "lib, staged\n");
+    repo.git(&["add", "src/lib.txt"]);
+    repo.write("README.md", "# Project\ndirty, not staged\n");
+    repo.write("notes.txt", "untracked\n");
+    // Let git settle the index's stat data before taking the snapshot.
+    repo.git(&["update-index", "-q", "--refresh"]);
+
+    let snapshot = |repo: &TestRepo| {
+        let index = std::fs::read(repo.root.join(".git/index")).expect("index");
+        let heads: Vec<String> = repo
+            .heads()
+            .into_iter()
+            .filter(|h| !h.starts_with("refs/heads/agent/"))
+            .collect();
+        (
+            repo.rev("HEAD"),
+            repo.git(&["symbolic-ref", "HEAD"]),
+            repo.git(&["status", "--porcelain=v1", "--untracked-files=all"]),
+            repo.git(&["stash", "list"]),
+            heads,
+            index,
+            repo.read("README.md"),
+            repo.read("src/lib.txt"),
+            repo.read("notes.txt"),
+        )
+    };
+    let before = snapshot(&repo);
+
+    let (code, runs, stderr) = repo.run_json(&["inside", "outside"]);
+    assert_eq!(code, 3, "stderr:\n{stderr}");
+    assert_eq!(runs[0]["outcome"], "succeeded");
+    assert_eq!(runs[1]["outcome"], "escalated");
+    // The agents worked from the commit, not from the dirty files.
+    assert_eq!(
+        repo.show("agent/inside", "README.md").as_deref(),
+        Some("# Project\nchanged by the agent\n")
+    );
+    assert_eq!(
+        repo.show("agent/inside", "src/lib.txt").as_deref(),
+        Some("lib\n")
+    );
+
+    let after = snapshot(&repo);
+    assert_eq!(before.0, after.0, "HEAD moved");
+    assert_eq!(before.1, after.1, "the current branch changed");
+    assert_eq!(before.2, after.2, "git status changed");
+    assert_eq!(before.3, after.3, "the stash changed");
+    assert_eq!(before.4, after.4, "branches other than agent/* changed");
+    assert!(before.5 == after.5, "the index file changed");
+    assert_eq!(
+        (&before.6, &before.7, &before.8),
+        (&after.6, &after.7, &after.8),
+        "working files changed"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 10. Tokens
+
+#[test]
+fn forge_tokens_and_other_secrets_never_reach_the_agent() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("env_dump.sh");
+    repo.brief(
+        "tokens",
+        &Brief::new(&["src/**"]).check("no-tokens-in-checks", "! env | grep -E 'TOKEN|AWS_SECRET'"),
+    );
+    repo.commit_all("agent config");
+
+    let (code, runs, stderr) = repo.run_json_env(
+        &["tokens"],
+        &[
+            ("GITHUB_TOKEN", "secret"),
+            ("GH_TOKEN", "secret2"),
+            ("AWS_SECRET", "x"),
+        ],
+    );
+    let run = &runs[0];
+    assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
+    let env = repo.show("agent/tokens", "src/env.txt").expect("env dump");
+    let names: Vec<&str> = env
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .collect();
+    for secret in ["GITHUB_TOKEN", "GH_TOKEN", "AWS_SECRET"] {
+        assert!(
+            !names.contains(&secret),
+            "{secret} reached the agent:\n{env}"
+        );
+    }
+    let run_id = s(&run["run_id"]);
+    let run_dir = repo.run_dir(run_id).display().to_string();
+    for line in [
+        format!("GIT_AGENT_RUN_ID={run_id}"),
+        "GIT_AGENT_TASK=tokens".to_string(),
+        format!("GIT_AGENT_PROMPT_FILE={run_dir}/prompt.md"),
+        format!("GIT_AGENT_DECISIONS={run_dir}/decisions.jsonl"),
+        "GIT_AGENT_ATTEMPT=1".to_string(),
+        format!("GIT_AGENT_FEEDBACK_FILE={run_dir}/feedback.md"),
+        format!("TMPDIR={run_dir}/tmp"),
+        format!("FIXTURE_OUT={}", repo.out.display()),
+        format!("HOME={}", repo.home.display()),
+    ] {
+        assert!(
+            env.lines().any(|l| l == line),
+            "missing `{line}` in:\n{env}"
+        );
+    }
+    assert!(
+        !names.contains(&"XDG_CACHE_HOME"),
+        "not in the allowlist:\n{env}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 11. Branches that are not ours
+
+#[test]
+fn a_foreign_branch_is_never_overwritten() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("success.sh");
+    repo.brief("hello", &Brief::new(&["src/**"]));
+    let base = repo.commit_all("agent config");
+    // Someone else already works on agent/hello.
+    repo.git(&["switch", "-q", "-c", "agent/hello"]);
+    repo.write("theirs.txt", "someone else's work\n");
+    let foreign = repo.commit_all("someone else");
+    repo.git(&["switch", "-q", "main"]);
+
+    let (code, first, stderr) = repo.run_one("hello");
+    assert_eq!(code, 0, "stderr:\n{stderr}");
+    assert_eq!(first["branch"], "agent/hello-2");
+    assert_eq!(repo.rev("agent/hello"), foreign);
+    assert_eq!(repo.rev("agent/hello-2"), s(&first["commit"]));
+
+    // A second run of the same task moves its own branch (not stacked).
+    let (code, second, stderr) = repo.run_one("hello");
+    assert_eq!(code, 0, "stderr:\n{stderr}");
+    assert_eq!(second["branch"], "agent/hello-2");
+    assert_ne!(second["commit"], first["commit"]);
+    assert_eq!(repo.rev("agent/hello-2"), s(&second["commit"]));
+    assert_eq!(repo.rev("agent/hello-2^"), base);
+    assert_eq!(repo.rev("agent/hello"), foreign);
+
+    // Once a human commits on top of the run's branch, it is theirs.
+    repo.git(&["switch", "-q", "agent/hello-2"]);
+    repo.write("review.txt", "a reviewer's fix\n");
+    let human = repo.commit_all("review fix");
+    repo.git(&["switch", "-q", "main"]);
+    let (code, third, stderr) = repo.run_one("hello");
+    assert_eq!(code, 0, "stderr:\n{stderr}");
+    assert_eq!(third["branch"], "agent/hello-3");
+    assert_eq!(repo.rev("agent/hello-2"), human);
+    assert_eq!(repo.rev("agent/hello"), foreign);
+}
+
+#[test]
+fn a_branch_checked_out_by_the_user_is_not_moved() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("success.sh");
+    repo.brief("hello", &Brief::new(&["src/**"]));
+    repo.commit_all("agent config");
+    let (code, first, _) = repo.run_one("hello");
+    assert_eq!(code, 0);
+    // The user checks the run's branch out to look at it.
+    repo.git(&["switch", "-q", "agent/hello"]);
+    let (code, second, stderr) = repo.run_one("hello");
+    assert_eq!(code, 0, "stderr:\n{stderr}");
+    assert_eq!(second["branch"], "agent/hello-2");
+    assert_eq!(repo.rev("agent/hello"), s(&first["commit"]));
+    assert_eq!(repo.git(&["status", "--porcelain"]), "");
+}
+
+// ---------------------------------------------------------------------------
+// 12. Decisions
+
+#[test]
+fn decisions_from_json_lines_and_decide_land_in_the_log() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("decide.sh");
+    repo.brief("decisions", &Brief::new(&["src/**"]));
+    repo.commit_all("agent config");
+
+    let (code, run, stderr) = repo.run_one("decisions");
+    assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
+    let md = repo.log_md("decisions");
+    for line in [
+        "- **Assumption** (attempt 1): the input is UTF-8, because every fixture is",
+        "- **Decision** (attempt 1): x — chose `a` over `b`, because c",
+        "- **Surprise** (attempt 1): via git",
+    ] {
+        assert!(md.lines().any(|l| l == line), "missing `{line}` in:\n{md}");
+    }
+    let events = repo.events("decisions");
+    let decisions = of_type(&events, "decision");
+    assert_eq!(decisions.len(), 3);
+    assert_eq!(decisions[1]["options"], serde_json::json!(["a", "b"]));
+    assert_eq!(decisions[1]["chosen"], "a");
+    assert_eq!(decisions[1]["why"], "c");
+    // The note on the commit is the same log.
+    let note = repo.git(&["notes", "--ref", "agent", "show", "agent/decisions"]);
+    assert!(note.contains("chose `a` over `b`, because c"), "{note}");
+}
+
+#[test]
+fn an_invalid_decision_line_is_rejected_and_an_escalate_decision_escalates() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("decide.sh");
+    repo.brief("bad-line", &Brief::new(&["src/**"]));
+    repo.brief("ask-human", &Brief::new(&["src/**"]));
+    repo.commit_all("agent config");
+
+    let (code, runs, stderr) = repo.run_json(&["bad-line", "ask-human"]);
+    assert_eq!(code, 3, "stderr:\n{stderr}");
+    assert_eq!(runs[0]["outcome"], "succeeded");
+    let events = repo.events("bad-line");
+    let rejected = of_type(&events, "decision_rejected");
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0]["line"], "this is not json");
+    assert_eq!(
+        of_type(&events, "decision").len(),
+        1,
+        "the valid line still counts"
+    );
+    assert!(repo
+        .log_md("bad-line")
+        .contains("a decision line was not valid JSON"));
+
+    assert_eq!(runs[1]["outcome"], "escalated");
+    assert_eq!(
+        runs[1]["reason"],
+        "the agent asked for a human: the brief contradicts the tests"
+    );
+    let md = repo.log_md("ask-human");
+    assert!(
+        md.contains("- **Asked for a human** (attempt 1): the brief contradicts the tests"),
+        "{md}"
+    );
+    // Its in-scope work is kept as WIP for the human.
+    assert_eq!(
+        repo.show("agent/ask-human", "src/work.txt").as_deref(),
+        Some("work\n")
+    );
+    assert!(of_type(&repo.events("ask-human"), "check_finished").is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// 13. The Markdown log
+
+#[test]
+fn markdown_log_snapshot() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("story.sh");
+    repo.brief(
+        "story",
+        &Brief::new(&["src/**"])
+            .title("Fix the value")
+            .check("value-is-fixed", fixed_check())
+            .and_check("readme", "test -f README.md")
+            .attempts(2)
+            .on_scope_violation("revert"),
+    );
+    repo.commit_all("agent config");
+    let (code, run, stderr) = repo.run_one("story");
+    assert_eq!(code, 0, "{stderr}");
+    let md = repo.log_md("story");
+    // The note on the commit is the same document.
+    let note = repo.git(&["notes", "--ref", "agent", "show", s(&run["commit"])]);
+    assert_eq!(note.trim_end(), md.trim_end());
+    let tmp = repo.tmp.display().to_string();
+    insta::with_settings!({filters => vec![
+        (tmp.as_str(), "[TMP]"),
+        (r"\b\d{8}-\d{6}-[a-z0-9_-]+-[0-9a-f]{4}\b", "[RUN_ID]"),
+        (r"\b[0-9a-f]{7,40}\b", "[HASH]"),
+        (r"\b\d+(\.\d+)?(ms|s)\b", "[DURATION]"),
+        (r"\b\d+m\d\ds\b", "[DURATION]"),
+    ]}, {
+        insta::assert_snapshot!(md, @r###"
+        ## ✅ Succeeded — Fix the value
+
+        task `story` · branch `agent/story` · 2 of 2 attempts · [DURATION] · agent `fx`
+
+        ### Goal
+
+        Make the scripted change.
+
+        ### Decisions
+
+        - **Decision** (attempt 1): store the value as plain text — chose `plain text` over `json`, because the check greps it
+        - **Assumption** (attempt 2): the check wants exactly one line
+
+        ### Scope
+
+        1 file changed, +1 −0
+
+        | Path | Change | Lines | Verdict |
+        |---|---|---|---|
+        | `src/value.txt` | added | +1 −0 | ✅ `src/**` |
+
+        ### Checks
+
+        | Attempt | value-is-fixed | readme |
+        |---|---|---|
+        | 1 | ❌ [DURATION] | ✅ [DURATION] |
+        | 2 | ✅ [DURATION] | ✅ [DURATION] |
+
+        <details><summary>❌ <code>value-is-fixed</code> failed on attempt 1</summary>
+
+        ```text
+        expected fixed, got broken
+        ```
+
+        </details>
+
+        ### What happened
+
+        - ↩️ attempt 1: reverted 1 out-of-scope path: `README.md`
+        - attempt 1 failed: check `value-is-fixed` failed
+
+        ---
+        <sub>base `HEAD` @ `[HASH]` · brief `.agents/tasks/story.md` (blob `[HASH]`) · run `[RUN_ID]`</sub>
+        "###);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 14. status and clean
+
+#[test]
+fn status_lists_runs_and_clean_removes_kept_worktrees_only() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("stray.sh");
+    repo.brief(
+        "all-in",
+        &Brief::new(&["src/**", "README.md", "secret.txt"]),
+    );
+    repo.brief("stays-out", &Brief::new(&["src/**"]));
+    repo.brief(
+        "fails",
+        &Brief::new(&["src/**"])
+            .on_scope_violation("revert")
+            .check("never", "false"),
+    );
+    repo.commit_all("agent config");
+
+    let (code, runs, stderr) = repo.run_json(&["all-in", "stays-out", "fails"]);
+    assert_eq!(
+        code, 1,
+        "a failed run wins over an escalated one; stderr:\n{stderr}"
+    );
+    let outcomes: Vec<&str> = runs.iter().map(|r| s(&r["outcome"])).collect();
+    assert_eq!(outcomes, ["succeeded", "escalated", "failed"]);
+    let (code, again, _) = repo.run_one("all-in");
+    assert_eq!(code, 0);
+
+    let status = repo.run(&["status", "--json"]);
+    assert!(status.status.success());
+    let latest: Vec<Value> = serde_json::from_slice(&status.stdout).expect("status JSON");
+    let tasks: Vec<&str> = latest.iter().map(|r| s(&r["task"])).collect();
+    assert_eq!(tasks, ["stays-out", "fails", "all-in"]);
+    assert_eq!(latest[2]["run_id"], again["run_id"]);
+    let kept: Vec<String> = latest
+        .iter()
+        .filter_map(|r| r["worktree"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(kept.len(), 2, "{latest:#?}");
+    assert!(kept.iter().all(|w| std::path::Path::new(w).is_dir()));
+    let all = repo.run(&["status", "--all", "--json"]);
+    let all: Vec<Value> = serde_json::from_slice(&all.stdout).expect("status JSON");
+    assert_eq!(all.len(), 4);
+    // The human-readable status mentions the kept worktrees.
+    let text = String::from_utf8_lossy(&repo.run(&["status"]).stdout).into_owned();
+    assert!(text.contains("2 worktrees kept for inspection"), "{text}");
+
+    let heads = repo.heads();
+    assert_eq!(repo.worktrees().len(), 3);
+    let clean = repo.run(&["clean"]);
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&clean.stdout).starts_with("removed 2 worktrees"),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+    assert_eq!(repo.worktrees(), [repo.root.display().to_string()]);
+    assert!(kept.iter().all(|w| !std::path::Path::new(w).exists()));
+    assert_eq!(repo.heads(), heads, "clean touched branches");
+    let after: Vec<Value> =
+        serde_json::from_slice(&repo.run(&["status", "--json"]).stdout).expect("status JSON");
+    assert!(after.iter().all(|r| r["worktree"].is_null()), "{after:#?}");
+    // Outcomes survive the clean.
+    let outcomes: Vec<&str> = after.iter().map(|r| s(&r["outcome"])).collect();
+    assert_eq!(outcomes, ["escalated", "failed", "succeeded"]);
+}
+
+// ---------------------------------------------------------------------------
+// 15. Usage errors
+
+#[test]
+fn unknown_task_is_a_usage_error_with_a_hint() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("success.sh");
+    repo.brief("fix-greeting", &Brief::new(&["src/**"]));
+    repo.commit_all("agent config");
+
+    let out = repo.run(&["run", "fix-gretting", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no brief `fix-gretting` in .agents/tasks"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `fix-greeting`?"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        !repo.root.join(".git/agent/runs").exists(),
+        "a run was recorded"
+    );
+}
+
+#[test]
+fn invalid_brief_is_a_usage_error_with_the_diagnostic() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("success.sh");
+    repo.brief("good", &Brief::new(&["src/**"]));
+    repo.write(
+        ".agents/tasks/broken.md",
+        "---\ntitle: Broken\nscope:\n  wirte: [\"src/**\"]\nchecks:\n  - name: ok\n    run: \"true\"\n---\n# Goal\nx\n",
+    );
+    repo.commit_all("agent config");
+
+    let out = repo.run(&["run", "good", "broken", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("broken.md"), "{stderr}");
+    assert!(stderr.contains("wirte"), "{stderr}");
+    assert!(stderr.contains("write"), "{stderr}");
+    // Nothing ran, not even the valid brief.
+    assert!(out.stdout.is_empty());
+    assert!(
+        !repo.root.join(".git/agent/runs").exists(),
+        "a run was recorded"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 16. Sparse worktrees
+
+#[test]
+fn sparse_worktree_holds_read_and_write_scopes_only() {
+    let repo = TestRepo::new(&[
+        ("README.md", "# Project\n"),
+        ("src/a/x.txt", "x\n"),
+        ("src/b/y.txt", "y\n"),
+        ("docs/d.md", "d\n"),
+    ]);
+    repo.config("list_files.sh");
+    repo.brief("sparse", &Brief::new(&["src/a/**"]).read(&["docs/**"]));
+    let base = repo.commit_all("agent config");
+
+    let (code, run, stderr) = repo.run_one("sparse");
+    assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
+    let listing = repo
+        .show("agent/sparse", "src/a/listing.txt")
+        .expect("listing");
+    let files: Vec<&str> = listing.lines().collect();
+    assert!(files.contains(&"docs/d.md"), "{listing}");
+    assert!(files.contains(&"src/a/x.txt"), "{listing}");
+    assert!(!files.iter().any(|f| f.starts_with("src/b")), "{listing}");
+    assert!(!files.contains(&"README.md"), "{listing}");
+    // What was not materialized is not deleted.
+    assert_eq!(
+        repo.git(&["diff", "--name-status", &base, "agent/sparse"])
+            .trim(),
+        "A\tsrc/a/listing.txt"
+    );
+    assert_eq!(
+        repo.show("agent/sparse", "src/b/y.txt").as_deref(),
+        Some("y\n")
+    );
+    let events = repo.events("sparse");
+    assert_eq!(of_type(&events, "worktree_ready")[0]["sparse"], true);
+    assert_eq!(scope_changes(&events).len(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// 17. Parallel runs
+
+#[test]
+fn parallel_runs_with_overlapping_scopes_wait_for_each_other() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("parallel.sh");
+    for (id, write) in [
+        ("one-a", "src/one/**"),
+        ("one-b", "src/one/**"),
+        ("docs-a", "docs/**"),
+        ("docs-x", "docs/x.md"),
+        ("alpha", "alpha/**"),
+        ("beta", "beta/**"),
+    ] {
+        repo.brief(id, &Brief::new(&[write]));
+    }
+    repo.commit_all("agent config");
+
+    let ids = ["one-a", "one-b", "docs-a", "docs-x", "alpha", "beta"];
+    let mut args = vec!["run", "-j", "4", "--json"];
+    args.extend(ids);
+    let out = repo.run(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let runs: Vec<Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    let tasks: Vec<&str> = runs.iter().map(|r| s(&r["task"])).collect();
+    assert_eq!(tasks, ids);
+    assert!(
+        runs.iter().all(|r| r["outcome"] == "succeeded"),
+        "{runs:#?}"
+    );
+    for r in &runs {
+        let branch = s(&r["branch"]);
+        assert_eq!(branch, format!("agent/{}", s(&r["task"])));
+    }
+
+    let waits: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(" waits for "))
+        .collect();
+    assert_eq!(waits.len(), 2, "{stderr}");
+    assert!(
+        waits[0].starts_with("one-b waits for one-a: their write scopes may overlap"),
+        "{stderr}"
+    );
+    assert!(waits[1].starts_with("docs-x waits for docs-a"), "{stderr}");
+
+    let time = |name: &str| -> u128 {
+        std::fs::read_to_string(repo.out.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .trim()
+            .parse()
+            .expect("ns")
+    };
+    assert!(
+        time("one-b.start") >= time("one-a.end"),
+        "one-b overlapped one-a"
+    );
+    assert!(
+        time("docs-x.start") >= time("docs-a.end"),
+        "docs-x overlapped docs-a"
+    );
+    // Runs that do not overlap did run at the same time.
+    let concurrent = ["docs-a", "alpha", "beta"]
+        .iter()
+        .any(|t| time(&format!("{t}.start")) < time("one-a.end"));
+    assert!(concurrent, "nothing ran alongside one-a");
+}
+
+// ---------------------------------------------------------------------------
+// Probes beyond the list
+
+/// An agent shares the ref store with the user's repository: it can create
+/// branches and move the user's checked-out branch from inside its worktree.
+#[test]
+#[ignore = "BUG: an agent can move the user's checked-out branch (refs are not guarded)"]
+fn agent_cannot_move_the_users_branch() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("refs.sh");
+    repo.brief("refs", &Brief::new(&["src/**"]));
+    let base = repo.commit_all("agent config");
+
+    let (code, run, stderr) = repo.run_one("refs");
+    // BUG: the run succeeds (exit 0) and `main` now points at the agent's
+    // own commit; the repo guard checks config, hooks and info/ only.
+    assert_eq!(
+        repo.rev("refs/heads/main"),
+        base,
+        "the agent moved main; run: {run:#}\n{stderr}"
+    );
+    assert_eq!(
+        repo.rev_opt("refs/heads/agent-scratch"),
+        None,
+        "the agent made a branch"
+    );
+    assert_ne!(code, 0, "tampering with refs went unnoticed");
+}
+
+/// `symlink_escapes` judges a symlink's target lexically, but the kernel
+/// resolves symlinks on the way: through `src/here -> .`, `here/..` is the
+/// worktree root, not `src`.
+#[test]
+#[ignore = "BUG: a symlink that escapes through another symlink is committed"]
+fn symlink_escaping_through_another_symlink_is_caught() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n"), ("src/keep.txt", "k\n")]);
+    repo.config("file_kinds.sh");
+    repo.brief("symlink-chain", &Brief::new(&["src/**"]));
+    repo.commit_all("agent config");
+
+    let (code, run, stderr) = repo.run_one("symlink-chain");
+    // The symlink really leaves: rebuild it from the branch (or the kept
+    // worktree) and let the kernel resolve it.
+    if let Some(target) = repo.show("agent/symlink-chain", "src/leak") {
+        let dir = repo.tmp.join("resolve/a/b/c/d/e/f/src");
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::os::unix::fs::symlink(".", dir.join("here")).expect("here");
+        std::os::unix::fs::symlink(&target, dir.join("leak")).expect("leak");
+        assert_eq!(
+            std::fs::canonicalize(dir.join("leak")).expect("resolves"),
+            std::path::Path::new("/etc/passwd")
+        );
+    }
+    // BUG: exit 0, outcome succeeded, and `src/leak` (→ /etc/passwd once
+    // resolved) is committed on agent/symlink-chain.
+    assert_eq!(code, 3, "stderr:\n{stderr}\nrun: {run:#}");
+    assert!(!repo.paths_in_history().contains(&"src/leak".to_string()));
+}
+
+/// A reviewer amends the run's commit (`git commit --amend` keeps the
+/// trailers); re-running the task must not throw their amend away.
+#[test]
+#[ignore = "BUG: a human's amend of the run's commit is overwritten by the next run"]
+fn an_amended_agent_commit_is_not_overwritten() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("success.sh");
+    repo.brief("hello", &Brief::new(&["src/**"]));
+    repo.commit_all("agent config");
+    let (code, _, _) = repo.run_one("hello");
+    assert_eq!(code, 0);
+    repo.git(&["switch", "-q", "agent/hello"]);
+    repo.write("src/review.txt", "the reviewer's fix\n");
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-q", "--amend", "--no-edit"]);
+    let amended = repo.rev("HEAD");
+    repo.git(&["switch", "-q", "main"]);
+
+    let (code, second, stderr) = repo.run_one("hello");
+    assert_eq!(code, 0, "{stderr}");
+    // BUG: the tip still carries `Agent-Task: hello`, so it counts as ours:
+    // agent/hello is moved to the new run's commit and the amend is only
+    // left in the reflog.
+    assert_eq!(repo.rev("agent/hello"), amended, "run: {second:#}");
+    assert_eq!(second["branch"], "agent/hello-2");
+}
+
+/// A check's own leftovers (build output, caches) end up in the worktree;
+/// on the next attempt they are counted as the agent's changes.
+#[test]
+#[ignore = "BUG: files a failing check writes are blamed on the agent on the next attempt"]
+fn check_artifacts_are_not_scope_violations_on_retry() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("retry.sh");
+    repo.brief(
+        "artifact",
+        &Brief::new(&["src/**"])
+            .check(
+                "value-is-fixed",
+                &format!("echo built > build-output.txt; {}", fixed_check()),
+            )
+            .attempts(2),
+    );
+    repo.commit_all("agent config");
+
+    let (code, run, stderr) = repo.run_one("artifact");
+    // BUG: exit 3, "1 path outside the scope: `build-output.txt`" on
+    // attempt 2, although only the check wrote it.
+    assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
+    assert_eq!(run["attempts"], 2);
+}
+
+/// A daemon that leaves the process group and drops the run marker from
+/// its environment is out of reach of the sweep.
+#[test]
+#[ignore = "BUG: a setsid + env -i daemon started by the agent outlives the run"]
+fn a_daemon_without_the_marker_does_not_outlive_the_run() {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("escape.sh");
+    repo.brief("escape", &Brief::new(&["src/**"]));
+    repo.commit_all("agent config");
+
+    let (code, run, stderr) = repo.run_one("escape");
+    let pid: i32 = std::fs::read_to_string(repo.out.join("daemon.pid"))
+        .expect("daemon.pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    let survived = alive(pid);
+    if survived {
+        // Do not leave it behind for the rest of the suite.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
+    // BUG: the daemon (reparented to git-agent, a subreaper, then to init)
+    // is still running after git-agent exited.
+    assert!(!survived, "daemon {pid} outlived the run");
+}
