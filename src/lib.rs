@@ -24,6 +24,7 @@ pub mod run;
 pub mod schema;
 pub mod scope;
 pub mod store;
+pub mod symlink;
 pub mod templates;
 pub mod workspace;
 pub mod yaml;

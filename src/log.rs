@@ -152,6 +152,11 @@ pub enum EventKind {
         attempt: u32,
         paths: Vec<String>,
     },
+    /// Files the failing checks wrote, removed before the next attempt.
+    CheckArtifactsRemoved {
+        attempt: u32,
+        paths: Vec<String>,
+    },
     CheckFinished {
         attempt: u32,
         name: String,

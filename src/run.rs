@@ -17,7 +17,7 @@ use crate::process::{self, ProcessError, ProcessSpec, StopSignal};
 use crate::prompt::{self, FailedCheck};
 use crate::store::{CheckSummary, RunDir, RunRecord, State, Store};
 use crate::workspace::{Change, ChangeKind, Repo, WorkspaceError, Worktree};
-use crate::{checks, env};
+use crate::{checks, env, symlink};
 
 /// Bytes of agent output kept on disk per stream.
 pub const AGENT_OUTPUT_LIMIT: u64 = 8 * 1024 * 1024;
@@ -520,7 +520,7 @@ impl Run {
                 .collect();
             for c in &in_scope {
                 if let Some(target) = &c.symlink_target {
-                    if symlink_escapes(&c.path, target) {
+                    if symlink_escapes(&c.path, target) || symlink::escapes(&wt.path, &c.path) {
                         self.event(EventKind::Violation {
                             attempt,
                             what: format!(
@@ -551,7 +551,7 @@ impl Run {
                 return Ok(End {
                     state: State::Escalated,
                     reason: Some(reason),
-                    keep: Some((base, without_unsafe(in_scope))),
+                    keep: Some((base, without_unsafe(&wt.path, in_scope))),
                 });
             }
 
@@ -683,6 +683,10 @@ impl Run {
                     keep: Some((base, in_scope)),
                 });
             }
+            if attempt < brief.escalate.attempts {
+                self.discard_check_artifacts(attempt, &wt, base, changes.tree)
+                    .await?;
+            }
             let names = failed
                 .iter()
                 .map(|r| format!("`{}`", r.name))
@@ -730,6 +734,39 @@ impl Run {
             }
         }
         Ok(End::failed("no attempts were made".into()))
+    }
+
+    /// Puts the worktree back as the agent left it: what the checks wrote
+    /// (build output, caches git does not ignore, formatter edits) must not
+    /// count as the agent's change on the next attempt.
+    async fn discard_check_artifacts(
+        &self,
+        attempt: u32,
+        wt: &Worktree,
+        base: git2::Oid,
+        agent_tree: git2::Oid,
+    ) -> Result<(), RunError> {
+        let wt = wt.clone();
+        let paths = self
+            .git(move |repo| {
+                let before_checks = repo.snapshot_commit(base, agent_tree)?;
+                let artifacts = repo.change_set(&wt, before_checks)?;
+                if artifacts.changes.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let refs: Vec<&Change> = artifacts.changes.iter().collect();
+                repo.restore_in_worktree(&wt, before_checks, &refs)?;
+                Ok(artifacts
+                    .changes
+                    .iter()
+                    .map(|c| c.path.clone())
+                    .collect::<Vec<_>>())
+            })
+            .await?;
+        if !paths.is_empty() {
+            self.event(EventKind::CheckArtifactsRemoved { attempt, paths })?;
+        }
+        Ok(())
     }
 
     /// Reads decisions appended since the last read; returns the summary of
@@ -809,9 +846,12 @@ impl Run {
                     .git(move |repo| {
                         let refs: Vec<&Change> = keep.iter().collect();
                         let tree = repo.build_tree(base, &refs)?;
+                        // Ours means written by git-agent for this task: an
+                        // amend or rebase by a human changes the committer.
                         repo.commit_to_branch(&branch, base, tree, &message, &|c: &git2::Commit| {
-                            c.message()
-                                .is_ok_and(|m| m.lines().any(|l| l == task_trailer))
+                            c.committer().email().ok() == Some(crate::workspace::SIGNATURE_EMAIL)
+                                && c.message()
+                                    .is_ok_and(|m| m.lines().any(|l| l == task_trailer))
                         })
                     })
                     .await;
@@ -877,15 +917,14 @@ fn interrupted() -> End {
 }
 
 /// In-scope changes minus the ones that must never be committed.
-fn without_unsafe(changes: Vec<Change>) -> Vec<Change> {
+fn without_unsafe(worktree: &Path, changes: Vec<Change>) -> Vec<Change> {
     changes
         .into_iter()
         .filter(|c| {
             !c.gitlink
-                && !c
-                    .symlink_target
-                    .as_deref()
-                    .is_some_and(|t| symlink_escapes(&c.path, t))
+                && !c.symlink_target.as_deref().is_some_and(|t| {
+                    symlink_escapes(&c.path, t) || symlink::escapes(worktree, &c.path)
+                })
         })
         .collect()
 }

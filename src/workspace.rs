@@ -1338,6 +1338,29 @@ impl Repo {
             .collect()
     }
 
+    /// A commit of `tree` on `base` that no ref points at: a fixed point to
+    /// diff against and restore to (e.g. the worktree before the checks ran).
+    /// Unreferenced, it is collected by git's next gc.
+    pub fn snapshot_commit(&self, base: Oid, tree: Oid) -> Result<Oid> {
+        let repo = self.open()?;
+        let sig = signature().map_err(self.git2_err("make", "a signature"))?;
+        let parent = repo
+            .find_commit(base)
+            .map_err(self.git2_err("read", "the base commit"))?;
+        let tree = repo
+            .find_tree(tree)
+            .map_err(self.git2_err("read", "the worktree's tree"))?;
+        repo.commit(
+            None,
+            &sig,
+            &sig,
+            "git-agent: worktree snapshot",
+            &tree,
+            &[&parent],
+        )
+        .map_err(self.git2_err("write", "a snapshot commit"))
+    }
+
     /// Attaches `text` to `commit` under [`NOTES_REF`], replacing any note.
     pub fn add_note(&self, commit: Oid, text: &str) -> Result<()> {
         let repo = self.open()?;
