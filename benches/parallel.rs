@@ -45,7 +45,18 @@ fn repo(base: &Path, n: usize) -> std::path::PathBuf {
         .expect("brief");
     }
     git(&repo, &["add", "-A"]);
-    git(&repo, &["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "briefs"]);
+    git(
+        &repo,
+        &[
+            "-c",
+            "user.name=b",
+            "-c",
+            "user.email=b@b",
+            "commit",
+            "-qm",
+            "briefs",
+        ],
+    );
     repo
 }
 
@@ -58,7 +69,11 @@ fn batch(repo: &Path, jobs: usize) -> Duration {
         .output()
         .expect("git-agent runs");
     let took = t.elapsed();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Delete the branches so a repeated batch does the same work.
     let refs = Command::new("git")
         .current_dir(repo)
@@ -78,12 +93,29 @@ fn main() {
 
     let j1 = batch(&forty, 1);
     let j8 = batch(&forty, 8);
-    println!("40 runs of a {AGENT_SECONDS}s agent: -j 1 {:.2}s, -j 8 {:.2}s, speed-up {:.2}x", j1.as_secs_f64(), j8.as_secs_f64(), j1.as_secs_f64() / j8.as_secs_f64());
+    println!(
+        "40 runs of a {AGENT_SECONDS}s agent: -j 1 {:.2}s, -j 8 {:.2}s, speed-up {:.2}x",
+        j1.as_secs_f64(),
+        j8.as_secs_f64(),
+        j1.as_secs_f64() / j8.as_secs_f64()
+    );
     let per_run_j1 = (j1.as_secs_f64() - 40.0 * AGENT_SECONDS) / 40.0;
-    println!("overhead per run beyond the agent at -j 1: 40 runs {:.3}s", per_run_j1);
+    println!(
+        "overhead per run beyond the agent at -j 1: 40 runs {:.3}s",
+        per_run_j1
+    );
     let ten_j1 = batch(&ten, 1);
     let per_run_ten = (ten_j1.as_secs_f64() - 10.0 * AGENT_SECONDS) / 10.0;
-    println!("overhead per run beyond the agent at -j 1: 10 runs {:.3}s (40/10 ratio {:.2})", per_run_ten, per_run_j1 / per_run_ten);
+    println!(
+        "overhead per run beyond the agent at -j 1: 10 runs {:.3}s (40/10 ratio {:.2})",
+        per_run_ten,
+        per_run_j1 / per_run_ten
+    );
     let ten_j8 = batch(&ten, 8);
-    println!("10 runs at -j 8: {:.2}s; 40 runs at -j 8: {:.2}s ({:.2}x for 4x the runs)", ten_j8.as_secs_f64(), j8.as_secs_f64(), j8.as_secs_f64() / ten_j8.as_secs_f64());
+    println!(
+        "10 runs at -j 8: {:.2}s; 40 runs at -j 8: {:.2}s ({:.2}x for 4x the runs)",
+        ten_j8.as_secs_f64(),
+        j8.as_secs_f64(),
+        j8.as_secs_f64() / ten_j8.as_secs_f64()
+    );
 }

@@ -420,7 +420,10 @@ fn an_interrupted_run_resumes_in_its_worktree() {
     let mut child = spawn_run(&repo, &["run", "a"]);
     pids_written(&repo, 2);
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT");
-    assert_eq!(wait_child(&mut child, Duration::from_secs(20)).code(), Some(130));
+    assert_eq!(
+        wait_child(&mut child, Duration::from_secs(20)).code(),
+        Some(130)
+    );
     let before = status_json(&repo);
     assert_eq!(before[0]["outcome"], "interrupted");
     let worktree = before[0]["worktree"].as_str().expect("kept").to_string();
@@ -428,14 +431,28 @@ fn an_interrupted_run_resumes_in_its_worktree() {
     // Finished runs cannot be resumed; interrupted ones continue in place.
     std::fs::write(repo.out.join("seconds"), "0").expect("seconds");
     let out = repo.run(&["run", "--resume", "a", "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let runs: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(runs[0]["run_id"], before[0]["run_id"], "the same run goes on");
+    assert_eq!(
+        runs[0]["run_id"], before[0]["run_id"],
+        "the same run goes on"
+    );
     assert_eq!(runs[0]["outcome"], "succeeded");
     assert_eq!(repo.show("agent/a", "a.txt").as_deref(), Some("a\n"));
-    assert!(!std::path::Path::new(&worktree).exists(), "a succeeded run's worktree is removed");
+    assert!(
+        !std::path::Path::new(&worktree).exists(),
+        "a succeeded run's worktree is removed"
+    );
     let events = repo.events("a");
-    assert!(events.iter().any(|e| e["type"] == "resumed"), "a resumed event");
+    assert!(
+        events.iter().any(|e| e["type"] == "resumed"),
+        "a resumed event"
+    );
 
     let again = repo.run(&["run", "--resume", "a"]);
     assert_eq!(again.status.code(), Some(2), "only interrupted runs resume");
@@ -446,16 +463,25 @@ fn an_interrupted_run_resumes_in_its_worktree() {
 fn clean_older_than_keeps_recent_worktrees() {
     let repo = TestRepo::new(&[("README.md", "x\n")]);
     repo.config("batch.sh");
-    repo.brief("fail-1", &Brief::new(&["fail-1.txt"]).check("never", "false"));
+    repo.brief(
+        "fail-1",
+        &Brief::new(&["fail-1.txt"]).check("never", "false"),
+    );
     repo.commit_all("brief");
     let (code, run, _) = repo.run_one("fail-1");
     assert_eq!(code, 1);
     let wt = run["worktree"].as_str().expect("kept").to_string();
     let out = repo.run(&["clean", "--older-than", "7d"]);
     assert!(out.status.success());
-    assert!(std::path::Path::new(&wt).exists(), "a run of today is not older than 7 days");
+    assert!(
+        std::path::Path::new(&wt).exists(),
+        "a run of today is not older than 7 days"
+    );
     let status = repo.run(&["status"]);
-    assert!(String::from_utf8_lossy(&status.stdout).contains("1 worktree kept"), "status reports kept worktrees and their size");
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("1 worktree kept"),
+        "status reports kept worktrees and their size"
+    );
     std::thread::sleep(Duration::from_millis(1100));
     let out = repo.run(&["clean", "--older-than", "1s"]);
     assert!(out.status.success());
