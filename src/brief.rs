@@ -12,7 +12,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::diagnostic::{did_you_mean, FileReport, Problem};
+use crate::diagnostic::{did_you_mean, duration_message, FileReport, Problem};
 use crate::scope::{self, GlobList, WriteScope};
 use crate::yaml::{self, Node, Span, Value};
 use crate::{duration, schema};
@@ -282,7 +282,9 @@ pub fn parse(
 ) -> (Option<Brief>, FileReport) {
     let source: Arc<str> = Arc::from(text);
     let mut report = FileReport::new(path, display, source);
-    let brief = parse_into(path, text, ctx, &mut report.problems);
+    let mut problems = Vec::new();
+    let brief = parse_into(path, text, ctx, &mut problems);
+    report.extend(problems);
     let brief = if report.has_errors() { None } else { brief };
     (brief, report)
 }
@@ -304,7 +306,8 @@ pub fn load(
             report.push(
                 Problem::error(
                     "brief::not-utf8",
-                    Span::new(offset, 1),
+                    // The invalid bytes show as one U+FFFD in the lossy text.
+                    Span::new(offset, char::REPLACEMENT_CHARACTER.len_utf8()),
                     "the file is not valid UTF-8",
                 )
                 .label("invalid byte here")
@@ -320,6 +323,8 @@ pub fn load(
 pub struct Parts<'a> {
     pub frontmatter: &'a str,
     pub frontmatter_offset: usize,
+    /// The opening `---`: where problems about the whole frontmatter point.
+    pub fence: Span,
     pub body: &'a str,
 }
 
@@ -331,9 +336,14 @@ pub fn split(text: &str) -> Result<Parts<'_>, Problem> {
     let first_line_end = rest.find('\n').map(|i| i + 1).unwrap_or(rest.len());
     let first_line = rest[..first_line_end].trim_end_matches(['\n', '\r']);
     if first_line.trim_end() != "---" {
+        // The first line, or (when it is empty) the character that ends it.
+        let len = match first_line.len() {
+            0 => rest.chars().next().map_or(0, char::len_utf8),
+            n => n,
+        };
         return Err(Problem::error(
             "brief::no-frontmatter",
-            Span::new(start, first_line.len().max(1)),
+            Span::new(start, len),
             "the brief does not start with YAML frontmatter",
         )
         .label("expected `---` on the first line")
@@ -347,6 +357,7 @@ pub fn split(text: &str) -> Result<Parts<'_>, Problem> {
             return Ok(Parts {
                 frontmatter: &text[fm_start..offset],
                 frontmatter_offset: fm_start,
+                fence: Span::new(start, 3),
                 body: &text[offset + line.len()..],
             });
         }
@@ -401,7 +412,7 @@ fn parse_into(
         problems.push(
             Problem::warning(
                 "brief::no-goal",
-                Span::new(body_offset.min(text.len().saturating_sub(1)), 0),
+                Span::new(body_offset, 0),
                 "the brief has no goal",
             )
             .label("the body starts here")
@@ -435,7 +446,13 @@ fn parse_into(
         return None;
     }
     let before = problems.len();
-    schema::check(schema(), &root, schema::Prefix::Brief, problems);
+    schema::check(
+        schema(),
+        &root,
+        schema::Prefix::Brief,
+        parts.fence,
+        problems,
+    );
     if problems[before..].iter().any(Problem::is_error) {
         return None;
     }
@@ -443,8 +460,9 @@ fn parse_into(
         Ok(raw) => raw,
         Err(message) => {
             problems.push(
-                Problem::error("brief::invalid-value", root.span, message)
-                    .label("in this frontmatter"),
+                Problem::error("brief::invalid-value", parts.fence, message)
+                    .label("in this frontmatter")
+                    .help("`git agent schema brief` prints what each key accepts"),
             );
             return None;
         }
@@ -715,7 +733,7 @@ fn parse_duration(
                 Problem::error(
                     "brief::bad-duration",
                     root.span_of(at),
-                    format!("invalid duration `{text}`: {message}"),
+                    duration_message(text, &message),
                 )
                 .label("not a duration")
                 .help("write a number with a unit: `90s`, `20m`, `1h`, `1h30m`"),

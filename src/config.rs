@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::diagnostic::{did_you_mean, FileReport, Problem};
+use crate::diagnostic::{did_you_mean, duration_message, FileReport, Problem};
 use crate::yaml::{self, Node, Value};
 use crate::{duration, schema};
 
@@ -151,7 +151,9 @@ pub fn parse(
     root: &Path,
 ) -> (Option<Config>, FileReport) {
     let mut report = FileReport::new(path, display, Arc::from(text));
-    let config = parse_into(text, root, &mut report.problems);
+    let mut problems = Vec::new();
+    let config = parse_into(text, root, &mut problems);
+    report.extend(problems);
     let config = if report.has_errors() { None } else { config };
     (config, report)
 }
@@ -178,14 +180,17 @@ fn parse_into(text: &str, root: &Path, problems: &mut Vec<Problem>) -> Option<Co
         });
     }
     let before = problems.len();
-    schema::check(schema(), &node, schema::Prefix::Config, problems);
+    schema::check(schema(), &node, schema::Prefix::Config, node.span, problems);
     if problems[before..].iter().any(Problem::is_error) {
         return None;
     }
     let raw: RawConfig = match yaml::decode(text) {
         Ok(r) => r,
         Err(message) => {
-            problems.push(Problem::error("config::invalid-value", node.span, message));
+            problems.push(
+                Problem::error("config::invalid-value", node.span, message)
+                    .help("`git agent schema config` prints what each key accepts"),
+            );
             return None;
         }
     };
@@ -293,7 +298,7 @@ fn validate(
                 Problem::error(
                     "config::bad-duration",
                     span(&["kill_grace"]),
-                    format!("invalid duration: {message}"),
+                    duration_message(raw.kill_grace.as_deref().unwrap_or(""), &message),
                 )
                 .help("write a number with a unit: `5s`, `30s`"),
             );
@@ -313,6 +318,35 @@ fn validate(
         kill_grace,
         present: true,
     })
+}
+
+/// The names written under `agents:` in a config file, whether or not the
+/// file is valid: enough to check the `agent:` of briefs against when the
+/// config has errors elsewhere. `None` when the YAML cannot be read or
+/// `agents` is not a mapping.
+pub fn written_agent_names(text: &str) -> Option<Vec<String>> {
+    let node = yaml::parse(text, 0).ok()?;
+    if matches!(node.value, Value::Null) {
+        return Some(Vec::new());
+    }
+    let Value::Map(top) = &node.value else {
+        return None;
+    };
+    let agents = top
+        .iter()
+        .find(|(k, _)| matches!(&k.value, Value::Str(s) if s == "agents"))
+        .map(|(_, v)| v);
+    match agents.map(|a| &a.value) {
+        None | Some(Value::Null) => Some(Vec::new()),
+        Some(Value::Map(entries)) => entries
+            .iter()
+            .map(|(k, _)| match &k.value {
+                Value::Str(name) => Some(name.clone()),
+                _ => None,
+            })
+            .collect(),
+        Some(_) => None,
+    }
 }
 
 fn expand_home(dir: &str, root: &Path) -> PathBuf {
@@ -364,6 +398,20 @@ mod tests {
             "./agent.sh"
         );
         assert!(config.pick_agent(Some("t")).is_err());
+    }
+
+    #[test]
+    fn agent_names_are_read_from_an_invalid_config() {
+        let text = "max_parallel: 0\nagents:\n  a:\n    adapter: nope\n  b:\n    command: x\n";
+        assert!(check(text).0.is_none());
+        assert_eq!(
+            written_agent_names(text),
+            Some(vec!["a".to_string(), "b".to_string()])
+        );
+        assert_eq!(written_agent_names("max_parallel: 0\n"), Some(Vec::new()));
+        assert_eq!(written_agent_names("agents: [a]\n"), None);
+        assert_eq!(written_agent_names("agents: {a: 1\n"), None);
+        assert_eq!(written_agent_names("agents:\n  1: {}\n"), None);
     }
 
     #[test]

@@ -78,8 +78,17 @@ impl FileReport {
         }
     }
 
-    pub fn push(&mut self, problem: Problem) {
+    /// Adds a problem, its span fitted to the file (see [`fit_span`]).
+    pub fn push(&mut self, mut problem: Problem) {
+        problem.span = fit_span(&self.source, problem.span);
         self.problems.push(problem);
+    }
+
+    /// Adds every problem of `problems` through [`FileReport::push`].
+    pub fn extend(&mut self, problems: impl IntoIterator<Item = Problem>) {
+        for problem in problems {
+            self.push(problem);
+        }
     }
 
     pub fn has_errors(&self) -> bool {
@@ -97,6 +106,10 @@ impl FileReport {
     /// Each problem as a miette diagnostic, in file order.
     pub fn diagnostics(&self) -> Vec<SourceDiagnostic> {
         let mut problems = self.problems.clone();
+        // `problems` is public: fit spans that did not come through `push`.
+        for problem in &mut problems {
+            problem.span = fit_span(&self.source, problem.span);
+        }
         problems.sort_by_key(|p| (p.span.offset, p.severity != Severity::Error));
         problems
             .into_iter()
@@ -175,6 +188,69 @@ impl Diagnostic for SourceDiagnostic {
     }
 }
 
+/// A span made safe to show in `source`: inside the text, on character
+/// boundaries. The start is moved back to the start of its character; the
+/// end is clamped to the text and moved forward to the end of its
+/// character, so a span that touches a multi-byte character covers all of
+/// it. A zero-length span stays zero-length.
+///
+/// A span at (or past) the very end of the text is moved onto its last
+/// character, because a label there would not be drawn: it covers that
+/// character, or is zero-length at a final line break (the end of the last
+/// line) or when it was zero-length. Only an empty text keeps `0..0`.
+pub fn fit_span(source: &str, span: Span) -> Span {
+    let len = source.len();
+    if span.offset >= len {
+        return match source.chars().next_back() {
+            None => Span::new(0, 0),
+            Some(last) => {
+                let start = len - last.len_utf8();
+                if span.len == 0 || last == '\n' {
+                    Span::new(start, 0)
+                } else {
+                    Span::new(start, last.len_utf8())
+                }
+            }
+        };
+    }
+    let mut start = span.offset;
+    while !source.is_char_boundary(start) {
+        start -= 1;
+    }
+    if span.len == 0 {
+        return Span::new(start, 0);
+    }
+    let mut end = span.offset.saturating_add(span.len).clamp(start, len);
+    while !source.is_char_boundary(end) {
+        end += 1;
+    }
+    Span::new(start, end - start)
+}
+
+/// The message of a problem about a duration that `duration::parse` refused
+/// with `message`. Its own messages (no unit, zero) say what is wrong;
+/// humantime's (`expected number at 0`) talk about its parser, so they are
+/// replaced by what the user wrote.
+pub fn duration_message(text: &str, message: &str) -> String {
+    let text = text.trim();
+    if text.is_empty() {
+        return "the duration is empty".into();
+    }
+    if text.chars().all(|c| c.is_ascii_digit()) {
+        return format!("invalid duration: {message}");
+    }
+    match humantime::parse_duration(text) {
+        Ok(_) => format!("invalid duration `{text}`: {message}"),
+        Err(humantime::DurationError::UnknownUnit { unit, .. }) if !unit.is_empty() => {
+            format!("`{text}` is not a duration: `{unit}` is not a unit")
+        }
+        Err(humantime::DurationError::NumberOverflow) => {
+            format!("`{text}` is not a duration: the number is too large")
+        }
+        Err(_) => format!("`{text}` is not a duration"),
+    }
+}
+
 /// The closest candidate to `word`, if it is close enough to be a likely typo.
 pub fn did_you_mean<'a>(
     word: &str,
@@ -198,6 +274,73 @@ mod tests {
         assert_eq!(did_you_mean("wirte", keys), Some("write"));
         assert_eq!(did_you_mean("writes", keys), Some("write"));
         assert_eq!(did_you_mean("banana", keys), None);
+    }
+
+    #[test]
+    fn spans_are_fitted_to_the_text_and_its_characters() {
+        let text = "a: é€\n";
+        let e = text.find('é').expect("é");
+        // Inside the text already: unchanged.
+        assert_eq!(fit_span(text, Span::new(0, 1)), Span::new(0, 1));
+        // One byte of a two-byte character: the whole character.
+        assert_eq!(fit_span(text, Span::new(e, 1)), Span::new(e, 2));
+        // Starting inside a character: from its start.
+        assert_eq!(fit_span(text, Span::new(e + 1, 1)), Span::new(e, 2));
+        // Ending inside the three-byte `€`: to its end.
+        assert_eq!(fit_span(text, Span::new(e, 3)), Span::new(e, 5));
+        // At or past the end: onto the last character, zero-length at a
+        // final line break.
+        let last_line_end = text.len() - 1;
+        assert_eq!(
+            fit_span(text, Span::new(text.len(), 1)),
+            Span::new(last_line_end, 0)
+        );
+        assert_eq!(
+            fit_span(text, Span::new(99, 3)),
+            Span::new(last_line_end, 0)
+        );
+        let euro = "a: €".len() - 3;
+        assert_eq!(fit_span("a: €", Span::new(6, 1)), Span::new(euro, 3));
+        assert_eq!(fit_span("a: €", Span::new(6, 0)), Span::new(euro, 0));
+        assert_eq!(fit_span("{", Span::new(1, 1)), Span::new(0, 1));
+        assert_eq!(
+            fit_span(text, Span::new(2, usize::MAX)),
+            Span::new(2, text.len() - 2)
+        );
+        assert_eq!(fit_span("", Span::new(0, 1)), Span::new(0, 0));
+        // A point inside a character moves to its start.
+        assert_eq!(fit_span(text, Span::new(e + 1, 0)), Span::new(e, 0));
+    }
+
+    #[test]
+    fn duration_messages_name_what_was_written() {
+        assert_eq!(
+            duration_message("soon", "expected number at 0"),
+            "`soon` is not a duration"
+        );
+        assert_eq!(
+            duration_message("5x", "unknown time unit"),
+            "`5x` is not a duration: `x` is not a unit"
+        );
+        assert_eq!(
+            duration_message("20", "`20` has no unit"),
+            "invalid duration: `20` has no unit"
+        );
+        assert_eq!(
+            duration_message(" ", "empty duration"),
+            "the duration is empty"
+        );
+        assert_eq!(
+            duration_message("0s", "a duration of zero would stop at once"),
+            "invalid duration `0s`: a duration of zero would stop at once"
+        );
+    }
+
+    #[test]
+    fn pushed_problems_are_fitted() {
+        let mut report = FileReport::new(Path::new("x"), "x".into(), Arc::from("é"));
+        report.push(Problem::error("x::y", Span::new(1, 1), "m"));
+        assert_eq!(report.problems[0].span, Span::new(0, 2));
     }
 
     #[test]

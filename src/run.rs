@@ -268,6 +268,9 @@ impl Run {
         })?;
 
         let wt_path = self.engine.worktree_base.join(&self.dir.id);
+        // Written ahead: if we die while git makes it, `clean` still finds it.
+        self.record.worktree = Some(wt_path.clone());
+        self.save()?;
         let sparse = brief.sparse_patterns();
         let t = Instant::now();
         let is_sparse = sparse.is_some();

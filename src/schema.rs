@@ -11,11 +11,14 @@ use crate::diagnostic::{did_you_mean, Problem};
 use crate::yaml::{Node, Span, Value};
 
 /// Checks `node` against `schema` (a full schema with `$defs`), pushing one
-/// problem per violation. `what` names the document (`brief`, `config`).
-pub fn check(schema: &Json, node: &Node, code_prefix: Prefix, problems: &mut Vec<Problem>) {
+/// problem per violation. `prefix` names the document (brief, config);
+/// `whole` is where a problem about the whole document points (a missing
+/// top-level key), e.g. a brief's opening `---`.
+pub fn check(schema: &Json, node: &Node, prefix: Prefix, whole: Span, problems: &mut Vec<Problem>) {
     let checker = Checker {
         root: schema,
-        prefix: code_prefix,
+        prefix,
+        whole,
     };
     checker.check(schema, node, &mut Vec::new(), None, problems);
 }
@@ -40,11 +43,36 @@ impl Prefix {
             (Prefix::Config, _) => "config::invalid-value",
         }
     }
+
+    /// Where top-level keys are, after "in"/"at": a brief's keys are in its
+    /// frontmatter; a config file is nothing but keys.
+    fn top_level(self) -> &'static str {
+        match self {
+            Prefix::Brief => "in the frontmatter",
+            Prefix::Config => "at the top level",
+        }
+    }
+
+    fn top_level_keys(self) -> &'static str {
+        match self {
+            Prefix::Brief => "the keys of the frontmatter",
+            Prefix::Config => "the top-level keys",
+        }
+    }
+
+    /// The label of a problem about the whole document.
+    fn whole_label(self) -> &'static str {
+        match self {
+            Prefix::Brief => "in this frontmatter",
+            Prefix::Config => "at the top level of this file",
+        }
+    }
 }
 
 struct Checker<'a> {
     root: &'a Json,
     prefix: Prefix,
+    whole: Span,
 }
 
 impl<'a> Checker<'a> {
@@ -94,7 +122,7 @@ impl<'a> Checker<'a> {
             return self.check_enum(std::slice::from_ref(allowed), node, path, out);
         }
         match &node.value {
-            Value::Map(entries) => self.check_map(schema, node, entries, path, anchor, out),
+            Value::Map(entries) => self.check_map(schema, entries, path, anchor, out),
             Value::Seq(items) => {
                 if let Some(item_schema) = schema.get("items") {
                     for (i, item) in items.iter().enumerate() {
@@ -113,7 +141,8 @@ impl<'a> Checker<'a> {
                                 node.span,
                                 format!("`{}` must be at least {min}", dotted(path)),
                             )
-                            .label(format!("{i} is too small")),
+                            .label(format!("{i} is too small"))
+                            .help(format!("write a whole number of at least {min}")),
                         );
                     }
                 }
@@ -161,7 +190,6 @@ impl<'a> Checker<'a> {
     fn check_map(
         &self,
         schema: &'a Json,
-        node: &Node,
         entries: &[(Node, Node)],
         path: &mut Vec<String>,
         anchor: Option<Span>,
@@ -181,7 +209,8 @@ impl<'a> Checker<'a> {
                         key.span,
                         format!("keys must be text, found {}", key.value.kind()),
                     )
-                    .label("not a text key"),
+                    .label("not a text key")
+                    .help("write a key name before the `:`, e.g. `title:`"),
                 );
                 continue;
             };
@@ -222,11 +251,11 @@ impl<'a> Checker<'a> {
                     out.push(
                         Problem::error(
                             self.prefix.code("missing-key"),
-                            anchor.unwrap_or(node.span),
+                            anchor.unwrap_or(self.whole),
                             format!("missing required key `{full}`"),
                         )
                         .label(if path.is_empty() {
-                            "in this frontmatter".to_string()
+                            self.prefix.whole_label().to_string()
                         } else {
                             format!("in `{}`", dotted(path))
                         })
@@ -254,11 +283,20 @@ impl<'a> Checker<'a> {
             format!("`{}` must be one of: {}", dotted(path), names.join(", ")),
         )
         .label("not an allowed value");
-        if let Some(s) = given.as_str() {
-            if let Some(best) = did_you_mean(s, names.iter().copied()) {
-                problem = problem.help(format!("did you mean `{best}`?"));
-            }
-        }
+        let best = given
+            .as_str()
+            .and_then(|s| did_you_mean(s, names.iter().copied()));
+        problem = match best {
+            Some(best) => problem.help(format!("did you mean `{best}`?")),
+            None => problem.help(format!(
+                "write one of: {}",
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        };
         out.push(problem);
     }
 
@@ -270,12 +308,16 @@ impl<'a> Checker<'a> {
         path: &[String],
     ) -> Problem {
         let known: Vec<&str> = properties.keys().map(String::as_str).collect();
-        let place = if path.is_empty() {
-            "the frontmatter".to_string()
+        let (place, listing) = if path.is_empty() {
+            (
+                self.prefix.top_level().to_string(),
+                self.prefix.top_level_keys().to_string(),
+            )
         } else {
-            format!("`{}`", dotted(path))
+            let at = format!("`{}`", dotted(path));
+            (format!("in {at}"), format!("the keys of {at}"))
         };
-        let listing = format!("the keys of {place} are: {}", known.join(", "));
+        let listing = format!("{listing} are: {}", known.join(", "));
         let help = match did_you_mean(name, known.iter().copied()) {
             Some(best) => format!("did you mean `{best}`? ({listing})"),
             None => listing,
@@ -283,7 +325,7 @@ impl<'a> Checker<'a> {
         Problem::error(
             self.prefix.code("unknown-key"),
             key.span,
-            format!("unknown key `{name}` in {place}"),
+            format!("unknown key `{name}` {place}"),
         )
         .label("unknown key")
         .help(format!(
@@ -299,20 +341,70 @@ impl<'a> Checker<'a> {
             .collect::<Vec<_>>()
             .join(" or ");
         let found = article(node.value.kind());
-        let mut problem = Problem::error(
+        Problem::error(
             self.prefix.code("wrong-type"),
             node.span,
             format!("`{}` must be {expected}, found {found}", dotted(path)),
         )
-        .label(format!("this is {found}"));
-        if kinds.contains(&"array") && !matches!(node.value, Value::Seq(_)) {
-            problem = problem.help("write a list, e.g. `[\"src/**\"]` or one `- item` per line");
-        } else if kinds.contains(&"string")
-            && matches!(node.value, Value::Int(_) | Value::Float(_) | Value::Bool(_))
-        {
-            problem = problem.help("quote it to make it text");
+        .label(format!("this is {found}"))
+        .help(wrong_type_help(kinds, node, path))
+    }
+}
+
+/// Fields whose text is a duration (`20m`): a bare number there is not
+/// fixed by quoting it (`"20"` has no unit either).
+const DURATION_FIELDS: &[&str] = &["timeout", "kill_grace"];
+
+/// How to write a value of one of `kinds` where `node` was written.
+fn wrong_type_help(kinds: &[&str], node: &Node, path: &[String]) -> String {
+    let has = |k: &str| kinds.contains(&k);
+    let key = path
+        .iter()
+        .rev()
+        .find(|p| !p.chars().all(|c| c.is_ascii_digit()))
+        .map(String::as_str);
+    let is_duration = path
+        .last()
+        .is_some_and(|last| DURATION_FIELDS.contains(&last.as_str()));
+    let quoted_number = match &node.value {
+        Value::Str(s) => {
+            let s = s.trim();
+            (s.parse::<f64>().is_ok() && s.chars().any(|c| c.is_ascii_digit())).then_some(s)
         }
-        problem
+        _ => None,
+    };
+    if has("array") && !matches!(node.value, Value::Seq(_)) {
+        "write a list, e.g. `[\"src/**\"]` or one `- item` per line".into()
+    } else if has("string") && is_duration {
+        "write a duration with a unit, e.g. `20m` or `90s`".into()
+    } else if has("string") {
+        match node.value {
+            Value::Int(_) | Value::Float(_) | Value::Bool(_) => "quote it to make it text".into(),
+            Value::Seq(_) => "write one text value, not a list; quote text that starts with `[`, e.g. `\"[draft] fix the retry\"`".into(),
+            Value::Map(_) => "write one text value, not a mapping; quote text that contains `: `, e.g. `\"fix: retry\"`".into(),
+            _ => match key {
+                Some(key) => format!("write the text after `{key}:`"),
+                None => "write a text value".into(),
+            },
+        }
+    } else if (has("integer") || has("number")) && quoted_number.is_some() {
+        format!(
+            "remove the quotes: numbers are written bare, e.g. `{}`",
+            quoted_number.unwrap_or_default()
+        )
+    } else if has("integer") {
+        "write a whole number, e.g. `3`".into()
+    } else if has("number") {
+        "write a number, e.g. `2.5`".into()
+    } else if has("boolean") {
+        "write `true` or `false`".into()
+    } else if has("object") {
+        match key {
+            Some(key) => format!("write `name: value` lines indented under `{key}:`"),
+            None => "write `name: value` lines".into(),
+        }
+    } else {
+        "see `git agent schema` for what each key accepts".into()
     }
 }
 
@@ -369,6 +461,8 @@ fn missing_help(key: &str) -> String {
         "checks" => "add `checks:` with at least one `- name: tests` / `run: <command>`: checks decide success".into(),
         "title" => "add `title: <one line that says what the run does>`".into(),
         "scope.write" => "add `write: [\"src/module/**\"]` under `scope`: the paths this run may change".into(),
+        k if k.ends_with(".command") => "add `command: <program or shell command line>`, e.g. `command: ./scripts/agent.sh`".into(),
+        k if k.ends_with(".adapter") => "add `adapter: command`: the agent is a program that reads $GIT_AGENT_PROMPT_FILE".into(),
         k if k.ends_with(".run") => "add `run: <shell command>`: the check passes when it exits 0".into(),
         k if k.ends_with(".name") => "add `name: <short name>` to identify the check in logs and PRs".into(),
         k => format!("add `{}: ...`", k.rsplit('.').next().unwrap_or(k)),

@@ -129,7 +129,7 @@ pub fn parse(text: &str, base: usize) -> Result<Node, SyntaxError> {
             .unwrap_or(0);
         return Err(SyntaxError {
             message: clean_serde_yaml_message(&err.to_string()),
-            span: Span::new(base + offset, 1),
+            span: char_span(text, base, offset),
         });
     }
     let index = CharIndex::new(text);
@@ -144,18 +144,29 @@ pub fn parse(text: &str, base: usize) -> Result<Node, SyntaxError> {
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut builder, true).map_err(|e| SyntaxError {
         message: e.info().to_string(),
-        span: Span::new(base + index.byte(e.marker().index()), 1),
+        span: char_span(text, base, index.byte(e.marker().index())),
     })?;
     if builder.docs > 1 {
         return Err(SyntaxError {
             message: "more than one YAML document".into(),
-            span: Span::new(base, 1),
+            span: char_span(text, base, 0),
         });
     }
     Ok(builder.root.unwrap_or(Node {
         span: Span::new(base, 0),
         value: Value::Map(Vec::new()),
     }))
+}
+
+/// The span of the character at byte `offset` of `text` (a document that
+/// starts at byte `base` of the file): zero-length at the end of the text.
+fn char_span(text: &str, base: usize, offset: usize) -> Span {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let len = text[offset..].chars().next().map_or(0, char::len_utf8);
+    Span::new(base + offset, len)
 }
 
 /// Decodes a validated tree into a raw serde type. Errors here mean the
@@ -245,20 +256,83 @@ impl Builder<'_> {
 
     fn scalar_span(&self, mark: &Marker, value: &str, style: TScalarStyle) -> Span {
         let start = self.index.byte(mark.index());
+        let rest = &self.text[start..];
         let len = match style {
-            TScalarStyle::Plain => value.len(),
-            TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted => value.len() + 2,
+            TScalarStyle::Plain => plain_len(rest, value),
+            TScalarStyle::SingleQuoted => quoted_len(rest, '\''),
+            TScalarStyle::DoubleQuoted => quoted_len(rest, '"'),
             // Block scalars: point at the indicator.
-            TScalarStyle::Literal | TScalarStyle::Folded => 1,
+            TScalarStyle::Literal | TScalarStyle::Folded => None,
         };
-        let len = len.min(self.text.len().saturating_sub(start)).max(1);
+        let len = match len {
+            Some(len) if len > 0 => len,
+            // An empty value, or a token not found as expected: the
+            // character at the start (none at the end of the text).
+            _ => rest.chars().next().map_or(0, char::len_utf8),
+        };
         Span::new(self.base + start, len)
     }
+
+    /// A flow mapping is shown at its `{`. A block mapping's start mark is
+    /// where the parser saw its first `:` (or `?`), not where the mapping
+    /// begins: it is shown at its first key instead.
+    fn map_span(&self, start: Span, entries: &[(Node, Node)]) -> Span {
+        let at_brace = self
+            .text
+            .get(start.offset - self.base..)
+            .is_some_and(|rest| rest.starts_with('{'));
+        match entries.first() {
+            Some((key, _)) if !at_brace => key.span,
+            _ => start,
+        }
+    }
+}
+
+/// The written length of a plain scalar whose decoded value is `value`, at
+/// the start of `rest`. A plain scalar has no escapes, but one written over
+/// several lines is folded: line breaks and indentation become one space
+/// (or a line break), so the words are matched one by one.
+fn plain_len(rest: &str, value: &str) -> Option<usize> {
+    if rest.starts_with(value) {
+        return Some(value.len());
+    }
+    let mut end = 0;
+    for word in value.split_whitespace() {
+        let skipped = rest[end..].len() - rest[end..].trim_start().len();
+        end += skipped;
+        if !rest[end..].starts_with(word) {
+            return None;
+        }
+        end += word.len();
+    }
+    Some(end)
+}
+
+/// The written length of a quoted scalar at the start of `rest` (from the
+/// opening quote through the closing one), scanning the source: escapes
+/// (`\x` in double quotes, `''` in single quotes) make the decoded value
+/// shorter or longer than what is written.
+fn quoted_len(rest: &str, quote: char) -> Option<usize> {
+    let mut chars = rest.char_indices();
+    // A tag or an anchor may come before the opening quote.
+    chars.by_ref().find(|&(_, c)| c == quote)?;
+    while let Some((i, c)) = chars.next() {
+        if quote == '"' && c == '\\' {
+            chars.next();
+        } else if c == quote {
+            if quote == '\'' && rest[i + 1..].starts_with('\'') {
+                chars.next();
+            } else {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
 }
 
 impl MarkedEventReceiver for Builder<'_> {
     fn on_event(&mut self, event: Event, mark: Marker) {
-        let here = Span::new(self.base + self.index.byte(mark.index()), 1);
+        let here = char_span(self.text, self.base, self.index.byte(mark.index()));
         match event {
             Event::DocumentStart => self.docs += 1,
             Event::Scalar(value, style, _, _) => {
@@ -279,7 +353,7 @@ impl MarkedEventReceiver for Builder<'_> {
                         value: Value::Seq(items),
                     },
                     Some(Partial::Map(span, entries, _)) => Node {
-                        span,
+                        span: self.map_span(span, &entries),
                         value: Value::Map(entries),
                     },
                     None => return,
@@ -347,6 +421,21 @@ mod tests {
         assert_eq!(at(file, first.span), "\"src/**\"");
         let key = root.key_span(&["scope", "write"]).expect("key");
         assert_eq!(at(file, key), "write");
+    }
+
+    #[test]
+    fn spans_cover_what_was_written() {
+        let text =
+            "a: 'it''s é'\nb: \"\\\\€\\\"\"\nc: two\n  lines\nd:\n  - k: v\n    l: w\ne: {k: v}\n";
+        let root = parse(text, 0).expect("valid yaml");
+        let span = |path: &[&str]| at(text, root.find(path).expect("node").span);
+        assert_eq!(span(&["a"]), "'it''s é'");
+        assert_eq!(span(&["b"]), "\"\\\\€\\\"\"");
+        assert_eq!(span(&["c"]), "two\n  lines");
+        // A block mapping is shown at its first key, a flow one at its `{`.
+        assert_eq!(span(&["d", "0"]), "k");
+        assert_eq!(span(&["e"]), "{");
+        assert_eq!(at(text, root.span), "a");
     }
 
     #[test]

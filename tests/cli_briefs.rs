@@ -322,10 +322,9 @@ fn validate_checks_the_config() {
     );
 }
 
-/// src bug: the summary counts an invalid config as an invalid brief:
+/// The summary once counted an invalid config as an invalid brief:
 /// "1 brief checked: 1 valid, 1 invalid (1 error, 0 warnings)".
 #[test]
-#[ignore = "src bug: validate's summary counts the config as an invalid brief"]
 fn validate_summary_does_not_count_the_config_as_a_brief() {
     let repo = initialized();
     repo.write(
@@ -335,8 +334,76 @@ fn validate_summary_does_not_count_the_config_as_a_brief() {
     let output = repo.cmd(&["validate"]);
     assert_eq!(
         stdout(&output),
-        "1 brief checked: 1 valid, 0 invalid (1 error, 0 warnings)\n"
+        "1 brief checked: 1 valid, 0 invalid; config: invalid (1 error, 0 warnings)\n"
     );
+}
+
+/// An invalid config still names its agents: a brief's `agent:` is
+/// checked against them, not silently skipped.
+#[test]
+fn validate_checks_agents_against_an_invalid_config() {
+    let repo = initialized();
+    repo.write(
+        ".agents/config.yaml",
+        templates_config().replace(
+            "default_agent: claude",
+            "default_agent: claude\nmax_parallel: 0",
+        ),
+    );
+    repo.write(
+        ".agents/tasks/example.md",
+        repo.read(".agents/tasks/example.md")
+            .replace("# agent: claude ", "agent: claud "),
+    );
+    let output = repo.cmd(&["validate", "--json"]);
+    assert_status(&output, USAGE);
+    let json = json_of(&output);
+    let codes: Vec<&Json> = json["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .map(|p| &p["code"])
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            &Json::from("config::invalid-value"),
+            &Json::from("brief::unknown-agent")
+        ],
+        "{json:#}"
+    );
+    assert!(
+        !stderr(&output).contains("not checked"),
+        "{}",
+        describe(&output)
+    );
+}
+
+/// When not even the agent names can be read, validate says once that
+/// `agent:` was not checked.
+#[test]
+fn validate_says_when_agents_could_not_be_checked() {
+    let repo = initialized();
+    repo.write(".agents/config.yaml", "agents: [claude\n");
+    assert_status(&repo.cmd(&["new", "second"]), 0);
+    let output = repo.cmd(&["validate"]);
+    assert_status(&output, USAGE);
+    let err = stderr(&output);
+    assert_eq!(
+        err.matches("note: the `agent:` of briefs was not checked: .agents/config.yaml is invalid")
+            .count(),
+        1,
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(
+        stdout(&output),
+        "2 briefs checked: 2 valid, 0 invalid; config: invalid (1 error, 0 warnings)\n"
+    );
+}
+
+fn templates_config() -> String {
+    git_agent::templates::CONFIG.to_string()
 }
 
 #[test]
@@ -510,10 +577,10 @@ fn list_human_output() {
     insta::assert_snapshot!(describe(&output), @r"
     status: 2
     ----- stdout -----
-    ID        TITLE                            AGENT   WRITE
-    broken    (invalid: see git agent validate)  -       
-    example   Describe the change in one line  claude  src/**
-    fix-http  fix http                         claude  src/http/**, tests/http_*.rs
+    ID        TITLE                              AGENT   WRITE
+    broken    (invalid: see git agent validate)  -       -
+    example   Describe the change in one line    claude  src/**
+    fix-http  fix http                           claude  src/http/**, tests/http_*.rs
     ----- stderr -----
     ");
 }
@@ -542,11 +609,10 @@ fn schema_prints_the_library_schemas_as_json() {
     assert_status(&repo.cmd(&["schema", "briefs"]), USAGE);
 }
 
-/// src bug: `print_json` uses `println!`, which panics (exit 101, a
-/// backtrace on stderr) when stdout is closed early, e.g.
-/// `git agent schema brief | head -1`.
+/// `println!` panicked (exit 101, a backtrace on stderr) when stdout was
+/// closed early, e.g. `git agent schema brief | head -1`. Now the process
+/// ends on SIGPIPE, quietly, like other Unix tools.
 #[test]
-#[ignore = "src bug: println! panics on a closed stdout (EPIPE)"]
 fn schema_into_a_closed_pipe_does_not_panic() {
     let repo = TestRepo::new();
     // A pipe whose read end is closed before the child starts: its first
@@ -564,6 +630,41 @@ fn schema_into_a_closed_pipe_does_not_panic() {
         describe(&output)
     );
     assert_ne!(status_of(&output), 101);
+    assert_eq!(status_of(&output), -libc_sigpipe(), "{}", describe(&output));
+    assert_eq!(stderr(&output), "");
+}
+
+fn libc_sigpipe() -> i32 {
+    nix::sys::signal::Signal::SIGPIPE as i32
+}
+
+/// Every printing command ends quietly on a closed stdout, human output
+/// (`println!`) and JSON alike.
+#[test]
+fn printing_commands_end_quietly_on_a_closed_pipe() {
+    let repo = initialized();
+    for args in [
+        &["validate"][..],
+        &["validate", "--json"],
+        &["list"],
+        &["list", "--json"],
+        &["schema", "config"],
+    ] {
+        let (read, write) = nix::unistd::pipe().expect("pipe");
+        drop(read);
+        let output = repo
+            .command(args)
+            .stdout(std::process::Stdio::from(write))
+            .output()
+            .expect("spawn");
+        assert_eq!(
+            status_of(&output),
+            -libc_sigpipe(),
+            "{args:?}: {}",
+            describe(&output)
+        );
+        assert_eq!(stderr(&output), "", "{args:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -84,19 +84,10 @@ fn render_one(report: &FileReport, problem: &Problem) -> String {
     single.render(false, 100)
 }
 
-/// Problems known to have no `help:` (src gaps, see the test report). The
-/// test fails when one of them gains a help, so the entry gets removed.
-const NO_HELP_YET: &[(&str, &str)] = &[
-    // Schema `minimum` violations carry no help.
-    ("attempts-zero.md", "brief::invalid-value"),
-    ("max-parallel-zero.yaml", "config::invalid-value"),
-    // Enum values with no close match carry no help (the message lists the values).
-    ("bad-enum-on-scope-violation.md", "brief::invalid-value"),
-    ("several-structural-errors.md", "brief::invalid-value"),
-    // Wrong types get a help only for "not a list" and "not text".
-    ("wrong-type-list-for-string.md", "brief::wrong-type"),
-    ("wrong-type-quoted-attempts.md", "brief::wrong-type"),
-];
+/// Problems allowed to have no `help:`: none. Kept so that a gap can be
+/// listed here (file name, code) while it is being fixed; the test fails
+/// when a listed problem gains a help, so the entry gets removed.
+const NO_HELP_YET: &[(&str, &str)] = &[];
 
 /// Checks what every diagnostic must show; returns the failures.
 fn check_report(name: &str, report: &FileReport) -> Vec<String> {
@@ -231,9 +222,8 @@ const LOCATIONS: &[(&str, &[Located])] = &[
         "bad-enum-on-scope-violation.md",
         &[("brief::invalid-value", 9, 23)],
     ),
-    // src: points at the `:` of `name:` (the block mapping's start mark);
-    // should be the `-` of the item (6:3) or the `name` key (6:5).
-    ("check-missing-run.md", &[("brief::missing-key", 6, 9)]),
+    // A block mapping points at its first key (not at its first `:`).
+    ("check-missing-run.md", &[("brief::missing-key", 6, 5)]),
     (
         "check-name-bad-chars.md",
         &[("brief::invalid-value", 6, 11)],
@@ -257,18 +247,17 @@ const LOCATIONS: &[(&str, &[Located])] = &[
     ("glob-absolute.md", &[("brief::bad-glob", 5, 10)]),
     ("glob-parent-dir.md", &[("brief::bad-glob", 6, 7)]),
     ("glob-unclosed-class.md", &[("brief::bad-glob", 4, 21)]),
-    // src: a missing top-level key points at the `:` of the first key (2:6);
-    // should be the opening `---` (1:1).
-    ("missing-checks.md", &[("brief::missing-key", 2, 6)]),
+    // A missing top-level key points at the opening `---`.
+    ("missing-checks.md", &[("brief::missing-key", 1, 1)]),
     ("missing-frontmatter.md", &[("brief::no-frontmatter", 1, 1)]),
-    ("missing-scope.md", &[("brief::missing-key", 2, 6)]), // src: as missing-checks
+    ("missing-scope.md", &[("brief::missing-key", 1, 1)]),
     ("negative-cost.md", &[("brief::invalid-value", 9, 17)]),
     ("non-utf8.md", &[("brief::not-utf8", 2, 38)]),
     (
         "several-structural-errors.md",
         &[
+            ("brief::missing-key", 1, 1),
             ("brief::unknown-key", 2, 1),
-            ("brief::missing-key", 2, 6), // src: as missing-checks
             ("brief::wrong-type", 4, 10),
             ("brief::unknown-key", 5, 3),
             ("brief::unknown-key", 9, 5),
@@ -437,14 +426,12 @@ fn fixtures_cover_every_problem_kind() {
 }
 
 // ---------------------------------------------------------------------------
-// Regressions for src bugs found while reviewing the snapshots. They fail
-// today; remove the `#[ignore]` when src is fixed.
+// Regressions for src bugs found while reviewing the snapshots.
 
 /// `root.join("../.worktrees")` is `/repo/../.worktrees`, and
 /// `Path::starts_with` compares components without resolving `..`, so it
 /// "starts with" `/repo`. The error's own help suggests `../.worktrees`.
 #[test]
-#[ignore = "src bug: worktree_dir `../.worktrees` is judged inside the repository"]
 fn worktree_dir_next_to_the_repository_is_accepted() {
     let (config, report) = config::parse(
         Path::new("c.yaml"),
@@ -458,7 +445,6 @@ fn worktree_dir_next_to_the_repository_is_accepted() {
 /// schema.rs words unknown keys for briefs only: a config file has no
 /// frontmatter ("unknown key `default_agnt` in the frontmatter").
 #[test]
-#[ignore = "src bug: config diagnostics talk about a frontmatter"]
 fn config_diagnostics_do_not_mention_a_frontmatter() {
     let (_, report) = config::parse(
         Path::new("c.yaml"),

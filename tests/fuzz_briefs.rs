@@ -42,54 +42,24 @@ fn fixture_texts(dir: &str) -> Vec<String> {
         .collect()
 }
 
-/// Span defects known in src today (each pinned by an ignored regression
-/// test below, with its trigger). Tolerated here so that the properties
-/// still catch every *other* defect; delete a class when src is fixed.
-fn known_span_bug(source: &str, code: &str, start: usize, end: usize) -> Option<&'static str> {
-    let len = source.len();
-    if start == len && end == len + 1 {
-        // YAML errors at the end of the input, an empty value (`key:`) at
-        // the end of a config, an empty brief: all get `len: 1` at EOF.
-        return Some("a 1-byte span at the end of the input, past the end");
-    }
-    if start <= len && end <= len && source.is_char_boundary(start) && !source.is_char_boundary(end)
-    {
-        // Scalar spans are sized from the decoded value (escapes, folding),
-        // and YAML-error / not-UTF-8 spans are 1 byte even on a wide char.
-        return Some("a span ends inside a multi-byte character");
-    }
-    if code == "brief::no-goal"
-        && end == start
-        && start + 4 > len
-        && !source.is_char_boundary(start)
-    {
-        return Some("`no-goal` clamps its offset to len-1, inside a trailing multi-byte char");
-    }
-    None
-}
-
 /// The span invariants, for every problem of a report.
 fn check_report(report: &FileReport) -> Result<(), TestCaseError> {
     let source = &report.source;
     for p in &report.problems {
         let (start, end) = (p.span.offset, p.span.offset + p.span.len);
-        // Hard requirements, known bugs or not: the start is in the file.
-        prop_assert!(start <= source.len(), "{} starts past the end", p.code);
-        if known_span_bug(source, p.code, start, end).is_none() {
-            prop_assert!(
-                end <= source.len(),
-                "{} span {start}..{end} outside the file ({} bytes): {}",
-                p.code,
-                source.len(),
-                p.message
-            );
-            prop_assert!(
-                source.is_char_boundary(start) && source.is_char_boundary(end),
-                "{} span {start}..{end} splits a character: {}",
-                p.code,
-                p.message
-            );
-        }
+        prop_assert!(
+            end <= source.len(),
+            "{} span {start}..{end} outside the file ({} bytes): {}",
+            p.code,
+            source.len(),
+            p.message
+        );
+        prop_assert!(
+            source.is_char_boundary(start) && source.is_char_boundary(end),
+            "{} span {start}..{end} splits a character: {}",
+            p.code,
+            p.message
+        );
         let (line, col) = report.line_col(start);
         prop_assert!(line >= 1 && col >= 1);
         prop_assert!(line <= source.matches('\n').count() + 1);
@@ -221,8 +191,8 @@ fn edited_valid_configs_never_panic_and_spans_stay_in_the_file() {
 }
 
 // ---------------------------------------------------------------------------
-// Regressions for the span defects tolerated above. They fail today; remove
-// the `#[ignore]` (and the class in `known_span_bug`) when src is fixed.
+// Regressions for span defects found by the properties above (each was a
+// class of failures; the trigger is kept here, checked strictly).
 
 fn strict_spans(report: &FileReport) -> Vec<String> {
     let source = &report.source;
@@ -244,7 +214,6 @@ fn brief_report(text: &str) -> FileReport {
 }
 
 #[test]
-#[ignore = "src bug: YAML error at end of input has a span past the end"]
 fn yaml_error_at_end_of_config_stays_in_the_file() {
     let (_, report) = config::parse(
         Path::new("c.yaml"),
@@ -256,7 +225,6 @@ fn yaml_error_at_end_of_config_stays_in_the_file() {
 }
 
 #[test]
-#[ignore = "src bug: an empty value at the end of the input has a span past the end"]
 fn empty_value_at_end_of_config_stays_in_the_file() {
     let text = "agents:\n  s:\n    adapter: command\n    command:";
     let (_, report) = config::parse(
@@ -270,7 +238,6 @@ fn empty_value_at_end_of_config_stays_in_the_file() {
 }
 
 #[test]
-#[ignore = "src bug: quoted scalar spans use the decoded length"]
 fn escaped_scalar_span_covers_the_written_token() {
     let text = "---\ntitle: x\nscope:\n  write: [a]\nchecks:\n  - name: a\n    run: b\noutput:\n  deliver: \"\\\\\\\\€\"\n---\n# Goal\n";
     let report = brief_report(text);
@@ -283,21 +250,18 @@ fn escaped_scalar_span_covers_the_written_token() {
 }
 
 #[test]
-#[ignore = "src bug: plain multi-line scalar spans use the folded length"]
 fn folded_plain_scalar_span_is_on_char_boundaries() {
     let report = brief_report("---\n€\t\t\t\n\t\t\t€€!\n---\n# Goal\n");
     assert_eq!(strict_spans(&report), Vec::<String>::new());
 }
 
 #[test]
-#[ignore = "src bug: 1-byte YAML error span on a multi-byte character"]
 fn yaml_error_on_a_wide_char_is_on_char_boundaries() {
     let report = brief_report("---\ntitle: 'x'é\n---\n# Goal\n");
     assert_eq!(strict_spans(&report), Vec::<String>::new());
 }
 
 #[test]
-#[ignore = "src bug: no-goal offset clamped into a trailing multi-byte char"]
 fn no_goal_after_a_fence_with_wide_trailing_space_is_on_a_boundary() {
     let report = brief_report(
         "---\ntitle: x\nscope: {write: [a]}\nchecks: [{name: a, run: b}]\n---\u{3000}",
@@ -306,7 +270,6 @@ fn no_goal_after_a_fence_with_wide_trailing_space_is_on_a_boundary() {
 }
 
 #[test]
-#[ignore = "src bug: not-utf8 span is 1 byte of the 3-byte U+FFFD"]
 fn not_utf8_span_covers_the_replacement_character() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("t.md");
@@ -316,7 +279,6 @@ fn not_utf8_span_covers_the_replacement_character() {
 }
 
 #[test]
-#[ignore = "src bug: an empty brief's no-frontmatter span is past the end"]
 fn empty_brief_span_stays_in_the_file() {
     for text in ["", "\u{feff}"] {
         assert_eq!(

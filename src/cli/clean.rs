@@ -59,7 +59,11 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
                 continue;
             }
         }
-        if let Some(wt) = r.worktree.clone() {
+        if let Some(wt) = r
+            .worktree
+            .clone()
+            .filter(|w| std::fs::symlink_metadata(w).is_ok())
+        {
             freed += super::status::dir_size(&wt);
             repo.remove_worktree_path(&wt).map_err(|e| {
                 CliError::from_error(
@@ -69,8 +73,8 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
                 )
             })?;
             removed += 1;
-            r.worktree = None;
         }
+        r.worktree = None;
         let dir = store.open(&r.run_id);
         if state == State::Interrupted && r.state != State::Interrupted {
             r.state = State::Interrupted;

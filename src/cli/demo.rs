@@ -52,7 +52,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let ids: Vec<String> = demo::EXPECTED.iter().map(|(t, _)| t.to_string()).collect();
     let reqs = super::run::load_requests(&repo, &config, &ids, None, &demo_ctx)?;
     let records = super::run::execute(&repo, &config, reqs, 3, false, &demo_ctx)?;
-    println!();
+    super::print_out("\n");
     super::run::report(&records, false)?;
 
     let store = super::status::store(&demo_ctx)?;
@@ -61,14 +61,15 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         .find(|r| matches!(r, Ok(r) if r.task == "add-farewell"))
     {
         let events = store.open(&record.run_id).read_events().unwrap_or_default();
-        println!("\nThe decision log of add-farewell (what a reviewer reads; also the PR body):\n");
-        println!("{}", render_markdown(record, &events));
+        super::print_out(&format!(
+            "\nThe decision log of add-farewell (what a reviewer reads; also the PR body):\n\n{}\n",
+            render_markdown(record, &events)
+        ));
     }
-    println!("Explore it:");
-    println!("  cd {}", repo.display());
-    println!("  git log --oneline agent/fix-greeting");
-    println!("  git notes --ref agent show agent/add-farewell");
-    println!("  git agent status && git agent log tidy-readme");
+    super::print_out(&format!(
+        "Explore it:\n  cd {}\n  git log --oneline agent/fix-greeting\n  git notes --ref agent show agent/add-farewell\n  git agent status && git agent log tidy-readme\n",
+        repo.display()
+    ));
 
     let as_expected = demo::EXPECTED.iter().all(|(task, outcome)| {
         records

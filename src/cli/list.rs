@@ -77,13 +77,23 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
             brief::TASKS_DIR
         );
     } else {
-        let id_w = rows.iter().map(|r| r.id.len()).max().unwrap_or(2).max(2);
-        let title_w = rows
+        let titles: Vec<String> = rows
             .iter()
-            .map(|r| r.title.chars().count())
+            .map(|r| {
+                if r.valid {
+                    r.title.chars().take(50).collect()
+                } else {
+                    "(invalid: see git agent validate)".into()
+                }
+            })
+            .collect();
+        let id_w = rows.iter().map(|r| r.id.len()).max().unwrap_or(2).max(2);
+        let title_w = titles
+            .iter()
+            .map(|t| t.chars().count())
             .max()
             .unwrap_or(5)
-            .clamp(5, 50);
+            .max(5);
         let agent_w = rows
             .iter()
             .map(|r| r.agent.as_deref().unwrap_or("-").len())
@@ -94,19 +104,19 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
             "{:id_w$}  {:title_w$}  {:agent_w$}  WRITE",
             "ID", "TITLE", "AGENT"
         );
-        for r in &rows {
-            let title: String = if r.valid {
-                r.title.chars().take(50).collect()
+        for (r, title) in rows.iter().zip(&titles) {
+            let write = if r.write.is_empty() {
+                "-".to_string()
             } else {
-                "(invalid: see git agent validate)".into()
+                r.write.join(", ")
             };
-            println!(
-                "{:id_w$}  {:title_w$}  {:agent_w$}  {}",
+            let line = format!(
+                "{:id_w$}  {:title_w$}  {:agent_w$}  {write}",
                 r.id,
                 title,
                 r.agent.as_deref().unwrap_or("-"),
-                r.write.join(", ")
             );
+            println!("{}", line.trim_end());
         }
     }
     Ok(if invalid > 0 { exit::USAGE } else { exit::OK })

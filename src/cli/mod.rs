@@ -82,6 +82,9 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if ends_on_a_closed_stdout(&cli.command) {
+        restore_sigpipe();
+    }
     let cwd = match cli.dir.clone() {
         Some(dir) => dir,
         None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
@@ -117,6 +120,31 @@ fn dispatch(command: Command, ctx: &Ctx) -> CliResult {
     }
 }
 
+/// Whether a closed stdout may end `command` at once (SIGPIPE), like other
+/// Unix tools. Not for the commands that drive agents and git: they write
+/// to the stdin of git children, which may exit before reading it (that
+/// must be an EPIPE error, not the death of the orchestrator halfway
+/// through a run, with its worktree and agents left behind).
+fn ends_on_a_closed_stdout(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Run(_) | Command::Demo(_) | Command::Clean(_)
+    )
+}
+
+/// Rust ignores SIGPIPE at startup, so a write to a closed pipe fails with
+/// EPIPE and `println!` panics (`git agent schema | head -1`). Restores the
+/// default action: the process ends quietly, like `cat` or `grep` would.
+fn restore_sigpipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: this runs in `main` before any thread of ours is started (and
+    // changing a disposition is process-wide and atomic anyway), and it
+    // installs the default action, not a handler: no code of ours runs on
+    // the signal, so nothing needs to be async-signal-safe. Children
+    // spawned later get SIG_DFL either way (std resets it before exec).
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("GIT_AGENT_LOG").unwrap_or_else(|_| EnvFilter::new("off"));
@@ -130,6 +158,13 @@ fn init_tracing() {
 pub(crate) fn print_json(value: &impl serde::Serialize) -> CliResult<()> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| CliError::failed(format!("could not encode JSON: {e}")))?;
-    println!("{text}");
+    print_out(&format!("{text}\n"));
     Ok(())
+}
+
+/// Writes results to stdout; a closed stdout (`| head`) is not an error for
+/// the commands that keep SIGPIPE ignored (a run must finish its cleanup).
+pub(crate) fn print_out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }

@@ -373,9 +373,10 @@ pub(crate) fn print_summary(records: &[&RunRecord]) {
             .trim_end()
             .to_string()
     };
-    println!("{}", line(header.to_vec()));
+    let mut out = format!("{}\n", line(header.to_vec()));
     for r in &rows {
-        println!("{}", line(r.iter().map(String::as_str).collect()));
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+        out.push('\n');
     }
     for r in records
         .iter()
@@ -386,6 +387,11 @@ pub(crate) fn print_summary(records: &[&RunRecord]) {
             .as_ref()
             .map(|w| format!(" (worktree kept: {})", w.display()))
             .unwrap_or_default();
-        println!("{}: {}{wt}", r.task, r.reason.as_deref().unwrap_or(""));
+        out.push_str(&format!(
+            "{}: {}{wt}\n",
+            r.task,
+            r.reason.as_deref().unwrap_or("")
+        ));
     }
+    super::print_out(&out);
 }

@@ -45,9 +45,17 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
             &e,
         )
     })?;
-    let brief_ctx = Context {
-        known_agents: config.present.then(|| config.agent_names()),
+    // An invalid config still names its agents, most of the time: check
+    // `agent:` against those rather than not at all.
+    let config_invalid = config_report.as_ref().is_some_and(FileReport::has_errors);
+    let known_agents = match &config_report {
+        Some(report) if config_invalid => config::written_agent_names(&report.source),
+        _ => config.present.then(|| config.agent_names()),
     };
+    let agents_unchecked = config_invalid && known_agents.is_none();
+    let brief_ctx = Context { known_agents };
+    // The config is reported (and counted) when everything is checked.
+    let config_checked = args.paths.is_empty() && config_report.is_some();
     let files = if args.paths.is_empty() {
         reports.extend(config_report);
         repo_files::list_briefs(&root)
@@ -56,18 +64,29 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         expand(&args.paths, ctx)?
     };
     let mut briefs = 0;
+    let mut invalid = 0;
     for path in &files {
         let display = repo_files::display(&root, path);
         let (_, report) = brief::load(path, display.clone(), &brief_ctx).map_err(|e| {
             CliError::from_error(exit::USAGE, format!("could not read {display}"), &e)
         })?;
         briefs += 1;
+        if report.has_errors() {
+            invalid += 1;
+        }
         reports.push(report);
     }
 
     let errors: usize = reports.iter().map(FileReport::errors).sum();
     let warnings: usize = reports.iter().map(FileReport::warnings).sum();
-    let invalid = reports.iter().filter(|r| r.has_errors()).count();
+    let note_unchecked_agents = || {
+        if agents_unchecked && briefs > 0 {
+            eprintln!(
+                "note: the `agent:` of briefs was not checked: {} is invalid",
+                config::CONFIG_PATH
+            );
+        }
+    };
     if args.json {
         let problems: Vec<JsonProblem> = reports
             .iter()
@@ -92,6 +111,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
             "warnings": warnings,
             "problems": problems,
         }))?;
+        note_unchecked_agents();
     } else {
         let width = terminal_width();
         for report in &reports {
@@ -99,16 +119,23 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
                 eprint!("{}", report.render(ctx.stderr_tty, width));
             }
         }
+        note_unchecked_agents();
         if briefs == 0 && args.paths.is_empty() {
             eprintln!(
                 "no briefs in {}; create one with `git agent new <id>`",
                 brief::TASKS_DIR
             );
         }
+        // The config is not a brief: it is only named when it is invalid.
+        let config_status = if config_checked && config_invalid {
+            "; config: invalid"
+        } else {
+            ""
+        };
         println!(
-            "{briefs} brief{} checked: {} valid, {invalid} invalid ({errors} error{}, {warnings} warning{})",
+            "{briefs} brief{} checked: {} valid, {invalid} invalid{config_status} ({errors} error{}, {warnings} warning{})",
             plural(briefs),
-            reports.iter().filter(|r| !r.has_errors() && r.display_path != config::CONFIG_PATH).count(),
+            briefs - invalid,
             plural(errors),
             plural(warnings)
         );

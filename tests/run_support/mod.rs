@@ -22,7 +22,7 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// The longest a single `git-agent` invocation may take before the test
 /// kills it (a hang must fail the test, not the whole suite).
-const RUN_LIMIT: Duration = Duration::from_secs(90);
+const RUN_LIMIT: Duration = Duration::from_secs(300);
 
 pub struct TestRepo {
     _tmp: tempfile::TempDir,
