@@ -43,8 +43,10 @@ pub struct RawConfig {
 pub struct RawAgent {
     /// How git-agent drives it: `command` runs any program.
     pub adapter: Adapter,
-    /// The program or shell command line (run with `sh -c`).
-    pub command: String,
+    /// The program or shell command line (run with `sh -c`). Required for
+    /// `adapter: command`; defaults to `claude`, `codex`, `aider` for those adapters.
+    #[serde(default)]
+    pub command: Option<String>,
     /// Extra arguments, appended shell-quoted.
     #[serde(default)]
     pub args: Vec<String>,
@@ -62,6 +64,24 @@ pub struct RawAgent {
 pub enum Adapter {
     /// Any program: it reads the prompt from `$GIT_AGENT_PROMPT_FILE` and edits the worktree.
     Command,
+    /// Claude Code (`claude -p`, stream-json output); see docs/agents/claude.md.
+    Claude,
+    /// The OpenAI Codex CLI (`codex exec --json`); see docs/agents/codex.md.
+    Codex,
+    /// aider (`aider --message-file`); see docs/agents/aider.md.
+    Aider,
+}
+
+impl Adapter {
+    /// The program run when `command` is not given (`None`: it is required).
+    pub fn default_command(self) -> Option<&'static str> {
+        match self {
+            Adapter::Command => None,
+            Adapter::Claude => Some("claude"),
+            Adapter::Codex => Some("codex"),
+            Adapter::Aider => Some("aider"),
+        }
+    }
 }
 
 pub fn schema() -> &'static serde_json::Value {
@@ -221,7 +241,22 @@ fn validate(
                 .help("rename the agent, e.g. `claude` or `my-script`"),
             );
         }
-        if agent.command.trim().is_empty() {
+        let command = agent
+            .command
+            .clone()
+            .or_else(|| agent.adapter.default_command().map(str::to_string))
+            .unwrap_or_default();
+        if agent.command.is_none() && command.is_empty() {
+            problems.push(
+                Problem::error(
+                    "config::missing-key",
+                    node.key_span(&["agents", name]).unwrap_or(node.span),
+                    format!("missing required key `agents.{name}.command`"),
+                )
+                .label("`adapter: command` runs the program given in `command`")
+                .help("add `command: <program or shell command line>`, e.g. `command: ./scripts/agent.sh`"),
+            );
+        } else if command.trim().is_empty() {
             problems.push(
                 Problem::error(
                     "config::empty",
@@ -256,7 +291,7 @@ fn validate(
             Agent {
                 name: name.clone(),
                 adapter: agent.adapter,
-                command: agent.command.clone(),
+                command,
                 args: agent.args.clone(),
                 pass_env: agent.pass_env.clone(),
                 model: agent.model.clone(),

@@ -92,6 +92,59 @@ impl From<Verdict> for VerdictRecord {
     }
 }
 
+/// What an agent CLI did in one attempt, parsed from its event stream
+/// (adapters `claude`, `codex`, `aider`; see `src/agent/`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AgentActivity {
+    /// Every tool call, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// Files the agent edited, created or deleted (as it reported them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files_edited: Vec<String>,
+    /// Shell commands the agent ran, with their exit codes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<CommandRun>,
+    /// Tool calls the CLI refused (not allowed by the adapter's permissions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permission_denials: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turns: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// Why the agent was stopped (a budget), when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+    /// The error the CLI reported (authentication, model, crash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// One tool call of an agent CLI.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ToolCall {
+    pub name: String,
+    /// The call's main argument (a path, a command, a pattern), shortened.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// One shell command an agent ran.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CommandRun {
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
@@ -126,6 +179,12 @@ pub enum EventKind {
         stdout_bytes: u64,
         stderr_bytes: u64,
         leaked: usize,
+    },
+    /// What the agent CLI did (adapters with an event stream).
+    AgentActivity {
+        attempt: u32,
+        #[serde(flatten)]
+        activity: AgentActivity,
     },
     Decision {
         attempt: u32,
@@ -294,6 +353,7 @@ pub fn render_markdown(record: &RunRecord, events: &[Event]) -> String {
     }
 
     render_decisions(&mut md, events);
+    render_agent(&mut md, events);
     render_scope(&mut md, events);
     render_checks(&mut md, events);
     render_problems(&mut md, events);
@@ -360,6 +420,90 @@ fn render_decisions(md: &mut String, events: &[Event]) {
         let _ = writeln!(md, "{line}");
     }
     let _ = writeln!(md);
+}
+
+/// The agent CLI's own account of each attempt: turns, spend, tool calls,
+/// commands, denials and its final message.
+fn render_agent(md: &mut String, events: &[Event]) {
+    let attempts: Vec<(u32, &AgentActivity)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::AgentActivity { attempt, activity } => Some((*attempt, activity)),
+            _ => None,
+        })
+        .collect();
+    if attempts.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "### What the agent did\n");
+    for (attempt, a) in attempts {
+        let mut facts = Vec::new();
+        if let Some(t) = a.turns {
+            facts.push(format!("{t} turn{}", if t == 1 { "" } else { "s" }));
+        }
+        if let (Some(i), Some(o)) = (a.input_tokens, a.output_tokens) {
+            facts.push(format!("{i} tokens in, {o} out"));
+        }
+        if let Some(c) = a.cost_usd {
+            facts.push(format!("${c:.4}"));
+        }
+        facts.push(format!(
+            "{} tool call{}",
+            a.tool_calls.len(),
+            if a.tool_calls.len() == 1 { "" } else { "s" }
+        ));
+        let _ = writeln!(md, "**Attempt {attempt}** — {}\n", facts.join(" · "));
+        if !a.files_edited.is_empty() {
+            let _ = writeln!(
+                md,
+                "- Edited: {}",
+                a.files_edited
+                    .iter()
+                    .map(|f| format!("`{}`", escape_cell(f)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        for c in &a.commands {
+            let exit = match c.exit_code {
+                Some(code) => format!("exit {code}"),
+                None => "no exit code".to_string(),
+            };
+            let _ = writeln!(md, "- Ran `{}` → {exit}", escape_cell(&c.command));
+        }
+        for d in &a.permission_denials {
+            let _ = writeln!(md, "- ⛔ Denied: `{}`", escape_cell(d));
+        }
+        if let Some(s) = &a.stopped {
+            let _ = writeln!(md, "- ✋ {}", one_line(s));
+        }
+        if let Some(e) = &a.error {
+            let _ = writeln!(md, "- ❌ {}", one_line(e));
+        }
+        for n in &a.notes {
+            let _ = writeln!(md, "- {}", one_line(n));
+        }
+        if !a.tool_calls.is_empty() {
+            let _ = writeln!(
+                md,
+                "- Tool calls: {}",
+                a.tool_calls
+                    .iter()
+                    .map(|t| if t.detail.is_empty() {
+                        format!("`{}`", escape_cell(&t.name))
+                    } else {
+                        format!("`{}` {}", escape_cell(&t.name), escape_cell(&t.detail))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" · ")
+            );
+        }
+        if let Some(m) = &a.final_message {
+            let quoted: Vec<String> = m.trim().lines().map(|l| format!("> {l}")).collect();
+            let _ = writeln!(md, "\nFinal message:\n\n{}", quoted.join("\n"));
+        }
+        let _ = writeln!(md);
+    }
 }
 
 fn render_scope(md: &mut String, events: &[Event]) {

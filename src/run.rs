@@ -382,17 +382,29 @@ impl Run {
                 ),
                 ("TMPDIR".to_string(), path_str(&tmp)),
             ];
+            // The adapter (src/agent/) builds the command line; a missing CLI ends the run here.
+            let invocation = match crate::agent::invocation(
+                &req.agent,
+                &crate::agent::Context {
+                    brief,
+                    worktree: &wt.path,
+                    run_dir: &self.dir.path,
+                    prompt_file: &self.dir.prompt_path(),
+                    attempt,
+                    feedback: feedback.as_deref(),
+                    env_source: &self.engine.env_source,
+                },
+            ) {
+                Ok(invocation) => invocation,
+                Err(message) => return Ok(End::failed(message)),
+            };
+            let mut extra = extra;
+            extra.extend(invocation.env);
             let agent_env = env::build(self.engine.env_source.clone(), &req.agent.pass_env, &extra);
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let mut args = vec![
-                "-c".to_string(),
-                format!("{} \"$@\"", req.agent.command),
-                "git-agent".to_string(),
-            ];
-            args.extend(req.agent.args.iter().cloned());
             let spec = ProcessSpec {
-                program: "sh".into(),
-                args,
+                program: invocation.program,
+                args: invocation.args,
                 cwd: wt.path.clone(),
                 env: agent_env,
                 stdout_path: self.dir.agent_output(attempt, "stdout"),
@@ -402,9 +414,10 @@ impl Run {
                 grace: self.engine.grace,
                 marker: Some(marker.clone()),
             };
-            let outcome = process::run(&spec, stop.clone())
-                .await
-                .map_err(RunError::Agent)?;
+            let (outcome, budget_stop) =
+                crate::agent::supervise(&spec, stop.clone(), &req.agent, brief)
+                    .await
+                    .map_err(RunError::Agent)?;
             let (exit_code, signal) = match outcome.exit {
                 process::ExitKind::Code(c) => (Some(c), None),
                 process::ExitKind::Signal(s) => (None, Some(s)),
@@ -437,6 +450,22 @@ impl Run {
             // Verify.
             self.set_state(State::Verifying)?;
             let mut escalations: Vec<String> = Vec::new();
+            // What the agent CLI reported (tool calls, turns, cost), its budgets and failures.
+            let report = crate::agent::report(
+                &req.agent,
+                brief,
+                &self.dir.agent_output(attempt, "stdout"),
+                &self.dir.agent_output(attempt, "stderr"),
+                &outcome,
+                budget_stop,
+            );
+            if let Some(activity) = report.activity {
+                self.event(EventKind::AgentActivity { attempt, activity })?;
+            }
+            if let Some(reason) = report.fatal {
+                return Ok(End::failed(reason));
+            }
+            escalations.extend(report.escalations);
             if let Some(summary) = asked_for_human {
                 escalations.push(format!("the agent asked for a human: {summary}"));
             }

@@ -1,0 +1,402 @@
+//! Claude Code (`claude -p ... --output-format stream-json`).
+//!
+//! Permissions: `--permission-mode acceptEdits` (file edits inside the
+//! working directory are accepted, anything outside is refused) and an
+//! `--allowedTools` list: the file tools, and `Bash` only for the brief's
+//! check commands, `git status|diff|log` and `git agent decide`. Anything
+//! else is a permission denial, reported in the stream's `result` event.
+//! Budgets are passed natively (`--max-turns`, `--max-budget-usd`) and also
+//! watched live by [`super::supervise`].
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+
+use super::{classify, command, push_unique, relative, tool, Context, FailureKind, StreamParser};
+use crate::config::Agent;
+use crate::log::AgentActivity;
+
+/// File tools Claude Code may use without asking.
+const FILE_TOOLS: &[&str] = &[
+    "Read",
+    "Edit",
+    "MultiEdit",
+    "Write",
+    "NotebookEdit",
+    "Glob",
+    "Grep",
+    "LS",
+    "TodoWrite",
+];
+
+/// The tool list for `--allowedTools`.
+pub fn allowed_tools(cx: &Context<'_>) -> Vec<String> {
+    let mut tools: Vec<String> = FILE_TOOLS.iter().map(|t| t.to_string()).collect();
+    for check in &cx.brief.checks {
+        tools.push(format!("Bash({})", check.run.trim()));
+    }
+    for prefix in [
+        "git status",
+        "git diff",
+        "git log",
+        "git agent decide",
+        "git-agent decide",
+    ] {
+        tools.push(format!("Bash({prefix}:*)"));
+    }
+    tools
+}
+
+pub fn args(agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, String> {
+    let prompt = std::fs::read_to_string(cx.prompt_file)
+        .map_err(|e| format!("cannot read the prompt {}: {e}", cx.prompt_file.display()))?;
+    let mut args = vec!["-p".to_string(), prompt, "--allowedTools".to_string()];
+    args.extend(allowed_tools(cx));
+    args.extend(
+        [
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--permission-mode",
+            "acceptEdits",
+        ]
+        .map(String::from),
+    );
+    if let Some(model) = &agent.model {
+        args.extend(["--model".to_string(), model.clone()]);
+    }
+    if let Some(turns) = cx.brief.escalate.max_turns {
+        args.extend(["--max-turns".to_string(), turns.to_string()]);
+    }
+    if let Some(cost) = cx.brief.escalate.max_cost_usd {
+        args.extend(["--max-budget-usd".to_string(), cost.to_string()]);
+    }
+    Ok(args)
+}
+
+/// Parses `--output-format stream-json --verbose` output.
+#[derive(Debug, Default)]
+pub struct Parser {
+    a: AgentActivity,
+    cwd: Option<String>,
+    messages: HashSet<String>,
+    /// tool_use id → (name, input)
+    pending: HashMap<String, (String, Value)>,
+    result_seen: bool,
+    failure: Option<(FailureKind, String)>,
+    last_text: Option<String>,
+}
+
+impl StreamParser for Parser {
+    fn line(&mut self, line: &str) {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            return;
+        };
+        match v["type"].as_str() {
+            Some("system") if v["subtype"] == "init" => {
+                self.cwd = v["cwd"].as_str().map(str::to_string);
+            }
+            Some("assistant") => self.assistant(&v),
+            Some("user") => self.user(&v),
+            Some("result") => self.result(&v),
+            _ => {}
+        }
+    }
+
+    fn stderr(&mut self, text: &str) {
+        if !self.result_seen && self.failure.is_none() {
+            if let Some(last) = text.trim().lines().rev().find(|l| !l.trim().is_empty()) {
+                self.failure = Some((classify(last), last.trim().to_string()));
+            }
+        }
+    }
+
+    fn activity(&self) -> AgentActivity {
+        let mut a = self.a.clone();
+        if a.final_message.is_none() {
+            a.final_message = self.last_text.clone();
+        }
+        if !self.result_seen && !self.messages.is_empty() {
+            a.turns = Some(self.messages.len() as u32);
+        }
+        a
+    }
+
+    fn failure(&self) -> Option<(FailureKind, String)> {
+        self.failure.clone()
+    }
+}
+
+impl Parser {
+    fn assistant(&mut self, v: &Value) {
+        let msg = &v["message"];
+        if let Some(id) = msg["id"].as_str() {
+            self.messages.insert(id.to_string());
+        }
+        if let Some(err) = v["error"].as_str() {
+            // e.g. "authentication_failed"; the text block says more.
+            let text = msg["content"][0]["text"].as_str().unwrap_or(err);
+            let kind = match err {
+                "authentication_failed" | "billing_error" => FailureKind::Auth,
+                "invalid_request" => classify(text),
+                _ => classify(&format!("{err} {text}")),
+            };
+            self.failure = Some((kind, text.to_string()));
+        }
+        for block in msg["content"].as_array().into_iter().flatten() {
+            match block["type"].as_str() {
+                Some("text") => {
+                    if let Some(t) = block["text"].as_str() {
+                        if !t.trim().is_empty() {
+                            self.last_text = Some(t.to_string());
+                        }
+                    }
+                }
+                Some("tool_use") => {
+                    let name = block["name"].as_str().unwrap_or("?").to_string();
+                    let input = block["input"].clone();
+                    let detail = detail(&name, &input, self.cwd.as_deref());
+                    self.a.tool_calls.push(tool(&name, detail));
+                    if let Some(id) = block["id"].as_str() {
+                        self.pending.insert(id.to_string(), (name, input));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn user(&mut self, v: &Value) {
+        for block in v["message"]["content"].as_array().into_iter().flatten() {
+            if block["type"] != "tool_result" {
+                continue;
+            }
+            let Some((name, input)) = block["tool_use_id"]
+                .as_str()
+                .and_then(|id| self.pending.remove(id))
+            else {
+                continue;
+            };
+            let is_error = block["is_error"].as_bool().unwrap_or(false);
+            let content = result_text(&block["content"]);
+            match name.as_str() {
+                "Edit" | "MultiEdit" | "Write" | "NotebookEdit" if !is_error => {
+                    if let Some(p) = input["file_path"]
+                        .as_str()
+                        .or(input["notebook_path"].as_str())
+                    {
+                        push_unique(&mut self.a.files_edited, relative(p, self.cwd.as_deref()));
+                    }
+                }
+                "Bash" => {
+                    let cmd = input["command"].as_str().unwrap_or("");
+                    let denied = is_error && looks_denied(&content);
+                    if !denied {
+                        let code = if is_error {
+                            exit_code_in(&content).or(Some(1))
+                        } else {
+                            Some(0)
+                        };
+                        self.a.commands.push(command(cmd, code));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn result(&mut self, v: &Value) {
+        self.result_seen = true;
+        self.a.turns = v["num_turns"].as_u64().map(|n| n as u32);
+        self.a.cost_usd = v["total_cost_usd"].as_f64();
+        let usage = &v["usage"];
+        if usage.is_object() {
+            let input = [
+                "input_tokens",
+                "cache_creation_input_tokens",
+                "cache_read_input_tokens",
+            ]
+            .iter()
+            .filter_map(|k| usage[k].as_u64())
+            .sum();
+            self.a.input_tokens = Some(input);
+            self.a.output_tokens = usage["output_tokens"].as_u64();
+        }
+        if let Some(r) = v["result"].as_str() {
+            if !r.trim().is_empty() {
+                self.a.final_message = Some(r.to_string());
+            }
+        }
+        for d in v["permission_denials"].as_array().into_iter().flatten() {
+            let name = d["tool_name"].as_str().unwrap_or("?");
+            let detail = detail(name, &d["tool_input"], self.cwd.as_deref());
+            self.a.permission_denials.push(if detail.is_empty() {
+                name.to_string()
+            } else {
+                format!("{name} {detail}")
+            });
+        }
+        // A denied Bash call never ran: it is a denial, not a command.
+        let denied: Vec<&str> = v["permission_denials"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| d["tool_name"] == "Bash")
+            .filter_map(|d| d["tool_input"]["command"].as_str())
+            .collect();
+        self.a
+            .commands
+            .retain(|c| !denied.contains(&c.command.as_str()));
+        let subtype = v["subtype"].as_str().unwrap_or("");
+        match subtype {
+            "error_max_turns" => {
+                self.a.stopped = Some(format!(
+                    "Claude Code stopped at its turn limit (escalate.max_turns) after {} turns",
+                    self.a.turns.unwrap_or(0)
+                ))
+            }
+            s if s.contains("budget") => {
+                self.a.stopped =
+                    Some("Claude Code stopped at its spending limit (escalate.max_cost_usd)".into())
+            }
+            _ => {}
+        }
+        if v["is_error"].as_bool().unwrap_or(false) && self.a.stopped.is_none() {
+            let msg = v["result"]
+                .as_str()
+                .map(str::to_string)
+                .or_else(|| {
+                    v["errors"].as_array().map(|e| {
+                        e.iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                })
+                .unwrap_or_else(|| subtype.to_string());
+            let kind = match &self.failure {
+                Some((k, _)) if *k != FailureKind::Crash => *k,
+                _ => classify(&msg),
+            };
+            self.failure = Some((kind, msg));
+        }
+    }
+}
+
+fn result_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+fn looks_denied(content: &str) -> bool {
+    let c = content.to_ascii_lowercase();
+    c.contains("permission")
+        && (c.contains("denied")
+            || c.contains("haven't granted")
+            || c.contains("requested permissions"))
+}
+
+fn exit_code_in(content: &str) -> Option<i32> {
+    let i = content.find("Exit code ")?;
+    content[i + "Exit code ".len()..]
+        .split(|c: char| !c.is_ascii_digit() && c != '-')
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn detail(name: &str, input: &Value, cwd: Option<&str>) -> String {
+    let s = |k: &str| input[k].as_str().map(str::to_string);
+    let path = s("file_path")
+        .or_else(|| s("notebook_path"))
+        .or_else(|| s("path"));
+    match name {
+        "Bash" => s("command").unwrap_or_default(),
+        "Glob" | "Grep" => s("pattern").unwrap_or_default(),
+        _ => match path {
+            Some(p) => relative(&p, cwd),
+            None => input
+                .as_object()
+                .and_then(|o| o.values().find_map(|v| v.as_str().map(str::to_string)))
+                .unwrap_or_default(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(fixture: &str) -> Parser {
+        let text = std::fs::read_to_string(format!(
+            "{}/tests/fixtures/agent_streams/{fixture}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture");
+        let mut p = Parser::default();
+        for line in text.lines() {
+            p.line(line);
+        }
+        p
+    }
+
+    #[test]
+    fn parses_a_successful_run() {
+        let p = parse("claude-success.jsonl");
+        let a = p.activity();
+        assert_eq!(a.files_edited, ["src/greet.txt"]);
+        let names: Vec<&str> = a.tool_calls.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["Read", "Edit", "Bash"]);
+        assert_eq!(a.commands.len(), 1);
+        assert_eq!(a.commands[0].exit_code, Some(0));
+        assert!(a.turns.is_some_and(|t| t >= 3), "{a:?}");
+        assert!(a.cost_usd.is_some());
+        assert!(a.input_tokens.is_some() && a.output_tokens.is_some());
+        assert_eq!(a.final_message.as_deref(), Some("Changed the greeting."));
+        assert!(p.failure().is_none());
+    }
+
+    #[test]
+    fn reports_permission_denials() {
+        let a = parse("claude-outside.jsonl").activity();
+        assert!(
+            a.permission_denials.iter().any(|d| d.starts_with("Bash")),
+            "{a:?}"
+        );
+        assert!(a.commands.is_empty(), "{a:?}");
+    }
+
+    #[test]
+    fn maps_an_auth_error() {
+        let p = parse("claude-auth-error.jsonl");
+        let (kind, msg) = p.failure().expect("a failure");
+        assert_eq!(kind, FailureKind::Auth, "{msg}");
+    }
+
+    #[test]
+    fn counts_turns_of_a_stream_cut_short() {
+        let text = std::fs::read_to_string(format!(
+            "{}/tests/fixtures/agent_streams/claude-success.jsonl",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture");
+        let mut p = Parser::default();
+        for line in text.lines().filter(|l| !l.contains("\"type\":\"result\"")) {
+            p.line(line);
+        }
+        assert!(p.activity().turns.is_some_and(|t| t >= 3));
+    }
+
+    #[test]
+    fn exit_codes_from_bash_errors() {
+        assert_eq!(exit_code_in("Exit code 2\nboom"), Some(2));
+        assert_eq!(exit_code_in("nothing"), None);
+    }
+}

@@ -1,0 +1,251 @@
+//! OpenAI Codex CLI (`codex exec --json`).
+//!
+//! Permissions: `-s workspace-write` — Codex's own sandbox (bubblewrap +
+//! seccomp on Linux) lets commands write only the working directory and the
+//! temp dir, without network; the approval policy of `exec` is `never`, so
+//! anything else fails inside the sandbox instead of asking. The linked
+//! worktree's git dir is read-only in there: git-agent commits, not Codex.
+//! `--ephemeral` keeps no session files. Codex reports tokens but no cost
+//! and no model-turn count: `turns` counts its steps (tool calls and
+//! messages), which is what `escalate.max_turns` limits, live.
+
+use serde_json::Value;
+
+use super::{classify, command, push_unique, relative, tool, Context, FailureKind, StreamParser};
+use crate::config::Agent;
+use crate::log::AgentActivity;
+
+pub fn args(agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, String> {
+    let prompt = std::fs::read_to_string(cx.prompt_file)
+        .map_err(|e| format!("cannot read the prompt {}: {e}", cx.prompt_file.display()))?;
+    let mut args: Vec<String> = [
+        "exec",
+        "--json",
+        "--sandbox",
+        "workspace-write",
+        "--ephemeral",
+        "--color",
+        "never",
+        "--skip-git-repo-check",
+    ]
+    .map(String::from)
+    .to_vec();
+    if let Some(model) = &agent.model {
+        args.extend(["--model".to_string(), model.clone()]);
+    }
+    // The prompt is the positional argument; the user's `args` follow it
+    // and must be options (clap accepts options after positionals).
+    args.push(prompt);
+    Ok(args)
+}
+
+/// Parses `codex exec --json` output.
+#[derive(Debug, Default)]
+pub struct Parser {
+    a: AgentActivity,
+    cwd: Option<String>,
+    steps: u32,
+    failure: Option<(FailureKind, String)>,
+    completed: bool,
+}
+
+impl StreamParser for Parser {
+    fn line(&mut self, line: &str) {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            return;
+        };
+        match v["type"].as_str() {
+            Some("item.completed") => self.item(&v["item"]),
+            Some("turn.completed") => {
+                self.completed = true;
+                let u = &v["usage"];
+                self.a.input_tokens = Some(
+                    self.a.input_tokens.unwrap_or(0) + u["input_tokens"].as_u64().unwrap_or(0),
+                );
+                self.a.output_tokens = Some(
+                    self.a.output_tokens.unwrap_or(0) + u["output_tokens"].as_u64().unwrap_or(0),
+                );
+            }
+            Some("turn.failed") => {
+                let msg = v["error"]["message"].as_str().unwrap_or("the turn failed");
+                self.fail(msg);
+            }
+            Some("error") => {
+                let msg = v["message"].as_str().unwrap_or("error");
+                // Reconnection notices are errors too; keep the last one.
+                self.fail(msg);
+            }
+            _ => {}
+        }
+    }
+
+    fn stderr(&mut self, text: &str) {
+        if self.failure.is_none() && !self.completed {
+            if let Some(last) = text
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| l.contains("ERROR") || l.starts_with("Error"))
+            {
+                self.failure = Some((classify(last), last.to_string()));
+            }
+        }
+    }
+
+    fn activity(&self) -> AgentActivity {
+        let mut a = self.a.clone();
+        if self.steps > 0 {
+            a.turns = Some(self.steps);
+        }
+        a
+    }
+
+    fn failure(&self) -> Option<(FailureKind, String)> {
+        self.failure.clone()
+    }
+}
+
+impl Parser {
+    fn fail(&mut self, msg: &str) {
+        // A model/auth failure decides; a later generic error does not hide it.
+        let kind = classify(msg);
+        if !matches!(&self.failure, Some((k, _)) if *k != FailureKind::Crash && kind == FailureKind::Crash)
+        {
+            self.failure = Some((kind, msg.to_string()));
+        }
+    }
+
+    fn item(&mut self, item: &Value) {
+        match item["type"].as_str() {
+            Some("agent_message") => {
+                self.steps += 1;
+                if let Some(t) = item["text"].as_str() {
+                    self.a.final_message = Some(t.to_string());
+                }
+            }
+            Some("command_execution") => {
+                self.steps += 1;
+                let cmd = item["command"].as_str().unwrap_or("");
+                let cmd = unwrap_shell(cmd);
+                self.a.tool_calls.push(tool("shell", cmd.clone()));
+                let code = item["exit_code"].as_i64().map(|c| c as i32);
+                self.a.commands.push(command(&cmd, code));
+                if item["status"] == "declined" {
+                    self.a.permission_denials.push(format!("shell {cmd}"));
+                }
+            }
+            Some("file_change") => {
+                self.steps += 1;
+                let mut paths = Vec::new();
+                for c in item["changes"].as_array().into_iter().flatten() {
+                    if let Some(p) = c["path"].as_str() {
+                        let rel = relative(p, self.cwd.as_deref());
+                        paths.push(format!("{} {rel}", c["kind"].as_str().unwrap_or("edit")));
+                        if item["status"] != "failed" {
+                            push_unique(&mut self.a.files_edited, rel);
+                        }
+                    }
+                }
+                self.a
+                    .tool_calls
+                    .push(tool("apply_patch", paths.join(", ")));
+            }
+            Some("mcp_tool_call") => {
+                self.steps += 1;
+                let name = format!(
+                    "{}.{}",
+                    item["server"].as_str().unwrap_or("mcp"),
+                    item["tool"].as_str().unwrap_or("?")
+                );
+                self.a.tool_calls.push(tool(&name, ""));
+            }
+            Some("web_search") => {
+                self.steps += 1;
+                self.a
+                    .tool_calls
+                    .push(tool("web_search", item["query"].as_str().unwrap_or("")));
+            }
+            Some("error") => {
+                if let Some(m) = item["message"].as_str() {
+                    self.a.notes.push(format!("Codex: {m}"));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Paths Codex reports are absolute; make them relative to the worktree.
+    pub fn set_cwd(&mut self, cwd: &str) {
+        self.cwd = Some(cwd.to_string());
+    }
+}
+
+/// `/bin/bash -lc 'cat x'` → `cat x`.
+fn unwrap_shell(cmd: &str) -> String {
+    for prefix in [
+        "/bin/bash -lc ",
+        "bash -lc ",
+        "/bin/sh -c ",
+        "sh -c ",
+        "/usr/bin/bash -lc ",
+    ] {
+        if let Some(rest) = cmd.strip_prefix(prefix) {
+            let rest = rest.trim();
+            if rest.len() >= 2
+                && ((rest.starts_with('\'') && rest.ends_with('\''))
+                    || (rest.starts_with('"') && rest.ends_with('"')))
+            {
+                return rest[1..rest.len() - 1].to_string();
+            }
+            return rest.to_string();
+        }
+    }
+    cmd.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(fixture: &str) -> Parser {
+        let text = std::fs::read_to_string(format!(
+            "{}/tests/fixtures/agent_streams/{fixture}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture");
+        let mut p = Parser::default();
+        for line in text.lines() {
+            p.line(line);
+        }
+        p
+    }
+
+    #[test]
+    fn parses_a_successful_run() {
+        let p = parse("codex-success.jsonl");
+        let a = p.activity();
+        assert!(
+            a.files_edited.iter().any(|f| f.ends_with("src/greet.txt")),
+            "{a:?}"
+        );
+        assert!(a.commands.iter().any(|c| c.exit_code == Some(0)), "{a:?}");
+        assert_eq!(a.final_message.as_deref(), Some("Changed the greeting."));
+        assert!(a.input_tokens.is_some() && a.output_tokens.is_some());
+        assert!(a.turns.is_some_and(|t| t >= 3), "{a:?}");
+        assert!(a.cost_usd.is_none());
+        assert!(p.failure().is_none());
+    }
+
+    #[test]
+    fn maps_an_auth_error() {
+        let p = parse("codex-auth-error.jsonl");
+        let (kind, msg) = p.failure().expect("a failure");
+        assert_eq!(kind, FailureKind::Auth, "{msg}");
+    }
+
+    #[test]
+    fn unwraps_shell_commands() {
+        assert_eq!(unwrap_shell("/bin/bash -lc 'cat a.txt'"), "cat a.txt");
+        assert_eq!(unwrap_shell("ls"), "ls");
+    }
+}

@@ -1,0 +1,775 @@
+//! End-to-end tests of the `claude`, `codex` and `aider` adapters: the real
+//! CLIs, driven by `git agent run`, talking to a scripted fake model server
+//! on 127.0.0.1 (`tests/fake_model`). No network, no account.
+//!
+//! The CLIs are found under `$GIT_AGENT_TEST_AGENTS_DIR` (set by
+//! `.ci/install-agents.sh`: `npm/node_modules/.bin/{claude,codex}`,
+//! `venv/bin/aider`). When one is missing the test fails loudly under
+//! `CI=true`, and is skipped with a notice otherwise.
+//!
+//! For each CLI: (a) an in-scope edit that succeeds, (b) an edit outside the
+//! scope that escalates, (c) a failing check on attempt 1 whose output
+//! reaches the model, and a second attempt that succeeds. The runs are
+//! serialized (a lock) so that their durations, printed, mean something.
+
+mod fake_model;
+mod run_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use fake_model::{Call, FakeModel, Turn};
+use run_support::{of_type, yaml_str, Brief, TestRepo, BIN};
+use serde_json::{json, Value};
+
+/// One e2e run at a time: timings stay meaningful and the CLIs do not
+/// fight over two cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The longest one `git agent run` may take here.
+const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+const MARKER: &str = "MARKER-7: the greeting lacks the word fixed";
+
+fn check_fails_first() -> String {
+    // The marker is computed by the shell, so the prompt's copy of the
+    // command does not contain it: only the check's output does.
+    let rest = MARKER.strip_prefix("MARKER-7").expect("marker");
+    format!("grep -q 'hello fixed' src/greet.txt || {{ echo \"MARKER-$((3+4)){rest}\"; exit 1; }}")
+}
+
+/// The CLI's path, or `None` (with a notice) when it is not installed
+/// locally. Under `CI=true` a missing CLI fails the test.
+fn cli(name: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("GIT_AGENT_TEST_AGENTS_DIR").map(PathBuf::from);
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let path = dir.as_ref().map(|d| match name {
+        "aider" => d.join("venv/bin/aider"),
+        _ => d.join("npm/node_modules/.bin").join(name),
+    });
+    match path {
+        Some(p) if p.exists() => Some(p),
+        Some(p) => {
+            assert!(
+                !ci,
+                "{name} is not installed at {} (GIT_AGENT_TEST_AGENTS_DIR): .ci/install-agents.sh must install it; see its output",
+                p.display()
+            );
+            eprintln!("SKIPPED: {name} not found at {}", p.display());
+            None
+        }
+        None => {
+            assert!(
+                !ci,
+                "GIT_AGENT_TEST_AGENTS_DIR is not set under CI=true: run .ci/install-agents.sh and export what it prints"
+            );
+            eprintln!(
+                "SKIPPED: {name}: set GIT_AGENT_TEST_AGENTS_DIR (see .ci/install-agents.sh) to run the real-CLI tests"
+            );
+            None
+        }
+    }
+}
+
+/// A repository with `src/greet.txt` and `README.md`, and an agent `a`
+/// of `adapter` running `program`.
+fn repo(adapter: &str, program: &Path, model: &str, extra_args: &[&str]) -> TestRepo {
+    let repo = TestRepo::new(&[("README.md", "# Project\n"), ("src/greet.txt", "hello\n")]);
+    let args = extra_args
+        .iter()
+        .map(|a| yaml_str(a))
+        .collect::<Vec<_>>()
+        .join(", ");
+    repo.write(
+        ".agents/config.yaml",
+        &format!(
+            "default_agent: a\nagents:\n  a:\n    adapter: {adapter}\n    command: {}\n    model: {}\n    args: [{args}]\n\
+             worktree_dir: {}\nkill_grace: 2s\n",
+            yaml_str(&program.display().to_string()),
+            yaml_str(model),
+            yaml_str(&repo.wt.display().to_string()),
+        ),
+    );
+    repo
+}
+
+/// `git agent run <id> --json` with the provider's variables; returns the
+/// exit code, the run object, stderr and the wall time.
+fn run(repo: &TestRepo, id: &str, env: &[(String, String)]) -> (i32, Value, String, Duration) {
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
+    let bin_dir = Path::new(BIN).parent().expect("bin dir");
+    let out_path = repo.tmp.join(format!("run-{id}.out"));
+    let err_path = repo.tmp.join(format!("run-{id}.err"));
+    let start = Instant::now();
+    let mut child = Command::new(BIN)
+        .args(["run", id, "--json"])
+        .current_dir(&repo.root)
+        .env_clear()
+        .env("PATH", format!("{}:{path}", bin_dir.display()))
+        .env("HOME", &repo.home)
+        .env("XDG_CACHE_HOME", &repo.cache)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("NO_COLOR", "1")
+        .env("LC_ALL", "C.UTF-8")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("stdout"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr"))
+        .spawn()
+        .expect("start git-agent");
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > RUN_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "git agent run {id} took longer than {RUN_LIMIT:?}; stderr:\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = start.elapsed();
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let runs: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}); stdout:\n{stdout}\nstderr:\n{stderr}"));
+    let run = runs[0].clone();
+    (status.code().unwrap_or(-1), run, stderr, took)
+}
+
+/// Everything about a finished run, for assertion messages.
+fn dump(repo: &TestRepo, run: &Value, stderr: &str, server: &FakeModel) -> String {
+    let id = run["run_id"].as_str().unwrap_or("");
+    let dir = repo.run_dir(id);
+    let mut s = format!(
+        "run: {run:#}\nstderr:\n{stderr}\nserver:\n{}\n",
+        server.describe()
+    );
+    for n in 1..=3 {
+        for stream in ["stdout", "stderr"] {
+            if let Ok(t) = std::fs::read_to_string(dir.join(format!("agent-{n}.{stream}"))) {
+                let tail: String = t
+                    .chars()
+                    .rev()
+                    .take(3000)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                s.push_str(&format!("--- agent-{n}.{stream}\n{tail}\n"));
+            }
+        }
+    }
+    s
+}
+
+fn activity(events: &[Value], attempt: u64) -> Value {
+    of_type(events, "agent_activity")
+        .into_iter()
+        .find(|e| e["attempt"] == attempt)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| x.as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Copies an attempt's stdout to `$GIT_AGENT_RECORD_STREAMS/<name>` (to refresh fixtures).
+fn record(repo: &TestRepo, run: &Value, attempt: u32, name: &str) {
+    if let Some(dir) = std::env::var_os("GIT_AGENT_RECORD_STREAMS") {
+        let id = run["run_id"].as_str().unwrap_or("");
+        let from = repo.run_dir(id).join(format!("agent-{attempt}.stdout"));
+        let _ = std::fs::copy(from, Path::new(&dir).join(name));
+    }
+}
+
+fn timing(cli: &str, case: &str, took: Duration) {
+    eprintln!("TIMING {cli} {case}: {:.1}s", took.as_secs_f64());
+}
+
+// ---------------------------------------------------------------------------
+// The three cases, shared by the CLIs.
+
+struct Setup {
+    name: &'static str,
+    adapter: &'static str,
+    model: &'static str,
+    args: Vec<&'static str>,
+    /// Provider variables for git-agent's environment (the adapter passes them on).
+    env: fn(&TestRepo, &FakeModel) -> Vec<(String, String)>,
+    /// (a): edit src/greet.txt to `hello fixed`, run the check, say "Changed the greeting."
+    success: fn() -> Vec<Turn>,
+    /// (b): edit README.md.
+    outside: fn() -> Vec<Turn>,
+    /// (c): attempt 1 writes `hello world`; attempt 2 `hello fixed`.
+    retry: fn() -> Vec<Turn>,
+}
+
+fn case_success(s: &Setup) {
+    let Some(program) = cli(s.name) else { return };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = FakeModel::start((s.success)());
+    let repo = repo(s.adapter, &program, s.model, &s.args);
+    repo.brief(
+        "greet",
+        &Brief::new(&["src/**"])
+            .title("Fix the greeting")
+            .check("greeting", "grep -q 'hello fixed' src/greet.txt")
+            .timeout("240s"),
+    );
+    let base = repo.commit_all("config");
+    let (code, run, stderr, took) = run(&repo, "greet", &(s.env)(&repo, &server));
+    timing(s.name, "success", took);
+    record(
+        &repo,
+        &run,
+        1,
+        &format!("{}-success.{}", s.name, ext(s.name)),
+    );
+    let why = dump(&repo, &run, &stderr, &server);
+    assert_eq!(code, 0, "{why}");
+    assert_eq!(run["outcome"], "succeeded", "{why}");
+    assert_eq!(run["branch"], "agent/greet");
+    assert_eq!(repo.rev("agent/greet^"), base);
+    assert_eq!(
+        repo.show("agent/greet", "src/greet.txt").as_deref(),
+        Some("hello fixed\n")
+    );
+    assert_eq!(run["checks"], json!([{"name": "greeting", "passed": true}]));
+    let id = run["run_id"].as_str().expect("run id");
+    let events = repo.events(id);
+    let scope = of_type(&events, "scope_report");
+    let changes = scope.last().expect("a scope report")["changes"].clone();
+    assert_eq!(changes.as_array().map(Vec::len), Some(1), "{changes:#}");
+    assert_eq!(changes[0]["path"], "src/greet.txt");
+    assert_eq!(changes[0]["verdict"], "allowed");
+    let a = activity(&events, 1);
+    assert!(
+        strs(&a["files_edited"])
+            .iter()
+            .any(|f| f.ends_with("src/greet.txt")),
+        "{a:#}\n{why}"
+    );
+    assert!(
+        !a["tool_calls"]
+            .as_array()
+            .map(Vec::is_empty)
+            .unwrap_or(true),
+        "{a:#}"
+    );
+    assert!(
+        a["final_message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Changed the greeting")),
+        "{a:#}\n{why}"
+    );
+    assert!(a["turns"].as_u64().is_some_and(|t| t >= 1), "{a:#}");
+    let md = repo.log_md(id);
+    assert!(md.contains("### What the agent did"), "{md}");
+    assert!(md.contains("Changed the greeting"), "{md}");
+    assert!(md.contains("src/greet.txt"), "{md}");
+}
+
+fn case_outside(s: &Setup) {
+    let Some(program) = cli(s.name) else { return };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = FakeModel::start((s.outside)());
+    let repo = repo(s.adapter, &program, s.model, &s.args);
+    repo.brief(
+        "stray",
+        &Brief::new(&["src/**"]).title("Stray").timeout("240s"),
+    );
+    repo.commit_all("config");
+    let (code, run, stderr, took) = run(&repo, "stray", &(s.env)(&repo, &server));
+    timing(s.name, "outside-scope", took);
+    record(
+        &repo,
+        &run,
+        1,
+        &format!("{}-outside.{}", s.name, ext(s.name)),
+    );
+    let why = dump(&repo, &run, &stderr, &server);
+    assert_eq!(code, 3, "{why}");
+    assert_eq!(run["outcome"], "escalated", "{why}");
+    assert!(
+        run["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("outside the scope") && r.contains("README.md")),
+        "{why}"
+    );
+    let id = run["run_id"].as_str().expect("run id");
+    let events = repo.events(id);
+    assert!(
+        of_type(&events, "violation")
+            .iter()
+            .any(|v| v["path"] == "README.md"),
+        "{events:#?}"
+    );
+    // Never committed anywhere.
+    for head in repo.heads() {
+        let rev = head.split(' ').nth(1).unwrap_or("");
+        assert_eq!(repo.show(rev, "README.md").as_deref(), Some("# Project\n"));
+    }
+    let a = activity(&events, 1);
+    assert!(
+        strs(&a["files_edited"])
+            .iter()
+            .any(|f| f.ends_with("README.md")),
+        "{a:#}\n{why}"
+    );
+}
+
+fn case_retry(s: &Setup) {
+    let Some(program) = cli(s.name) else { return };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = FakeModel::start((s.retry)());
+    let repo = repo(s.adapter, &program, s.model, &s.args);
+    repo.brief(
+        "retry",
+        &Brief::new(&["src/**"])
+            .title("Fix the greeting, eventually")
+            .check("greeting", &check_fails_first())
+            .attempts(2)
+            .timeout("280s"),
+    );
+    repo.commit_all("config");
+    let (code, run, stderr, took) = run(&repo, "retry", &(s.env)(&repo, &server));
+    timing(s.name, "retry", took);
+    record(
+        &repo,
+        &run,
+        2,
+        &format!("{}-retry-2.{}", s.name, ext(s.name)),
+    );
+    let why = dump(&repo, &run, &stderr, &server);
+    assert_eq!(code, 0, "{why}");
+    assert_eq!(run["outcome"], "succeeded", "{why}");
+    assert_eq!(run["attempts"], 2, "{why}");
+    assert_eq!(
+        repo.show("agent/retry", "src/greet.txt").as_deref(),
+        Some("hello fixed\n")
+    );
+    let id = run["run_id"].as_str().expect("run id");
+    let events = repo.events(id);
+    let checks: Vec<(u64, bool)> = of_type(&events, "check_finished")
+        .iter()
+        .map(|c| {
+            (
+                c["attempt"].as_u64().unwrap_or(0),
+                c["passed"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    assert_eq!(checks, [(1, false), (2, true)], "{why}");
+    // The failing check's output reached the model, in a request of attempt 2.
+    let requests = server.requests();
+    let first_with_marker = requests
+        .iter()
+        .position(|r| r.body.contains(MARKER))
+        .unwrap_or_else(|| panic!("the model never saw the check's output\n{why}"));
+    assert!(
+        requests[..first_with_marker]
+            .iter()
+            .any(|r| r.turn.is_some()),
+        "the feedback arrived before attempt 1 ran\n{why}"
+    );
+    assert!(
+        !activity(&events, 1).is_null() && !activity(&events, 2).is_null(),
+        "{events:#?}"
+    );
+}
+
+fn ext(name: &str) -> &'static str {
+    if name == "aider" {
+        "txt"
+    } else {
+        "jsonl"
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Claude Code
+
+fn claude() -> Setup {
+    Setup {
+        name: "claude",
+        adapter: "claude",
+        model: "claude-sonnet-4-5",
+        args: vec![],
+        env: |repo, server| {
+            vec![
+                ("ANTHROPIC_BASE_URL".into(), server.url()),
+                ("ANTHROPIC_API_KEY".into(), "sk-ant-dummy".into()),
+                (
+                    "CLAUDE_CONFIG_DIR".into(),
+                    repo.tmp.join("claude-config").display().to_string(),
+                ),
+            ]
+        },
+        success: || {
+            vec![
+                Turn::tool("Read", json!({"file_path": "{cwd}/src/greet.txt"})),
+                Turn::tool(
+                    "Edit",
+                    json!({"file_path": "{cwd}/src/greet.txt", "old_string": "hello", "new_string": "hello fixed"}),
+                ),
+                Turn::tool(
+                    "Bash",
+                    json!({"command": "grep -q 'hello fixed' src/greet.txt", "description": "run the check"}),
+                ),
+                Turn::text("Changed the greeting."),
+            ]
+        },
+        outside: || {
+            vec![
+                Turn::tool("Read", json!({"file_path": "{cwd}/README.md"})),
+                Turn::tool(
+                    "Edit",
+                    json!({"file_path": "{cwd}/README.md", "old_string": "# Project", "new_string": "# Project (edited)"}),
+                ),
+                Turn::tool(
+                    "Bash",
+                    json!({"command": "curl -s http://example.invalid/", "description": "not allowed"}),
+                ),
+                Turn::text("Edited the README."),
+            ]
+        },
+        retry: || {
+            vec![
+                Turn::tool("Read", json!({"file_path": "{cwd}/src/greet.txt"})),
+                Turn::tool(
+                    "Edit",
+                    json!({"file_path": "{cwd}/src/greet.txt", "old_string": "hello", "new_string": "hello world"}),
+                ),
+                Turn::text("First try."),
+                Turn::tool("Read", json!({"file_path": "{cwd}/src/greet.txt"})),
+                Turn::tool(
+                    "Edit",
+                    json!({"file_path": "{cwd}/src/greet.txt", "old_string": "hello world", "new_string": "hello fixed"}),
+                ),
+                Turn::text("Changed the greeting after the feedback."),
+            ]
+        },
+    }
+}
+
+#[test]
+fn claude_edits_in_scope_and_succeeds() {
+    case_success(&claude());
+}
+
+#[test]
+fn claude_out_of_scope_edit_escalates() {
+    case_outside(&claude());
+}
+
+#[test]
+fn claude_retries_with_the_check_output() {
+    case_retry(&claude());
+}
+
+// ---------------------------------------------------------------------------
+// Codex
+
+fn patch(path: &str, old: &str, new: &str) -> String {
+    format!("*** Begin Patch\n*** Update File: {path}\n@@\n-{old}\n+{new}\n*** End Patch\n")
+}
+
+fn codex_env(repo: &TestRepo, server: &FakeModel) -> Vec<(String, String)> {
+    let home = repo.tmp.join("codex-home");
+    std::fs::create_dir_all(&home).expect("codex home");
+    std::fs::write(
+        home.join("config.toml"),
+        format!(
+            "model_provider = \"fake\"\ncheck_for_update_on_startup = false\n\n\
+             [analytics]\nenabled = false\n\n\
+             [model_providers.fake]\nname = \"fake\"\nbase_url = \"{}\"\nwire_api = \"responses\"\n\
+             env_key = \"OPENAI_API_KEY\"\nrequest_max_retries = 0\nstream_max_retries = 0\n",
+            server.v1()
+        ),
+    )
+    .expect("codex config");
+    vec![
+        ("CODEX_HOME".into(), home.display().to_string()),
+        ("OPENAI_API_KEY".into(), "sk-dummy".into()),
+    ]
+}
+
+fn codex_shell(cmd: &str) -> Turn {
+    Turn::tool("exec_command", json!({"cmd": cmd, "workdir": "{cwd}"}))
+}
+
+fn codex() -> Setup {
+    Setup {
+        name: "codex",
+        adapter: "codex",
+        model: "gpt-5.5",
+        args: vec![],
+        env: codex_env,
+        success: || {
+            vec![
+                codex_shell("cat src/greet.txt"),
+                Turn::custom(
+                    "apply_patch",
+                    &patch("src/greet.txt", "hello", "hello fixed"),
+                ),
+                codex_shell("grep -q 'hello fixed' src/greet.txt"),
+                Turn::text("Changed the greeting."),
+            ]
+        },
+        outside: || {
+            vec![
+                Turn::custom(
+                    "apply_patch",
+                    &patch("README.md", "# Project", "# Project (edited)"),
+                ),
+                Turn::text("Edited the README."),
+            ]
+        },
+        retry: || {
+            vec![
+                Turn::custom(
+                    "apply_patch",
+                    &patch("src/greet.txt", "hello", "hello world"),
+                ),
+                Turn::text("First try."),
+                Turn::custom(
+                    "apply_patch",
+                    &patch("src/greet.txt", "hello world", "hello fixed"),
+                ),
+                Turn::text("Changed the greeting after the feedback."),
+            ]
+        },
+    }
+}
+
+#[test]
+fn codex_edits_in_scope_and_succeeds() {
+    case_success(&codex());
+}
+
+#[test]
+fn codex_out_of_scope_edit_escalates() {
+    case_outside(&codex());
+}
+
+#[test]
+fn codex_retries_with_the_check_output() {
+    case_retry(&codex());
+}
+
+// ---------------------------------------------------------------------------
+// aider
+
+fn search_replace(path: &str, old: &str, new: &str, prose: &str) -> Turn {
+    Turn::text(&format!(
+        "{prose}\n\n{path}\n```\n<<<<<<< SEARCH\n{old}\n=======\n{new}\n>>>>>>> REPLACE\n```\n"
+    ))
+}
+
+fn aider_env(repo: &TestRepo, server: &FakeModel) -> Vec<(String, String)> {
+    // A price list with the fake model: no download, and a cost to report.
+    let caches = repo.home.join(".aider/caches");
+    std::fs::create_dir_all(&caches).expect("aider caches");
+    std::fs::write(
+        caches.join("model_prices_and_context_window.json"),
+        json!({"openai/fake": {"max_tokens": 4096, "max_input_tokens": 100000, "max_output_tokens": 4096,
+            "input_cost_per_token": 0.000001, "output_cost_per_token": 0.000002,
+            "litellm_provider": "openai", "mode": "chat"}})
+        .to_string(),
+    )
+    .expect("price list");
+    vec![
+        ("OPENAI_API_BASE".into(), server.v1()),
+        ("OPENAI_API_KEY".into(), "sk-dummy".into()),
+    ]
+}
+
+fn aider() -> Setup {
+    Setup {
+        name: "aider",
+        adapter: "aider",
+        model: "openai/fake",
+        args: vec!["--edit-format", "diff"],
+        env: aider_env,
+        success: || {
+            vec![search_replace(
+                "src/greet.txt",
+                "hello",
+                "hello fixed",
+                "Changed the greeting.",
+            )]
+        },
+        outside: || {
+            // aider first asks to add README.md to the chat (`--yes-always`
+            // accepts) and sends the request again: the edit comes twice.
+            let edit = || {
+                search_replace(
+                    "README.md",
+                    "# Project",
+                    "# Project (edited)",
+                    "Edited the README.",
+                )
+            };
+            vec![edit(), edit()]
+        },
+        retry: || {
+            vec![
+                search_replace("src/greet.txt", "hello", "hello world", "First try."),
+                search_replace(
+                    "src/greet.txt",
+                    "hello world",
+                    "hello fixed",
+                    "Changed the greeting after the feedback.",
+                ),
+            ]
+        },
+    }
+}
+
+#[test]
+fn aider_edits_in_scope_and_succeeds() {
+    case_success(&aider());
+}
+
+#[test]
+fn aider_out_of_scope_edit_escalates() {
+    case_outside(&aider());
+}
+
+#[test]
+fn aider_retries_with_the_check_output() {
+    case_retry(&aider());
+}
+
+// ---------------------------------------------------------------------------
+// Failure mapping (real CLIs)
+
+/// A CLI that is not installed fails the run with an install hint.
+#[test]
+fn missing_cli_fails_with_an_install_hint() {
+    let repo = repo("claude", Path::new("claude-not-installed-here"), "m", &[]);
+    repo.brief("x", &Brief::new(&["src/**"]));
+    repo.commit_all("config");
+    let (code, run, stderr, _) = run(&repo, "x", &[]);
+    assert_eq!(code, 1, "{run:#}\n{stderr}");
+    let reason = run["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("not installed")
+            && reason.contains("npm install -g @anthropic-ai/claude-code"),
+        "{reason}"
+    );
+}
+
+/// Not a test: serves a script from `$FAKE_TURNS` (JSON) for manual recording.
+/// `FAKE_TURNS='[...]' cargo test --test agents_e2e serve -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn serve() {
+    let turns: Vec<serde_json::Value> =
+        serde_json::from_str(&std::env::var("FAKE_TURNS").unwrap_or("[]".into())).expect("json");
+    let turns = turns
+        .into_iter()
+        .map(|t| Turn {
+            text: t["text"].as_str().map(str::to_string),
+            calls: t["calls"]
+                .as_array()
+                .map(|cs| {
+                    cs.iter()
+                        .map(|c| match c["custom"].as_str() {
+                            Some(input) => Call::Custom {
+                                name: c["name"].as_str().unwrap_or("").into(),
+                                input: input.into(),
+                            },
+                            None => Call::Function {
+                                name: c["name"].as_str().unwrap_or("").into(),
+                                input: c["input"].clone(),
+                            },
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+        .collect();
+    let server = FakeModel::start(turns);
+    std::fs::write(
+        std::env::var("FAKE_PORT_FILE").unwrap_or("/tmp/fake-port".into()),
+        server.port.to_string(),
+    )
+    .unwrap();
+    let secs: u64 = std::env::var("FAKE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+    let log: Vec<_> = server
+        .requests()
+        .iter()
+        .map(|r| serde_json::json!({"method":r.method,"path":r.path,"turn":r.turn,"body":r.body}))
+        .collect();
+    std::fs::write(
+        std::env::var("FAKE_LOG").unwrap_or("/tmp/fake-log.json".into()),
+        serde_json::to_string_pretty(&log).unwrap(),
+    )
+    .unwrap();
+}
+
+/// An authentication error from the provider fails the run at once (no
+/// second attempt), with the CLI's message.
+fn case_auth_error(s: &Setup) {
+    let Some(program) = cli(s.name) else { return };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = FakeModel::rejecting(
+        "401 Unauthorized",
+        r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key","code":"invalid_api_key"}}"#,
+    );
+    let repo = repo(s.adapter, &program, s.model, &s.args);
+    repo.brief("auth", &Brief::new(&["src/**"]).attempts(2).timeout("240s"));
+    repo.commit_all("config");
+    let (code, run, stderr, took) = run(&repo, "auth", &(s.env)(&repo, &server));
+    timing(s.name, "auth-error", took);
+    record(
+        &repo,
+        &run,
+        1,
+        &format!("{}-auth-error.{}", s.name, ext(s.name)),
+    );
+    let why = dump(&repo, &run, &stderr, &server);
+    assert_eq!(code, 1, "{why}");
+    assert_eq!(run["outcome"], "failed", "{why}");
+    assert_eq!(run["attempts"], 1, "{why}");
+    assert!(
+        run["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("could not authenticate")),
+        "{why}"
+    );
+}
+
+#[test]
+fn claude_auth_error_fails_the_run() {
+    case_auth_error(&claude());
+}
+
+#[test]
+fn codex_auth_error_fails_the_run() {
+    case_auth_error(&codex());
+}
+
+#[test]
+fn aider_auth_error_fails_the_run() {
+    case_auth_error(&aider());
+}
