@@ -233,7 +233,7 @@ fn empty_value_at_end_of_config_stays_in_the_file() {
         text,
         Path::new("/repo"),
     );
-    assert_eq!(report.problems[0].code, "config::wrong-type");
+    assert_eq!(report.problems[0].code, "config::missing-key");
     assert_eq!(strict_spans(&report), Vec::<String>::new());
 }
 
