@@ -119,7 +119,6 @@ const BRIEF_NOT_YAML: &[&str] = &[
 const CONFIG_STRUCTURAL: &[&str] = &[
     "bad-adapter.yaml",
     "max-parallel-zero.yaml",
-    "missing-command.yaml",
     "unknown-key.yaml",
 ];
 
@@ -129,6 +128,8 @@ const CONFIG_VALUE_ONLY: &[&str] = &[
     "default-agent-missing.yaml",
     "env-name-with-equals.yaml",
     "github-token-in-pass-env.yaml",
+    // `command` is required only for `adapter: command`: a value rule.
+    "missing-command.yaml",
     "worktree-dir-inside-repo.yaml",
 ];
 
