@@ -35,6 +35,8 @@ pub struct CheckRunner<'a> {
     pub grace: Duration,
     /// The run's marker variable, for sweeping escaped processes.
     pub marker: (String, String),
+    /// The run's sandbox: checks execute code the agent wrote.
+    pub sandbox: Option<std::sync::Arc<crate::sandbox::Prepared>>,
 }
 
 /// Runs one check. `deadline` caps its timeout (the run's wall clock).
@@ -50,6 +52,7 @@ pub async fn run_check(
         env,
         grace,
         ref marker,
+        ref sandbox,
     } = *runner;
     // One file for both streams keeps the order a human expects to read.
     let spec = ProcessSpec {
@@ -63,6 +66,7 @@ pub async fn run_check(
         timeout: Some(check.timeout.min(deadline)),
         grace,
         marker: Some(marker.clone()),
+        sandbox: sandbox.clone(),
     };
     let outcome = process::run(&spec, stop).await?;
     let mut tail = process::tail(&output_path, TAIL_BYTES).unwrap_or_default();

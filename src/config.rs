@@ -35,6 +35,63 @@ pub struct RawConfig {
     /// Grace between SIGTERM and SIGKILL when a run is stopped (default `5s`).
     #[serde(default)]
     pub kill_grace: Option<String>,
+    /// Kernel-enforced confinement of agents and checks (Linux, Landlock).
+    #[serde(default)]
+    pub sandbox: Option<RawSandbox>,
+}
+
+/// `sandbox:` — what agents and checks can touch, enforced by the kernel.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSandbox {
+    /// `auto` (default): confine when the kernel supports Landlock, else warn;
+    /// `required`: fail runs the kernel cannot confine; `off`: no confinement.
+    #[serde(default)]
+    pub mode: Option<SandboxMode>,
+    /// `open` (default): the host's network; `none`: a private network
+    /// namespace with only loopback.
+    #[serde(default)]
+    pub network: Option<NetworkPolicy>,
+    /// Paths agents and checks cannot read, e.g. `~/.ssh`, `~/.config/gh`.
+    #[serde(default)]
+    pub read_deny: Vec<String>,
+    /// Directories agents and checks may write besides the worktree and
+    /// TMPDIR, e.g. caches: `~/.cargo/registry`.
+    #[serde(default)]
+    pub write_paths: Vec<String>,
+}
+
+/// Whether runs are confined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxMode {
+    /// Fail the run when the kernel cannot confine it.
+    Required,
+    /// Confine when the kernel can; otherwise warn once and run unconfined.
+    #[default]
+    Auto,
+    /// Never confine.
+    Off,
+}
+
+/// The network agents and checks see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetworkPolicy {
+    /// The host's network (hosted agents need their API).
+    #[default]
+    Open,
+    /// A private network namespace with only loopback.
+    None,
+}
+
+/// The validated `sandbox:` section.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxConfig {
+    pub mode: SandboxMode,
+    pub network: NetworkPolicy,
+    pub read_deny: Vec<PathBuf>,
+    pub write_paths: Vec<PathBuf>,
 }
 
 /// One agent.
@@ -110,6 +167,7 @@ pub struct Config {
     pub max_parallel: Option<u32>,
     pub worktree_dir: Option<PathBuf>,
     pub kill_grace: Option<std::time::Duration>,
+    pub sandbox: SandboxConfig,
     /// Whether the file existed.
     pub present: bool,
 }
@@ -342,10 +400,43 @@ fn validate(
         Some(Ok(d)) => Some(d),
         None => None,
     };
+    let raw_sandbox = raw.sandbox.clone().unwrap_or_default();
+    let sandbox = SandboxConfig {
+        mode: raw_sandbox.mode.unwrap_or_default(),
+        network: raw_sandbox.network.unwrap_or_default(),
+        read_deny: raw_sandbox
+            .read_deny
+            .iter()
+            .map(|d| expand_home(d, root))
+            .collect(),
+        write_paths: raw_sandbox
+            .write_paths
+            .iter()
+            .map(|d| expand_home(d, root))
+            .collect(),
+    };
+    for (key, list) in [
+        ("read_deny", &raw_sandbox.read_deny),
+        ("write_paths", &raw_sandbox.write_paths),
+    ] {
+        for (i, p) in list.iter().enumerate() {
+            if p.trim().is_empty() || p.trim() == "/" || p.trim() == "~" {
+                problems.push(
+                    Problem::error(
+                        "config::invalid-value",
+                        span(&["sandbox", key, &i.to_string()]),
+                        format!("`{p}` is not a usable path for `sandbox.{key}`"),
+                    )
+                    .help("name a directory below your home or the repository, e.g. `~/.cargo/registry`"),
+                );
+            }
+        }
+    }
     if problems[before..].iter().any(Problem::is_error) {
         return None;
     }
     Some(Config {
+        sandbox,
         default_agent: raw.default_agent,
         agents,
         max_parallel: raw.max_parallel,

@@ -22,6 +22,7 @@ pub mod process;
 pub mod prompt;
 pub mod repo_files;
 pub mod run;
+pub mod sandbox;
 pub mod schema;
 pub mod scope;
 pub mod store;

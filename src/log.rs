@@ -166,6 +166,11 @@ pub enum EventKind {
     AttemptStarted {
         attempt: u32,
     },
+    /// The confinement of the run's agent and checks (`docs/SECURITY.md`).
+    Sandbox {
+        #[serde(flatten)]
+        policy: crate::sandbox::Effective,
+    },
     /// `run --resume` picked the run up again at this attempt.
     Resumed {
         attempt: u32,
@@ -674,6 +679,15 @@ fn render_problems(md: &mut String, events: &[Event]) {
             )),
             EventKind::Escalated { reason } => {
                 lines.push(format!("- ✋ escalated: {}", one_line(reason)))
+            }
+            EventKind::Sandbox { policy } if policy.enforcement != "landlock" => {
+                lines.push(format!(
+                    "- ⚠️ the agent ran unconfined ({})",
+                    one_line(policy.note.as_deref().unwrap_or("sandbox off"))
+                ))
+            }
+            EventKind::Sandbox { policy } if policy.network == "none" => {
+                lines.push("- 🔒 the agent ran without network (loopback only)".to_string())
             }
             _ => {}
         }

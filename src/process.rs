@@ -77,6 +77,8 @@ pub struct ProcessSpec {
     /// exits to find processes of this run that left the process group.
     /// The value must be unique to this run.
     pub marker: Option<(String, String)>,
+    /// Confinement applied between fork and exec (prepared in the parent).
+    pub sandbox: Option<std::sync::Arc<crate::sandbox::Prepared>>,
 }
 
 /// How the leader ended.
@@ -258,15 +260,23 @@ pub async fn run(
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
         .kill_on_drop(true);
-    // If the orchestrator is SIGKILLed, the leader dies with it; what it left
-    // behind is swept by `kill_marked` (`git agent clean`/`status`).
+    if spec.sandbox.is_none() {
+        cmd.process_group(0);
+    } // else the sandbox calls setsid(): a new session and process group.
+      // If the orchestrator is SIGKILLed, the leader dies with it; what it left
+      // behind is swept by `kill_marked` (`git agent clean`/`status`).
     #[cfg(target_os = "linux")]
-    // SAFETY: only prctl(2), which is async-signal-safe, runs between fork and exec.
+    // SAFETY: only prctl(2), which is async-signal-safe, runs between fork
+    // and exec, and the sandbox's raw system calls on buffers and fds
+    // prepared before the fork (see `sandbox::Prepared::apply_in_child`).
     unsafe {
-        cmd.pre_exec(|| {
+        let sandbox = spec.sandbox.clone();
+        cmd.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+            if let Some(sandbox) = &sandbox {
+                sandbox.apply_in_child()?;
+            }
             Ok(())
         });
     }
@@ -292,10 +302,18 @@ pub async fn run(
     };
     debug!(pid, program = %spec.program, "spawned child in its own process group");
     // From here on, any early return or drop of this future kills the run.
-    let mut guard = RunGuard {
-        sweep: Sweep::new(pid, spec.marker.as_ref()),
-        armed: true,
-    };
+    let mut sweep = Sweep::new(pid, spec.marker.as_ref());
+    if spec
+        .sandbox
+        .as_ref()
+        .is_some_and(|s| s.uses_user_namespace())
+    {
+        // The leader has unshared before exec: its user namespace is the
+        // run's, and no process can leave it (`setsid`, `env -i` do not).
+        let own = crate::sandbox::user_namespace_of(std::process::id() as i32);
+        sweep.userns = crate::sandbox::user_namespace_of(pid).filter(|ns| Some(ns) != own.as_ref());
+    }
+    let mut guard = RunGuard { sweep, armed: true };
 
     let (give_up, give_up_rx) = watch::channel(false);
     let stdout = child
@@ -586,6 +604,8 @@ pub fn kill_marked(name: &str, value: &str) -> usize {
 struct Sweep {
     pgid: i32,
     needle: Option<Vec<u8>>,
+    /// `/proc/<pid>/ns/user` of the run's own user namespace, when it has one.
+    userns: Option<String>,
     me: i32,
     /// Ourselves and our ancestors, never touched even if they carry the marker.
     protected: HashSet<i32>,
@@ -607,6 +627,7 @@ impl Sweep {
         Sweep {
             pgid,
             needle: marker.map(|(name, value)| format!("{name}={value}").into_bytes()),
+            userns: None,
             me,
             protected,
             killed: HashSet::new(),
@@ -676,7 +697,10 @@ impl Sweep {
                 }
                 continue;
             }
-            let ours = in_group || self.killed.contains(&pid) || self.carries_marker(pid);
+            let ours = in_group
+                || self.killed.contains(&pid)
+                || self.carries_marker(pid)
+                || self.in_user_namespace(pid);
             if !ours {
                 continue;
             }
@@ -700,6 +724,12 @@ impl Sweep {
             signal_group(self.pgid, Signal::SIGKILL);
         }
         pending
+    }
+
+    fn in_user_namespace(&self, pid: i32) -> bool {
+        self.userns
+            .as_ref()
+            .is_some_and(|ns| crate::sandbox::user_namespace_of(pid).as_ref() == Some(ns))
     }
 
     fn carries_marker(&self, pid: i32) -> bool {
@@ -759,6 +789,7 @@ mod tests {
             timeout: Some(Duration::from_secs(2)),
             grace: Duration::from_millis(200),
             marker: None,
+            sandbox: None,
         }
     }
 

@@ -19,6 +19,10 @@ use crate::store::{CheckSummary, RunDir, RunRecord, State, Store};
 use crate::workspace::{Change, ChangeKind, Repo, WorkspaceError, Worktree};
 use crate::{checks, env, symlink};
 
+/// Largest file a run may leave in its worktree (GitHub refuses bigger
+/// ones); a bigger one escalates the run before anything is hashed.
+pub const MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
+
 /// Bytes of agent output kept on disk per stream.
 pub const AGENT_OUTPUT_LIMIT: u64 = 8 * 1024 * 1024;
 
@@ -56,6 +60,8 @@ pub struct Engine {
     pub grace: Duration,
     /// The environment the allowlist picks from (the orchestrator's own).
     pub env_source: Vec<(String, String)>,
+    /// `sandbox:` of the config: the confinement of agents and checks.
+    pub sandbox: crate::config::SandboxConfig,
 }
 
 impl Engine {
@@ -82,6 +88,7 @@ impl Engine {
             worktree_base: base.join(format!("{name}-{hash}")),
             grace,
             env_source: std::env::vars().collect(),
+            sandbox: crate::config::SandboxConfig::default(),
         }
     }
 }
@@ -352,6 +359,10 @@ impl Run {
         })?;
         let deadline = self.started + brief.escalate.timeout;
         let marker = ("GIT_AGENT_RUN_ID".to_string(), self.dir.id.clone());
+        let sandbox = match self.prepare_sandbox(&wt, &req.agent) {
+            Ok(s) => s,
+            Err(reason) => return Ok(End::failed(reason)),
+        };
 
         for attempt in first_attempt..=brief.escalate.attempts {
             if *stop.borrow_and_update() != StopSignal::Run {
@@ -364,24 +375,7 @@ impl Run {
             let prompt_text = prompt::render(brief, attempt, feedback.as_deref());
             write_file(&self.dir.prompt_path(), &prompt_text)?;
             write_file(&self.dir.feedback_path(), feedback.as_deref().unwrap_or(""))?;
-            let extra = vec![
-                ("GIT_AGENT_RUN_ID".to_string(), self.dir.id.clone()),
-                ("GIT_AGENT_TASK".to_string(), brief.id.to_string()),
-                (
-                    "GIT_AGENT_PROMPT_FILE".to_string(),
-                    path_str(&self.dir.prompt_path()),
-                ),
-                (
-                    "GIT_AGENT_DECISIONS".to_string(),
-                    path_str(&self.dir.decisions_path()),
-                ),
-                ("GIT_AGENT_ATTEMPT".to_string(), attempt.to_string()),
-                (
-                    "GIT_AGENT_FEEDBACK_FILE".to_string(),
-                    path_str(&self.dir.feedback_path()),
-                ),
-                ("TMPDIR".to_string(), path_str(&tmp)),
-            ];
+            let extra = agent_extra_env(&self.dir, brief.id.as_str(), attempt);
             // The adapter (src/agent/) builds the command line; a missing CLI ends the run here.
             let invocation = match crate::agent::invocation(
                 &req.agent,
@@ -393,6 +387,7 @@ impl Run {
                     attempt,
                     feedback: feedback.as_deref(),
                     env_source: &self.engine.env_source,
+                    sandboxed: sandbox.as_ref().is_some_and(|s| s.confines_writes()),
                 },
             ) {
                 Ok(invocation) => invocation,
@@ -413,7 +408,10 @@ impl Run {
                 timeout: Some(remaining.max(Duration::from_millis(1))),
                 grace: self.engine.grace,
                 marker: Some(marker.clone()),
+                sandbox: sandbox.clone(),
             };
+            let head_path = wt.admin_dir.join("HEAD");
+            let head_before = std::fs::read(&head_path).ok();
             let (outcome, budget_stop) =
                 crate::agent::supervise(&spec, stop.clone(), &req.agent, brief)
                     .await
@@ -490,6 +488,24 @@ impl Run {
                     tampered.join(", ")
                 ));
             }
+            // The admin dir is writable (git needs it to commit), so the
+            // agent can attach its worktree's HEAD to a branch (`git
+            // symbolic-ref`, `checkout -b`): a later commit there would move
+            // that branch. Detach it again.
+            if let (Some(before), Ok(after)) = (&head_before, std::fs::read(&head_path)) {
+                if after.starts_with(b"ref:") && &after != before {
+                    let target = String::from_utf8_lossy(&after[4..]).trim().to_string();
+                    write_file(&head_path, &String::from_utf8_lossy(before))?;
+                    self.event(EventKind::Violation {
+                        attempt,
+                        what: format!("attached the worktree's HEAD to {target} (detached again)"),
+                        path: None,
+                    })?;
+                    escalations.push(format!(
+                        "the agent attached its worktree's HEAD to {target}"
+                    ));
+                }
+            }
             if wt.git_file_tampered() {
                 self.event(EventKind::Violation {
                     attempt,
@@ -497,6 +513,37 @@ impl Run {
                     path: Some(".git".into()),
                 })?;
                 escalations.push("the agent rewrote the worktree's .git file".into());
+            }
+
+            // Before anything hashes the worktree: a huge (or sparse) file
+            // would cost minutes and gigabytes to stage; a human decides.
+            let big = oversized_files(&wt.path, MAX_FILE_BYTES);
+            if !big.is_empty() {
+                for (path, len) in &big {
+                    self.event(EventKind::Violation {
+                        attempt,
+                        what: format!(
+                            "wrote a file of {len} bytes, over the limit of {MAX_FILE_BYTES} (not staged)"
+                        ),
+                        path: Some(path.clone()),
+                    })?;
+                }
+                escalations.push(format!(
+                    "{} file{} over {} MiB: {}",
+                    big.len(),
+                    if big.len() == 1 { "" } else { "s" },
+                    MAX_FILE_BYTES >> 20,
+                    list_paths(big.iter().map(|(p, _)| p.as_str()))
+                ));
+                let reason = escalations.join("; ");
+                self.event(EventKind::Escalated {
+                    reason: reason.clone(),
+                })?;
+                return Ok(End {
+                    state: State::Escalated,
+                    reason: Some(reason),
+                    keep: None,
+                });
             }
 
             let wt2 = wt.clone();
@@ -649,6 +696,7 @@ impl Run {
                 env: &check_env,
                 grace: self.engine.grace,
                 marker: marker.clone(),
+                sandbox: sandbox.clone(),
             };
             let mut results = Vec::new();
             for (i, check) in brief.checks.iter().enumerate() {
@@ -766,6 +814,70 @@ impl Run {
             }
         }
         Ok(End::failed("no attempts were made".into()))
+    }
+
+    /// The run's sandbox, prepared once (ruleset built, paths opened) and
+    /// applied to every agent attempt and check; its effective policy is
+    /// recorded as a `sandbox` event. An error is the reason the run fails.
+    fn prepare_sandbox(
+        &self,
+        wt: &Worktree,
+        agent: &Agent,
+    ) -> Result<Option<Arc<crate::sandbox::Prepared>>, String> {
+        let config = &self.engine.sandbox;
+        let decisions = self.dir.decisions_path();
+        // Only this file of the run dir is writable, and only as an
+        // existing file: create it now.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&decisions)
+            .map_err(|e| format!("could not create {}: {e}", decisions.display()))?;
+        let mut write_dirs = vec![wt.path.clone(), self.dir.tmp_dir()];
+        if let Some(common) = wt.admin_dir.parent().and_then(Path::parent) {
+            // What `git add`/`git commit` in a detached worktree writes:
+            // objects, and the worktree's own HEAD, index and logs.
+            write_dirs.push(common.join("objects"));
+        }
+        write_dirs.push(wt.admin_dir.clone());
+        write_dirs.extend(config.write_paths.iter().cloned());
+        // The agent CLI's own state (Codex's CODEX_HOME, Claude's config dir).
+        let (state_dirs, state_files) =
+            crate::agent::state_paths(agent.adapter, &self.engine.env_source);
+        write_dirs.extend(state_dirs);
+        let mut write_files = vec![decisions];
+        write_files.extend(state_files);
+        let policy = crate::sandbox::Policy {
+            write_dirs,
+            write_files,
+            read_deny: config.read_deny.clone(),
+            network: config.network,
+        };
+        let prepared =
+            crate::sandbox::Prepared::new(config.mode, &policy).map_err(|e| e.to_string())?;
+        let Some(prepared) = prepared else {
+            self.event(EventKind::Sandbox {
+                policy: crate::sandbox::Effective {
+                    enforcement: "off".into(),
+                    landlock_abi: crate::sandbox::landlock_abi(),
+                    network: "open".into(),
+                    writable: Vec::new(),
+                    read_deny: Vec::new(),
+                    user_namespace: false,
+                    note: Some("`sandbox.mode: off` in the config".into()),
+                },
+            })
+            .map_err(|e| error_chain(&e))?;
+            return Ok(None);
+        };
+        if let Some(note) = &prepared.effective.note {
+            crate::sandbox::warn_once(note);
+        }
+        self.event(EventKind::Sandbox {
+            policy: prepared.effective.clone(),
+        })
+        .map_err(|e| error_chain(&e))?;
+        Ok(Some(Arc::new(prepared)))
     }
 
     /// Puts the worktree back as the agent left it: what the checks wrote
@@ -934,6 +1046,57 @@ impl Run {
         }
         self.save()
     }
+}
+
+/// The variables git-agent adds to an agent's allowlisted environment.
+pub fn agent_extra_env(dir: &RunDir, task: &str, attempt: u32) -> Vec<(String, String)> {
+    vec![
+        ("GIT_AGENT_RUN_ID".to_string(), dir.id.clone()),
+        ("GIT_AGENT_TASK".to_string(), task.to_string()),
+        (
+            "GIT_AGENT_PROMPT_FILE".to_string(),
+            path_str(&dir.prompt_path()),
+        ),
+        (
+            "GIT_AGENT_DECISIONS".to_string(),
+            path_str(&dir.decisions_path()),
+        ),
+        ("GIT_AGENT_ATTEMPT".to_string(), attempt.to_string()),
+        (
+            "GIT_AGENT_FEEDBACK_FILE".to_string(),
+            path_str(&dir.feedback_path()),
+        ),
+        ("TMPDIR".to_string(), path_str(&dir.tmp_dir())),
+    ]
+}
+
+/// Regular files under `root` (not `.git`, symlinks not followed) larger
+/// than `limit`, as repository-relative paths with their sizes.
+fn oversized_files(root: &Path, limit: u64) -> Vec<(String, u64)> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if dir == root && entry.file_name() == ".git" {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() && meta.len() > limit {
+                let rel = path.strip_prefix(root).unwrap_or(&path);
+                found.push((rel.to_string_lossy().into_owned(), meta.len()));
+            }
+        }
+    }
+    found.sort();
+    found
 }
 
 fn guard_check(guard: &crate::workspace::RepoGuard) -> Result<Vec<String>, WorkspaceError> {

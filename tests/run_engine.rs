@@ -1236,7 +1236,6 @@ fn parallel_runs_with_overlapping_scopes_wait_for_each_other() {
 /// An agent shares the ref store with the user's repository: it can create
 /// branches and move the user's checked-out branch from inside its worktree.
 #[test]
-#[ignore = "BUG: an agent can move the user's checked-out branch (refs are not guarded)"]
 fn agent_cannot_move_the_users_branch() {
     let repo = TestRepo::new(&[("README.md", "# Project\n")]);
     repo.config("refs.sh");
@@ -1244,8 +1243,18 @@ fn agent_cannot_move_the_users_branch() {
     let base = repo.commit_all("agent config");
 
     let (code, run, stderr) = repo.run_one("refs");
-    // BUG: the run succeeds (exit 0) and `main` now points at the agent's
-    // own commit; the repo guard checks config, hooks and info/ only.
+    let run_id = run["run_id"].as_str().expect("run id");
+    let events = repo.events(run_id);
+    let confined = of_type(&events, "sandbox")
+        .first()
+        .is_some_and(|s| s["enforcement"] == "landlock");
+    if !confined {
+        // Without Landlock (mode auto) the shared ref store is writable.
+        println!("Landlock unavailable: the agent was not confined; skipping");
+        return;
+    }
+    // The sandbox makes `refs/` read-only: `git branch` fails, so does the
+    // script (set -e), before it reaches `main`.
     assert_eq!(
         repo.rev("refs/heads/main"),
         base,
@@ -1256,7 +1265,12 @@ fn agent_cannot_move_the_users_branch() {
         None,
         "the agent made a branch"
     );
-    assert_ne!(code, 0, "tampering with refs went unnoticed");
+    let agent_stderr =
+        std::fs::read_to_string(repo.run_dir(run_id).join("agent-1.stderr")).unwrap_or_default();
+    assert!(
+        agent_stderr.contains("agent-scratch"),
+        "the refused attempt is in the agent's log: {agent_stderr}; exit {code}"
+    );
 }
 
 /// `symlink_escapes` judges a symlink's target lexically, but the kernel
@@ -1339,7 +1353,6 @@ fn check_artifacts_are_not_scope_violations_on_retry() {
 /// A daemon that leaves the process group and drops the run marker from
 /// its environment is out of reach of the sweep.
 #[test]
-#[ignore = "BUG: a setsid + env -i daemon started by the agent outlives the run"]
 fn a_daemon_without_the_marker_does_not_outlive_the_run() {
     let repo = TestRepo::new(&[("README.md", "# Project\n")]);
     repo.config("escape.sh");
@@ -1361,7 +1374,16 @@ fn a_daemon_without_the_marker_does_not_outlive_the_run() {
         );
     }
     assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
-    // BUG: the daemon (reparented to git-agent, a subreaper, then to init)
-    // is still running after git-agent exited.
+    let events = repo.events(run["run_id"].as_str().expect("run id"));
+    let tracked = of_type(&events, "sandbox")
+        .first()
+        .is_some_and(|s| s["user_namespace"] == true);
+    if !tracked {
+        // Without a user namespace per run, only the marker finds processes.
+        println!("user namespaces unavailable: the daemon cannot be tracked; skipping");
+        return;
+    }
+    // The run's processes share a user namespace no process can leave; the
+    // sweep kills every process in it.
     assert!(!survived, "daemon {pid} outlived the run");
 }

@@ -5,6 +5,9 @@
 //! temp dir, without network; the approval policy of `exec` is `never`, so
 //! anything else fails inside the sandbox instead of asking. The linked
 //! worktree's git dir is read-only in there: git-agent commits, not Codex.
+//! Under git-agent's own sandbox (Landlock, which forbids the mounts
+//! bubblewrap needs) Codex runs with `-s danger-full-access`: the kernel
+//! already confines its writes to the worktree, tmp dir and its CODEX_HOME.
 //! `--ephemeral` keeps no session files. Codex reports tokens but no cost
 //! and no model-turn count: `turns` counts its steps (tool calls and
 //! messages), which is what `escalate.max_turns` limits, live.
@@ -22,7 +25,11 @@ pub fn args(agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, String> {
         "exec",
         "--json",
         "--sandbox",
-        "workspace-write",
+        if cx.sandboxed {
+            "danger-full-access"
+        } else {
+            "workspace-write"
+        },
         "--ephemeral",
         "--color",
         "never",

@@ -40,6 +40,8 @@ pub struct Context<'a> {
     pub feedback: Option<&'a str>,
     /// The orchestrator's environment (adapters pick their provider's variables from it).
     pub env_source: &'a [(String, String)],
+    /// git-agent's own sandbox confines the agent (adapters drop theirs where they clash).
+    pub sandboxed: bool,
 }
 
 /// The program, arguments and extra environment of one attempt.
@@ -139,6 +141,42 @@ fn fixed_env(adapter: Adapter) -> &'static [(&'static str, &'static str)] {
 }
 
 /// How to install each CLI, for the "not installed" message.
+/// Where an agent CLI keeps its own state (sessions, logs, settings): it
+/// must be able to write there under the sandbox. Only paths that exist
+/// are returned (a sandbox rule needs an open file descriptor).
+pub fn state_paths(
+    adapter: Adapter,
+    env_source: &[(String, String)],
+) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let var = |name: &str| {
+        env_source
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| PathBuf::from(v))
+    };
+    let home = var("HOME");
+    let in_home = |rel: &str| home.as_ref().map(|h| h.join(rel));
+    let (dirs, files): (Vec<Option<PathBuf>>, Vec<Option<PathBuf>>) = match adapter {
+        Adapter::Command => (Vec::new(), Vec::new()),
+        Adapter::Claude => (
+            vec![var("CLAUDE_CONFIG_DIR").or_else(|| in_home(".claude"))],
+            vec![in_home(".claude.json")],
+        ),
+        Adapter::Codex => (
+            vec![var("CODEX_HOME").or_else(|| in_home(".codex"))],
+            Vec::new(),
+        ),
+        Adapter::Aider => (vec![in_home(".aider")], Vec::new()),
+    };
+    let keep = |v: Vec<Option<PathBuf>>, dir: bool| -> Vec<PathBuf> {
+        v.into_iter()
+            .flatten()
+            .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_dir() == dir))
+            .collect()
+    };
+    (keep(dirs, true), keep(files, false))
+}
+
 pub fn install_hint(adapter: Adapter) -> &'static str {
     match adapter {
         Adapter::Claude => "npm install -g @anthropic-ai/claude-code",

@@ -40,6 +40,10 @@ pub struct Args {
     /// Print one JSON object per run on stdout
     #[arg(long)]
     pub json: bool,
+    /// Print the environment the agent would see (secrets redacted) and the
+    /// sandbox it would run in; run nothing
+    #[arg(long, conflicts_with = "resume")]
+    pub print_env: bool,
 }
 
 /// The stable JSON shape of a run (also used by `status --json`).
@@ -80,6 +84,9 @@ pub fn to_json(r: &RunRecord) -> RunJson<'_> {
 pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let root = ctx.root()?;
     let config = load_config(&root, ctx)?;
+    // Other processes of this user (an agent that escaped, say) cannot read
+    // our memory or /proc/<pid>/environ, where forge tokens live.
+    crate::sandbox::harden_self();
     if let Some(query) = &args.resume {
         let reqs = resume_request(&root, &config, query, ctx)?;
         let records = execute(&root, &config, reqs, 1, true, ctx)?;
@@ -99,6 +106,9 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
             .hint("create one with `git agent new <id>`"));
     }
     let reqs = load_requests(&root, &config, &ids, args.agent.as_deref(), ctx)?;
+    if args.print_env {
+        return print_env(&root, &config, &reqs);
+    }
     let jobs = args
         .jobs
         .or(config.max_parallel.map(|n| n as usize))
@@ -250,6 +260,54 @@ fn resume_request(
     Ok(reqs)
 }
 
+/// `--print-env`: what each agent would see, without running anything.
+fn print_env(root: &std::path::Path, config: &Config, reqs: &[RunRequest]) -> CliResult {
+    let repo = git2::Repository::discover(root)
+        .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
+    let store = crate::store::Store::new(repo.commondir());
+    for req in reqs {
+        let dir = store.open("<run-id>");
+        let extra = crate::run::agent_extra_env(&dir, req.brief.id.as_str(), 1);
+        let env = crate::env::build(std::env::vars(), &req.agent.pass_env, &extra);
+        if reqs.len() > 1 {
+            println!("# {} (agent `{}`)", req.brief.id, req.agent.name);
+        }
+        for (name, value) in env {
+            let shown = if crate::sandbox::looks_secret(&name) {
+                "<redacted>".to_string()
+            } else {
+                value
+            };
+            println!("{name}={shown}");
+        }
+    }
+    let s = &config.sandbox;
+    let mode = match s.mode {
+        config::SandboxMode::Required => "required",
+        config::SandboxMode::Auto => "auto",
+        config::SandboxMode::Off => "off",
+    };
+    let abi = crate::sandbox::landlock_abi();
+    eprintln!(
+        "sandbox: mode {mode}, network {}, landlock {}{}",
+        match s.network {
+            config::NetworkPolicy::Open => "open",
+            config::NetworkPolicy::None => "none",
+        },
+        if abi > 0 {
+            format!("ABI {abi}")
+        } else {
+            "unsupported".to_string()
+        },
+        if s.mode != config::SandboxMode::Off && abi == 0 {
+            " (runs would not be confined)"
+        } else {
+            ""
+        }
+    );
+    Ok(exit::OK)
+}
+
 /// Runs the requests on a fresh runtime; returns the records in order.
 pub(crate) fn execute(
     root: &std::path::Path,
@@ -261,12 +319,14 @@ pub(crate) fn execute(
 ) -> CliResult<Vec<Result<RunRecord, String>>> {
     let repo = git2::Repository::discover(root)
         .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
-    let engine = Arc::new(Engine::new(
+    let mut engine = Engine::new(
         root,
         repo.commondir(),
         config.worktree_dir.clone(),
         config.kill_grace.unwrap_or(Duration::from_secs(5)),
-    ));
+    );
+    engine.sandbox = config.sandbox.clone();
+    let engine = Arc::new(engine);
     drop(repo);
     let plan = orchestrator::plan(&reqs, allow_overlap);
     for entry in plan.iter().filter(|e| !e.waits_for.is_empty()) {

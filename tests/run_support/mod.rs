@@ -203,9 +203,18 @@ impl TestRepo {
             "default_agent: fx\n\
              agents:\n  fx:\n    adapter: command\n    command: sh {}\n    pass_env: [FIXTURE_OUT]\n\
              worktree_dir: {}\n\
-             kill_grace: 1s\n{extra}",
+             kill_grace: 1s\n{extra}{sandbox}",
             yaml_str(&fixture(script).display().to_string()),
             yaml_str(&self.wt.display().to_string()),
+            // Agents are confined; fixtures report through $FIXTURE_OUT.
+            sandbox = if extra.contains("sandbox:") {
+                String::new()
+            } else {
+                format!(
+                    "sandbox:\n  write_paths: [{}]\n",
+                    yaml_str(&self.out.display().to_string())
+                )
+            },
         );
         self.write(".agents/config.yaml", &text);
     }

@@ -1,0 +1,657 @@
+//! The hostile-agent suite: scripted agents (`tests/fixtures/agents/attack_*.sh`)
+//! that each try one attack, run through the real `git agent run`.
+//!
+//! Every test asserts (a) that nothing outside the allowed places changed —
+//! the main repository's `.git/config`, hooks, refs, packed-refs, index and
+//! working tree, a sibling run's kept worktree, a local bare remote, and a
+//! canary in `$HOME` — and (b) that the run ends escalated or failed with a
+//! log line naming the attempt, or that the attack had no effect and the
+//! verdict is still right. Each test prints one `ATTACK <name>: ...` line;
+//! run with `--nocapture` to see the tally.
+//!
+//! Kernel-enforced assertions need Landlock. When the kernel lacks it (mode
+//! `auto` runs unconfined), the test says so and checks only what the
+//! post-run verification guarantees.
+
+mod run_support;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+use run_support::*;
+use serde_json::Value;
+
+const TOKEN: &str = "ghp_hostileSuiteCanaryToken0123456789";
+
+struct Arena {
+    repo: TestRepo,
+    bare: PathBuf,
+    sibling: PathBuf,
+    before: BTreeMap<String, Vec<u8>>,
+}
+
+/// A repository with a bare remote, a canary in `$HOME`, and a sibling run
+/// whose worktree is kept (it escalated); `script` is agent `fx`.
+fn arena(script: &str, sandbox: &str) -> Arena {
+    let repo = TestRepo::new(&[("README.md", "# Project\n"), ("src/keep.txt", "keep\n")]);
+    let bare = repo.tmp.join("remote.git");
+    let out = std::process::Command::new("git")
+        .args(["init", "-q", "--bare", "-b", "main"])
+        .arg(&bare)
+        .output()
+        .expect("git init --bare");
+    assert!(out.status.success());
+    repo.git(&["remote", "add", "origin", &bare.display().to_string()]);
+    std::fs::write(repo.home.join("canary.txt"), "canary\n").expect("canary");
+    let text = format!(
+        "default_agent: fx\n\
+         agents:\n  fx:\n    adapter: command\n    command: sh {}\n    pass_env: [NET_TARGETS]\n\
+         \x20 sib:\n    adapter: command\n    command: sh {}\n\
+         worktree_dir: {}\n\
+         kill_grace: 1s\n\
+         sandbox:\n  mode: auto\n{sandbox}",
+        yaml_str(&fixture(script).display().to_string()),
+        yaml_str(&fixture("stray.sh").display().to_string()),
+        yaml_str(&repo.wt.display().to_string()),
+    );
+    repo.write(".agents/config.yaml", &text);
+    repo.brief("attack", &Brief::new(&["src/**"]));
+    repo.brief("sibling", &Brief::new(&["src/**"]));
+    repo.commit_all("agent config");
+    repo.git(&["push", "-q", "origin", "main"]);
+    let out = repo.run(&["run", "sibling", "--agent", "sib", "--json"]);
+    let runs: Value = serde_json::from_slice(&out.stdout).expect("sibling JSON");
+    let sibling = PathBuf::from(
+        runs[0]["worktree"]
+            .as_str()
+            .expect("the sibling run keeps its worktree"),
+    );
+    let mut arena = Arena {
+        repo,
+        bare,
+        sibling,
+        before: BTreeMap::new(),
+    };
+    arena.before = arena.snapshot();
+    arena
+}
+
+fn files_under(root: &Path, prefix: &str, skip_git: bool, out: &mut BTreeMap<String, Vec<u8>>) {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if skip_git && dir == root && e.file_name() == ".git" {
+                continue;
+            }
+            let rel = format!("{prefix}{}", p.strip_prefix(root).unwrap_or(&p).display());
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(p);
+            } else if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&p).unwrap_or_default();
+                out.insert(rel, format!("-> {}", target.display()).into_bytes());
+            } else {
+                out.insert(rel, std::fs::read(&p).unwrap_or_default());
+            }
+        }
+    }
+}
+
+impl Arena {
+    /// Everything the agent must not be able to change.
+    fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
+        let repo = &self.repo;
+        let git = repo.root.join(".git");
+        let mut s = BTreeMap::new();
+        for f in ["config", "packed-refs", "index", "HEAD", "description"] {
+            s.insert(
+                format!(".git/{f}"),
+                std::fs::read(git.join(f)).unwrap_or_else(|_| b"<absent>".to_vec()),
+            );
+        }
+        files_under(&git.join("hooks"), ".git/hooks/", false, &mut s);
+        files_under(&git.join("info"), ".git/info/", false, &mut s);
+        files_under(&git.join("refs"), ".git/refs/", false, &mut s);
+        // Refs git-agent itself writes for the attack run are not the agent's.
+        let refs: String = repo
+            .git(&["for-each-ref", "--format=%(refname) %(objectname)"])
+            .lines()
+            .filter(|l| !l.starts_with("refs/heads/agent/attack") && !l.starts_with("refs/notes/"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        s.insert("for-each-ref".into(), refs.into_bytes());
+        s.retain(|k, _| {
+            !k.starts_with(".git/refs/heads/agent/attack") && !k.starts_with(".git/refs/notes/")
+        });
+        files_under(&repo.root, "checkout/", true, &mut s);
+        files_under(&self.sibling, "sibling/", false, &mut s);
+        files_under(&repo.home, "home/", false, &mut s);
+        files_under(&self.bare.join("refs"), "remote/refs/", false, &mut s);
+        s.insert(
+            "remote/packed-refs".into(),
+            std::fs::read(self.bare.join("packed-refs")).unwrap_or_default(),
+        );
+        s
+    }
+
+    /// Keys whose content changed, appeared or disappeared.
+    fn changed(&self) -> Vec<String> {
+        let after = self.snapshot();
+        let mut keys: Vec<String> = self
+            .before
+            .keys()
+            .chain(after.keys())
+            .filter(|k| self.before.get(*k) != after.get(*k))
+            .cloned()
+            .collect();
+        keys.dedup();
+        keys
+    }
+}
+
+/// The outcome of one attack run.
+struct Outcome {
+    code: i32,
+    run: Value,
+    events: Vec<Value>,
+    stderr: String,
+    agent_stderr: String,
+    confined: bool,
+}
+
+impl Outcome {
+    fn outcome(&self) -> &str {
+        self.run["outcome"].as_str().unwrap_or("")
+    }
+    fn violations(&self) -> Vec<String> {
+        of_type(&self.events, "violation")
+            .iter()
+            .map(|v| {
+                format!(
+                    "attempt {}: {} {}",
+                    v["attempt"],
+                    v["what"].as_str().unwrap_or(""),
+                    v["path"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    }
+}
+
+fn attack(arena: &Arena, extra_env: &[(&str, &str)]) -> Outcome {
+    let (code, runs, stderr) = arena.repo.run_json_env(&["attack"], extra_env);
+    let run = runs.into_iter().next().expect("one run");
+    let id = run["run_id"].as_str().expect("run id").to_string();
+    let events = arena.repo.events(&id);
+    let sandbox = of_type(&events, "sandbox");
+    let confined = sandbox
+        .first()
+        .is_some_and(|s| s["enforcement"] == "landlock");
+    let agent_stderr =
+        std::fs::read_to_string(arena.repo.run_dir(&id).join("agent-1.stderr")).unwrap_or_default();
+    Outcome {
+        code,
+        run,
+        events,
+        stderr,
+        agent_stderr,
+        confined,
+    }
+}
+
+/// Asserts (a) and reports; `effect_ok` lists snapshot keys the attack may
+/// change when the kernel does not confine the agent (nothing when it does).
+fn judge(name: &str, arena: &Arena, o: &Outcome) {
+    let changed = arena.changed();
+    let through = !changed.is_empty();
+    println!(
+        "ATTACK {name}: {} ({}; outcome {}, exit {}; violations: {:?}; agent: {})",
+        if through { "GOT THROUGH" } else { "blocked" },
+        if o.confined {
+            "landlock"
+        } else {
+            "NOT CONFINED: Landlock unavailable, mode auto"
+        },
+        o.outcome(),
+        o.code,
+        o.violations(),
+        o.agent_stderr
+            .lines()
+            .filter(|l| l.starts_with("ATTACK"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    if o.confined {
+        assert!(
+            !through,
+            "{name}: the agent changed {changed:?}\nrun: {:#}\nstderr: {}\nagent stderr: {}",
+            o.run, o.stderr, o.agent_stderr
+        );
+        assert!(
+            !o.agent_stderr.contains("ATTACK SUCCEEDED"),
+            "{name}: an attempt succeeded:\n{}",
+            o.agent_stderr
+        );
+    }
+}
+
+fn escalated_naming(o: &Outcome, needle: &str) {
+    assert_eq!(o.outcome(), "escalated", "run: {:#}\n{}", o.run, o.stderr);
+    assert_eq!(o.code, 3);
+    assert!(
+        o.violations().iter().any(|v| v.contains(needle)),
+        "no violation naming `{needle}`: {:?}",
+        o.violations()
+    );
+}
+
+/// The attack had no effect and the agent's legitimate work was delivered.
+fn delivered_anyway(arena: &Arena, o: &Outcome) {
+    if !o.confined {
+        return;
+    }
+    assert_eq!(o.outcome(), "succeeded", "run: {:#}\n{}", o.run, o.stderr);
+    assert_eq!(
+        arena.repo.show("agent/attack", "src/work.txt").as_deref(),
+        Some("work\n")
+    );
+}
+
+#[test]
+fn write_outside_by_absolute_path() {
+    let a = arena("attack_abs_write.sh", "");
+    let o = attack(&a, &[]);
+    judge("abs-write", &a, &o);
+    delivered_anyway(&a, &o);
+}
+
+#[test]
+fn write_outside_by_dotdot() {
+    let a = arena("attack_dotdot.sh", "");
+    let o = attack(&a, &[]);
+    judge("dotdot-write", &a, &o);
+    delivered_anyway(&a, &o);
+}
+
+#[test]
+fn write_through_a_symlink_made_in_the_worktree() {
+    let a = arena("attack_symlink_write.sh", "");
+    let o = attack(&a, &[]);
+    judge("symlink-write", &a, &o);
+    escalated_naming(&o, "symlink pointing outside");
+}
+
+#[test]
+fn add_a_git_hook() {
+    let a = arena("attack_hook.sh", "");
+    let o = attack(&a, &[]);
+    judge("hook", &a, &o);
+    if o.confined {
+        delivered_anyway(&a, &o);
+    } else {
+        escalated_naming(&o, "hooks");
+    }
+}
+
+#[test]
+fn edit_the_shared_git_config() {
+    let a = arena("attack_git_config.sh", "");
+    let o = attack(&a, &[]);
+    judge("git-config", &a, &o);
+    assert!(!a.repo.home.join("fsmonitor-ran").exists());
+    if o.confined {
+        delivered_anyway(&a, &o);
+    } else {
+        escalated_naming(&o, "config");
+    }
+}
+
+#[test]
+fn move_main_with_update_ref() {
+    let a = arena("attack_update_ref.sh", "");
+    let o = attack(&a, &[]);
+    judge("update-ref", &a, &o);
+    delivered_anyway(&a, &o);
+}
+
+#[test]
+fn create_a_branch() {
+    let a = arena("attack_branch.sh", "");
+    let o = attack(&a, &[]);
+    judge("branch", &a, &o);
+    if o.confined {
+        escalated_naming(&o, "attached the worktree's HEAD to refs/heads/main");
+    }
+    assert_eq!(a.repo.rev_opt("refs/heads/agent-scratch"), None);
+    assert_eq!(a.repo.rev_opt("refs/heads/agent-own"), None);
+}
+
+#[test]
+fn commit_and_push_from_inside() {
+    let a = arena("attack_push.sh", "");
+    let o = attack(&a, &[]);
+    judge("push", &a, &o);
+    delivered_anyway(&a, &o);
+}
+
+#[test]
+fn replace_the_worktree_git_file() {
+    let a = arena("attack_git_file.sh", "");
+    let o = attack(&a, &[]);
+    judge("git-file", &a, &o);
+    escalated_naming(&o, ".git file");
+}
+
+#[test]
+fn symlink_in_scope_pointing_out() {
+    let a = arena("attack_symlink_scope.sh", "");
+    let o = attack(&a, &[]);
+    judge("symlink-in-scope", &a, &o);
+    escalated_naming(&o, "symlink pointing outside");
+    for leak in ["src/leak-abs", "src/leak-rel"] {
+        assert_eq!(
+            a.repo.show("agent/attack", leak),
+            None,
+            "{leak} was committed"
+        );
+    }
+}
+
+#[test]
+fn filenames_with_newlines_and_dots() {
+    let a = arena("attack_names.sh", "");
+    let o = attack(&a, &[]);
+    judge("names", &a, &o);
+    assert!(!a.repo.tmp.join("outside.txt").exists());
+    assert!(
+        ["succeeded", "escalated", "failed"].contains(&o.outcome()),
+        "{:#}",
+        o.run
+    );
+    if o.outcome() == "succeeded" {
+        // Every odd name stays inside src/ and is delivered as itself.
+        let listing = a
+            .repo
+            .git(&["ls-tree", "-r", "-z", "--name-only", "agent/attack"]);
+        let paths: Vec<&str> = listing.split('\0').collect();
+        for p in ["src/evil\nname.txt", "src/...", "src/..evil", "src/a..b/c"] {
+            assert!(paths.contains(&p), "{p:?} missing from {paths:?}");
+        }
+        assert!(paths.iter().all(|p| !p.contains("outside")));
+        assert_eq!(o.code, 0);
+    }
+}
+
+#[test]
+fn a_2gb_sparse_file_escalates_quickly() {
+    let a = arena("attack_sparse_file.sh", "");
+    let started = std::time::Instant::now();
+    let o = attack(&a, &[]);
+    let took = started.elapsed();
+    judge("sparse-2g", &a, &o);
+    escalated_naming(&o, "over the limit");
+    assert!(took < std::time::Duration::from_secs(30), "took {took:?}");
+    assert_eq!(a.repo.show("agent/attack", "src/big.bin"), None);
+}
+
+#[test]
+fn a_daemon_that_outlives_the_agent_is_killed() {
+    let a = arena("attack_daemon.sh", "");
+    let o = attack(&a, &[]);
+    judge("daemon", &a, &o);
+    let pid: i32 = a
+        .repo
+        .show("agent/attack", "src/daemon.pid")
+        .expect("daemon.pid delivered")
+        .trim()
+        .parse()
+        .expect("pid");
+    let survived = alive(pid);
+    if survived {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(!survived, "daemon {pid} outlived the run");
+    assert_eq!(a.repo.show("agent/attack", "src/late.txt"), None);
+    let finished = of_type(&o.events, "agent_finished");
+    assert!(
+        finished.iter().any(|f| f["leaked"].as_u64() >= Some(1)),
+        "the sweep did not report the daemon: {finished:?}"
+    );
+}
+
+#[test]
+fn read_the_forge_token() {
+    let a = arena("attack_token.sh", "");
+    let o = attack(&a, &[("GITHUB_TOKEN", TOKEN), ("GH_TOKEN", TOKEN)]);
+    judge("token", &a, &o);
+    let env = a
+        .repo
+        .show("agent/attack", "src/env.txt")
+        .unwrap_or_default();
+    assert!(env.contains("GIT_AGENT_RUN_ID="), "env.txt: {env}");
+    assert!(
+        !env.contains(TOKEN),
+        "the token reached the agent's environment"
+    );
+    let stolen = a
+        .repo
+        .show("agent/attack", "src/stolen.txt")
+        .unwrap_or_default();
+    assert!(
+        !stolen.contains(TOKEN),
+        "the agent read the token from /proc: {stolen}"
+    );
+}
+
+#[test]
+fn rewrite_the_run_records() {
+    let a = arena("attack_records.sh", "");
+    let o = attack(&a, &[]);
+    judge("records", &a, &o);
+    if o.confined {
+        assert!(o.run["outcome"] == "succeeded", "{:#}", o.run);
+        assert!(
+            !of_type(&o.events, "decision").is_empty(),
+            "the agent could not append its decision"
+        );
+        assert!(
+            !of_type(&o.events, "committed")
+                .iter()
+                .any(|c| c["branch"] == "main"),
+            "a forged event was accepted"
+        );
+    }
+}
+
+#[test]
+fn signal_the_orchestrator() {
+    let a = arena("attack_signal.sh", "");
+    let o = attack(&a, &[]);
+    judge("signal", &a, &o);
+    // The run finished, so git-agent was neither stopped nor killed.
+    if o.confined
+        && of_type(&o.events, "sandbox")
+            .first()
+            .is_some_and(|s| s["landlock_abi"].as_i64() >= Some(6))
+    {
+        delivered_anyway(&a, &o);
+    }
+}
+
+/// A listener on the host: on loopback, and on a non-loopback address when
+/// the machine has one.
+fn host_listeners() -> Vec<(TcpListener, String)> {
+    let mut out = Vec::new();
+    let lo = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = lo.local_addr().expect("addr").to_string();
+    out.push((lo, addr));
+    // The address a packet to the outside would leave from (nothing is sent).
+    if let Ok(udp) = std::net::UdpSocket::bind("0.0.0.0:0") {
+        if udp.connect("192.0.2.1:9").is_ok() {
+            if let Ok(local) = udp.local_addr() {
+                if !local.ip().is_loopback() && !local.ip().is_unspecified() {
+                    if let Ok(l) = TcpListener::bind((local.ip(), 0)) {
+                        let addr = l.local_addr().expect("addr").to_string();
+                        out.push((l, addr));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn network_none_leaves_only_loopback() {
+    let a = arena("attack_network.sh", "  network: none\n");
+    let listeners = host_listeners();
+    let targets = listeners
+        .iter()
+        .map(|(_, a)| a.clone())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let o = attack(&a, &[("NET_TARGETS", &targets)]);
+    judge("network-none", &a, &o);
+    let net = a
+        .repo
+        .show("agent/attack", "src/net.txt")
+        .unwrap_or_else(|| panic!("no net.txt; run {:#}\n{}", o.run, o.stderr));
+    println!("network none ({targets}):\n{net}");
+    for (_, addr) in &listeners {
+        assert!(net.contains(&format!("refused {addr}")), "{addr}: {net}");
+    }
+    if net.contains("loopback") {
+        assert!(net.contains("loopback ok"), "{net}");
+    }
+    let sandbox = of_type(&o.events, "sandbox");
+    assert_eq!(sandbox[0]["network"], "none");
+}
+
+#[test]
+fn network_open_reaches_the_host() {
+    let a = arena("attack_network.sh", "");
+    let listeners = host_listeners();
+    let targets = listeners
+        .iter()
+        .map(|(_, a)| a.clone())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let o = attack(&a, &[("NET_TARGETS", &targets)]);
+    let net = a
+        .repo
+        .show("agent/attack", "src/net.txt")
+        .unwrap_or_default();
+    for (_, addr) in &listeners {
+        assert!(net.contains(&format!("connected {addr}")), "{addr}: {net}");
+    }
+    assert_eq!(of_type(&o.events, "sandbox")[0]["network"], "open");
+}
+
+#[test]
+fn print_env_shows_the_agents_environment_redacted() {
+    let a = arena("attack_abs_write.sh", "");
+    let out = a.repo.run_env(
+        &["run", "attack", "--print-env"],
+        &[
+            ("GITHUB_TOKEN", TOKEN),
+            ("NET_TARGETS", "x"),
+            ("MY_API_KEY", "k"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains(TOKEN));
+    assert!(!stdout.contains("GITHUB_TOKEN"), "{stdout}");
+    assert!(stdout.contains("NET_TARGETS=x"), "{stdout}");
+    assert!(stdout.contains("GIT_AGENT_DECISIONS="), "{stdout}");
+    assert!(stdout.contains("TMPDIR="), "{stdout}");
+    assert!(!stdout.contains("MY_API_KEY"), "not in pass_env: {stdout}");
+    // Nothing ran.
+    assert!(a.repo.rev_opt("refs/heads/agent/attack").is_none());
+}
+
+#[test]
+fn required_mode_fails_where_landlock_is_missing() {
+    let mut a = arena("attack_abs_write.sh", "");
+    let cfg = a
+        .repo
+        .read(".agents/config.yaml")
+        .replace("mode: auto", "mode: required");
+    a.repo.write(".agents/config.yaml", &cfg);
+    a.before = a.snapshot();
+    let (code, runs, stderr) = a
+        .repo
+        .run_json_env(&["attack"], &[("GIT_AGENT_SIMULATE_NO_LANDLOCK", "1")]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(runs[0]["outcome"], "failed");
+    let reason = runs[0]["reason"].as_str().unwrap_or("");
+    assert!(reason.contains("does not support Landlock"), "{reason}");
+    assert_eq!(runs[0]["attempts"], 0, "the agent never ran");
+    assert_eq!(a.changed(), Vec::<String>::new());
+}
+
+#[test]
+fn auto_mode_warns_once_and_records_an_unconfined_run() {
+    let a = arena("attack_names.sh", "");
+    a.repo.brief("attack2", &Brief::new(&["src/**"]));
+    let (_, runs, stderr) = a.repo.run_json_env(
+        &["attack", "attack2", "-j", "2", "--allow-overlap"],
+        &[("GIT_AGENT_SIMULATE_NO_LANDLOCK", "1")],
+    );
+    assert_eq!(
+        stderr.matches("warning: sandbox:").count(),
+        1,
+        "one warning for all runs: {stderr}"
+    );
+    for run in &runs {
+        let id = run["run_id"].as_str().expect("id");
+        let events = a.repo.events(id);
+        let sandbox = of_type(&events, "sandbox");
+        assert_eq!(sandbox[0]["enforcement"], "none", "{sandbox:?}");
+        assert!(a.repo.log_md(id).contains("ran unconfined"));
+    }
+}
+
+#[test]
+fn read_a_denied_path() {
+    let mut a = arena("attack_read_deny.sh", "  read_deny: [\"~/secrets\"]\n");
+    std::fs::create_dir_all(a.repo.home.join("secrets")).expect("secrets dir");
+    std::fs::write(a.repo.home.join("secrets/key.txt"), "SECRET-KEY-MATERIAL\n").expect("key");
+    a.before = a.snapshot();
+    let o = attack(&a, &[]);
+    judge("read-deny", &a, &o);
+    if !o.confined {
+        return;
+    }
+    let read = a.repo.show("agent/attack", "src/read.txt");
+    let kept = o.run["worktree"]
+        .as_str()
+        .map(|w| std::fs::read_to_string(Path::new(w).join("src/read.txt")).unwrap_or_default());
+    for text in [read, kept].into_iter().flatten() {
+        assert!(!text.contains("SECRET-KEY-MATERIAL"), "{text}");
+        assert!(
+            text.contains("canary"),
+            "siblings of a denied dir stay readable: {text}"
+        );
+    }
+    // The symlink into the denied dir points out of the worktree: escalated.
+    escalated_naming(&o, "symlink pointing outside");
+    let sandbox = of_type(&o.events, "sandbox");
+    assert!(sandbox[0]["read_deny"][0]
+        .as_str()
+        .is_some_and(|p| p.ends_with("/home/secrets")));
+}
