@@ -2,22 +2,30 @@
 
 /// `.agents/config.yaml` as `git agent init` writes it.
 pub const CONFIG: &str = r#"# git-agent config. Schema: `git agent schema config`.
-# Agents are run in their own worktree with cwd = the worktree. They get the
-# prompt in $GIT_AGENT_PROMPT_FILE and never see GITHUB_TOKEN / GH_TOKEN.
+# Agents run in their own worktree (cwd), get the prompt in
+# $GIT_AGENT_PROMPT_FILE and never see GITHUB_TOKEN / GH_TOKEN.
+# Adapters: claude, codex, aider (see docs/agents/), or `command` for any program.
 default_agent: claude
 agents:
   claude:
-    adapter: command
-    command: claude -p "$(cat "$GIT_AGENT_PROMPT_FILE")" --permission-mode acceptEdits --output-format stream-json --verbose
-    pass_env: [ANTHROPIC_API_KEY]
+    adapter: claude          # passes ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL through when set
   codex:
+    adapter: codex           # passes OPENAI_API_KEY / CODEX_HOME through when set
+  aider:
+    adapter: aider
+    model: openai/gpt-4o
+  script:
     adapter: command
-    command: codex exec --json -s workspace-write "$(cat "$GIT_AGENT_PROMPT_FILE")"
-    pass_env: [OPENAI_API_KEY]
+    command: ./scripts/agent.sh   # any program: reads $GIT_AGENT_PROMPT_FILE, edits files
 # How many runs may work at once (default: number of CPUs).
 # max_parallel: 4
 # Where worktrees live; never inside the repository (default ~/.cache/git-agent/worktrees).
 # worktree_dir: ~/.cache/git-agent/worktrees
+sandbox:
+  mode: auto                 # Landlock: writes only to the worktree, TMPDIR and these paths
+  network: open              # `none`: only loopback (command agents, local models)
+  read_deny: []              # e.g. ["~/.ssh", "~/.config/gh"]
+  write_paths: []            # e.g. caches: ["~/.cargo/registry"]
 "#;
 
 /// A brief from `git agent new`; `{id}`, `{title}`, `{write}` and `{check}` are filled in.
