@@ -536,14 +536,7 @@ impl Run {
                     list_paths(big.iter().map(|(p, _)| p.as_str()))
                 ));
                 let reason = escalations.join("; ");
-                self.event(EventKind::Escalated {
-                    reason: reason.clone(),
-                })?;
-                return Ok(End {
-                    state: State::Escalated,
-                    reason: Some(reason),
-                    keep: None,
-                });
+                return self.escalate(reason, None);
             }
 
             let wt2 = wt.clone();
@@ -624,14 +617,7 @@ impl Run {
             }
             if !escalations.is_empty() {
                 let reason = escalations.join("; ");
-                self.event(EventKind::Escalated {
-                    reason: reason.clone(),
-                })?;
-                return Ok(End {
-                    state: State::Escalated,
-                    reason: Some(reason),
-                    keep: Some((base, without_unsafe(&wt.path, in_scope))),
-                });
+                return self.escalate(reason, Some((base, without_unsafe(&wt.path, in_scope))));
             }
 
             // Escalations that still let checks run: a human must look anyway.
@@ -748,14 +734,7 @@ impl Run {
             if failed.is_empty() {
                 if !review.is_empty() {
                     let reason = review.join("; ");
-                    self.event(EventKind::Escalated {
-                        reason: reason.clone(),
-                    })?;
-                    return Ok(End {
-                        state: State::Escalated,
-                        reason: Some(reason),
-                        keep: Some((base, in_scope)),
-                    });
+                    return self.escalate(reason, Some((base, in_scope)));
                 }
                 return Ok(End {
                     state: State::Succeeded,
@@ -798,14 +777,7 @@ impl Run {
             ));
             if Instant::now() >= deadline {
                 let reason = format!("{reason}, and the run hit its time limit");
-                self.event(EventKind::Escalated {
-                    reason: reason.clone(),
-                })?;
-                return Ok(End {
-                    state: State::Escalated,
-                    reason: Some(reason),
-                    keep: None,
-                });
+                return self.escalate(reason, None);
             }
             if attempt == brief.escalate.attempts {
                 return Ok(End::failed(format!(
@@ -911,6 +883,22 @@ impl Run {
             self.event(EventKind::CheckArtifactsRemoved { attempt, paths })?;
         }
         Ok(())
+    }
+
+    /// Ends the run as escalated: logs why and keeps `keep` for the branch.
+    fn escalate(
+        &self,
+        reason: String,
+        keep: Option<(git2::Oid, Vec<Change>)>,
+    ) -> Result<End, RunError> {
+        self.event(EventKind::Escalated {
+            reason: reason.clone(),
+        })?;
+        Ok(End {
+            state: State::Escalated,
+            reason: Some(reason),
+            keep,
+        })
     }
 
     /// Reads decisions appended since the last read; returns the summary of

@@ -253,16 +253,7 @@ mod tests {
     use super::*;
 
     fn parse(fixture: &str) -> Parser {
-        let text = std::fs::read_to_string(format!(
-            "{}/tests/fixtures/agent_streams/{fixture}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .expect("fixture");
-        let mut p = Parser::default();
-        for line in text.lines() {
-            p.line(line);
-        }
-        p
+        crate::agent::feed_fixture(fixture)
     }
 
     #[test]

@@ -259,6 +259,21 @@ pub trait StreamParser: Send {
     fn failure(&self) -> Option<(FailureKind, String)>;
 }
 
+/// Feeds a recorded stream from `tests/fixtures/agent_streams/` to a parser.
+#[cfg(test)]
+pub(crate) fn feed_fixture<P: StreamParser + Default>(fixture: &str) -> P {
+    let path = format!(
+        "{}/tests/fixtures/agent_streams/{fixture}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"));
+    let mut parser = P::default();
+    for line in text.lines() {
+        parser.line(line);
+    }
+    parser
+}
+
 /// A fresh parser for an adapter (`None` for `command`).
 pub fn parser(adapter: Adapter) -> Option<Box<dyn StreamParser>> {
     match adapter {
