@@ -370,9 +370,23 @@ pub fn render_markdown(record: &RunRecord, events: &[Event]) -> String {
         .map(|c| &c[..c.len().min(10)])
         .unwrap_or("?");
     let blob = &record.brief_blob[..record.brief_blob.len().min(10)];
+    let sandbox = events
+        .iter()
+        .rev()
+        .find_map(|e| match &e.kind {
+            EventKind::Sandbox { policy } if policy.enforcement == "landlock" => Some(format!(
+                " · confined: Landlock ABI {}, network {}, {} writable path{}",
+                policy.landlock_abi,
+                policy.network,
+                policy.writable.len(),
+                if policy.writable.len() == 1 { "" } else { "s" }
+            )),
+            _ => None,
+        })
+        .unwrap_or_default();
     let _ = writeln!(
         md,
-        "<sub>base `{}` @ `{base}` · brief `{}` (blob `{blob}`) · run `{}`</sub>",
+        "<sub>base `{}` @ `{base}` · brief `{}` (blob `{blob}`) · run `{}`{sandbox}</sub>",
         record.base_ref, record.brief_path, record.run_id
     );
     md
