@@ -38,6 +38,30 @@ pub struct RawConfig {
     /// Kernel-enforced confinement of agents and checks (Linux, Landlock).
     #[serde(default)]
     pub sandbox: Option<RawSandbox>,
+    /// Delivery to GitHub (`output.deliver: push | pr | draft-pr`).
+    #[serde(default)]
+    pub github: Option<RawGithub>,
+}
+
+/// `github:` — where pull requests go and which variable holds the token.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawGithub {
+    /// The REST API base URL (default: from `origin`: `https://api.github.com`,
+    /// or `https://<host>/api/v3` for GitHub Enterprise).
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// The environment variable holding the token (default `GITHUB_TOKEN`,
+    /// then `GH_TOKEN`). Read by git-agent only; agents never see it.
+    #[serde(default)]
+    pub token_env: Option<String>,
+}
+
+/// The validated `github:` section.
+#[derive(Debug, Clone, Default)]
+pub struct GithubConfig {
+    pub api_url: Option<String>,
+    pub token_env: Option<String>,
 }
 
 /// `sandbox:` — what agents and checks can touch, enforced by the kernel.
@@ -168,6 +192,7 @@ pub struct Config {
     pub worktree_dir: Option<PathBuf>,
     pub kill_grace: Option<std::time::Duration>,
     pub sandbox: SandboxConfig,
+    pub github: GithubConfig,
     /// Whether the file existed.
     pub present: bool,
 }
@@ -432,11 +457,41 @@ fn validate(
             }
         }
     }
+    let raw_github = raw.github.clone().unwrap_or_default();
+    if let Some(url) = &raw_github.api_url {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            problems.push(
+                Problem::error(
+                    "config::invalid-value",
+                    span(&["github", "api_url"]),
+                    format!("`{url}` is not an http(s) URL"),
+                )
+                .help("e.g. `https://ghe.example.com/api/v3`"),
+            );
+        }
+    }
+    if let Some(name) = &raw_github.token_env {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            problems.push(
+                Problem::error(
+                    "config::invalid-value",
+                    span(&["github", "token_env"]),
+                    format!("`{name}` is not an environment variable name"),
+                )
+                .help("name the variable, not the token: `token_env: GITHUB_TOKEN`"),
+            );
+        }
+    }
+    let github = GithubConfig {
+        api_url: raw_github.api_url,
+        token_env: raw_github.token_env,
+    };
     if problems[before..].iter().any(Problem::is_error) {
         return None;
     }
     Some(Config {
         sandbox,
+        github,
         default_agent: raw.default_agent,
         agents,
         max_parallel: raw.max_parallel,

@@ -62,6 +62,8 @@ pub struct Engine {
     pub env_source: Vec<(String, String)>,
     /// `sandbox:` of the config: the confinement of agents and checks.
     pub sandbox: crate::config::SandboxConfig,
+    /// `github:` of the config: where and with which token to deliver.
+    pub github: crate::config::GithubConfig,
 }
 
 impl Engine {
@@ -89,6 +91,7 @@ impl Engine {
             grace,
             env_source: std::env::vars().collect(),
             sandbox: crate::config::SandboxConfig::default(),
+            github: crate::config::GithubConfig::default(),
         }
     }
 }
@@ -164,6 +167,7 @@ pub async fn execute(
             started_at: log::now_rfc3339(),
             finished_at: None,
             duration_ms: None,
+            delivery: None,
         },
     };
     let mut run = Run {
@@ -1022,6 +1026,9 @@ impl Run {
                 }
             }
         }
+        if brief.output.deliver != crate::brief::Deliver::Branch && self.record.commit.is_some() {
+            self.deliver(brief).await;
+        }
         if end_state == State::Succeeded {
             if let Some(wt) = self.worktree.take() {
                 match self.git(move |repo| repo.remove_worktree(&wt)).await {
@@ -1033,6 +1040,45 @@ impl Run {
             }
         }
         self.save()
+    }
+}
+
+impl Run {
+    /// Pushes and opens the pull request. A failure is recorded in
+    /// `run.json` (`delivery.state: failed`) and never loses the run: the
+    /// branch and the log stay, and `git agent deliver RUN` retries.
+    async fn deliver(&mut self, brief: &Brief) {
+        use crate::delivery::{DeliveryRecord, Target};
+        let out = &brief.output;
+        let base = brief.base.strip_prefix("origin/").unwrap_or(&brief.base);
+        self.record.delivery = Some(DeliveryRecord::new(
+            out.deliver,
+            base,
+            &out.labels,
+            &out.reviewers,
+        ));
+        let common = self.engine.store.dir().join("../..");
+        let github = &self.engine.github;
+        let delivery = match Target::discover(
+            &common,
+            github.api_url.clone(),
+            github.token_env.as_deref(),
+            &self.engine.env_source,
+        ) {
+            Ok(target) => {
+                let events = self.dir.read_events().unwrap_or_default();
+                crate::delivery::deliver(&target, &self.record, &events).await
+            }
+            Err(reason) => DeliveryRecord {
+                state: "failed".into(),
+                reason: Some(reason),
+                ..self.record.delivery.clone().unwrap_or_default()
+            },
+        };
+        if let Some(reason) = &delivery.reason {
+            tracing::warn!(%reason, "delivery failed; the branch stays, retry with `git agent deliver`");
+        }
+        self.record.delivery = Some(delivery);
     }
 }
 

@@ -91,6 +91,9 @@ pub struct RunRecord {
     pub started_at: String,
     pub finished_at: Option<String>,
     pub duration_ms: Option<u64>,
+    /// Delivery to the forge, when the brief asks for more than a branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<crate::delivery::DeliveryRecord>,
 }
 
 impl RunRecord {
@@ -363,6 +366,7 @@ mod tests {
             started_at: String::new(),
             finished_at: None,
             duration_ms: None,
+            delivery: None,
         };
         assert_eq!(record.effective_state(), State::Interrupted);
         let mine = RunRecord {

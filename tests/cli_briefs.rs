@@ -713,6 +713,7 @@ fn top_level_help() {
       log       Show a run's decision log: Markdown (the PR body) or JSON events
       clean     Remove the worktrees of finished or interrupted runs (branches are kept)
       decide    Record a decision in the running task's log (use from inside a run)
+      deliver   Push a finished run's branch and notes; open or update its pull request
       schema    Print the JSON schema of brief frontmatter or of the config, for editors
       help      Print this message or the help of the given subcommand(s)
 

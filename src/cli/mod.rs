@@ -2,6 +2,7 @@
 
 mod clean;
 mod decide;
+mod deliver;
 mod demo;
 mod error;
 mod init;
@@ -49,6 +50,7 @@ pub enum Command {
     Log(log::Args),
     Clean(clean::Args),
     Decide(decide::Args),
+    Deliver(deliver::Args),
     Schema(schema::Args),
 }
 
@@ -112,6 +114,7 @@ fn dispatch(command: Command, ctx: &Ctx) -> CliResult {
         Command::Log(args) => log::exec(args, ctx),
         Command::Clean(args) => clean::exec(args, ctx),
         Command::Decide(args) => decide::exec(args, ctx),
+        Command::Deliver(args) => deliver::exec(args, ctx),
         Command::Init(args) => init::exec(args, ctx),
         Command::New(args) => new::exec(args, ctx),
         Command::Validate(args) => validate::exec(args, ctx),
@@ -128,7 +131,7 @@ fn dispatch(command: Command, ctx: &Ctx) -> CliResult {
 fn ends_on_a_closed_stdout(command: &Command) -> bool {
     !matches!(
         command,
-        Command::Run(_) | Command::Demo(_) | Command::Clean(_)
+        Command::Run(_) | Command::Demo(_) | Command::Clean(_) | Command::Deliver(_)
     )
 }
 

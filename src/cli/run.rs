@@ -61,6 +61,8 @@ pub struct RunJson<'a> {
     pub checks: &'a [crate::store::CheckSummary],
     pub duration_ms: Option<u64>,
     pub started_at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<&'a crate::delivery::DeliveryRecord>,
 }
 
 pub fn to_json(r: &RunRecord) -> RunJson<'_> {
@@ -78,6 +80,7 @@ pub fn to_json(r: &RunRecord) -> RunJson<'_> {
         checks: &r.checks,
         duration_ms: r.duration_ms,
         started_at: &r.started_at,
+        delivery: r.delivery.as_ref(),
     }
 }
 
@@ -326,6 +329,7 @@ pub(crate) fn execute(
         config.kill_grace.unwrap_or(Duration::from_secs(5)),
     );
     engine.sandbox = config.sandbox.clone();
+    engine.github = config.github.clone();
     let engine = Arc::new(engine);
     drop(repo);
     let plan = orchestrator::plan(&reqs, allow_overlap);
@@ -397,7 +401,12 @@ pub(crate) fn print_summary(records: &[&RunRecord]) {
             let passed = r.checks.iter().filter(|c| c.passed).count();
             [
                 r.task.clone(),
-                r.effective_state().outcome().to_string(),
+                match &r.delivery {
+                    Some(d) if d.failed() => {
+                        format!("{} (delivery failed)", r.effective_state().outcome())
+                    }
+                    _ => r.effective_state().outcome().to_string(),
+                },
                 format!("{}/{}", r.attempts, r.max_attempts),
                 if r.checks.is_empty() {
                     "-".into()

@@ -1,0 +1,103 @@
+//! `git agent deliver`: push a finished run and open or update its pull
+//! request, alone (after a delivery failure, or for a run that made a branch).
+
+use super::{exit, print_json, CliError, CliResult, Ctx};
+use crate::brief::Deliver;
+use crate::delivery::{DeliveryRecord, Target};
+
+/// Push a finished run's branch and notes; open or update its pull request
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A run id (or unique prefix) or a task id (its latest run)
+    pub run: String,
+    /// How to deliver when the run's brief asked only for a branch
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// Print the delivery record as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Mode {
+    Push,
+    Pr,
+    DraftPr,
+}
+
+pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
+    let root = ctx.root()?;
+    let config = super::run::load_config(&root, ctx)?;
+    crate::sandbox::harden_self();
+    let store = super::status::store(ctx)?;
+    let mut record = store
+        .resolve(&args.run)
+        .map_err(|m| CliError::usage(m).hint("list runs with `git agent status`"))?;
+    if !record.effective_state().is_terminal() {
+        return Err(CliError::usage(format!(
+            "run {} has not finished; deliver it when it has",
+            record.run_id
+        )));
+    }
+    if record.commit.is_none() {
+        return Err(CliError::usage(format!(
+            "run {} made no commit: there is nothing to deliver",
+            record.run_id
+        )));
+    }
+    let mut delivery = record
+        .delivery
+        .clone()
+        .unwrap_or_else(|| DeliveryRecord::new(Deliver::Pr, &record.base_ref, &[], &[]));
+    if let Some(mode) = args.mode {
+        delivery.mode = match mode {
+            Mode::Push => "push",
+            Mode::Pr => "pr",
+            Mode::DraftPr => "draft-pr",
+        }
+        .into();
+    }
+    record.delivery = Some(delivery);
+    let dir = store.open(&record.run_id);
+    let events = dir
+        .read_events()
+        .map_err(|e| CliError::from_error(exit::USAGE, "could not read the run's events", &e))?;
+    let common = store.dir().join("../..");
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let target = Target::discover(
+        &common,
+        config.github.api_url.clone(),
+        config.github.token_env.as_deref(),
+        &env,
+    )
+    .map_err(CliError::usage)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::from_error(exit::RUN_FAILED, "could not start the runtime", &e))?;
+    let delivery = runtime.block_on(crate::delivery::deliver(&target, &record, &events));
+    record.delivery = Some(delivery.clone());
+    dir.write_record(&record)
+        .map_err(|e| CliError::from_error(exit::RUN_FAILED, "could not write run.json", &e))?;
+    for notice in &delivery.notices {
+        eprintln!("note: {notice}");
+    }
+    if args.json {
+        print_json(&delivery)?;
+    }
+    if delivery.failed() {
+        return Err(CliError::failed(format!(
+            "delivery failed: {}",
+            delivery.reason.as_deref().unwrap_or("unknown")
+        ))
+        .hint(format!(
+            "the branch stays local; retry with `git agent deliver {}`",
+            record.run_id
+        )));
+    }
+    match &delivery.pr_url {
+        Some(url) => eprintln!("delivered: {url}"),
+        None => eprintln!("pushed {}", record.branch.as_deref().unwrap_or("")),
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,448 @@
+//! The GitHub implementation of [`Forge`] on octocrab's raw requests.
+//!
+//! Retries are ours, not octocrab's (its retry layer is switched off): 5xx
+//! and secondary rate limits are retried with exponential backoff and
+//! jitter, and a `Retry-After` header is honoured. A 422 names the fields
+//! GitHub rejected.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use octocrab::service::middleware::retry::RetryConfig;
+use octocrab::Octocrab;
+use serde_json::{json, Value};
+
+use super::{
+    CheckKind, CheckReport, Forge, ForgeError, PrSpec, PullRequest, RepoId, ReviewComment,
+};
+
+/// How failed requests are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Retries after the first try.
+    pub retries: u32,
+    pub base_delay: Duration,
+    /// The longest wait, `Retry-After` included; a longer one gives up.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retries: 4,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Method {
+    Get,
+    Post,
+    Patch,
+}
+
+pub struct GitHub {
+    client: Octocrab,
+    api: String,
+    repo: RepoId,
+    retry: RetryPolicy,
+    /// Check runs were refused (a personal token): post statuses instead.
+    statuses: AtomicBool,
+    /// Messages for the user (the fallback to statuses, said once).
+    notices: std::sync::Mutex<Vec<String>>,
+}
+
+impl GitHub {
+    /// A client for `repo` at `api_url` with `token`. The token stays in
+    /// octocrab's `SecretString`; it is sent only as `Authorization`.
+    pub fn new(
+        api_url: &str,
+        repo: RepoId,
+        token: String,
+        retry: RetryPolicy,
+    ) -> Result<GitHub, ForgeError> {
+        let err = |m: String| ForgeError {
+            status: None,
+            operation: "connecting to GitHub".into(),
+            message: m,
+            fields: Vec::new(),
+        };
+        let api = api_url.trim_end_matches('/').to_string();
+        let client = Octocrab::builder()
+            .base_uri(api.as_str())
+            .map_err(|e| err(format!("bad API URL `{api}`: {e}")))?
+            .personal_token(token)
+            .add_retry_config(RetryConfig::None)
+            .set_connect_timeout(Some(Duration::from_secs(20)))
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .build()
+            .map_err(|e| err(e.to_string()))?;
+        Ok(GitHub {
+            client,
+            api,
+            repo,
+            retry,
+            statuses: AtomicBool::new(false),
+            notices: Default::default(),
+        })
+    }
+
+    /// Notices collected so far (each said once), drained.
+    pub fn take_notices(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notices.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn repo_path(&self, rest: &str) -> String {
+        format!(
+            "{}/repos/{}/{}{rest}",
+            self.api, self.repo.owner, self.repo.repo
+        )
+    }
+
+    /// One request with retries; the parsed JSON body of a 2xx.
+    async fn send(
+        &self,
+        operation: &str,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ForgeError> {
+        let mut attempt = 0u32;
+        loop {
+            let response = match method {
+                Method::Get => self.client._get(url).await,
+                Method::Patch => self.client._patch(url, body).await,
+                Method::Post => self.client._post(url, body).await,
+            };
+            let failure = match response {
+                Err(e) => ForgeError {
+                    status: None,
+                    operation: operation.into(),
+                    message: e.to_string(),
+                    fields: Vec::new(),
+                },
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let retry_after = response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    let remaining_zero = response
+                        .headers()
+                        .get("x-ratelimit-remaining")
+                        .is_some_and(|v| v.as_bytes() == b"0");
+                    let text = self
+                        .client
+                        .body_to_string(response)
+                        .await
+                        .unwrap_or_default();
+                    let json: Value = if text.trim().is_empty() {
+                        Value::Null
+                    } else {
+                        serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
+                    };
+                    if (200..300).contains(&status) {
+                        return Ok(json);
+                    }
+                    let message = json
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or(text.as_str())
+                        .to_string();
+                    let rate_limited = (status == 403 || status == 429)
+                        && (retry_after.is_some()
+                            || remaining_zero
+                            || message.to_lowercase().contains("rate limit"));
+                    let retryable = status >= 500 || rate_limited;
+                    let error = ForgeError {
+                        status: Some(status),
+                        operation: operation.into(),
+                        fields: if status == 422 {
+                            rejected_fields(&json)
+                        } else {
+                            Vec::new()
+                        },
+                        message,
+                    };
+                    if !retryable || attempt >= self.retry.retries {
+                        return Err(error);
+                    }
+                    let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
+                    if wait > self.retry.max_delay {
+                        return Err(ForgeError {
+                            message: format!(
+                                "{} (GitHub asked to wait {}s, longer than the {}s limit)",
+                                error.message,
+                                wait.as_secs(),
+                                self.retry.max_delay.as_secs()
+                            ),
+                            ..error
+                        });
+                    }
+                    tracing::warn!(%operation, status, wait_ms = wait.as_millis() as u64, "retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                    continue;
+                }
+            };
+            // Transport errors: retried like a 5xx.
+            if attempt >= self.retry.retries {
+                return Err(failure);
+            }
+            tokio::time::sleep(self.backoff(attempt)).await;
+            attempt += 1;
+        }
+    }
+
+    /// Exponential backoff with full jitter in [d/2, d].
+    fn backoff(&self, attempt: u32) -> Duration {
+        let d = self
+            .retry
+            .base_delay
+            .saturating_mul(1u32 << attempt.min(10))
+            .min(self.retry.max_delay);
+        let half = d / 2;
+        half + half.mul_f64(rand::random::<f64>())
+    }
+}
+
+/// `errors: [{resource, field, code, message}]` of a 422, as text.
+fn rejected_fields(json: &Value) -> Vec<String> {
+    json.get("errors")
+        .and_then(Value::as_array)
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| {
+                    let s = |k: &str| e.get(k).and_then(Value::as_str);
+                    match (s("resource"), s("field")) {
+                        (Some(r), Some(f)) => format!(
+                            "{r}.{f}: {}",
+                            s("message").or(s("code")).unwrap_or("invalid")
+                        ),
+                        _ => s("message")
+                            .map(str::to_string)
+                            .unwrap_or_else(|| e.to_string()),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn pull_from(v: &Value) -> PullRequest {
+    PullRequest {
+        number: v.get("number").and_then(Value::as_u64).unwrap_or(0),
+        url: v
+            .get("html_url")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        draft: v.get("draft").and_then(Value::as_bool).unwrap_or(false),
+    }
+}
+
+/// Percent-encodes a query value.
+fn query_value(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// GitHub's limits on a status description and a check run's text.
+const STATUS_DESCRIPTION_MAX: usize = 140;
+const CHECK_TEXT_MAX: usize = 65_535;
+
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+impl Forge for GitHub {
+    async fn find_pr_by_head(&self, branch: &str) -> Result<Option<PullRequest>, ForgeError> {
+        let url = self.repo_path(&format!(
+            "/pulls?head={}&state=open&per_page=10",
+            query_value(&format!("{}:{branch}", self.repo.owner))
+        ));
+        let list = self
+            .send("finding the pull request", Method::Get, &url, None)
+            .await?;
+        Ok(list.as_array().and_then(|a| a.first()).map(pull_from))
+    }
+
+    async fn open_or_update_pr(&self, spec: &PrSpec) -> Result<(PullRequest, bool), ForgeError> {
+        if let Some(existing) = self.find_pr_by_head(&spec.head).await? {
+            let url = self.repo_path(&format!("/pulls/{}", existing.number));
+            let body = json!({ "title": spec.title, "body": spec.body });
+            let updated = self
+                .send(
+                    "updating the pull request",
+                    Method::Patch,
+                    &url,
+                    Some(&body),
+                )
+                .await?;
+            let mut pr = pull_from(&updated);
+            if pr.number == 0 {
+                pr = existing;
+            }
+            return Ok((pr, false));
+        }
+        let body = json!({
+            "title": spec.title,
+            "head": spec.head,
+            "base": spec.base,
+            "body": spec.body,
+            "draft": spec.draft,
+            "maintainer_can_modify": true,
+        });
+        let created = self
+            .send(
+                "opening the pull request",
+                Method::Post,
+                &self.repo_path("/pulls"),
+                Some(&body),
+            )
+            .await?;
+        Ok((pull_from(&created), true))
+    }
+
+    async fn add_labels(&self, number: u64, labels: &[String]) -> Result<(), ForgeError> {
+        if labels.is_empty() {
+            return Ok(());
+        }
+        let url = self.repo_path(&format!("/issues/{number}/labels"));
+        self.send(
+            "adding labels",
+            Method::Post,
+            &url,
+            Some(&json!({ "labels": labels })),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn request_reviewers(&self, number: u64, reviewers: &[String]) -> Result<(), ForgeError> {
+        if reviewers.is_empty() {
+            return Ok(());
+        }
+        let (teams, users): (Vec<&String>, Vec<&String>) =
+            reviewers.iter().partition(|r| r.contains('/'));
+        let teams: Vec<&str> = teams
+            .iter()
+            .map(|t| t.rsplit('/').next().unwrap_or(t))
+            .collect();
+        let url = self.repo_path(&format!("/pulls/{number}/requested_reviewers"));
+        self.send(
+            "requesting reviewers",
+            Method::Post,
+            &url,
+            Some(&json!({ "reviewers": users, "team_reviewers": teams })),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn post_check(&self, check: &CheckReport) -> Result<CheckKind, ForgeError> {
+        if !self.statuses.load(Ordering::Relaxed) {
+            let mut output = json!({
+                "title": if check.passed { "passed" } else { "failed" },
+                "summary": clip(&check.summary, CHECK_TEXT_MAX),
+            });
+            if let Some(text) = &check.text {
+                output["text"] = json!(clip(text, CHECK_TEXT_MAX));
+            }
+            let mut body = json!({
+                "name": check.name,
+                "head_sha": check.head_sha,
+                "status": "completed",
+                "conclusion": if check.passed { "success" } else { "failure" },
+                "output": output,
+            });
+            if let Some(s) = &check.started_at {
+                body["started_at"] = json!(s);
+            }
+            body["completed_at"] = json!(check
+                .completed_at
+                .clone()
+                .unwrap_or_else(crate::log::now_rfc3339));
+            match self
+                .send(
+                    "creating a check run",
+                    Method::Post,
+                    &self.repo_path("/check-runs"),
+                    Some(&body),
+                )
+                .await
+            {
+                Ok(_) => return Ok(CheckKind::CheckRun),
+                Err(e) if e.status == Some(403) || e.status == Some(404) => {
+                    if !self.statuses.swap(true, Ordering::Relaxed) {
+                        self.notices
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(format!(
+                                "check runs need a GitHub App or Actions token (HTTP {}); posting commit statuses instead",
+                                e.status.unwrap_or(403)
+                            ));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let url = self.repo_path(&format!("/statuses/{}", check.head_sha));
+        let body = json!({
+            "state": if check.passed { "success" } else { "failure" },
+            "description": clip(&check.summary, STATUS_DESCRIPTION_MAX),
+            "context": check.name,
+        });
+        self.send("creating a commit status", Method::Post, &url, Some(&body))
+            .await?;
+        Ok(CheckKind::Status)
+    }
+
+    async fn comment(&self, number: u64, body: &str) -> Result<(), ForgeError> {
+        let url = self.repo_path(&format!("/issues/{number}/comments"));
+        self.send(
+            "commenting",
+            Method::Post,
+            &url,
+            Some(&json!({ "body": body })),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn list_review_comments(&self, number: u64) -> Result<Vec<ReviewComment>, ForgeError> {
+        let url = self.repo_path(&format!("/pulls/{number}/comments?per_page=100"));
+        let list = self
+            .send("listing review comments", Method::Get, &url, None)
+            .await?;
+        Ok(list
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|c| ReviewComment {
+                        path: c["path"].as_str().unwrap_or_default().to_string(),
+                        body: c["body"].as_str().unwrap_or_default().to_string(),
+                        user: c["user"]["login"].as_str().map(str::to_string),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}

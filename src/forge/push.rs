@@ -1,0 +1,120 @@
+//! Pushing with the git CLI, the token fed from memory.
+//!
+//! The token never reaches argv, the environment of any process, a config
+//! file or a remote URL on disk: git is started with its configured
+//! credential helpers reset (`-c credential.helper=`) and one inline helper
+//! that reads the token from file descriptor 3, a pipe this process filled
+//! (a few copies, one per `get`) and closed. The helper is a shell function
+//! whose only output is `printf`, a builtin: no child sees the token in its
+//! argv either.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use super::ForgeError;
+
+/// The inline credential helper: answers `get` with the token from fd 3.
+const HELPER: &str = "!f() { test \"$1\" = get || { cat >/dev/null; exit 0; }; cat >/dev/null; IFS= read -r t <&3 || exit 1; printf 'username=x-access-token\\npassword=%s\\n' \"$t\"; }; f";
+
+/// How many `get`s the pipe can answer (one push asks once or twice).
+const COPIES: usize = 4;
+
+/// What to push.
+#[derive(Debug, Clone)]
+pub struct PushSpec<'a> {
+    /// The git directory of the repository.
+    pub git_dir: &'a Path,
+    /// A remote name or URL (never one with credentials in it).
+    pub remote: &'a str,
+    /// `+<src>:<dst>` refspecs that must succeed.
+    pub refspecs: Vec<String>,
+    /// Environment variables to remove from git's environment (the token's).
+    pub scrub_env: Vec<String>,
+}
+
+fn err(message: String) -> ForgeError {
+    ForgeError {
+        status: None,
+        operation: "pushing".into(),
+        message,
+        fields: Vec::new(),
+    }
+}
+
+/// Pushes `spec.refspecs` with `token` (when given) as the HTTPS password.
+pub fn push(spec: &PushSpec<'_>, token: Option<&str>) -> Result<(), ForgeError> {
+    let mut cmd = Command::new("git");
+    cmd.arg("--git-dir")
+        .arg(spec.git_dir)
+        .args(["-c", "core.hooksPath=/dev/null"])
+        .args(["-c", "credential.helper="])
+        .args(["-c", "credential.interactive=false"]);
+    if token.is_some() {
+        cmd.args(["-c", &format!("credential.helper={HELPER}")]);
+    }
+    cmd.args(["push", "--porcelain", "--no-verify", spec.remote])
+        .args(&spec.refspecs)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env_remove("GIT_ASKPASS")
+        .env_remove("SSH_ASKPASS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for name in &spec.scrub_env {
+        cmd.env_remove(name);
+    }
+    let mut read_end: Option<OwnedFd> = None;
+    if let Some(token) = token {
+        if token.contains(['\n', '\r']) {
+            return Err(err("the token contains a line break".into()));
+        }
+        let (r, w) = nix::unistd::pipe().map_err(|e| err(format!("pipe: {e}")))?;
+        let mut w = std::fs::File::from(w);
+        let line = format!("{token}\n");
+        if line.len() * COPIES > 32 * 1024 {
+            return Err(err("the token is implausibly long".into()));
+        }
+        for _ in 0..COPIES {
+            w.write_all(line.as_bytes())
+                .map_err(|e| err(format!("pipe: {e}")))?;
+        }
+        drop(w);
+        let fd = r.as_raw_fd();
+        // SAFETY: only async-signal-safe calls (dup2, fcntl) between fork and
+        // exec; `fd` stays open in the parent until the child is spawned.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // dup2 onto itself keeps FD_CLOEXEC; clear it either way.
+                let flags = libc::fcntl(3, libc::F_GETFD);
+                libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                Ok(())
+            });
+        }
+        read_end = Some(r);
+    }
+    let output = cmd
+        .output()
+        .map_err(|e| err(format!("could not run git: {e}")))?;
+    drop(read_end);
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut message = stdout
+        .lines()
+        .filter(|l| l.starts_with('!'))
+        .chain(stderr.lines().filter(|l| !l.trim().is_empty()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if let Some(token) = token {
+        message = message.replace(token, "***");
+    }
+    Err(err(format!("git push {}: {message}", spec.remote)))
+}

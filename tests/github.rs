@@ -1,0 +1,946 @@
+//! Delivery to GitHub: octocrab against a wiremock server on 127.0.0.1 that
+//! validates every request body against the operation's schema from GitHub's
+//! official OpenAPI description (`tests/fixtures/github/openapi-subset.json`,
+//! made by `generate.py`) and answers with the official examples; pushes go
+//! to a bare repository over smart HTTP (`git http-backend` behind a tiny
+//! server that demands Basic auth).
+
+mod run_support;
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use git_agent::delivery::{deliver_pr, DeliveryRecord};
+use git_agent::forge::github::{GitHub, RetryPolicy};
+use git_agent::forge::{Forge, RepoId};
+use git_agent::store::{RunRecord, State};
+use run_support::{Brief, TestRepo};
+use serde_json::{json, Value};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const TOKEN: &str = "ghp_testTOKEN0123456789abcdefSECRET";
+
+// ---------------------------------------------------------------------------
+// The OpenAPI subset.
+
+struct Operation {
+    id: String,
+    method: String,
+    /// The path template split into segments (`{x}` matches any one).
+    segments: Vec<String>,
+    validator: Option<jsonschema::Validator>,
+    status: u16,
+    example: Value,
+}
+
+fn operations() -> &'static Vec<Operation> {
+    static OPS: OnceLock<Vec<Operation>> = OnceLock::new();
+    OPS.get_or_init(|| {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/github/openapi-subset.json");
+        let spec: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("subset")).expect("json");
+        spec["operations"]
+            .as_object()
+            .expect("operations")
+            .iter()
+            .map(|(id, op)| {
+                let validator = op["request_schema"].as_object().map(|_| {
+                    let mut schema = op["request_schema"].clone();
+                    // GitHub ignores unknown fields; we must not send any.
+                    if schema.get("properties").is_some() {
+                        schema["additionalProperties"] = json!(false);
+                    }
+                    jsonschema::validator_for(&schema)
+                        .unwrap_or_else(|e| panic!("schema of {id}: {e}"))
+                });
+                Operation {
+                    id: id.clone(),
+                    method: op["method"].as_str().expect("method").to_string(),
+                    segments: op["path"]
+                        .as_str()
+                        .expect("path")
+                        .split('/')
+                        .map(str::to_string)
+                        .collect(),
+                    validator,
+                    status: op["response_status"].as_u64().unwrap_or(200) as u16,
+                    example: op["response_example"].clone(),
+                }
+            })
+            .collect()
+    })
+}
+
+fn operation_for(method: &str, path: &str) -> Option<&'static Operation> {
+    let segs: Vec<&str> = path.split('/').collect();
+    operations().iter().find(|op| {
+        op.method == method
+            && op.segments.len() == segs.len()
+            && op
+                .segments
+                .iter()
+                .zip(&segs)
+                .all(|(t, s)| t.starts_with('{') || t == s)
+    })
+}
+
+// ---------------------------------------------------------------------------
+// A fake GitHub: stateful pull requests, injected failures, a request log.
+
+#[derive(Debug, Clone)]
+struct Seen {
+    op: String,
+    path: String,
+    query: String,
+    auth: String,
+    body: Value,
+}
+
+#[derive(Default)]
+struct FakeState {
+    seen: Vec<Seen>,
+    /// (head, number, draft) of open pull requests.
+    prs: Vec<(String, u64, bool)>,
+    /// Failures to answer first: (operation, template), in order.
+    inject: VecDeque<(String, ResponseTemplate)>,
+    /// Operations that always fail with this status.
+    refuse: Vec<(String, u16)>,
+    schema_errors: Vec<String>,
+}
+
+#[derive(Clone, Default)]
+struct Fake(Arc<Mutex<FakeState>>);
+
+impl Fake {
+    fn state(&self) -> std::sync::MutexGuard<'_, FakeState> {
+        self.0.lock().unwrap()
+    }
+    fn count(&self, op: &str) -> usize {
+        self.state().seen.iter().filter(|s| s.op == op).count()
+    }
+    fn bodies(&self, op: &str) -> Vec<Value> {
+        self.state()
+            .seen
+            .iter()
+            .filter(|s| s.op == op)
+            .map(|s| s.body.clone())
+            .collect()
+    }
+}
+
+impl Respond for Fake {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let path = req.url.path().to_string();
+        let Some(op) = operation_for(req.method.as_str(), &path) else {
+            self.state()
+                .schema_errors
+                .push(format!("unknown operation {} {path}", req.method));
+            return ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"}));
+        };
+        let body: Value = if req.body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&req.body).unwrap_or(Value::Null)
+        };
+        let mut st = self.state();
+        if let Some(v) = &op.validator {
+            for e in v.iter_errors(&body) {
+                st.schema_errors
+                    .push(format!("{}: {e} at {} in {body}", op.id, e.instance_path));
+            }
+        }
+        st.seen.push(Seen {
+            op: op.id.clone(),
+            path: path.clone(),
+            query: req.url.query().unwrap_or("").to_string(),
+            auth: req
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+            body: body.clone(),
+        });
+        if let Some(pos) = st.inject.iter().position(|(o, _)| *o == op.id) {
+            let (_, t) = st.inject.remove(pos).expect("injected");
+            return t;
+        }
+        if let Some((_, status)) = st.refuse.iter().find(|(o, _)| *o == op.id) {
+            return ResponseTemplate::new(*status).set_body_json(
+                json!({"message": "Resource not accessible by personal access token"}),
+            );
+        }
+        let mut example = op.example.clone();
+        match op.id.as_str() {
+            "pulls/list" => {
+                let head = req
+                    .url
+                    .query_pairs()
+                    .find(|(k, _)| k == "head")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                let branch = head.split_once(':').map(|(_, b)| b).unwrap_or(&head);
+                let template = example[0].clone();
+                example = Value::Array(
+                    st.prs
+                        .iter()
+                        .filter(|(h, _, _)| h == branch)
+                        .map(|(_, n, d)| pr_json(&template, *n, *d))
+                        .collect(),
+                );
+            }
+            "pulls/create" => {
+                let n = 1347 + st.prs.len() as u64;
+                let draft = body["draft"].as_bool().unwrap_or(false);
+                st.prs
+                    .push((body["head"].as_str().unwrap_or("").into(), n, draft));
+                example = pr_json(&example, n, draft);
+            }
+            "pulls/update" => {
+                let n: u64 = path.rsplit('/').next().unwrap().parse().unwrap();
+                let draft = st.prs.iter().find(|p| p.1 == n).is_some_and(|p| p.2);
+                example = pr_json(&example, n, draft);
+            }
+            _ => {}
+        }
+        ResponseTemplate::new(op.status).set_body_json(example)
+    }
+}
+
+fn pr_json(template: &Value, number: u64, draft: bool) -> Value {
+    let mut v = template.clone();
+    v["number"] = json!(number);
+    v["draft"] = json!(draft);
+    v["html_url"] = json!(format!("https://github.com/octo/hello/pull/{number}"));
+    v
+}
+
+async fn fake_github() -> (MockServer, Fake) {
+    let server = MockServer::start().await;
+    let fake = Fake::default();
+    Mock::given(wiremock::matchers::any())
+        .respond_with(fake.clone())
+        .mount(&server)
+        .await;
+    (server, fake)
+}
+
+fn client(server: &MockServer) -> GitHub {
+    GitHub::new(
+        &server.uri(),
+        RepoId {
+            host: "github.com".into(),
+            owner: "octo".into(),
+            repo: "hello".into(),
+        },
+        TOKEN.into(),
+        RetryPolicy {
+            retries: 3,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_secs(5),
+        },
+    )
+    .expect("client")
+}
+
+fn assert_clean(fake: &Fake) {
+    let st = fake.state();
+    assert!(st.schema_errors.is_empty(), "{:#?}", st.schema_errors);
+    for s in &st.seen {
+        assert_eq!(s.auth, format!("Bearer {TOKEN}"), "auth of {}", s.op);
+        assert!(s.path.starts_with("/repos/octo/hello/"), "{}", s.path);
+    }
+}
+
+fn record(state: State, reason: Option<&str>) -> RunRecord {
+    serde_json::from_value(json!({
+        "schema": 1, "run_id": "20261125-120000-hello-abcd", "task": "hello",
+        "title": "Say hello", "brief_path": ".agents/tasks/hello.md", "brief_blob": "0",
+        "agent": "fx", "state": state, "base_ref": "main", "base_commit": null,
+        "branch": "agent/hello", "commit": "6dcb09b5b57875f334f61aebed695e2e4193db5e",
+        "attempts": 1, "max_attempts": 3, "worktree": null, "reason": reason,
+        "checks": [], "pid": 0, "started_at": "2026-11-25T12:00:00Z",
+        "finished_at": "2026-11-25T12:01:00Z", "duration_ms": 60000
+    }))
+    .expect("record")
+}
+
+fn events() -> Vec<git_agent::log::Event> {
+    serde_json::from_value(json!([
+        {"v": 1, "ts": "2026-11-25T12:00:10Z", "type": "check_finished", "attempt": 1,
+         "name": "tests", "command": "cargo test", "passed": true, "exit_code": 0,
+         "timed_out": false, "duration_ms": 1500},
+        {"v": 1, "ts": "2026-11-25T12:00:20Z", "type": "check_finished", "attempt": 1,
+         "name": "lint", "command": "cargo clippy", "passed": false, "exit_code": 1,
+         "timed_out": false, "duration_ms": 900, "output_tail": "error: unused variable"}
+    ]))
+    .expect("events")
+}
+
+fn delivery(mode: &str) -> DeliveryRecord {
+    DeliveryRecord {
+        mode: mode.into(),
+        base: "main".into(),
+        labels: vec!["agent".into()],
+        reviewers: vec!["octocat".into(), "octo/reviewers".into()],
+        state: "pending".into(),
+        ..Default::default()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The forge, call by call.
+
+#[tokio::test]
+async fn opens_then_updates_the_same_pull_request() {
+    let (server, fake) = fake_github().await;
+    let gh = client(&server);
+    let rec = record(State::Succeeded, None);
+    let mut d = delivery("pr");
+    deliver_pr(
+        &gh,
+        &rec,
+        &events(),
+        "agent/hello",
+        rec.commit.as_deref().unwrap(),
+        &mut d,
+    )
+    .await
+    .expect("first delivery");
+    assert_eq!(d.pr_number, Some(1347));
+    let mut d2 = delivery("pr");
+    deliver_pr(
+        &gh,
+        &rec,
+        &events(),
+        "agent/hello",
+        rec.commit.as_deref().unwrap(),
+        &mut d2,
+    )
+    .await
+    .expect("second delivery");
+    assert_eq!(d2.pr_number, Some(1347), "the re-run found the same PR");
+    assert_eq!(fake.count("pulls/create"), 1, "never a second PR");
+    assert_eq!(fake.count("pulls/update"), 1);
+    assert_eq!(fake.count("pulls/list"), 2);
+    // Reviewers only when the PR is opened; labels each time (idempotent on GitHub).
+    assert_eq!(fake.count("pulls/request-reviewers"), 1);
+    assert_eq!(
+        fake.bodies("pulls/request-reviewers")[0],
+        json!({"reviewers": ["octocat"], "team_reviewers": ["reviewers"]})
+    );
+    let create = &fake.bodies("pulls/create")[0];
+    assert_eq!(create["head"], "agent/hello");
+    assert_eq!(create["base"], "main");
+    assert_eq!(create["draft"], false);
+    assert!(create["body"].as_str().unwrap().contains("Say hello"));
+    let checks = fake.bodies("checks/create");
+    let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["git-agent / tests", "git-agent / lint", "git-agent / scope"].repeat(2)
+    );
+    assert_eq!(checks[1]["conclusion"], "failure");
+    assert!(checks[1]["output"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("unused variable"));
+    let st = fake.state();
+    for s in st.seen.iter().filter(|s| s.op == "pulls/list") {
+        assert!(
+            s.query.contains("head=octo%3Aagent%2Fhello"),
+            "query: {}",
+            s.query
+        );
+        assert!(s.query.contains("state=open"));
+    }
+    drop(st);
+    assert_clean(&fake);
+}
+
+#[tokio::test]
+async fn escalated_run_is_a_draft_with_needs_human_and_a_comment() {
+    let (server, fake) = fake_github().await;
+    let gh = client(&server);
+    let rec = record(
+        State::Escalated,
+        Some("changed Cargo.lock (escalate.paths)"),
+    );
+    let mut d = delivery("pr");
+    deliver_pr(
+        &gh,
+        &rec,
+        &events(),
+        "agent/hello",
+        rec.commit.as_deref().unwrap(),
+        &mut d,
+    )
+    .await
+    .expect("delivery");
+    assert_eq!(fake.bodies("pulls/create")[0]["draft"], true);
+    let labels = fake.bodies("issues/add-labels");
+    assert_eq!(labels[0], json!({"labels": ["agent", "needs-human"]}));
+    let comments = fake.bodies("issues/create-comment");
+    assert_eq!(comments.len(), 1);
+    assert!(comments[0]["body"]
+        .as_str()
+        .unwrap()
+        .contains("changed Cargo.lock (escalate.paths)"));
+    assert_clean(&fake);
+}
+
+#[tokio::test]
+async fn check_runs_refused_fall_back_to_statuses_said_once() {
+    let (server, fake) = fake_github().await;
+    fake.state().refuse.push(("checks/create".into(), 403));
+    let gh = client(&server);
+    let rec = record(State::Succeeded, None);
+    let mut d = delivery("pr");
+    deliver_pr(
+        &gh,
+        &rec,
+        &events(),
+        "agent/hello",
+        rec.commit.as_deref().unwrap(),
+        &mut d,
+    )
+    .await
+    .expect("delivery");
+    assert_eq!(fake.count("checks/create"), 1, "asked once, then statuses");
+    let statuses = fake.bodies("repos/create-commit-status");
+    assert_eq!(statuses.len(), 3);
+    assert_eq!(statuses[1]["context"], "git-agent / lint");
+    assert_eq!(statuses[1]["state"], "failure");
+    let notices = gh.take_notices();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(notices[0].contains("commit statuses"));
+    let st = fake.state();
+    assert!(st
+        .seen
+        .iter()
+        .filter(|s| s.op == "repos/create-commit-status")
+        .all(|s| s
+            .path
+            .ends_with("/statuses/6dcb09b5b57875f334f61aebed695e2e4193db5e")));
+    drop(st);
+    assert_clean(&fake);
+}
+
+#[tokio::test]
+async fn a_502_is_retried() {
+    let (server, fake) = fake_github().await;
+    fake.state().inject.push_back((
+        "pulls/create".into(),
+        ResponseTemplate::new(502).set_body_string("Bad Gateway"),
+    ));
+    let gh = client(&server);
+    let (pr, created) = gh
+        .open_or_update_pr(&spec("agent/hello", false))
+        .await
+        .expect("retried");
+    assert!(created);
+    assert_eq!(pr.number, 1347);
+    assert_eq!(fake.count("pulls/create"), 2);
+    assert_clean(&fake);
+}
+
+#[tokio::test]
+async fn a_secondary_rate_limit_waits_for_retry_after() {
+    let (server, fake) = fake_github().await;
+    fake.state().inject.push_back((
+        "pulls/create".into(),
+        ResponseTemplate::new(403)
+            .insert_header("retry-after", "1")
+            .set_body_json(json!({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."})),
+    ));
+    let gh = client(&server);
+    let start = Instant::now();
+    gh.open_or_update_pr(&spec("agent/hello", false))
+        .await
+        .expect("retried after the wait");
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(fake.count("pulls/create"), 2);
+    assert_clean(&fake);
+}
+
+#[tokio::test]
+async fn a_422_names_the_rejected_field_and_is_not_retried() {
+    let (server, fake) = fake_github().await;
+    fake.state().inject.push_back((
+        "pulls/create".into(),
+        ResponseTemplate::new(422).set_body_json(json!({
+            "message": "Validation Failed",
+            "errors": [{"resource": "PullRequest", "field": "base", "code": "invalid"}],
+            "documentation_url": "https://docs.github.com/rest/pulls/pulls#create-a-pull-request"
+        })),
+    ));
+    let gh = client(&server);
+    let err = gh
+        .open_or_update_pr(&spec("agent/hello", false))
+        .await
+        .expect_err("422");
+    assert_eq!(err.status, Some(422));
+    assert_eq!(err.fields, ["PullRequest.base: invalid"]);
+    assert!(
+        err.to_string().contains("rejected: PullRequest.base"),
+        "{err}"
+    );
+    assert_eq!(fake.count("pulls/create"), 1);
+}
+
+#[tokio::test]
+async fn review_comments_are_listed() {
+    let (server, fake) = fake_github().await;
+    let gh = client(&server);
+    let comments = gh.list_review_comments(1347).await.expect("comments");
+    assert!(!comments.is_empty());
+    assert!(!comments[0].path.is_empty());
+    assert_clean(&fake);
+}
+
+fn spec(head: &str, draft: bool) -> git_agent::forge::PrSpec {
+    git_agent::forge::PrSpec {
+        head: head.into(),
+        base: "main".into(),
+        title: "Say hello".into(),
+        body: "body".into(),
+        draft,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Smart HTTP with Basic auth in front of `git http-backend`.
+
+struct GitServer {
+    port: u16,
+    /// `Authorization` headers seen (to prove the token was sent).
+    auths: Arc<Mutex<Vec<String>>>,
+}
+
+fn real_git() -> PathBuf {
+    let out = Command::new("sh")
+        .args(["-c", "command -v git"])
+        .output()
+        .expect("which git");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+fn git_http_server(project_root: PathBuf, token: &'static str) -> GitServer {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    let auths = Arc::new(Mutex::new(Vec::new()));
+    let seen = auths.clone();
+    let git = real_git();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let root = project_root.clone();
+            let seen = seen.clone();
+            let git = git.clone();
+            std::thread::spawn(move || {
+                let _ = serve(stream, &root, token, &seen, &git);
+            });
+        }
+    });
+    GitServer { port, auths }
+}
+
+fn serve(
+    stream: TcpStream,
+    root: &Path,
+    token: &str,
+    seen: &Mutex<Vec<String>>,
+    git: &Path,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h)?;
+        let h = h.trim_end().to_string();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let header = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if let Some(len) = header("content-length") {
+        let len: usize = len.parse().unwrap_or(0);
+        body.resize(len, 0);
+        reader.read_exact(&mut body)?;
+    } else if header("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    }
+    let auth = header("authorization").unwrap_or_default();
+    if !auth.is_empty() {
+        seen.lock().unwrap().push(auth.clone());
+    }
+    let expected = {
+        use base64_lite::encode;
+        format!("Basic {}", encode(&format!("x-access-token:{token}")))
+    };
+    if auth != expected {
+        out.write_all(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+        return Ok(());
+    }
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let mut cgi = Command::new(git)
+        .arg("http-backend")
+        .env_clear()
+        .env("GIT_PROJECT_ROOT", root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("REQUEST_METHOD", &method)
+        .env("PATH_INFO", path)
+        .env("QUERY_STRING", query)
+        .env("REMOTE_USER", "x-access-token")
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .env("CONTENT_TYPE", header("content-type").unwrap_or_default())
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env(
+            "HTTP_CONTENT_ENCODING",
+            header("content-encoding").unwrap_or_default(),
+        )
+        .env("GIT_PROTOCOL", header("git-protocol").unwrap_or_default())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut stdin = cgi.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&body);
+    });
+    let output = cgi.wait_with_output()?;
+    let _ = writer.join();
+    let raw = output.stdout;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| (p, 4))
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| (p, 2)))
+        .unwrap_or((raw.len(), 0));
+    let head = String::from_utf8_lossy(&raw[..split.0]).to_string();
+    let content = &raw[(split.0 + split.1).min(raw.len())..];
+    let mut status = "200 OK".to_string();
+    let mut response = String::new();
+    for h in head.lines() {
+        if let Some(s) = h.strip_prefix("Status:") {
+            status = s.trim().to_string();
+        } else if !h.trim().is_empty() {
+            response.push_str(h.trim_end());
+            response.push_str("\r\n");
+        }
+    }
+    out.write_all(
+        format!(
+            "HTTP/1.1 {status}\r\n{response}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            content.len()
+        )
+        .as_bytes(),
+    )?;
+    out.write_all(content)?;
+    out.flush()
+}
+
+/// Base64 for the Basic auth header (no dependency for ten lines).
+mod base64_lite {
+    pub fn encode(s: &str) -> String {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let b = s.as_bytes();
+        let mut out = String::new();
+        for c in b.chunks(3) {
+            let n = (c[0] as u32) << 16
+                | (*c.get(1).unwrap_or(&0) as u32) << 8
+                | *c.get(2).unwrap_or(&0) as u32;
+            for i in 0..4 {
+                if i <= c.len() {
+                    out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Every file under `dir`, recursively, that contains `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(p);
+            } else if meta.is_file() {
+                if let Ok(bytes) = std::fs::read(&p) {
+                    if bytes.windows(needle.len()).any(|w| w == needle) {
+                        found.push(p);
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+struct E2e {
+    repo: TestRepo,
+    remote: PathBuf,
+    git_server: GitServer,
+    argv_log: PathBuf,
+    path_env: String,
+}
+
+fn e2e(server: &MockServer) -> E2e {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    let remote_root = repo.tmp.join("remote");
+    std::fs::create_dir_all(remote_root.join("octo")).unwrap();
+    let remote = remote_root.join("octo/hello.git");
+    let st = Command::new(real_git())
+        .args(["init", "-q", "--bare", "-b", "main"])
+        .arg(&remote)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let st = Command::new(real_git())
+        .args(["config", "http.receivepack", "true"])
+        .current_dir(&remote)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let git_server = git_http_server(remote_root, TOKEN);
+    // A `git` on PATH that logs its argv, in front of the real one.
+    let bin = repo.tmp.join("wrapbin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let argv_log = repo.tmp.join("git-argv.log");
+    let wrapper = bin.join("git");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            argv_log.display(),
+            real_git().display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin_dir = Path::new(run_support::BIN).parent().unwrap();
+    let path_env = format!(
+        "{}:{}:{}",
+        bin.display(),
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    repo.git(&[
+        "remote",
+        "add",
+        "origin",
+        &format!("http://127.0.0.1:{}/octo/hello.git", git_server.port),
+    ]);
+    repo.config_with(
+        "env_dump.sh",
+        &format!(
+            "github:\n  api_url: {}\n",
+            run_support::yaml_str(&server.uri())
+        ),
+    );
+    let brief = Brief::new(&["src/**"])
+        .title("Say hello")
+        .check("tests", "true")
+        .render()
+        .replace(
+            "---\n# Goal",
+            "output:\n  deliver: pr\n  labels: [agent]\n---\n# Goal",
+        );
+    repo.write(".agents/tasks/hello.md", &brief);
+    repo.commit_all("agent config");
+    E2e {
+        repo,
+        remote,
+        git_server,
+        argv_log,
+        path_env,
+    }
+}
+
+fn assert_token_nowhere(e: &E2e) {
+    let needle = TOKEN.as_bytes();
+    let leaks = files_containing(&e.repo.root.join(".git"), needle);
+    assert!(leaks.is_empty(), "token on disk: {leaks:?}");
+    let leaks = files_containing(&e.remote, needle);
+    assert!(leaks.is_empty(), "token in the remote: {leaks:?}");
+    let argv = std::fs::read_to_string(&e.argv_log).unwrap_or_default();
+    assert!(argv.contains("push"), "the wrapper saw the push: {argv}");
+    assert!(!argv.contains(TOKEN), "token in argv:\n{argv}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_pushes_over_http_and_opens_the_pr_without_leaking_the_token() {
+    let (server, fake) = fake_github().await;
+    let e = e2e(&server);
+    let path_env = e.path_env.clone();
+    let repo = &e.repo;
+    let (code, runs, stderr) = tokio::task::block_in_place(|| {
+        repo.run_json_env(&["hello"], &[("PATH", &path_env), ("GITHUB_TOKEN", TOKEN)])
+    });
+    let run = &runs[0];
+    assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
+    assert_eq!(run["delivery"]["state"], "delivered", "{run:#}");
+    assert_eq!(
+        run["delivery"]["pr_url"],
+        "https://github.com/octo/hello/pull/1347"
+    );
+    // The branch and the notes reached the remote over HTTP with Basic auth.
+    let remote_refs = String::from_utf8(
+        Command::new(real_git())
+            .args(["for-each-ref", "--format=%(refname)"])
+            .current_dir(&e.remote)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        remote_refs.contains("refs/heads/agent/hello"),
+        "{remote_refs}"
+    );
+    assert!(remote_refs.contains("refs/notes/agent"), "{remote_refs}");
+    assert!(!e.git_server.auths.lock().unwrap().is_empty());
+    // The agent's environment (dumped into src/env.txt) has no token.
+    let env_txt = repo.show("agent/hello", "src/env.txt").expect("env dump");
+    assert!(!env_txt.contains(TOKEN), "token in the agent's env");
+    assert!(!env_txt.contains("GITHUB_TOKEN"));
+    assert_token_nowhere(&e);
+    assert_eq!(fake.count("pulls/create"), 1);
+    let create = &fake.bodies("pulls/create")[0];
+    assert_eq!(create["head"], "agent/hello");
+    assert!(create["body"].as_str().unwrap().contains("Say hello"));
+    let checks: Vec<String> = fake
+        .bodies("checks/create")
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(checks, ["git-agent / tests", "git-agent / scope"]);
+    assert_clean(&fake);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_failure_keeps_the_run_and_deliver_retries() {
+    let (server, fake) = fake_github().await;
+    let e = e2e(&server);
+    let path_env = e.path_env.clone();
+    let repo = &e.repo;
+    // A wrong token: the git server refuses the push.
+    let (code, runs, stderr) = tokio::task::block_in_place(|| {
+        repo.run_json_env(
+            &["hello"],
+            &[("PATH", &path_env), ("GITHUB_TOKEN", "wrong-token")],
+        )
+    });
+    let run = &runs[0];
+    assert_eq!(code, 0, "the run itself succeeded; stderr:\n{stderr}");
+    assert_eq!(run["outcome"], "succeeded");
+    assert_eq!(run["delivery"]["state"], "failed", "{run:#}");
+    assert!(run["delivery"]["reason"].as_str().unwrap().contains("push"));
+    assert!(repo.rev_opt("agent/hello").is_some(), "the branch stays");
+    let status = tokio::task::block_in_place(|| repo.run_env(&["status"], &[("PATH", &path_env)]));
+    let status = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(status.contains("succeeded (delivery failed)"), "{status}");
+    assert_eq!(fake.count("pulls/create"), 0);
+
+    let out = tokio::task::block_in_place(|| {
+        repo.run_env(
+            &["deliver", "hello", "--json"],
+            &[("PATH", &path_env), ("GITHUB_TOKEN", TOKEN)],
+        )
+    });
+    assert!(
+        out.status.success(),
+        "deliver: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(d["state"], "delivered");
+    assert_eq!(fake.count("pulls/create"), 1);
+    let status = tokio::task::block_in_place(|| repo.run_env(&["status"], &[("PATH", &path_env)]));
+    let status = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(!status.contains("delivery failed"), "{status}");
+    // Delivering again updates the same pull request.
+    let out = tokio::task::block_in_place(|| {
+        repo.run_env(
+            &["deliver", "hello"],
+            &[("PATH", &path_env), ("GITHUB_TOKEN", TOKEN)],
+        )
+    });
+    assert!(out.status.success());
+    assert_eq!(fake.count("pulls/create"), 1);
+    assert_eq!(fake.count("pulls/update"), 1);
+    assert_token_nowhere(&e);
+    assert_clean(&fake);
+}
+
+#[test]
+fn the_schemas_reject_what_github_would() {
+    let create = operations()
+        .iter()
+        .find(|o| o.id == "pulls/create")
+        .expect("pulls/create");
+    let v = create.validator.as_ref().expect("schema");
+    assert!(v.is_valid(&json!({"head": "a", "base": "main", "title": "t", "draft": true})));
+    assert!(
+        !v.is_valid(&json!({"head": "a", "title": "t"})),
+        "base is required"
+    );
+    assert!(!v.is_valid(&json!({"head": "a", "base": "main", "draft": "yes"})));
+    assert!(
+        !v.is_valid(&json!({"head": "a", "base": "main", "labels": ["x"]})),
+        "no such field"
+    );
+    let status = operations()
+        .iter()
+        .find(|o| o.id == "repos/create-commit-status")
+        .expect("status");
+    let v = status.validator.as_ref().expect("schema");
+    // `nullable: true` became a null type.
+    assert!(v.is_valid(&json!({"state": "success", "target_url": null})));
+    assert!(!v.is_valid(&json!({"state": "passed"})));
+}
