@@ -639,6 +639,9 @@ fn render_checks(md: &mut String, events: &[Event]) {
         let _ = writeln!(md, "| {a} | {} |", cells.join(" | "));
     }
     let _ = writeln!(md);
+    if attempts.len() > 1 {
+        render_timeline(md, events, &attempts, &checks);
+    }
     for c in checks.iter().filter(|c| !c.2) {
         let _ = writeln!(
             md,
@@ -648,6 +651,42 @@ fn render_checks(md: &mut String, events: &[Event]) {
             c.5.replace("```", "`\u{200b}``").trim_end()
         );
     }
+}
+
+/// A mermaid timeline of the attempts (GitHub renders it in the PR body):
+/// the agent's time, then each check's verdict, one period per attempt.
+fn render_timeline(
+    md: &mut String,
+    events: &[Event],
+    attempts: &[u32],
+    checks: &[(u32, &str, bool, u64, bool, &str)],
+) {
+    // `:` separates events and `#`/`;` end a line in mermaid: keep names plain.
+    let plain = |s: &str| s.replace([':', '#', ';', '\n'], " ");
+    let _ = writeln!(md, "```mermaid\ntimeline\n    title Attempts and checks");
+    for a in attempts {
+        let agent = events.iter().find_map(|e| match &e.kind {
+            EventKind::AgentFinished {
+                attempt,
+                duration_ms,
+                ..
+            } if attempt == a => Some(*duration_ms),
+            _ => None,
+        });
+        let mut line = format!("    Attempt {a}");
+        if let Some(ms) = agent {
+            let _ = write!(
+                line,
+                " : agent {}",
+                crate::duration::short(std::time::Duration::from_millis(ms))
+            );
+        }
+        for c in checks.iter().filter(|c| c.0 == *a) {
+            let _ = write!(line, " : {} {}", if c.2 { "✅" } else { "❌" }, plain(c.1));
+        }
+        let _ = writeln!(md, "{line}");
+    }
+    let _ = writeln!(md, "```\n");
 }
 
 fn render_problems(md: &mut String, events: &[Event]) {

@@ -981,6 +981,13 @@ fn markdown_log_snapshot() {
         | 1 | ❌ [DURATION] | ✅ [DURATION] |
         | 2 | ✅ [DURATION] | ✅ [DURATION] |
 
+        ```mermaid
+        timeline
+            title Attempts and checks
+            Attempt 1 : agent [DURATION] : ❌ value-is-fixed : ✅ readme
+            Attempt 2 : agent [DURATION] : ✅ value-is-fixed : ✅ readme
+        ```
+
         <details><summary>❌ <code>value-is-fixed</code> failed on attempt 1</summary>
 
         ```text
