@@ -104,6 +104,22 @@ pub struct RawEscalate {
     /// Stop the agent when its reported cost exceeds this many US dollars.
     #[serde(default)]
     pub max_cost_usd: Option<f64>,
+    /// How an escalated run is handed to a human when the brief delivers a
+    /// pull request: `draft-pr` (default) or `issue` (no pull request; an
+    /// issue carrying the decision log).
+    #[serde(default)]
+    pub fallback: Option<EscalateFallback>,
+}
+
+/// How an escalated run reaches a human on the forge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum EscalateFallback {
+    /// A draft pull request labelled `needs-human`, with a comment naming the trigger.
+    #[default]
+    DraftPr,
+    /// An issue with the decision log and the `needs-human` label; no pull request.
+    Issue,
 }
 
 /// What to do when the agent changed paths outside its scope.
@@ -220,6 +236,7 @@ pub struct Escalate {
     pub on_scope_violation: OnScopeViolation,
     pub max_turns: Option<u32>,
     pub max_cost_usd: Option<f64>,
+    pub fallback: EscalateFallback,
 }
 
 #[derive(Debug, Clone)]
@@ -603,6 +620,7 @@ fn validate(
         on_scope_violation: None,
         max_turns: None,
         max_cost_usd: None,
+        fallback: None,
     });
     let attempts = esc.attempts.unwrap_or(DEFAULT_ATTEMPTS);
     if attempts == 0 || attempts > MAX_ATTEMPTS {
@@ -679,6 +697,7 @@ fn validate(
             on_scope_violation: esc.on_scope_violation.unwrap_or_default(),
             max_turns: esc.max_turns,
             max_cost_usd: esc.max_cost_usd,
+            fallback: esc.fallback.unwrap_or_default(),
         },
         output: Output {
             deliver: out.deliver.unwrap_or_default(),

@@ -1,7 +1,12 @@
 //! Delivering a finished run: push the branch and `refs/notes/agent`, open
 //! or update the pull request (body = the decision log), post the brief's
 //! checks and the scope verdict as checks, and make an escalated run a
-//! draft that asks for a human.
+//! draft that asks for a human — or, with `escalate.fallback: issue`, an
+//! issue instead of any pull request.
+//!
+//! The branch is pushed with a lease: the remote branch must be absent, be
+//! an ancestor of the new commit, or be a commit git-agent made for the same
+//! task; anything else (a human's commit) is never overwritten.
 //!
 //! Works from `run.json` and `events.jsonl` only, so `git agent deliver RUN`
 //! can retry it later. A failure is recorded, never fatal to the run.
@@ -10,10 +15,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::brief::Deliver;
+use crate::brief::{Deliver, EscalateFallback};
 use crate::forge::github::{GitHub, RetryPolicy};
-use crate::forge::push::{push, PushSpec};
-use crate::forge::{parse_remote_url, CheckReport, Forge, ForgeError, PrSpec};
+use crate::forge::push::{fetch_objects, push, remote_ref, PushSpec};
+use crate::forge::{parse_remote_url, CheckReport, Forge, ForgeError, IssueSpec, PrSpec};
 use crate::log::{render_markdown, Event, EventKind};
 use crate::store::{RunRecord, State};
 
@@ -33,6 +38,9 @@ pub struct DeliveryRecord {
     pub labels: Vec<String>,
     #[serde(default)]
     pub reviewers: Vec<String>,
+    /// How an escalated run reaches a human: a draft PR or an issue.
+    #[serde(default)]
+    pub fallback: EscalateFallback,
     /// `pending`, `delivered` or `failed`.
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,6 +49,14 @@ pub struct DeliveryRecord {
     pub pr_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pr_number: Option<u64>,
+    /// The issue an escalated run opened (`escalate.fallback: issue`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issue_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issue_number: Option<u64>,
+    /// The commit the remote branch points at after delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,7 +64,13 @@ pub struct DeliveryRecord {
 }
 
 impl DeliveryRecord {
-    pub fn new(deliver: Deliver, base: &str, labels: &[String], reviewers: &[String]) -> Self {
+    pub fn new(
+        deliver: Deliver,
+        fallback: EscalateFallback,
+        base: &str,
+        labels: &[String],
+        reviewers: &[String],
+    ) -> Self {
         DeliveryRecord {
             mode: match deliver {
                 Deliver::Branch => "branch",
@@ -60,6 +82,7 @@ impl DeliveryRecord {
             base: base.to_string(),
             labels: labels.to_vec(),
             reviewers: reviewers.to_vec(),
+            fallback,
             state: "pending".into(),
             ..Default::default()
         }
@@ -67,6 +90,34 @@ impl DeliveryRecord {
 
     pub fn failed(&self) -> bool {
         self.state == "failed"
+    }
+
+    /// Whether the brief asked for a pull request (`pr` or `draft-pr`).
+    pub fn wants_pr(&self) -> bool {
+        self.mode == "pr" || self.mode == "draft-pr"
+    }
+
+    /// Whether `record` goes to an issue instead of a pull request.
+    pub fn as_issue(&self, record: &RunRecord) -> bool {
+        record.state == State::Escalated
+            && self.wants_pr()
+            && self.fallback == EscalateFallback::Issue
+    }
+
+    /// The event that says how this delivery went, for `events.jsonl`.
+    pub fn event(&self) -> EventKind {
+        match &self.reason {
+            Some(reason) if self.failed() => EventKind::DeliveryFailed {
+                mode: self.mode.clone(),
+                reason: reason.clone(),
+            },
+            _ => EventKind::Delivered {
+                mode: self.mode.clone(),
+                url: self.issue_url.clone().or_else(|| self.pr_url.clone()),
+                commit: self.pushed.clone(),
+                notices: self.notices.clone(),
+            },
+        }
     }
 }
 
@@ -77,8 +128,10 @@ pub struct Target {
     pub git_dir: std::path::PathBuf,
     /// The remote pushed to (default `origin`).
     pub remote: String,
-    /// The remote's URL (owner/repo/host are read from it).
+    /// The remote's push URL (owner/repo/host are read from it).
     pub remote_url: String,
+    /// The remote's fetch URL, when it differs from the push URL.
+    pub fetch_url: Option<String>,
     /// A configured API base URL (GitHub Enterprise, tests).
     pub api_url: Option<String>,
     /// The token and the variable it came from.
@@ -100,12 +153,13 @@ impl Target {
         let remote = repo
             .find_remote("origin")
             .map_err(|_| "the repository has no `origin` remote".to_string())?;
-        let remote_url = match remote.pushurl() {
-            Ok(Some(url)) => url.to_string(),
-            _ => remote
-                .url()
-                .map_err(|_| "`origin` has no usable URL".to_string())?
-                .to_string(),
+        let url = remote
+            .url()
+            .map_err(|_| "`origin` has no usable URL".to_string())?
+            .to_string();
+        let (remote_url, fetch_url) = match remote.pushurl() {
+            Ok(Some(push)) if push != url => (push.to_string(), Some(url)),
+            _ => (url, None),
         };
         let names: Vec<&str> = match token_env {
             Some(n) => vec![n],
@@ -120,6 +174,7 @@ impl Target {
             git_dir: git_dir.to_path_buf(),
             remote: "origin".into(),
             remote_url,
+            fetch_url,
             api_url,
             token,
             retry: RetryPolicy::default(),
@@ -130,10 +185,15 @@ impl Target {
 /// Delivers `record` (whose `delivery` says how); returns the updated
 /// delivery record, `state` `delivered` or `failed` with the reason.
 pub async fn deliver(target: &Target, record: &RunRecord, events: &[Event]) -> DeliveryRecord {
-    let mut delivery = record
-        .delivery
-        .clone()
-        .unwrap_or_else(|| DeliveryRecord::new(Deliver::Pr, &record.base_ref, &[], &[]));
+    let mut delivery = record.delivery.clone().unwrap_or_else(|| {
+        DeliveryRecord::new(
+            Deliver::Pr,
+            EscalateFallback::default(),
+            &record.base_ref,
+            &[],
+            &[],
+        )
+    });
     delivery.attempted_at = Some(crate::log::now_rfc3339());
     delivery.notices.clear();
     match deliver_inner(target, record, events, &mut delivery).await {
@@ -155,56 +215,193 @@ async fn deliver_inner(
     events: &[Event],
     delivery: &mut DeliveryRecord,
 ) -> Result<(), String> {
-    let (Some(branch), Some(commit)) = (&record.branch, &record.commit) else {
-        return Err("the run has no branch to deliver".into());
+    let as_issue = delivery.as_issue(record);
+    let pushed = match (&record.branch, &record.commit) {
+        (Some(branch), Some(commit)) => Some((branch.clone(), commit.clone())),
+        // An escalated run that committed nothing still reaches a human.
+        _ if as_issue => None,
+        _ => return Err("the run has no branch to deliver".into()),
     };
-    let token = target.token.as_ref().map(|(t, _)| t.as_str());
-    let scrub: Vec<String> = ["GITHUB_TOKEN", "GH_TOKEN"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(target.token.as_ref().map(|(_, n)| n.clone()))
-        .collect();
-    let git_dir = target.git_dir.clone();
-    let remote = target.remote.clone();
-    let branch_ref = format!("+refs/heads/{branch}:refs/heads/{branch}");
-    let token_owned = token.map(str::to_string);
-    let scrub2 = scrub.clone();
-    let pushed = tokio::task::spawn_blocking(move || {
-        let spec = PushSpec {
-            git_dir: &git_dir,
-            remote: &remote,
-            refspecs: vec![branch_ref],
-            scrub_env: scrub2.clone(),
-        };
-        push(&spec, token_owned.as_deref())?;
-        // The notes are a log, not the deliverable: a rejected notes push
-        // (someone else's notes moved on) is a notice, not a failure.
-        let notes = PushSpec {
-            git_dir: &git_dir,
-            remote: &remote,
-            refspecs: vec!["refs/notes/agent:refs/notes/agent".into()],
-            scrub_env: scrub2,
-        };
-        Ok::<_, ForgeError>(push(&notes, token_owned.as_deref()).err())
-    })
-    .await
-    .map_err(|e| format!("push task: {e}"))?
-    .map_err(|e| e.to_string())?;
-    if let Some(e) = pushed {
-        delivery
-            .notices
-            .push(format!("the decision-log notes were not pushed: {e}"));
+    let token = target.token.as_ref().map(|(t, _)| t.clone());
+    if let Some((branch, commit)) = &pushed {
+        let (target2, branch2, commit2) = (target.clone(), branch.clone(), commit.clone());
+        let (task, token2) = (record.task.clone(), token.clone());
+        let notice = tokio::task::spawn_blocking(move || {
+            push_run(&target2, token2.as_deref(), &branch2, &commit2, &task)
+        })
+        .await
+        .map_err(|e| format!("push task: {e}"))?
+        .map_err(|e| e.to_string())?;
+        delivery.pushed = Some(commit.clone());
+        delivery.notices.extend(notice);
     }
-    if delivery.mode == "push" || delivery.mode == "branch" {
+    if !delivery.wants_pr() {
         return Ok(());
     }
     let token = token.ok_or("no token: set GITHUB_TOKEN or GH_TOKEN (or `github.token_env`)")?;
     let repo = parse_remote_url(&target.remote_url)?;
     let api = repo.api_url(target.api_url.as_deref());
-    let gh = GitHub::new(&api, repo, token.to_string(), target.retry).map_err(|e| e.to_string())?;
-    let result = deliver_pr(&gh, record, events, branch, commit, delivery).await;
+    let gh = GitHub::new(&api, repo, token, target.retry).map_err(|e| e.to_string())?;
+    let result = match &pushed {
+        _ if as_issue => deliver_issue(&gh, record, events, delivery).await,
+        Some((branch, commit)) => deliver_pr(&gh, record, events, branch, commit, delivery).await,
+        None => unreachable!("checked above: no commit means an issue"),
+    };
     delivery.notices.extend(gh.take_notices());
     result.map_err(|e| e.to_string())
+}
+
+/// The token's variables, removed from git's environment.
+fn scrub_env(target: &Target) -> Vec<String> {
+    ["GITHUB_TOKEN", "GH_TOKEN"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(target.token.as_ref().map(|(_, n)| n.clone()))
+        .collect()
+}
+
+/// Pushes the run's branch under a lease, then the notes. Returns a notice
+/// when the notes could not be pushed (they are a log, not the deliverable).
+fn push_run(
+    target: &Target,
+    token: Option<&str>,
+    branch: &str,
+    commit: &str,
+    task: &str,
+) -> Result<Option<String>, ForgeError> {
+    let scrub = scrub_env(target);
+    let refname = format!("refs/heads/{branch}");
+    let remote = remote_ref(&target.git_dir, &target.remote, &refname, &scrub, token)?;
+    let expected = match remote.as_deref() {
+        None => Some(String::new()),
+        Some(sha) if sha == commit => None,
+        Some(sha) => {
+            may_replace(target, token, &scrub, &refname, sha, commit, task)?;
+            Some(sha.to_string())
+        }
+    };
+    if let Some(expected) = expected {
+        push(
+            &PushSpec {
+                git_dir: &target.git_dir,
+                remote: &target.remote,
+                refspecs: vec![format!("{commit}:{refname}")],
+                leases: vec![(refname.clone(), expected)],
+                scrub_env: scrub.clone(),
+            },
+            token,
+        )?;
+    }
+    // Someone else's notes may have moved on: a rejected notes push is said,
+    // not fatal.
+    let notes = PushSpec {
+        git_dir: &target.git_dir,
+        remote: &target.remote,
+        refspecs: vec!["refs/notes/agent:refs/notes/agent".into()],
+        leases: Vec::new(),
+        scrub_env: scrub,
+    };
+    Ok(push(&notes, token)
+        .err()
+        .map(|e| format!("the decision-log notes were not pushed: {e}")))
+}
+
+/// Whether the remote branch at `theirs` may be replaced by `ours`: when it
+/// is an ancestor of ours, or a commit git-agent made for the same task.
+/// A commit this repository lacks (pushed from CI or another clone) is
+/// fetched first, without writing any ref.
+fn may_replace(
+    target: &Target,
+    token: Option<&str>,
+    scrub: &[String],
+    refname: &str,
+    theirs: &str,
+    ours: &str,
+    task: &str,
+) -> Result<(), ForgeError> {
+    let fail = |message: String| ForgeError {
+        status: None,
+        operation: "pushing".into(),
+        message,
+        fields: Vec::new(),
+    };
+    let open = || {
+        git2::Repository::open(&target.git_dir)
+            .map_err(|e| fail(format!("could not open the repository: {}", e.message())))
+    };
+    let (Ok(their_oid), Ok(our_oid)) = (git2::Oid::from_str(theirs), git2::Oid::from_str(ours))
+    else {
+        return Err(fail(format!("bad commit id `{theirs}` from the remote")));
+    };
+    if open()?.find_commit(their_oid).is_err() {
+        let url = target.fetch_url.as_deref().unwrap_or(&target.remote_url);
+        fetch_objects(&target.git_dir, url, refname, scrub, token)?;
+    }
+    let repo = open()?;
+    let their_commit = repo.find_commit(their_oid).map_err(|e| {
+        fail(format!(
+            "the remote's {refname} is at {theirs}, which could not be fetched: {}",
+            e.message()
+        ))
+    })?;
+    let fast_forward = repo
+        .graph_descendant_of(our_oid, their_oid)
+        .unwrap_or(false);
+    if fast_forward || crate::workspace::is_agent_commit(&their_commit, task) {
+        return Ok(());
+    }
+    let short = &theirs[..theirs.len().min(12)];
+    let author = their_commit.author();
+    Err(fail(format!(
+        "the remote's {refname} is at {short} (\"{}\" by {}), which git-agent did not make for task `{task}`; it was left as it is. Look at it, then delete the remote branch or set `output.branch` to another name, and run `git agent deliver` again",
+        their_commit.summary().ok().flatten().unwrap_or("").trim(),
+        author.name().unwrap_or("someone"),
+    )))
+}
+
+/// The issue an escalated run opens instead of a pull request.
+pub async fn deliver_issue(
+    forge: &impl Forge,
+    record: &RunRecord,
+    events: &[Event],
+    delivery: &mut DeliveryRecord,
+) -> Result<(), ForgeError> {
+    let why = record.reason.as_deref().unwrap_or("the run escalated");
+    let work = match (&record.branch, &record.commit) {
+        (Some(branch), Some(commit)) => format!(
+            "The work so far is on branch `{branch}` (commit {}); no pull request was opened (`escalate.fallback: issue`).",
+            &commit[..commit.len().min(12)]
+        ),
+        _ => "The run committed nothing; no pull request was opened (`escalate.fallback: issue`).".into(),
+    };
+    let marker = format!("<!-- git-agent task={} -->", record.task);
+    let head = format!(
+        "**git-agent escalated task `{}` and needs a human.**\n\nTrigger: {why}\n\n{work}\n\n---\n\n",
+        record.task
+    );
+    let room = BODY_LIMIT.saturating_sub(head.chars().count() + marker.chars().count() + 2);
+    let body = format!(
+        "{head}{}\n\n{marker}",
+        pr_body(&render_markdown(record, events), room)
+    );
+    let mut labels = delivery.labels.clone();
+    if !labels.iter().any(|l| l == NEEDS_HUMAN) {
+        labels.push(NEEDS_HUMAN.into());
+    }
+    let spec = IssueSpec {
+        title: format!("git-agent needs a human: {}", record.title),
+        body,
+        labels: labels.clone(),
+        marker,
+        search_label: NEEDS_HUMAN.into(),
+    };
+    let (issue, created) = forge.open_or_update_issue(&spec).await?;
+    if !created {
+        forge.add_labels(issue.number, &labels).await?;
+    }
+    delivery.issue_url = Some(issue.url);
+    delivery.issue_number = Some(issue.number);
+    Ok(())
 }
 
 /// The pull-request part, on any forge.

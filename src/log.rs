@@ -243,6 +243,22 @@ pub enum EventKind {
     Escalated {
         reason: String,
     },
+    /// The run reached the forge (pushed; a pull request or an issue).
+    Delivered {
+        mode: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        /// The commit the remote branch points at.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        notices: Vec<String>,
+    },
+    /// Delivery failed; the branch and the log stay local.
+    DeliveryFailed {
+        mode: String,
+        reason: String,
+    },
     RunFinished {
         outcome: State,
         duration_ms: u64,
@@ -733,6 +749,14 @@ fn render_problems(md: &mut String, events: &[Event]) {
             EventKind::Escalated { reason } => {
                 lines.push(format!("- ✋ escalated: {}", one_line(reason)))
             }
+            EventKind::Delivered { mode, url, .. } => lines.push(match url {
+                Some(url) => format!("- 📦 delivered ({mode}): {url}"),
+                None => format!("- 📦 delivered ({mode})"),
+            }),
+            EventKind::DeliveryFailed { mode, reason } => lines.push(format!(
+                "- ⚠️ delivery ({mode}) failed: {}; the branch stays local",
+                one_line(reason)
+            )),
             EventKind::Sandbox { policy } if policy.enforcement != "landlock" => {
                 lines.push(format!(
                     "- ⚠️ the agent ran unconfined ({})",

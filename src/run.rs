@@ -977,17 +977,13 @@ impl Run {
                 self.set_state(State::Committing)?;
                 let message = commit_message(brief, &self.dir.id, end.state);
                 let branch = brief.output.branch.clone();
-                let task_trailer = format!("Agent-Task: {}", brief.id);
+                let task = brief.id.to_string();
                 let committed = self
                     .git(move |repo| {
                         let refs: Vec<&Change> = keep.iter().collect();
                         let tree = repo.build_tree(base, &refs)?;
-                        // Ours means written by git-agent for this task: an
-                        // amend or rebase by a human changes the committer.
                         repo.commit_to_branch(&branch, base, tree, &message, &|c: &git2::Commit| {
-                            c.committer().email().ok() == Some(crate::workspace::SIGNATURE_EMAIL)
-                                && c.message()
-                                    .is_ok_and(|m| m.lines().any(|l| l == task_trailer))
+                            crate::workspace::is_agent_commit(c, &task)
                         })
                     })
                     .await;
@@ -1026,8 +1022,18 @@ impl Run {
                 }
             }
         }
-        if brief.output.deliver != crate::brief::Deliver::Branch && self.record.commit.is_some() {
-            self.deliver(brief).await;
+        // An escalated run with `escalate.fallback: issue` is handed to a
+        // human even when it committed nothing.
+        let hand_back = end_state == State::Escalated
+            && brief.escalate.fallback == crate::brief::EscalateFallback::Issue
+            && matches!(
+                brief.output.deliver,
+                crate::brief::Deliver::Pr | crate::brief::Deliver::DraftPr
+            );
+        if brief.output.deliver != crate::brief::Deliver::Branch
+            && (self.record.commit.is_some() || hand_back)
+        {
+            self.deliver(brief).await?;
         }
         if end_state == State::Succeeded {
             if let Some(wt) = self.worktree.take() {
@@ -1047,12 +1053,13 @@ impl Run {
     /// Pushes and opens the pull request. A failure is recorded in
     /// `run.json` (`delivery.state: failed`) and never loses the run: the
     /// branch and the log stay, and `git agent deliver RUN` retries.
-    async fn deliver(&mut self, brief: &Brief) {
+    async fn deliver(&mut self, brief: &Brief) -> Result<(), RunError> {
         use crate::delivery::{DeliveryRecord, Target};
         let out = &brief.output;
         let base = brief.base.strip_prefix("origin/").unwrap_or(&brief.base);
         self.record.delivery = Some(DeliveryRecord::new(
             out.deliver,
+            brief.escalate.fallback,
             base,
             &out.labels,
             &out.reviewers,
@@ -1078,7 +1085,9 @@ impl Run {
         if let Some(reason) = &delivery.reason {
             tracing::warn!(%reason, "delivery failed; the branch stays, retry with `git agent deliver`");
         }
+        self.event(delivery.event())?;
         self.record.delivery = Some(delivery);
+        Ok(())
     }
 }
 

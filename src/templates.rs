@@ -47,6 +47,7 @@ escalate:
   # max_changed_lines: 400
   # paths: ["Cargo.lock"]  # in scope, but a human must look
   on_scope_violation: escalate   # or `revert`
+  # fallback: issue        # escalated + pr: open an issue instead of a draft PR
 output:
   deliver: branch          # branch | push | pr | draft-pr
   # branch: agent/{id}

@@ -40,6 +40,16 @@ pub const SIGNATURE_NAME: &str = "git-agent";
 /// See [`SIGNATURE_NAME`].
 pub const SIGNATURE_EMAIL: &str = "git-agent@localhost";
 
+/// Whether git-agent wrote `commit` for `task`: its committer and its
+/// `Agent-Task` trailer. An amend or rebase by a human changes the committer.
+pub fn is_agent_commit(commit: &git2::Commit, task: &str) -> bool {
+    let trailer = format!("Agent-Task: {task}");
+    commit.committer().email().ok() == Some(SIGNATURE_EMAIL)
+        && commit
+            .message()
+            .is_ok_and(|m| m.lines().any(|l| l == trailer))
+}
+
 const MODE_TREE: u32 = 0o040000;
 const MODE_EXEC: u32 = 0o100755;
 const MODE_LINK: u32 = 0o120000;

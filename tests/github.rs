@@ -15,7 +15,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use git_agent::delivery::{deliver_pr, DeliveryRecord};
+use git_agent::brief::EscalateFallback;
+use git_agent::delivery::{deliver_issue, deliver_pr, DeliveryRecord};
 use git_agent::forge::github::{GitHub, RetryPolicy};
 use git_agent::forge::{Forge, RepoId};
 use git_agent::store::{RunRecord, State};
@@ -107,6 +108,8 @@ struct FakeState {
     seen: Vec<Seen>,
     /// (head, number, draft) of open pull requests.
     prs: Vec<(String, u64, bool)>,
+    /// Open issues: (number, body, labels).
+    issues: Vec<(u64, String, Vec<String>)>,
     /// Failures to answer first: (operation, template), in order.
     inject: VecDeque<(String, ResponseTemplate)>,
     /// Operations that always fail with this status.
@@ -207,6 +210,52 @@ impl Respond for Fake {
                 let draft = st.prs.iter().find(|p| p.1 == n).is_some_and(|p| p.2);
                 example = pr_json(&example, n, draft);
             }
+            // GitHub lists pull requests among issues (with `pull_request`).
+            "issues/list-for-repo" => {
+                let label = req
+                    .url
+                    .query_pairs()
+                    .find(|(k, _)| k == "labels")
+                    .map(|(_, v)| v.into_owned());
+                let template = example[0].clone();
+                let issues = st
+                    .issues
+                    .iter()
+                    .filter(|(_, _, labels)| label.as_ref().map_or(true, |l| labels.contains(l)))
+                    .map(|(n, body, labels)| issue_json(&template, *n, body, labels));
+                let prs = st.prs.iter().map(|(_, n, _)| {
+                    let mut v = issue_json(&template, *n, "", &["needs-human".into()]);
+                    v["pull_request"] = template["pull_request"].clone();
+                    v
+                });
+                example = Value::Array(issues.chain(prs).collect());
+            }
+            "issues/create" => {
+                let n = 2000 + st.issues.len() as u64;
+                let body_text = body["body"].as_str().unwrap_or("").to_string();
+                let labels: Vec<String> = body["labels"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|l| l.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                example = issue_json(&example, n, &body_text, &labels);
+                st.issues.push((n, body_text, labels));
+            }
+            "issues/update" => {
+                let n: u64 = path.rsplit('/').next().unwrap().parse().unwrap();
+                let body_text = body["body"].as_str().unwrap_or("").to_string();
+                let issue = st
+                    .issues
+                    .iter_mut()
+                    .find(|i| i.0 == n)
+                    .expect("a known issue");
+                issue.1 = body_text.clone();
+                let labels = issue.2.clone();
+                example = issue_json(&example, n, &body_text, &labels);
+            }
             _ => {}
         }
         ResponseTemplate::new(op.status).set_body_json(example)
@@ -218,6 +267,19 @@ fn pr_json(template: &Value, number: u64, draft: bool) -> Value {
     v["number"] = json!(number);
     v["draft"] = json!(draft);
     v["html_url"] = json!(format!("https://github.com/octo/hello/pull/{number}"));
+    v
+}
+
+fn issue_json(template: &Value, number: u64, body: &str, labels: &[String]) -> Value {
+    let mut v = template.clone();
+    v.as_object_mut().unwrap().remove("pull_request");
+    v["number"] = json!(number);
+    v["body"] = json!(body);
+    v["labels"] = json!(labels
+        .iter()
+        .map(|l| json!({"name": l}))
+        .collect::<Vec<_>>());
+    v["html_url"] = json!(format!("https://github.com/octo/hello/issues/{number}"));
     v
 }
 
@@ -392,6 +454,70 @@ async fn escalated_run_is_a_draft_with_needs_human_and_a_comment() {
         .as_str()
         .unwrap()
         .contains("changed Cargo.lock (escalate.paths)"));
+    assert_clean(&fake);
+}
+
+#[tokio::test]
+async fn fallback_issue_opens_one_issue_and_no_pull_request() {
+    let (server, fake) = fake_github().await;
+    // An unrelated escalated draft PR carries `needs-human` too: the issues
+    // list returns it, and it must not be taken for the task's issue.
+    fake.state().prs.push(("agent/other".into(), 7, true));
+    let gh = client(&server);
+    let rec = record(
+        State::Escalated,
+        Some("changed Cargo.lock (escalate.paths)"),
+    );
+    let mut d = delivery("pr");
+    d.fallback = EscalateFallback::Issue;
+    assert!(d.as_issue(&rec));
+    assert!(
+        !d.as_issue(&record(State::Succeeded, None)),
+        "success is a PR"
+    );
+    deliver_issue(&gh, &rec, &events(), &mut d)
+        .await
+        .expect("first delivery");
+    assert_eq!(d.issue_number, Some(2000));
+    assert_eq!(
+        d.issue_url.as_deref(),
+        Some("https://github.com/octo/hello/issues/2000")
+    );
+    let created = &fake.bodies("issues/create")[0];
+    assert_eq!(created["title"], "git-agent needs a human: Say hello");
+    assert_eq!(created["labels"], json!(["agent", "needs-human"]));
+    let body = created["body"].as_str().unwrap();
+    assert!(
+        body.contains("Trigger: changed Cargo.lock (escalate.paths)"),
+        "{body}"
+    );
+    assert!(
+        body.contains("branch `agent/hello` (commit 6dcb09b5b578)"),
+        "{body}"
+    );
+    assert!(
+        body.contains("git-agent / lint") || body.contains("lint"),
+        "{body}"
+    );
+    assert!(body.ends_with("<!-- git-agent task=hello -->"), "{body}");
+
+    // A re-run finds the issue by its marker and updates it.
+    let mut d2 = delivery("pr");
+    d2.fallback = EscalateFallback::Issue;
+    deliver_issue(&gh, &rec, &events(), &mut d2)
+        .await
+        .expect("second delivery");
+    assert_eq!(d2.issue_number, Some(2000), "the same issue");
+    assert_eq!(fake.count("issues/create"), 1, "never a second issue");
+    assert_eq!(fake.count("issues/update"), 1);
+    assert_eq!(fake.count("issues/add-labels"), 1, "labels again on update");
+    assert_eq!(fake.count("pulls/create") + fake.count("pulls/update"), 0);
+    let st = fake.state();
+    for s in st.seen.iter().filter(|s| s.op == "issues/list-for-repo") {
+        assert!(s.query.contains("labels=needs-human"), "{}", s.query);
+        assert!(s.query.contains("state=open"), "{}", s.query);
+    }
+    drop(st);
     assert_clean(&fake);
 }
 
@@ -880,7 +1006,8 @@ async fn delivery_failure_keeps_the_run_and_deliver_retries() {
     assert_eq!(code, 0, "the run itself succeeded; stderr:\n{stderr}");
     assert_eq!(run["outcome"], "succeeded");
     assert_eq!(run["delivery"]["state"], "failed", "{run:#}");
-    assert!(run["delivery"]["reason"].as_str().unwrap().contains("push"));
+    let reason = run["delivery"]["reason"].as_str().unwrap();
+    assert!(reason.contains("Authentication failed"), "{reason}");
     assert!(repo.rev_opt("agent/hello").is_some(), "the branch stays");
     let status = tokio::task::block_in_place(|| repo.run_env(&["status"], &[("PATH", &path_env)]));
     let status = String::from_utf8_lossy(&status.stdout).to_string();
@@ -914,6 +1041,195 @@ async fn delivery_failure_keeps_the_run_and_deliver_retries() {
     assert!(out.status.success());
     assert_eq!(fake.count("pulls/create"), 1);
     assert_eq!(fake.count("pulls/update"), 1);
+    assert_token_nowhere(&e);
+    assert_clean(&fake);
+}
+
+/// `git -C <dir> <args>` with the real git and a human identity.
+fn git_in(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(real_git())
+        .args([
+            "-c",
+            "user.name=Hu Man",
+            "-c",
+            "user.email=human@example.com",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A clone of the bare remote, as another machine or a human would have.
+fn elsewhere(e: &E2e) -> PathBuf {
+    let dir = e.repo.tmp.join("elsewhere");
+    git_in(
+        &e.repo.tmp,
+        &[
+            "clone",
+            "-q",
+            e.remote.to_str().unwrap(),
+            dir.to_str().unwrap(),
+        ],
+    );
+    git_in(&dir, &["checkout", "-q", "agent/hello"]);
+    dir
+}
+
+fn remote_branch(e: &E2e) -> String {
+    git_in(&e.remote, &["rev-parse", "refs/heads/agent/hello"])
+}
+
+fn delivery_events(repo: &TestRepo, run: &str) -> Vec<Value> {
+    repo.events(run)
+        .into_iter()
+        .filter(|e| e["type"] == "delivered" || e["type"] == "delivery_failed")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalated_run_with_fallback_issue_pushes_the_branch_and_opens_an_issue() {
+    let (server, fake) = fake_github().await;
+    let e = e2e(&server);
+    let path_env = e.path_env.clone();
+    let repo = &e.repo;
+    // The agent writes src/env.txt, a path a human must look at.
+    let brief = repo.read(".agents/tasks/hello.md").replace(
+        "escalate:\n",
+        "escalate:\n  paths: [\"src/env.txt\"]\n  fallback: issue\n",
+    );
+    repo.write(".agents/tasks/hello.md", &brief);
+    repo.commit_all("escalate to an issue");
+    let (code, runs, stderr) = tokio::task::block_in_place(|| {
+        repo.run_json_env(&["hello"], &[("PATH", &path_env), ("GITHUB_TOKEN", TOKEN)])
+    });
+    let run = &runs[0];
+    assert_eq!(code, 3, "escalated; stderr:\n{stderr}\nrun: {run:#}");
+    assert_eq!(run["delivery"]["state"], "delivered", "{run:#}");
+    assert_eq!(
+        run["delivery"]["issue_url"],
+        "https://github.com/octo/hello/issues/2000"
+    );
+    assert_eq!(fake.count("pulls/create"), 0, "no pull request");
+    assert_eq!(fake.count("checks/create"), 0);
+    assert_eq!(fake.count("issues/create"), 1);
+    let body = fake.bodies("issues/create")[0]["body"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(body.contains("src/env.txt"), "the trigger is named: {body}");
+    // The work is on the remote for the human to look at.
+    assert_eq!(remote_branch(&e), run["commit"].as_str().unwrap());
+    let events = delivery_events(repo, run["run_id"].as_str().unwrap());
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["type"], "delivered");
+    assert_eq!(
+        events[0]["url"],
+        "https://github.com/octo/hello/issues/2000"
+    );
+    assert_eq!(events[0]["commit"], run["commit"]);
+    let md = repo.log_md(run["run_id"].as_str().unwrap());
+    assert!(
+        md.contains("delivered (pr): https://github.com/octo/hello/issues/2000"),
+        "{md}"
+    );
+    assert_token_nowhere(&e);
+    assert_clean(&fake);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_push_never_overwrites_a_human_commit_on_the_remote_branch() {
+    let (server, fake) = fake_github().await;
+    let e = e2e(&server);
+    let path_env = e.path_env.clone();
+    let repo = &e.repo;
+    let env = [("PATH", path_env.as_str()), ("GITHUB_TOKEN", TOKEN)];
+    let (code, _, stderr) = tokio::task::block_in_place(|| repo.run_json_env(&["hello"], &env));
+    assert_eq!(code, 0, "{stderr}");
+    // A human pushes a commit on top of the agent's branch.
+    let other = elsewhere(&e);
+    std::fs::write(other.join("NOTES.md"), "reviewed by a human\n").unwrap();
+    git_in(&other, &["add", "NOTES.md"]);
+    git_in(&other, &["commit", "-q", "-m", "Human review notes"]);
+    git_in(&other, &["push", "-q", "origin", "agent/hello"]);
+    let human = git_in(&other, &["rev-parse", "HEAD"]);
+
+    let (code, runs, stderr) = tokio::task::block_in_place(|| repo.run_json_env(&["hello"], &env));
+    let run = &runs[0];
+    assert_eq!(code, 0, "the run itself succeeded; {stderr}");
+    assert_eq!(run["delivery"]["state"], "failed", "{run:#}");
+    let reason = run["delivery"]["reason"].as_str().unwrap();
+    assert!(reason.contains("did not make for task `hello`"), "{reason}");
+    assert!(reason.contains("Human review notes"), "{reason}");
+    assert_eq!(remote_branch(&e), human, "the human's commit stays");
+    // The remote's commit was fetched to judge it, without writing a ref.
+    assert!(!repo.root.join(".git/FETCH_HEAD").exists());
+    assert!(!repo.git(&["for-each-ref"]).contains(&human));
+    let events = delivery_events(repo, run["run_id"].as_str().unwrap());
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["type"], "delivery_failed");
+    assert_eq!(fake.count("pulls/create"), 1, "only the first run's PR");
+    assert_eq!(fake.count("pulls/update"), 0);
+    assert_token_nowhere(&e);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_git_agent_pushed_from_elsewhere_is_replaced_under_a_lease() {
+    let (server, fake) = fake_github().await;
+    let e = e2e(&server);
+    let path_env = e.path_env.clone();
+    let repo = &e.repo;
+    let env = [("PATH", path_env.as_str()), ("GITHUB_TOKEN", TOKEN)];
+    let (code, _, stderr) = tokio::task::block_in_place(|| repo.run_json_env(&["hello"], &env));
+    assert_eq!(code, 0, "{stderr}");
+    // The same task ran in CI: a git-agent commit this clone never saw.
+    let ci = elsewhere(&e);
+    let message = git_in(&ci, &["log", "-1", "--format=%B"]);
+    assert!(message.contains("Agent-Task: hello"), "{message}");
+    std::fs::write(ci.join("src/ci.txt"), "from CI\n").unwrap();
+    git_in(&ci, &["add", "src/ci.txt"]);
+    let out = Command::new(real_git())
+        .args(["-c", "user.name=x", "-c", "user.email=x@example.com"])
+        .args(["commit", "-q", "--amend", "-m", &message])
+        .current_dir(&ci)
+        .env("GIT_COMMITTER_NAME", "git-agent")
+        .env("GIT_COMMITTER_EMAIL", "git-agent@localhost")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    git_in(&ci, &["push", "-q", "--force", "origin", "agent/hello"]);
+    let from_ci = git_in(&ci, &["rev-parse", "HEAD"]);
+    assert!(
+        repo.rev_opt(&format!("{from_ci}^{{commit}}")).is_none(),
+        "unknown here"
+    );
+
+    let (code, runs, stderr) = tokio::task::block_in_place(|| repo.run_json_env(&["hello"], &env));
+    let run = &runs[0];
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(run["delivery"]["state"], "delivered", "{run:#}");
+    assert_eq!(remote_branch(&e), run["commit"].as_str().unwrap());
+    assert_eq!(run["delivery"]["pushed"], run["commit"]);
+    // The lease was explicit: the argv named the commit it replaced.
+    let argv = std::fs::read_to_string(&e.argv_log).unwrap();
+    assert!(
+        argv.contains(&format!(
+            "--force-with-lease=refs/heads/agent/hello:{from_ci}"
+        )),
+        "{argv}"
+    );
+    assert_eq!(fake.count("pulls/create"), 1);
+    assert_eq!(fake.count("pulls/update"), 1, "the same PR, updated");
     assert_token_nowhere(&e);
     assert_clean(&fake);
 }

@@ -2,7 +2,7 @@
 //! request, alone (after a delivery failure, or for a run that made a branch).
 
 use super::{exit, print_json, CliError, CliResult, Ctx};
-use crate::brief::Deliver;
+use crate::brief::{Deliver, EscalateFallback};
 use crate::delivery::{DeliveryRecord, Target};
 
 /// Push a finished run's branch and notes; open or update its pull request
@@ -39,16 +39,15 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
             record.run_id
         )));
     }
-    if record.commit.is_none() {
-        return Err(CliError::usage(format!(
-            "run {} made no commit: there is nothing to deliver",
-            record.run_id
-        )));
-    }
-    let mut delivery = record
-        .delivery
-        .clone()
-        .unwrap_or_else(|| DeliveryRecord::new(Deliver::Pr, &record.base_ref, &[], &[]));
+    let mut delivery = record.delivery.clone().unwrap_or_else(|| {
+        DeliveryRecord::new(
+            Deliver::Pr,
+            EscalateFallback::default(),
+            &record.base_ref,
+            &[],
+            &[],
+        )
+    });
     if let Some(mode) = args.mode {
         delivery.mode = match mode {
             Mode::Push => "push",
@@ -56,6 +55,12 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
             Mode::DraftPr => "draft-pr",
         }
         .into();
+    }
+    if record.commit.is_none() && !delivery.as_issue(&record) {
+        return Err(CliError::usage(format!(
+            "run {} made no commit: there is nothing to deliver",
+            record.run_id
+        )));
     }
     record.delivery = Some(delivery);
     let dir = store.open(&record.run_id);
@@ -77,6 +82,10 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         .map_err(|e| CliError::from_error(exit::RUN_FAILED, "could not start the runtime", &e))?;
     let delivery = runtime.block_on(crate::delivery::deliver(&target, &record, &events));
     record.delivery = Some(delivery.clone());
+    dir.append_event(&crate::log::Event::now(delivery.event()))
+        .map_err(|e| {
+            CliError::from_error(exit::RUN_FAILED, "could not write the run's events", &e)
+        })?;
     dir.write_record(&record)
         .map_err(|e| CliError::from_error(exit::RUN_FAILED, "could not write run.json", &e))?;
     for notice in &delivery.notices {
@@ -95,7 +104,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
             record.run_id
         )));
     }
-    match &delivery.pr_url {
+    match delivery.issue_url.as_ref().or(delivery.pr_url.as_ref()) {
         Some(url) => eprintln!("delivered: {url}"),
         None => eprintln!("pushed {}", record.branch.as_deref().unwrap_or("")),
     }

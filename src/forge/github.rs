@@ -13,7 +13,8 @@ use octocrab::Octocrab;
 use serde_json::{json, Value};
 
 use super::{
-    CheckKind, CheckReport, Forge, ForgeError, PrSpec, PullRequest, RepoId, ReviewComment,
+    CheckKind, CheckReport, Forge, ForgeError, Issue, IssueSpec, PrSpec, PullRequest, RepoId,
+    ReviewComment,
 };
 
 /// How failed requests are retried.
@@ -425,6 +426,52 @@ impl Forge for GitHub {
         )
         .await
         .map(drop)
+    }
+
+    async fn open_or_update_issue(&self, spec: &IssueSpec) -> Result<(Issue, bool), ForgeError> {
+        // The issues list includes pull requests; those carry `pull_request`.
+        let url = self.repo_path(&format!(
+            "/issues?state=open&labels={}&per_page=100",
+            query_value(&spec.search_label)
+        ));
+        let list = self
+            .send("finding the issue", Method::Get, &url, None)
+            .await?;
+        let existing = list.as_array().and_then(|issues| {
+            issues.iter().find(|i| {
+                i.get("pull_request").is_none()
+                    && i["body"]
+                        .as_str()
+                        .is_some_and(|b| b.contains(spec.marker.as_str()))
+            })
+        });
+        let issue_of = |v: &Value| Issue {
+            number: v["number"].as_u64().unwrap_or(0),
+            url: v["html_url"].as_str().unwrap_or_default().to_string(),
+        };
+        if let Some(existing) = existing {
+            let number = existing["number"].as_u64().unwrap_or(0);
+            let url = self.repo_path(&format!("/issues/{number}"));
+            let body = json!({ "title": spec.title, "body": spec.body });
+            let updated = self
+                .send("updating the issue", Method::Patch, &url, Some(&body))
+                .await?;
+            let mut issue = issue_of(&updated);
+            if issue.number == 0 {
+                issue = issue_of(existing);
+            }
+            return Ok((issue, false));
+        }
+        let body = json!({ "title": spec.title, "body": spec.body, "labels": spec.labels });
+        let created = self
+            .send(
+                "opening the issue",
+                Method::Post,
+                &self.repo_path("/issues"),
+                Some(&body),
+            )
+            .await?;
+        Ok((issue_of(&created), true))
     }
 
     async fn list_review_comments(&self, number: u64) -> Result<Vec<ReviewComment>, ForgeError> {

@@ -2,7 +2,8 @@
 //!
 //! The trait is what delivery needs and no more: push, find the pull request
 //! of a head branch, open or update one, labels, reviewers, a check (run or
-//! commit status), a comment, review comments. `github.rs` implements it on
+//! commit status), a comment, an issue (for escalations that must not become
+//! pull requests), review comments. `github.rs` implements it on
 //! octocrab; `push.rs` pushes with the git CLI and a credential helper fed
 //! from memory.
 
@@ -87,6 +88,26 @@ pub struct PrSpec {
     pub draft: bool,
 }
 
+/// An issue as delivery needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub number: u64,
+    pub url: String,
+}
+
+/// The issue an escalated run opens instead of a pull request.
+#[derive(Debug, Clone)]
+pub struct IssueSpec {
+    pub title: String,
+    /// Ends with `marker`, by which a re-run finds the issue again.
+    pub body: String,
+    pub labels: Vec<String>,
+    /// A hidden line (`<!-- git-agent task=<id> -->`) naming the task.
+    pub marker: String,
+    /// Only open issues with this label are searched for `marker`.
+    pub search_label: String,
+}
+
 /// One check's result, posted as a check run or a commit status.
 #[derive(Debug, Clone)]
 pub struct CheckReport {
@@ -156,6 +177,10 @@ pub trait Forge {
     /// A check run, or a commit status when check runs are refused.
     async fn post_check(&self, check: &CheckReport) -> Result<CheckKind, ForgeError>;
     async fn comment(&self, number: u64, body: &str) -> Result<(), ForgeError>;
+    /// Opens an issue, or updates title and body of the open one whose body
+    /// holds the same marker (re-runs never open a second one). Returns it
+    /// and whether it was created.
+    async fn open_or_update_issue(&self, spec: &IssueSpec) -> Result<(Issue, bool), ForgeError>;
     async fn list_review_comments(&self, number: u64) -> Result<Vec<ReviewComment>, ForgeError>;
 }
 
