@@ -7,6 +7,7 @@
 //! log. The binary (`git-agent`, so `git agent` works) is a thin layer over
 //! this library; see `docs/ARCHITECTURE.md`.
 
+pub mod actions;
 pub mod agent;
 pub mod brief;
 pub mod checks;

@@ -10,7 +10,7 @@ mod list;
 mod log;
 mod new;
 mod progress;
-mod run;
+pub(crate) mod run;
 mod schema;
 mod status;
 mod validate;

@@ -93,6 +93,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     if let Some(query) = &args.resume {
         let reqs = resume_request(&root, &config, query, ctx)?;
         let records = execute(&root, &config, reqs, 1, true, ctx)?;
+        publish_to_actions(&records, ctx);
         return report(&records, args.json);
     }
     let ids: Vec<String> = if args.all {
@@ -121,7 +122,23 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
                 .unwrap_or(2)
         });
     let records = execute(&root, &config, reqs, jobs, args.allow_overlap, ctx)?;
+    publish_to_actions(&records, ctx);
     report(&records, args.json)
+}
+
+/// As a GitHub Actions step: the job summary and the step outputs. A failure
+/// to write them is said, and does not change the runs' exit code.
+fn publish_to_actions(records: &[Result<RunRecord, String>], ctx: &Ctx) {
+    let Some(runner) = crate::actions::Runner::detect(|k| std::env::var(k).ok()) else {
+        return;
+    };
+    let ok: Vec<&RunRecord> = records.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let published = super::status::store(ctx)
+        .map_err(|e| e.to_string())
+        .and_then(|store| runner.publish(&store, &ok));
+    if let Err(e) = published {
+        eprintln!("warning: GitHub Actions summary/outputs: {e}");
+    }
 }
 
 pub(crate) fn load_config(root: &std::path::Path, ctx: &Ctx) -> CliResult<Config> {

@@ -1,0 +1,293 @@
+//! The GitHub Action (`action.yml`): its metadata parses as an action
+//! (zizmor's `github-actions-models`), inputs reach scripts only through the
+//! environment, and its run step — executed here the way the runner does,
+//! `bash --noprofile --norc -eo pipefail <file>`, with the environment the
+//! runner would build from the step's `env:` — runs real briefs in a real
+//! repository and writes the step outputs and job summary in the runner's
+//! formats. GitHub's runner itself can't run here; the install step is
+//! exercised on its "already on PATH" branch only.
+
+mod run_support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use github_actions_models::action::{Action, Runs, StepBody};
+use github_actions_models::common::expr::LoE;
+use github_actions_models::common::EnvValue;
+use run_support::{Brief, TestRepo, BIN};
+use serde_json::Value;
+
+fn action() -> Action {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("action.yml");
+    serde_yaml::from_str(&std::fs::read_to_string(path).expect("action.yml")).expect("an action")
+}
+
+/// (id, run script, env) of each composite step.
+fn steps(action: &Action) -> Vec<(String, String, Vec<(String, String)>)> {
+    let Runs::Composite(composite) = &action.runs else {
+        panic!("a composite action");
+    };
+    composite
+        .steps
+        .iter()
+        .map(|step| {
+            let StepBody::Run { run, .. } = &step.body else {
+                panic!("only run steps: no third-party code in the action");
+            };
+            let LoE::Literal(env) = &step.env else {
+                panic!("a literal env map");
+            };
+            let env = env
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        EnvValue::String(s) => s.clone(),
+                        other => panic!("env {k} is not a string: {other:?}"),
+                    };
+                    (k.clone(), v)
+                })
+                .collect();
+            (
+                step.id.clone().expect("every step has an id"),
+                run.clone(),
+                env,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn inputs_reach_scripts_only_through_the_environment() {
+    let action = action();
+    assert_eq!(action.name.as_deref(), Some("git-agent"));
+    let steps = steps(&action);
+    let ids: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(ids, ["install", "run"]);
+    let mut used = Vec::new();
+    for (id, run, env) in &steps {
+        assert!(
+            !run.contains("${{"),
+            "step {id}: an expression inside `run:` is a script injection"
+        );
+        for (name, value) in env {
+            let expr = value
+                .strip_prefix("${{ ")
+                .and_then(|v| v.strip_suffix(" }}"))
+                .unwrap_or_else(|| panic!("step {id}: env {name} = {value} is not one expression"));
+            if let Some(input) = expr.strip_prefix("inputs.") {
+                used.push(input.to_string());
+            }
+        }
+    }
+    for input in action.inputs.keys() {
+        assert!(
+            used.contains(input) || input == "working-directory",
+            "input `{input}` is never passed to a step"
+        );
+    }
+    for (name, output) in &action.outputs {
+        assert_eq!(
+            output.value.as_deref(),
+            Some(format!("${{{{ steps.run.outputs.{name} }}}}").as_str()),
+            "output {name}"
+        );
+    }
+}
+
+/// The runner's `$GITHUB_OUTPUT` format: `name=value` or
+/// `name<<DELIMITER\n...\nDELIMITER`.
+fn parse_outputs(text: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some((name, delimiter)) = line.split_once("<<") {
+            let mut value = Vec::new();
+            for l in lines.by_ref() {
+                if l == delimiter {
+                    break;
+                }
+                value.push(l);
+            }
+            out.insert(name.to_string(), value.join("\n"));
+        } else if let Some((name, value)) = line.split_once('=') {
+            out.insert(name.to_string(), value.to_string());
+        }
+    }
+    out
+}
+
+struct Step {
+    output: Output,
+    outputs: HashMap<String, String>,
+    summary: String,
+}
+
+/// Runs the `run` step's script as the runner would, with `inputs`.
+fn run_step(repo: &TestRepo, inputs: &[(&str, &str)]) -> Step {
+    let steps = steps(&action());
+    let (_, script, env) = steps.iter().find(|s| s.0 == "run").expect("run step");
+    let script_file = repo.tmp.join("step.sh");
+    std::fs::write(&script_file, script).unwrap();
+    let outputs = repo.tmp.join("github_output");
+    let summary = repo.tmp.join("step_summary");
+    std::fs::write(&outputs, "").unwrap();
+    std::fs::write(&summary, "").unwrap();
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let mut cmd = Command::new("bash");
+    cmd.args(["--noprofile", "--norc", "-eo", "pipefail"])
+        .arg(&script_file)
+        .current_dir(&repo.root)
+        .env_clear()
+        .env(
+            "PATH",
+            format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
+        )
+        .env("HOME", &repo.home)
+        .env("XDG_CACHE_HOME", &repo.cache)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("FIXTURE_OUT", &repo.out)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &outputs)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .stdin(Stdio::null());
+    // The runner evaluates each `${{ inputs.x }}` of the step's env.
+    for (name, value) in env {
+        if let Some(input) = value
+            .strip_prefix("${{ inputs.")
+            .and_then(|v| v.strip_suffix(" }}"))
+        {
+            let given = inputs.iter().find(|(k, _)| *k == input).map(|(_, v)| *v);
+            let default = action().inputs[input].default.clone().unwrap_or_default();
+            let v = given.map(str::to_string).unwrap_or(default);
+            // `token` defaults to `${{ github.token }}`: none here.
+            if !v.starts_with("${{") {
+                cmd.env(name, v);
+            }
+        }
+    }
+    let output = cmd.output().expect("bash");
+    Step {
+        output,
+        outputs: parse_outputs(&std::fs::read_to_string(&outputs).unwrap()),
+        summary: std::fs::read_to_string(&summary).unwrap(),
+    }
+}
+
+fn repo_with_two_briefs() -> TestRepo {
+    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    repo.config("batch.sh");
+    repo.brief("ok-a", &Brief::new(&["ok-a.txt"]).title("Write a"));
+    repo.brief("stray-b", &Brief::new(&["stray-b.txt"]).title("Write b"));
+    repo.commit_all("briefs");
+    repo
+}
+
+#[test]
+fn the_run_step_runs_the_briefs_and_writes_outputs_and_summary() {
+    let repo = repo_with_two_briefs();
+    let step = run_step(&repo, &[]);
+    let stderr = String::from_utf8_lossy(&step.output.stderr);
+    assert_eq!(
+        step.output.status.code(),
+        Some(3),
+        "an escalated run fails the step; stderr:\n{stderr}"
+    );
+    assert_eq!(step.outputs["outcome"], "escalated", "{:?}", step.outputs);
+    let runs: Vec<Value> = serde_json::from_str(&step.outputs["runs"]).expect("runs JSON");
+    let mut outcomes: Vec<(String, String)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r["task"].as_str().unwrap().to_string(),
+                r["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            ("ok-a".to_string(), "succeeded".to_string()),
+            ("stray-b".to_string(), "escalated".to_string())
+        ]
+    );
+    assert_eq!(step.outputs["pull-requests"], "");
+    // The summary: a row per run, then each decision log folded.
+    assert!(
+        step.summary.starts_with("## git-agent\n"),
+        "{}",
+        step.summary
+    );
+    assert!(
+        step.summary
+            .contains("| `ok-a` | ✅ succeeded | 1/1 | `agent/ok-a` | - |"),
+        "{}",
+        step.summary
+    );
+    assert!(step.summary.contains("| `stray-b` | ✋ escalated |"));
+    assert_eq!(step.summary.matches("<details>").count(), 2);
+    assert!(
+        step.summary.contains("outside-stray-b.txt"),
+        "the log names the stray path"
+    );
+    assert!(repo.rev_opt("agent/ok-a").is_some());
+}
+
+#[test]
+fn allow_escalated_passes_the_step_and_tasks_select_briefs() {
+    let repo = repo_with_two_briefs();
+    let step = run_step(&repo, &[("tasks", "stray-b"), ("allow-escalated", "true")]);
+    let stdout = String::from_utf8_lossy(&step.output.stdout);
+    assert_eq!(step.output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("::warning title=git-agent::"), "{stdout}");
+    let runs: Vec<Value> = serde_json::from_str(&step.outputs["runs"]).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["task"], "stray-b");
+    assert!(
+        repo.rev_opt("agent/ok-a").is_none(),
+        "ok-a was not asked for"
+    );
+}
+
+#[test]
+fn inputs_are_data_not_shell() {
+    let repo = repo_with_two_briefs();
+    let marker = repo.tmp.join("pwned");
+    let evil = format!(
+        "ok-a $(touch {m}) `touch {m}`; touch {m}",
+        m = marker.display()
+    );
+    let step = run_step(&repo, &[("tasks", &evil), ("args", "; touch x")]);
+    assert!(!marker.exists(), "an input ran as a command");
+    assert!(!repo.root.join("x").exists());
+    assert_eq!(
+        step.output.status.code(),
+        Some(2),
+        "unknown task ids are bad input: {}",
+        String::from_utf8_lossy(&step.output.stderr)
+    );
+}
+
+#[test]
+fn outside_actions_nothing_is_written() {
+    let repo = repo_with_two_briefs();
+    let outputs = repo.tmp.join("github_output");
+    let summary = repo.tmp.join("step_summary");
+    // The files are named, but GITHUB_ACTIONS is not `true`.
+    let out = repo.run_env(
+        &["run", "ok-a"],
+        &[
+            ("GITHUB_OUTPUT", outputs.to_str().unwrap()),
+            ("GITHUB_STEP_SUMMARY", summary.to_str().unwrap()),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!outputs.exists() && !summary.exists());
+}
