@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the real agent CLIs the end-to-end adapter tests drive
-# (tests/agents_e2e.rs), at pinned versions, under one directory:
-#   $DIR/npm/node_modules/.bin/{claude,codex}   (npm)
-#   $DIR/venv/bin/aider                         (pip in a venv)
+# (tests/agents_e2e.rs), and Prism, the OpenAPI mock server the GitHub
+# contract test runs (tests/github_prism.rs), at pinned versions, under one
+# directory:
+#   $DIR/npm/node_modules/.bin/{claude,codex,prism}   (npm)
+#   $DIR/venv/bin/aider                               (pip in a venv)
 # Usage: .ci/install-agents.sh [DIR]   (default: target/agents)
 # Prints `export GIT_AGENT_TEST_AGENTS_DIR=...` last; the tests read it.
 # Any failure exits non-zero with the reason: CI must not skip these tests.
@@ -11,6 +13,8 @@ set -euo pipefail
 CLAUDE_CODE_VERSION=2.1.197
 CODEX_VERSION=0.169.0
 AIDER_VERSION=0.86.2
+# Declares node >=24.18 but runs (and validates) under Node 20, tested.
+PRISM_VERSION=5.16.0
 
 DIR=${1:-target/agents}
 mkdir -p "$DIR"
@@ -25,6 +29,11 @@ if [ "$("$DIR/npm/node_modules/.bin/claude" --version 2>/dev/null | cut -d' ' -f
     npm install --silent --no-audit --no-fund --prefix "$DIR/npm" \
         "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" "@openai/codex@$CODEX_VERSION"
 fi
+if [ "$("$DIR/npm/node_modules/.bin/prism" --version 2>/dev/null)" != "$PRISM_VERSION" ]; then
+    # (scarf: the install-time analytics call of one of its dependencies)
+    SCARF_ANALYTICS=false npm install --silent --no-audit --no-fund --prefix "$DIR/npm" \
+        "@stoplight/prism-cli@$PRISM_VERSION"
+fi
 if [ "$("$DIR/venv/bin/aider" --version 2>/dev/null | cut -d' ' -f2)" != "$AIDER_VERSION" ]; then
     python3 -m venv "$DIR/venv"
     "$DIR/venv/bin/pip" install --quiet --disable-pip-version-check "aider-chat==$AIDER_VERSION"
@@ -34,5 +43,6 @@ t1=$(date +%s)
 echo "install-agents: installed in $((t1 - t0))s under $DIR:"
 echo "  claude: $("$DIR/npm/node_modules/.bin/claude" --version)"
 echo "  codex:  $("$DIR/npm/node_modules/.bin/codex" --version)"
+echo "  prism:  $("$DIR/npm/node_modules/.bin/prism" --version)"
 echo "  aider:  $("$DIR/venv/bin/aider" --version 2>/dev/null)"
 echo "export GIT_AGENT_TEST_AGENTS_DIR=$DIR"
