@@ -24,8 +24,14 @@ fn action() -> Action {
     serde_yaml::from_str(&std::fs::read_to_string(path).expect("action.yml")).expect("an action")
 }
 
-/// (id, run script, env) of each composite step.
-fn steps(action: &Action) -> Vec<(String, String, Vec<(String, String)>)> {
+/// A composite step: its id, its script and its `env:` (unevaluated).
+struct RunStep {
+    id: String,
+    run: String,
+    env: Vec<(String, String)>,
+}
+
+fn steps(action: &Action) -> Vec<RunStep> {
     let Runs::Composite(composite) = &action.runs else {
         panic!("a composite action");
     };
@@ -49,11 +55,11 @@ fn steps(action: &Action) -> Vec<(String, String, Vec<(String, String)>)> {
                     (k.clone(), v)
                 })
                 .collect();
-            (
-                step.id.clone().expect("every step has an id"),
-                run.clone(),
+            RunStep {
+                id: step.id.clone().expect("every step has an id"),
+                run: run.clone(),
                 env,
-            )
+            }
         })
         .collect()
 }
@@ -63,10 +69,10 @@ fn inputs_reach_scripts_only_through_the_environment() {
     let action = action();
     assert_eq!(action.name.as_deref(), Some("git-agent"));
     let steps = steps(&action);
-    let ids: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
+    let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(ids, ["install", "run"]);
     let mut used = Vec::new();
-    for (id, run, env) in &steps {
+    for RunStep { id, run, env } in &steps {
         assert!(
             !run.contains("${{"),
             "step {id}: an expression inside `run:` is a script injection"
@@ -127,7 +133,9 @@ struct Step {
 /// Runs the `run` step's script as the runner would, with `inputs`.
 fn run_step(repo: &TestRepo, inputs: &[(&str, &str)]) -> Step {
     let steps = steps(&action());
-    let (_, script, env) = steps.iter().find(|s| s.0 == "run").expect("run step");
+    let RunStep {
+        run: script, env, ..
+    } = steps.iter().find(|s| s.id == "run").expect("run step");
     let script_file = repo.tmp.join("step.sh");
     std::fs::write(&script_file, script).unwrap();
     let outputs = repo.tmp.join("github_output");
