@@ -13,7 +13,6 @@ set -euo pipefail
 CLAUDE_CODE_VERSION=2.1.197
 CODEX_VERSION=0.169.0
 AIDER_VERSION=0.86.2
-# Declares node >=24.18 but runs (and validates) under Node 20, tested.
 # 5.14.2: the newest Prism whose engines allow Node 18.20+/20 (5.16 asks for Node 24).
 PRISM_VERSION=5.14.2
 
