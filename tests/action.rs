@@ -280,6 +280,24 @@ fn inputs_are_data_not_shell() {
 }
 
 #[test]
+fn a_token_left_in_git_config_by_checkout_stops_the_step() {
+    let repo = repo_with_two_briefs();
+    // What actions/checkout writes with persist-credentials (the default).
+    repo.git(&[
+        "config",
+        "--local",
+        "http.https://github.com/.extraheader",
+        "AUTHORIZATION: basic eC1hY2Nlc3MtdG9rZW46Z2hzX3NlY3JldA==",
+    ]);
+    let step = run_step(&repo, &[]);
+    let stdout = String::from_utf8_lossy(&step.output.stdout);
+    assert_eq!(step.output.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("persist-credentials: false"), "{stdout}");
+    assert!(step.outputs.is_empty(), "no run started");
+    assert!(repo.rev_opt("agent/ok-a").is_none());
+}
+
+#[test]
 fn outside_actions_nothing_is_written() {
     let repo = repo_with_two_briefs();
     let outputs = repo.tmp.join("github_output");
