@@ -56,8 +56,9 @@ fn median(mut times: Vec<Duration>) -> Duration {
 fn time_binary(repo: &TestRepo, args: &[&str], expected_status: i32) -> Duration {
     let times = (0..RUNS)
         .map(|_| {
+            // Spawned directly, not through `run`, whose polling would blur the time.
             let start = Instant::now();
-            let output = repo.cmd(args);
+            let output = repo.command(args).output().expect("spawn git-agent");
             let elapsed = start.elapsed();
             assert_eq!(
                 status_of(&output),
@@ -72,7 +73,7 @@ fn time_binary(repo: &TestRepo, args: &[&str], expected_status: i32) -> Duration
 }
 
 fn time_in_process(repo: &TestRepo, expect_valid: bool) -> Duration {
-    let files: Vec<PathBuf> = git_agent::repo_files::list_briefs(repo.root()).expect("list");
+    let files: Vec<PathBuf> = git_agent::repo_files::list_briefs(&repo.root).expect("list");
     assert_eq!(files.len(), BRIEFS);
     let ctx = Context {
         known_agents: Some(vec!["claude".into(), "codex".into()]),
@@ -117,7 +118,7 @@ fn main() {
     }
     println!(
         "{BRIEFS} briefs, median of {RUNS} runs, binary {}",
-        support::bin().display()
+        support::BIN
     );
     let valid = repo_with("fixtures/briefs/valid");
     let invalid = repo_with("fixtures/briefs/invalid");

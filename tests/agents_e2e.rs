@@ -13,23 +13,19 @@
 //! serialized (a lock) so that their durations, printed, mean something.
 
 mod fake_model;
-mod run_support;
+mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use fake_model::{Call, FakeModel, Turn};
-use run_support::{of_type, yaml_str, Brief, TestRepo, BIN};
 use serde_json::{json, Value};
+use support::{of_type, yaml_str, Brief, TestRepo};
 
 /// One e2e run at a time: timings stay meaningful and the CLIs do not
 /// fight over two cores.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// The longest one `git agent run` may take here.
-const RUN_LIMIT: Duration = Duration::from_secs(300);
 
 const MARKER: &str = "MARKER-7: the greeting lacks the word fixed";
 
@@ -76,7 +72,7 @@ fn cli(name: &str) -> Option<PathBuf> {
 /// A repository with `src/greet.txt` and `README.md`, and an agent `a`
 /// of `adapter` running `program`.
 fn repo(adapter: &str, program: &Path, model: &str, extra_args: &[&str]) -> TestRepo {
-    let repo = TestRepo::new(&[("README.md", "# Project\n"), ("src/greet.txt", "hello\n")]);
+    let repo = TestRepo::with_files(&[("README.md", "# Project\n"), ("src/greet.txt", "hello\n")]);
     let args = extra_args
         .iter()
         .map(|a| yaml_str(a))
@@ -84,7 +80,7 @@ fn repo(adapter: &str, program: &Path, model: &str, extra_args: &[&str]) -> Test
         .join(", ");
     repo.write(
         ".agents/config.yaml",
-        &format!(
+        format!(
             "default_agent: a\nagents:\n  a:\n    adapter: {adapter}\n    command: {}\n    model: {}\n    args: [{args}]\n\
              worktree_dir: {}\nkill_grace: 2s\n",
             yaml_str(&program.display().to_string()),
@@ -98,49 +94,14 @@ fn repo(adapter: &str, program: &Path, model: &str, extra_args: &[&str]) -> Test
 /// `git agent run <id> --json` with the provider's variables; returns the
 /// exit code, the run object, stderr and the wall time.
 fn run(repo: &TestRepo, id: &str, env: &[(String, String)]) -> (i32, Value, String, Duration) {
-    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
-    let bin_dir = Path::new(BIN).parent().expect("bin dir");
-    let out_path = repo.tmp.join(format!("run-{id}.out"));
-    let err_path = repo.tmp.join(format!("run-{id}.err"));
+    // The real CLIs get a UTF-8 locale.
+    let mut extra = vec![("LC_ALL", "C.UTF-8")];
+    extra.extend(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let start = Instant::now();
-    let mut child = Command::new(BIN)
-        .args(["run", id, "--json"])
-        .current_dir(&repo.root)
-        .env_clear()
-        .env("PATH", format!("{}:{path}", bin_dir.display()))
-        .env("HOME", &repo.home)
-        .env("XDG_CACHE_HOME", &repo.cache)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("NO_COLOR", "1")
-        .env("LC_ALL", "C.UTF-8")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).expect("stdout"))
-        .stderr(std::fs::File::create(&err_path).expect("stderr"))
-        .spawn()
-        .expect("start git-agent");
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if start.elapsed() > RUN_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "git agent run {id} took longer than {RUN_LIMIT:?}; stderr:\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (code, runs, stderr) = repo.run_json_env(&[id], &extra);
     let took = start.elapsed();
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    let runs: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("no JSON ({e}); stdout:\n{stdout}\nstderr:\n{stderr}"));
-    let run = runs[0].clone();
-    (status.code().unwrap_or(-1), run, stderr, took)
+    let run = runs.into_iter().next().unwrap_or(Value::Null);
+    (code, run, stderr, took)
 }
 
 /// Everything about a finished run, for assertion messages.

@@ -26,7 +26,7 @@ fn json_of(output: &std::process::Output) -> Json {
 /// A repo after `git agent init`, committed.
 fn initialized() -> TestRepo {
     let repo = TestRepo::with_commit();
-    assert_status(&repo.cmd(&["init"]), 0);
+    assert_status(&repo.run(&["init"]), 0);
     repo.commit_all("git agent init");
     repo
 }
@@ -37,7 +37,7 @@ fn initialized() -> TestRepo {
 #[test]
 fn init_creates_config_and_example_that_validate() {
     let repo = TestRepo::with_commit();
-    let output = repo.cmd(&["init"]);
+    let output = repo.run(&["init"]);
     insta::assert_snapshot!(describe(&output), @r"
     status: 0
     ----- stdout -----
@@ -49,7 +49,7 @@ fn init_creates_config_and_example_that_validate() {
     assert!(repo.exists(".agents/config.yaml"));
     assert!(repo.exists(".agents/tasks/example.md"));
 
-    let output = repo.cmd(&["validate"]);
+    let output = repo.run(&["validate"]);
     insta::assert_snapshot!(describe(&output), @r"
     status: 0
     ----- stdout -----
@@ -61,12 +61,12 @@ fn init_creates_config_and_example_that_validate() {
 #[test]
 fn init_twice_refuses_and_leaves_files_untouched() {
     let repo = TestRepo::with_commit();
-    assert_status(&repo.cmd(&["init"]), 0);
+    assert_status(&repo.run(&["init"]), 0);
     let edited = format!("{}# my edit\n", repo.read(".agents/config.yaml"));
     repo.write(".agents/config.yaml", &edited);
     let example = repo.read_bytes(".agents/tasks/example.md");
 
-    let output = repo.cmd(&["init"]);
+    let output = repo.run(&["init"]);
     insta::assert_snapshot!(describe(&output), @r"
     status: 2
     ----- stdout -----
@@ -82,7 +82,7 @@ fn init_twice_refuses_and_leaves_files_untouched() {
 fn init_refuses_when_only_the_example_exists_and_writes_nothing() {
     let repo = TestRepo::with_commit();
     repo.write(".agents/tasks/example.md", "mine\n");
-    let output = repo.cmd(&["init"]);
+    let output = repo.run(&["init"]);
     assert_status(&output, USAGE);
     assert!(stderr(&output).contains(".agents/tasks/example.md already exists"));
     assert!(
@@ -95,28 +95,20 @@ fn init_refuses_when_only_the_example_exists_and_writes_nothing() {
 #[test]
 fn init_outside_a_repository_is_a_usage_error() {
     let repo = TestRepo::new();
-    let output = repo
-        .command(&["init"])
-        .current_dir(repo.home())
-        .output()
-        .expect("spawn");
+    let output = repo.run_in(&repo.home, &["init"]);
     assert_status(&output, USAGE);
     insta::assert_snapshot!(repo.redact(&stderr(&output)), @r"
     error: `[HOME]` is not inside a git repository
       hint: run git agent inside a git repository, or pass -C <dir>
     ");
-    assert!(!repo.home().join(".agents").exists());
+    assert!(!repo.home.join(".agents").exists());
 }
 
 #[test]
 fn dash_c_runs_in_another_directory() {
     let repo = TestRepo::with_commit();
-    let root = repo.root().to_str().expect("utf-8 path");
-    let output = repo
-        .command(&["-C", root, "init"])
-        .current_dir(repo.home())
-        .output()
-        .expect("spawn");
+    let root = repo.root.to_str().expect("utf-8 path");
+    let output = repo.run_in(&repo.home, &["-C", root, "init"]);
     assert_status(&output, 0);
     assert!(repo.exists(".agents/config.yaml"));
 }
@@ -127,7 +119,7 @@ fn dash_c_runs_in_another_directory() {
 #[test]
 fn new_makes_a_brief_that_validates() {
     let repo = initialized();
-    let output = repo.cmd(&["new", "fix-http"]);
+    let output = repo.run(&["new", "fix-http"]);
     insta::assert_snapshot!(describe(&output), @r"
     status: 0
     ----- stdout -----
@@ -137,7 +129,7 @@ fn new_makes_a_brief_that_validates() {
     ");
     let text = repo.read(".agents/tasks/fix-http.md");
     assert!(text.starts_with("---\ntitle: \"fix http\"\n"), "{text}");
-    let output = repo.cmd(&["validate"]);
+    let output = repo.run(&["validate"]);
     assert_status(&output, 0);
     assert!(
         stdout(&output).starts_with("2 briefs checked: 2 valid, 0 invalid (0 errors, 0 warnings)")
@@ -148,7 +140,7 @@ fn new_makes_a_brief_that_validates() {
 fn new_quotes_title_globs_and_check_so_the_brief_stays_valid() {
     // No config: the brief's agent is not checked against one.
     let repo = TestRepo::with_commit();
-    let output = repo.cmd(&[
+    let output = repo.run(&[
         "new",
         "retry_2",
         "--title",
@@ -161,8 +153,8 @@ fn new_quotes_title_globs_and_check_so_the_brief_stays_valid() {
         "cargo test -- --test-threads=1 'a: b'",
     ]);
     assert_status(&output, 0);
-    assert_status(&repo.cmd(&["validate"]), 0);
-    let list = repo.cmd(&["list", "--json"]);
+    assert_status(&repo.run(&["validate"]), 0);
+    let list = repo.run(&["list", "--json"]);
     assert_status(&list, 0);
     let rows = json_of(&list);
     assert_eq!(rows[0]["id"], "retry_2");
@@ -176,7 +168,7 @@ fn new_quotes_title_globs_and_check_so_the_brief_stays_valid() {
 #[test]
 fn new_refuses_a_bad_id_with_a_hint() {
     let repo = initialized();
-    let output = repo.cmd(&["new", "Bad Id"]);
+    let output = repo.run(&["new", "Bad Id"]);
     insta::assert_snapshot!(describe(&output), @r"
     status: 2
     ----- stdout -----
@@ -186,7 +178,7 @@ fn new_refuses_a_bad_id_with_a_hint() {
     ");
     assert!(!repo.exists(".agents/tasks/Bad Id.md"));
     for bad in ["../escape", "a/b", "x y", "-flag-like", "caf\u{e9}"] {
-        let output = repo.command(&["new", "--", bad]).output().expect("spawn");
+        let output = repo.run(&["new", "--", bad]);
         assert_status(&output, USAGE);
         assert!(
             stderr(&output).contains("hint: for example: git agent new "),
@@ -200,12 +192,12 @@ fn new_refuses_a_bad_id_with_a_hint() {
 fn new_refuses_an_existing_id_and_a_bad_glob() {
     let repo = initialized();
     let before = repo.read_bytes(".agents/tasks/example.md");
-    let output = repo.cmd(&["new", "example"]);
+    let output = repo.run(&["new", "example"]);
     assert_status(&output, USAGE);
     assert!(stderr(&output).contains(".agents/tasks/example.md already exists"));
     assert_eq!(repo.read_bytes(".agents/tasks/example.md"), before);
 
-    let output = repo.cmd(&["new", "abs", "-w", "/etc/**"]);
+    let output = repo.run(&["new", "abs", "-w", "/etc/**"]);
     assert_status(&output, USAGE);
     assert!(
         stderr(&output).contains("invalid glob `/etc/**`"),
@@ -225,7 +217,7 @@ fn validate_reports_file_line_col_and_exits_2() {
         ".agents/tasks/glob-unclosed-class.md",
         fixture("briefs/invalid/glob-unclosed-class.md"),
     );
-    let output = repo.cmd(&["validate"]);
+    let output = repo.run(&["validate"]);
     insta::assert_snapshot!(describe(&output), @r#"
     status: 2
     ----- stdout -----
@@ -257,7 +249,7 @@ fn validate_json_has_line_column_and_code() {
         ".agents/tasks/crlf-unknown-key.md",
         fixture("briefs/invalid/crlf-unknown-key.md"),
     );
-    let output = repo.cmd(&["validate", "--json"]);
+    let output = repo.run(&["validate", "--json"]);
     assert_status(&output, USAGE);
     assert_eq!(stderr(&output), "", "--json keeps stderr quiet");
     let json = json_of(&output);
@@ -308,7 +300,7 @@ fn validate_checks_the_config() {
         ".agents/config.yaml",
         fixture("config/invalid/github-token-in-pass-env.yaml"),
     );
-    let output = repo.cmd(&["validate"]);
+    let output = repo.run(&["validate"]);
     assert_status(&output, USAGE);
     assert!(
         stderr(&output).contains("[.agents/config.yaml:7:9]"),
@@ -331,7 +323,7 @@ fn validate_summary_does_not_count_the_config_as_a_brief() {
         ".agents/config.yaml",
         fixture("config/invalid/github-token-in-pass-env.yaml"),
     );
-    let output = repo.cmd(&["validate"]);
+    let output = repo.run(&["validate"]);
     assert_eq!(
         stdout(&output),
         "1 brief checked: 1 valid, 0 invalid; config: invalid (1 error, 0 warnings)\n"
@@ -355,7 +347,7 @@ fn validate_checks_agents_against_an_invalid_config() {
         repo.read(".agents/tasks/example.md")
             .replace("# agent: claude ", "agent: claud "),
     );
-    let output = repo.cmd(&["validate", "--json"]);
+    let output = repo.run(&["validate", "--json"]);
     assert_status(&output, USAGE);
     let json = json_of(&output);
     let codes: Vec<&Json> = json["problems"]
@@ -385,8 +377,8 @@ fn validate_checks_agents_against_an_invalid_config() {
 fn validate_says_when_agents_could_not_be_checked() {
     let repo = initialized();
     repo.write(".agents/config.yaml", "agents: [claude\n");
-    assert_status(&repo.cmd(&["new", "second"]), 0);
-    let output = repo.cmd(&["validate"]);
+    assert_status(&repo.run(&["new", "second"]), 0);
+    let output = repo.run(&["validate"]);
     assert_status(&output, USAGE);
     let err = stderr(&output);
     assert_eq!(
@@ -414,7 +406,7 @@ fn validate_checks_brief_agents_against_the_config() {
         repo.read(".agents/tasks/example.md")
             .replace("# agent: claude ", "agent: claud "),
     );
-    let output = repo.cmd(&["validate", "--json"]);
+    let output = repo.run(&["validate", "--json"]);
     assert_status(&output, USAGE);
     let json = json_of(&output);
     let problem = &json["problems"][0];
@@ -436,25 +428,25 @@ fn validate_paths_files_and_directories() {
     repo.write("briefs/b-bad.md", fixture("briefs/invalid/empty-checks.md"));
     repo.write("briefs/notes.txt", "not a brief");
 
-    let output = repo.cmd(&["validate", "briefs/a-ok.md"]);
+    let output = repo.run(&["validate", "briefs/a-ok.md"]);
     assert_status(&output, 0);
     assert_eq!(
         stdout(&output),
         "1 brief checked: 1 valid, 0 invalid (0 errors, 0 warnings)\n"
     );
 
-    let output = repo.cmd(&["validate", "--json", "briefs"]);
+    let output = repo.run(&["validate", "--json", "briefs"]);
     assert_status(&output, USAGE);
     let json = json_of(&output);
     assert_eq!(json["briefs"], 2, "directories expand to their *.md files");
     assert_eq!(json["problems"][0]["file"], "briefs/b-bad.md");
 
     // From a subdirectory, paths are relative to it and shown relative to the root.
-    let output = repo.cmd_in("briefs", &["validate", "--json", "b-bad.md"]);
+    let output = repo.run_in("briefs", &["validate", "--json", "b-bad.md"]);
     assert_status(&output, USAGE);
     assert_eq!(json_of(&output)["problems"][0]["file"], "briefs/b-bad.md");
 
-    let output = repo.cmd(&["validate", "no/such.md"]);
+    let output = repo.run(&["validate", "no/such.md"]);
     assert_status(&output, USAGE);
     assert!(
         stderr(&output).contains("no such file: "),
@@ -470,20 +462,20 @@ fn validate_strict_fails_on_warnings() {
         ".agents/tasks/no-body.md",
         fixture("briefs/valid/no-body.md"),
     );
-    let output = repo.cmd(&["validate"]);
+    let output = repo.run(&["validate"]);
     assert_status(&output, 0);
     assert!(
         stderr(&output).contains("the brief has no goal"),
         "{}",
         describe(&output)
     );
-    assert_status(&repo.cmd(&["validate", "--strict"]), USAGE);
+    assert_status(&repo.run(&["validate", "--strict"]), USAGE);
 }
 
 #[test]
 fn validate_with_no_briefs_says_how_to_make_one() {
     let repo = TestRepo::with_commit();
-    let output = repo.cmd(&["validate"]);
+    let output = repo.run(&["validate"]);
     insta::assert_snapshot!(describe(&output), @r"
     status: 0
     ----- stdout -----
@@ -511,7 +503,7 @@ fn every_valid_fixture_validates_through_the_binary() {
         );
         count += 1;
     }
-    let output = repo.cmd(&["validate", "--json"]);
+    let output = repo.run(&["validate", "--json"]);
     assert_status(&output, 0);
     let json = json_of(&output);
     assert_eq!(json["briefs"], count);
@@ -528,7 +520,7 @@ fn list_json_shape() {
         ".agents/tasks/broken.md",
         fixture("briefs/invalid/missing-scope.md"),
     );
-    let output = repo.cmd(&["list", "--json"]);
+    let output = repo.run(&["list", "--json"]);
     // An invalid brief makes `list` exit 2, but it is still listed.
     assert_status(&output, USAGE);
     insta::assert_json_snapshot!(json_of(&output), @r#"
@@ -559,7 +551,7 @@ fn list_json_shape() {
 fn list_human_output() {
     let repo = initialized();
     assert_status(
-        &repo.cmd(&[
+        &repo.run(&[
             "new",
             "fix-http",
             "-w",
@@ -573,7 +565,7 @@ fn list_human_output() {
         ".agents/tasks/broken.md",
         fixture("briefs/invalid/missing-scope.md"),
     );
-    let output = repo.cmd(&["list"]);
+    let output = repo.run(&["list"]);
     insta::assert_snapshot!(describe(&output), @r"
     status: 2
     ----- stdout -----
@@ -588,7 +580,7 @@ fn list_human_output() {
 #[test]
 fn list_with_no_briefs() {
     let repo = TestRepo::with_commit();
-    let output = repo.cmd(&["list", "--json"]);
+    let output = repo.run(&["list", "--json"]);
     assert_status(&output, 0);
     assert_eq!(json_of(&output), serde_json::json!([]));
 }
@@ -600,13 +592,13 @@ fn schema_prints_the_library_schemas_as_json() {
         ("brief", git_agent::brief::schema()),
         ("config", git_agent::config::schema()),
     ] {
-        let output = repo.cmd(&["schema", which]);
+        let output = repo.run(&["schema", which]);
         assert_status(&output, 0);
         assert_eq!(&json_of(&output), expected, "schema {which}");
     }
     // `brief` is the default.
-    assert_eq!(&json_of(&repo.cmd(&["schema"])), git_agent::brief::schema());
-    assert_status(&repo.cmd(&["schema", "briefs"]), USAGE);
+    assert_eq!(&json_of(&repo.run(&["schema"])), git_agent::brief::schema());
+    assert_status(&repo.run(&["schema", "briefs"]), USAGE);
 }
 
 /// `println!` panicked (exit 101, a backtrace on stderr) when stdout was
@@ -685,7 +677,7 @@ fn help_of_every_subcommand_exits_0() {
         &["help", "validate"],
         &["--version"],
     ] {
-        let output = repo.cmd(args);
+        let output = repo.run(args);
         assert_status(&output, 0);
         assert!(!stdout(&output).is_empty(), "{args:?}: no output");
         assert_eq!(stderr(&output), "", "{args:?}: help goes to stdout");
@@ -695,7 +687,7 @@ fn help_of_every_subcommand_exits_0() {
 #[test]
 fn top_level_help() {
     let repo = TestRepo::new();
-    let output = repo.cmd(&["--help"]);
+    let output = repo.run(&["--help"]);
     insta::assert_snapshot!(stdout(&output), @r"
     Run coding agents in the background the way CI runs jobs: briefs, isolated worktrees, enforced
     scope, checks as success criteria.
@@ -737,12 +729,12 @@ fn usage_errors_exit_2() {
         &["new"],
         &["schema", "brief", "extra"],
     ] {
-        let output = repo.cmd(args);
+        let output = repo.run(args);
         assert_status(&output, USAGE);
         assert_eq!(stdout(&output), "", "{args:?}");
         assert!(!stderr(&output).is_empty(), "{args:?}: no message");
     }
-    let output = repo.cmd(&["validat"]);
+    let output = repo.run(&["validat"]);
     assert!(
         stderr(&output).contains("validate"),
         "a close subcommand is suggested: {}",

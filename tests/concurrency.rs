@@ -3,15 +3,15 @@
 //! points followed by `status` and `clean`. Real repositories, real
 //! processes, real signals.
 
-mod run_support;
+mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use run_support::{alive, Brief, TestRepo, BIN};
 use serde_json::Value;
+use support::{alive, Brief, TestRepo};
 
 /// Every process on the machine whose environment carries a run id of this repo.
 fn processes_of(repo: &TestRepo) -> Vec<i32> {
@@ -42,18 +42,7 @@ fn processes_of(repo: &TestRepo) -> Vec<i32> {
 }
 
 fn spawn_run(repo: &TestRepo, args: &[&str]) -> Child {
-    let path = std::env::var("PATH").unwrap_or_default();
-    Command::new(BIN)
-        .args(args)
-        .current_dir(&repo.root)
-        .env_clear()
-        .env("PATH", path)
-        .env("HOME", &repo.home)
-        .env("XDG_CACHE_HOME", &repo.cache)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("FIXTURE_OUT", &repo.out)
-        .stdin(Stdio::null())
+    repo.command(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -118,7 +107,7 @@ fn fsck_clean(repo: &TestRepo) {
 
 #[test]
 fn forty_briefs_at_j8_each_end_in_the_right_state() {
-    let repo = TestRepo::new(&[("README.md", "stress\n")]);
+    let repo = TestRepo::with_files(&[("README.md", "stress\n")]);
     repo.config("batch.sh");
     let mut expected = Vec::new();
     for i in 0..40 {
@@ -222,7 +211,7 @@ fn forty_briefs_at_j8_each_end_in_the_right_state() {
 
 #[test]
 fn overlapping_scopes_wait_for_each_other() {
-    let repo = TestRepo::new(&[("README.md", "x\n")]);
+    let repo = TestRepo::with_files(&[("README.md", "x\n")]);
     repo.config("batch.sh");
     repo.brief("ok-a", &Brief::new(&["ok-a.txt", "shared/**"]));
     repo.brief("ok-b", &Brief::new(&["ok-b.txt", "shared/*.md"]));
@@ -237,7 +226,7 @@ fn overlapping_scopes_wait_for_each_other() {
 
 #[test]
 fn two_orchestrators_in_one_repo_do_not_corrupt_each_other() {
-    let repo = TestRepo::new(&[("README.md", "x\n")]);
+    let repo = TestRepo::with_files(&[("README.md", "x\n")]);
     repo.config("batch.sh");
     for i in 0..8 {
         repo.brief(&format!("ok-{i}"), &Brief::new(&[&format!("ok-{i}.txt")]));
@@ -259,7 +248,7 @@ fn two_orchestrators_in_one_repo_do_not_corrupt_each_other() {
 }
 
 fn sleepy_repo(tasks: &[&str]) -> TestRepo {
-    let repo = TestRepo::new(&[("README.md", "x\n"), ("dirty.txt", "committed\n")]);
+    let repo = TestRepo::with_files(&[("README.md", "x\n"), ("dirty.txt", "committed\n")]);
     repo.config_with("sleepy.sh", "");
     for t in tasks {
         repo.brief(t, &Brief::new(&[&format!("{t}.txt")]).timeout("5m"));
@@ -461,7 +450,7 @@ fn an_interrupted_run_resumes_in_its_worktree() {
 
 #[test]
 fn clean_older_than_keeps_recent_worktrees() {
-    let repo = TestRepo::new(&[("README.md", "x\n")]);
+    let repo = TestRepo::with_files(&[("README.md", "x\n")]);
     repo.config("batch.sh");
     repo.brief(
         "fail-1",

@@ -5,7 +5,7 @@
 //! to a bare repository over smart HTTP (`git http-backend` behind a tiny
 //! server that demands Basic auth).
 
-mod run_support;
+mod support;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -20,8 +20,8 @@ use git_agent::delivery::{deliver_issue, deliver_pr, DeliveryRecord};
 use git_agent::forge::github::{GitHub, RetryPolicy};
 use git_agent::forge::{Forge, RepoId};
 use git_agent::store::{RunRecord, State};
-use run_support::{Brief, TestRepo};
 use serde_json::{json, Value};
+use support::{Brief, TestRepo};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const TOKEN: &str = "ghp_testTOKEN0123456789abcdefSECRET";
@@ -856,7 +856,7 @@ struct E2e {
 }
 
 fn e2e(server: &MockServer) -> E2e {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    let repo = TestRepo::with_files(&[("README.md", "# Project\n")]);
     let remote_root = repo.tmp.join("remote");
     std::fs::create_dir_all(remote_root.join("octo")).unwrap();
     let remote = remote_root.join("octo/hello.git");
@@ -889,7 +889,7 @@ fn e2e(server: &MockServer) -> E2e {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin_dir = Path::new(run_support::BIN).parent().unwrap();
+    let bin_dir = Path::new(support::BIN).parent().unwrap();
     let path_env = format!(
         "{}:{}:{}",
         bin.display(),
@@ -904,10 +904,7 @@ fn e2e(server: &MockServer) -> E2e {
     ]);
     repo.config_with(
         "env_dump.sh",
-        &format!(
-            "github:\n  api_url: {}\n",
-            run_support::yaml_str(&server.uri())
-        ),
+        &format!("github:\n  api_url: {}\n", support::yaml_str(&server.uri())),
     );
     let brief = Brief::new(&["src/**"])
         .title("Say hello")

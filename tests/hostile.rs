@@ -13,14 +13,14 @@
 //! `auto` runs unconfined), the test says so and checks only what the
 //! post-run verification guarantees.
 
-mod run_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
-use run_support::*;
 use serde_json::Value;
+use support::*;
 
 const TOKEN: &str = "ghp_hostileSuiteCanaryToken0123456789";
 
@@ -34,7 +34,7 @@ struct Arena {
 /// A repository with a bare remote, a canary in `$HOME`, and a sibling run
 /// whose worktree is kept (it escalated); `script` is agent `fx`.
 fn arena(script: &str, sandbox: &str) -> Arena {
-    let repo = TestRepo::new(&[("README.md", "# Project\n"), ("src/keep.txt", "keep\n")]);
+    let repo = TestRepo::with_files(&[("README.md", "# Project\n"), ("src/keep.txt", "keep\n")]);
     let bare = repo.tmp.join("remote.git");
     let out = std::process::Command::new("git")
         .args(["init", "-q", "--bare", "-b", "main"])
@@ -206,6 +206,15 @@ fn attack(arena: &Arena, extra_env: &[(&str, &str)]) -> Outcome {
     }
 }
 
+/// The usual test: `script` attacks a fresh arena (no extra sandbox settings,
+/// no extra environment) and the outcome is judged as `name`.
+fn attacked(script: &str, name: &str) -> (Arena, Outcome) {
+    let a = arena(script, "");
+    let o = attack(&a, &[]);
+    judge(name, &a, &o);
+    (a, o)
+}
+
 /// Asserts (a) and reports; `effect_ok` lists snapshot keys the attack may
 /// change when the kernel does not confine the agent (nothing when it does).
 fn judge(name: &str, arena: &Arena, o: &Outcome) {
@@ -266,33 +275,25 @@ fn delivered_anyway(arena: &Arena, o: &Outcome) {
 
 #[test]
 fn write_outside_by_absolute_path() {
-    let a = arena("attack_abs_write.sh", "");
-    let o = attack(&a, &[]);
-    judge("abs-write", &a, &o);
+    let (a, o) = attacked("attack_abs_write.sh", "abs-write");
     delivered_anyway(&a, &o);
 }
 
 #[test]
 fn write_outside_by_dotdot() {
-    let a = arena("attack_dotdot.sh", "");
-    let o = attack(&a, &[]);
-    judge("dotdot-write", &a, &o);
+    let (a, o) = attacked("attack_dotdot.sh", "dotdot-write");
     delivered_anyway(&a, &o);
 }
 
 #[test]
 fn write_through_a_symlink_made_in_the_worktree() {
-    let a = arena("attack_symlink_write.sh", "");
-    let o = attack(&a, &[]);
-    judge("symlink-write", &a, &o);
+    let (_a, o) = attacked("attack_symlink_write.sh", "symlink-write");
     escalated_naming(&o, "symlink pointing outside");
 }
 
 #[test]
 fn add_a_git_hook() {
-    let a = arena("attack_hook.sh", "");
-    let o = attack(&a, &[]);
-    judge("hook", &a, &o);
+    let (a, o) = attacked("attack_hook.sh", "hook");
     if o.confined {
         delivered_anyway(&a, &o);
     } else {
@@ -302,9 +303,7 @@ fn add_a_git_hook() {
 
 #[test]
 fn edit_the_shared_git_config() {
-    let a = arena("attack_git_config.sh", "");
-    let o = attack(&a, &[]);
-    judge("git-config", &a, &o);
+    let (a, o) = attacked("attack_git_config.sh", "git-config");
     assert!(!a.repo.home.join("fsmonitor-ran").exists());
     if o.confined {
         delivered_anyway(&a, &o);
@@ -315,17 +314,13 @@ fn edit_the_shared_git_config() {
 
 #[test]
 fn move_main_with_update_ref() {
-    let a = arena("attack_update_ref.sh", "");
-    let o = attack(&a, &[]);
-    judge("update-ref", &a, &o);
+    let (a, o) = attacked("attack_update_ref.sh", "update-ref");
     delivered_anyway(&a, &o);
 }
 
 #[test]
 fn create_a_branch() {
-    let a = arena("attack_branch.sh", "");
-    let o = attack(&a, &[]);
-    judge("branch", &a, &o);
+    let (a, o) = attacked("attack_branch.sh", "branch");
     if o.confined {
         escalated_naming(&o, "attached the worktree's HEAD to refs/heads/main");
     }
@@ -335,25 +330,19 @@ fn create_a_branch() {
 
 #[test]
 fn commit_and_push_from_inside() {
-    let a = arena("attack_push.sh", "");
-    let o = attack(&a, &[]);
-    judge("push", &a, &o);
+    let (a, o) = attacked("attack_push.sh", "push");
     delivered_anyway(&a, &o);
 }
 
 #[test]
 fn replace_the_worktree_git_file() {
-    let a = arena("attack_git_file.sh", "");
-    let o = attack(&a, &[]);
-    judge("git-file", &a, &o);
+    let (_a, o) = attacked("attack_git_file.sh", "git-file");
     escalated_naming(&o, ".git file");
 }
 
 #[test]
 fn symlink_in_scope_pointing_out() {
-    let a = arena("attack_symlink_scope.sh", "");
-    let o = attack(&a, &[]);
-    judge("symlink-in-scope", &a, &o);
+    let (a, o) = attacked("attack_symlink_scope.sh", "symlink-in-scope");
     escalated_naming(&o, "symlink pointing outside");
     for leak in ["src/leak-abs", "src/leak-rel"] {
         assert_eq!(
@@ -366,9 +355,7 @@ fn symlink_in_scope_pointing_out() {
 
 #[test]
 fn filenames_with_newlines_and_dots() {
-    let a = arena("attack_names.sh", "");
-    let o = attack(&a, &[]);
-    judge("names", &a, &o);
+    let (a, o) = attacked("attack_names.sh", "names");
     assert!(!a.repo.tmp.join("outside.txt").exists());
     assert!(
         ["succeeded", "escalated", "failed"].contains(&o.outcome()),
@@ -403,9 +390,7 @@ fn a_2gb_sparse_file_escalates_quickly() {
 
 #[test]
 fn a_daemon_that_outlives_the_agent_is_killed() {
-    let a = arena("attack_daemon.sh", "");
-    let o = attack(&a, &[]);
-    judge("daemon", &a, &o);
+    let (a, o) = attacked("attack_daemon.sh", "daemon");
     let pid: i32 = a
         .repo
         .show("agent/attack", "src/daemon.pid")
@@ -413,13 +398,7 @@ fn a_daemon_that_outlives_the_agent_is_killed() {
         .trim()
         .parse()
         .expect("pid");
-    let survived = alive(pid);
-    if survived {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
+    let survived = kill_if_alive(pid);
     assert!(!survived, "daemon {pid} outlived the run");
     assert_eq!(a.repo.show("agent/attack", "src/late.txt"), None);
     let finished = of_type(&o.events, "agent_finished");
@@ -455,9 +434,7 @@ fn read_the_forge_token() {
 
 #[test]
 fn rewrite_the_run_records() {
-    let a = arena("attack_records.sh", "");
-    let o = attack(&a, &[]);
-    judge("records", &a, &o);
+    let (_a, o) = attacked("attack_records.sh", "records");
     if o.confined {
         assert!(o.run["outcome"] == "succeeded", "{:#}", o.run);
         assert!(
@@ -475,9 +452,7 @@ fn rewrite_the_run_records() {
 
 #[test]
 fn signal_the_orchestrator() {
-    let a = arena("attack_signal.sh", "");
-    let o = attack(&a, &[]);
-    judge("signal", &a, &o);
+    let (a, o) = attacked("attack_signal.sh", "signal");
     // The run finished, so git-agent was neither stopped nor killed.
     if o.confined
         && of_type(&o.events, "sandbox")
@@ -489,8 +464,8 @@ fn signal_the_orchestrator() {
 }
 
 /// A listener on the host: on loopback, and on a non-loopback address when
-/// the machine has one.
-fn host_listeners() -> Vec<(TcpListener, String)> {
+/// the machine has one; and their addresses for `$NET_TARGETS`.
+fn host_listeners() -> (Vec<(TcpListener, String)>, String) {
     let mut out = Vec::new();
     let lo = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let addr = lo.local_addr().expect("addr").to_string();
@@ -508,18 +483,18 @@ fn host_listeners() -> Vec<(TcpListener, String)> {
             }
         }
     }
-    out
+    let targets = out
+        .iter()
+        .map(|(_, a)| a.clone())
+        .collect::<Vec<_>>()
+        .join(" ");
+    (out, targets)
 }
 
 #[test]
 fn network_none_leaves_only_loopback() {
     let a = arena("attack_network.sh", "  network: none\n");
-    let listeners = host_listeners();
-    let targets = listeners
-        .iter()
-        .map(|(_, a)| a.clone())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let (listeners, targets) = host_listeners();
     let o = attack(&a, &[("NET_TARGETS", &targets)]);
     judge("network-none", &a, &o);
     let net = a
@@ -540,12 +515,7 @@ fn network_none_leaves_only_loopback() {
 #[test]
 fn network_open_reaches_the_host() {
     let a = arena("attack_network.sh", "");
-    let listeners = host_listeners();
-    let targets = listeners
-        .iter()
-        .map(|(_, a)| a.clone())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let (listeners, targets) = host_listeners();
     let o = attack(&a, &[("NET_TARGETS", &targets)]);
     let net = a
         .repo

@@ -1,15 +1,39 @@
 //! End-to-end tests of `git agent run`: the real binary, a throwaway
 //! repository, and scripted agents from `tests/fixtures/agents/`.
 //!
-//! Every test builds its own repository (see `run_support`), so the tests
+//! Every test builds its own repository (see `support`), so the tests
 //! run in parallel and leave nothing behind.
 
-mod run_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use run_support::{alive, of_type, trailer, types, Brief, TestRepo};
 use serde_json::Value;
+use support::{alive, kill_if_alive, of_type, trailer, types, Brief, TestRepo};
+
+/// The usual project: `README.md` committed, then agent `fx` running the
+/// fixture `script` and the brief `id` committed; returns the repository and
+/// that commit.
+fn project(script: &str, id: &str, brief: Brief) -> (TestRepo, String) {
+    project_with(&[], script, &[(id, brief)])
+}
+
+/// As [`project`], with more files in the first commit and any briefs.
+fn project_with(
+    files: &[(&str, &str)],
+    script: &str,
+    briefs: &[(&str, Brief)],
+) -> (TestRepo, String) {
+    let mut all = vec![("README.md", "# Project\n")];
+    all.extend_from_slice(files);
+    let repo = TestRepo::with_files(&all);
+    repo.config(script);
+    for (id, brief) in briefs {
+        repo.brief(id, brief);
+    }
+    let base = repo.commit_all("agent config");
+    (repo, base)
+}
 
 fn s(v: &Value) -> &str {
     v.as_str()
@@ -46,15 +70,13 @@ fn change<'a>(changes: &'a [Value], path: &str) -> &'a Value {
 
 #[test]
 fn success_commits_once_on_the_agent_branch_with_trailers_and_note() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("success.sh");
-    repo.brief(
+    let (repo, base) = project(
+        "success.sh",
         "hello",
-        &Brief::new(&["src/**"])
+        Brief::new(&["src/**"])
             .title("Say hello")
             .check("has-hello", "grep -q 'hello from hello' src/hello.txt"),
     );
-    let base = repo.commit_all("agent config");
 
     let (code, run, stderr) = repo.run_one("hello");
     assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
@@ -155,13 +177,11 @@ fn success_commits_once_on_the_agent_branch_with_trailers_and_note() {
 
 #[test]
 fn out_of_scope_write_escalates_and_is_never_committed() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("stray.sh");
-    repo.brief(
+    let (repo, base) = project(
+        "stray.sh",
         "stray",
-        &Brief::new(&["src/**"]).on_scope_violation("escalate"),
+        Brief::new(&["src/**"]).on_scope_violation("escalate"),
     );
-    let base = repo.commit_all("agent config");
 
     let (code, run, stderr) = repo.run_one("stray");
     assert_eq!(code, 3, "stderr:\n{stderr}\nrun: {run:#}");
@@ -227,16 +247,14 @@ fn out_of_scope_write_escalates_and_is_never_committed() {
 
 #[test]
 fn out_of_scope_write_is_reverted_with_revert_policy() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("stray.sh");
-    repo.brief(
+    let (repo, base) = project(
+        "stray.sh",
         "stray",
-        &Brief::new(&["src/**"]).on_scope_violation("revert").check(
+        Brief::new(&["src/**"]).on_scope_violation("revert").check(
             "readme-untouched",
             "test \"$(cat README.md)\" = '# Project' && test ! -e secret.txt",
         ),
     );
-    let base = repo.commit_all("agent config");
 
     let (code, run, stderr) = repo.run_one("stray");
     assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
@@ -274,10 +292,11 @@ fn out_of_scope_write_is_reverted_with_revert_policy() {
 
 #[test]
 fn deny_beats_write() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("deny.sh");
-    repo.brief("deny", &Brief::new(&["src/**"]).deny(&["src/secret/**"]));
-    repo.commit_all("agent config");
+    let (repo, _) = project(
+        "deny.sh",
+        "deny",
+        Brief::new(&["src/**"]).deny(&["src/secret/**"]),
+    );
 
     let (code, run, stderr) = repo.run_one("deny");
     assert_eq!(code, 3, "stderr:\n{stderr}\nrun: {run:#}");
@@ -306,10 +325,7 @@ fn deny_beats_write() {
 
 #[test]
 fn agent_commits_are_squashed_into_one_commit_with_our_trailers() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("self_commit.sh");
-    repo.brief("commits", &Brief::new(&["src/**"]));
-    let base = repo.commit_all("agent config");
+    let (repo, base) = project("self_commit.sh", "commits", Brief::new(&["src/**"]));
 
     let (code, run, stderr) = repo.run_one("commits");
     assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
@@ -340,10 +356,7 @@ fn agent_commits_are_squashed_into_one_commit_with_our_trailers() {
 
 #[test]
 fn agent_commits_are_still_scope_checked() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("self_commit.sh");
-    repo.brief("commits-stray", &Brief::new(&["src/**"]));
-    let base = repo.commit_all("agent config");
+    let (repo, base) = project("self_commit.sh", "commits-stray", Brief::new(&["src/**"]));
 
     let (code, run, stderr) = repo.run_one("commits-stray");
     assert_eq!(code, 3, "stderr:\n{stderr}\nrun: {run:#}");
@@ -376,13 +389,14 @@ fn agent_commits_are_still_scope_checked() {
 
 #[test]
 fn deletion_is_committed() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n"), ("src/old.txt", "old\n")]);
-    repo.config("file_kinds.sh");
-    repo.brief(
-        "delete",
-        &Brief::new(&["src/**"]).check("gone", "test ! -e src/old.txt"),
+    let (repo, base) = project_with(
+        &[("src/old.txt", "old\n")],
+        "file_kinds.sh",
+        &[(
+            "delete",
+            Brief::new(&["src/**"]).check("gone", "test ! -e src/old.txt"),
+        )],
     );
-    let base = repo.commit_all("agent config");
 
     let (code, run, stderr) = repo.run_one("delete");
     assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
@@ -399,10 +413,11 @@ fn deletion_is_committed() {
 #[test]
 fn rename_from_outside_the_scope_escalates() {
     let guide = "# Guide\n\nThis guide has enough lines\nthat git sees a rename\nwhen it moves.\n";
-    let repo = TestRepo::new(&[("README.md", "# Project\n"), ("docs/guide.md", guide)]);
-    repo.config("file_kinds.sh");
-    repo.brief("rename-out", &Brief::new(&["src/**"]));
-    repo.commit_all("agent config");
+    let (repo, _) = project_with(
+        &[("docs/guide.md", guide)],
+        "file_kinds.sh",
+        &[("rename-out", Brief::new(&["src/**"]))],
+    );
 
     let (code, run, stderr) = repo.run_one("rename-out");
     assert_eq!(code, 3, "stderr:\n{stderr}\nrun: {run:#}");
@@ -425,10 +440,11 @@ fn rename_from_outside_the_scope_escalates() {
 
 #[test]
 fn symlink_leaving_the_worktree_escalates_and_is_never_committed() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n"), ("src/keep.txt", "k\n")]);
-    repo.config("file_kinds.sh");
-    repo.brief("symlink", &Brief::new(&["src/**"]));
-    repo.commit_all("agent config");
+    let (repo, _) = project_with(
+        &[("src/keep.txt", "k\n")],
+        "file_kinds.sh",
+        &[("symlink", Brief::new(&["src/**"]))],
+    );
 
     let (code, run, stderr) = repo.run_one("symlink");
     assert_eq!(code, 3, "stderr:\n{stderr}\nrun: {run:#}");
@@ -471,13 +487,14 @@ fn symlink_leaving_the_worktree_escalates_and_is_never_committed() {
 
 #[test]
 fn mode_change_is_a_change() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n"), ("src/run.sh", "echo hi\n")]);
-    repo.config("file_kinds.sh");
-    repo.brief(
-        "mode",
-        &Brief::new(&["src/**"]).check("executable", "test -x src/run.sh"),
+    let (repo, _) = project_with(
+        &[("src/run.sh", "echo hi\n")],
+        "file_kinds.sh",
+        &[(
+            "mode",
+            Brief::new(&["src/**"]).check("executable", "test -x src/run.sh"),
+        )],
     );
-    repo.commit_all("agent config");
     assert!(repo
         .git(&["ls-tree", "HEAD", "src/run.sh"])
         .starts_with("100644 "));
@@ -499,15 +516,13 @@ fn fixed_check() -> &'static str {
 
 #[test]
 fn failing_check_is_retried_with_feedback() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("retry.sh");
-    repo.brief(
+    let (repo, _) = project(
+        "retry.sh",
         "retry",
-        &Brief::new(&["src/**"])
+        Brief::new(&["src/**"])
             .check("value-is-fixed", fixed_check())
             .attempts(2),
     );
-    repo.commit_all("agent config");
 
     let (code, run, stderr) = repo.run_one("retry");
     assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
@@ -547,15 +562,13 @@ fn failing_check_is_retried_with_feedback() {
 
 #[test]
 fn all_attempts_failing_fails_and_keeps_the_worktree() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("retry.sh");
-    repo.brief(
+    let (repo, _) = project(
+        "retry.sh",
         "never",
-        &Brief::new(&["src/**"])
+        Brief::new(&["src/**"])
             .check("never", "echo 'this never passes'; exit 1")
             .attempts(2),
     );
-    repo.commit_all("agent config");
 
     let (code, run, stderr) = repo.run_one("never");
     assert_eq!(code, 1, "stderr:\n{stderr}\nrun: {run:#}");
@@ -587,10 +600,7 @@ fn all_attempts_failing_fails_and_keeps_the_worktree() {
 
 #[test]
 fn timeout_escalates_and_kills_the_agent_and_its_grandchild() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("timeout.sh");
-    repo.brief("slow", &Brief::new(&["src/**"]).timeout("2s"));
-    repo.commit_all("agent config");
+    let (repo, _) = project("timeout.sh", "slow", Brief::new(&["src/**"]).timeout("2s"));
 
     let start = Instant::now();
     let (code, run, stderr) = repo.run_one("slow");
@@ -630,10 +640,7 @@ fn timeout_escalates_and_kills_the_agent_and_its_grandchild() {
 
 #[test]
 fn huge_agent_output_is_capped_on_disk() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("loud.sh");
-    repo.brief("loud", &Brief::new(&["src/**"]));
-    repo.commit_all("agent config");
+    let (repo, _) = project("loud.sh", "loud", Brief::new(&["src/**"]));
 
     let (code, run, stderr) = repo.run_one("loud");
     assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
@@ -661,14 +668,14 @@ fn huge_agent_output_is_capped_on_disk() {
 
 #[test]
 fn the_users_checkout_is_untouched() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n"), ("src/lib.txt", "lib\n")]);
-    repo.config("stray.sh");
-    repo.brief(
-        "inside",
-        &Brief::new(&["src/**", "README.md", "secret.txt"]),
+    let (repo, _) = project_with(
+        &[("src/lib.txt", "lib\n")],
+        "stray.sh",
+        &[
+            ("inside", Brief::new(&["src/**", "README.md", "secret.txt"])),
+            ("outside", Brief::new(&["src/**"])),
+        ],
     );
-    repo.brief("outside", &Brief::new(&["src/**"]));
-    repo.commit_all("agent config");
     // A stash entry, a staged change, an unstaged change, an untracked file.
     repo.write("README.md", "# Project\nstashed\n");
     repo.git(&["stash", "push", "-q", "-m", "saved work"]);
@@ -733,13 +740,11 @@ fn the_users_checkout_is_untouched() {
 
 #[test]
 fn forge_tokens_and_other_secrets_never_reach_the_agent() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("env_dump.sh");
-    repo.brief(
+    let (repo, _) = project(
+        "env_dump.sh",
         "tokens",
-        &Brief::new(&["src/**"]).check("no-tokens-in-checks", "! env | grep -E 'TOKEN|AWS_SECRET'"),
+        Brief::new(&["src/**"]).check("no-tokens-in-checks", "! env | grep -E 'TOKEN|AWS_SECRET'"),
     );
-    repo.commit_all("agent config");
 
     let (code, runs, stderr) = repo.run_json_env(
         &["tokens"],
@@ -791,10 +796,7 @@ fn forge_tokens_and_other_secrets_never_reach_the_agent() {
 
 #[test]
 fn a_foreign_branch_is_never_overwritten() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("success.sh");
-    repo.brief("hello", &Brief::new(&["src/**"]));
-    let base = repo.commit_all("agent config");
+    let (repo, base) = project("success.sh", "hello", Brief::new(&["src/**"]));
     // Someone else already works on agent/hello.
     repo.git(&["switch", "-q", "-c", "agent/hello"]);
     repo.write("theirs.txt", "someone else's work\n");
@@ -830,10 +832,7 @@ fn a_foreign_branch_is_never_overwritten() {
 
 #[test]
 fn a_branch_checked_out_by_the_user_is_not_moved() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("success.sh");
-    repo.brief("hello", &Brief::new(&["src/**"]));
-    repo.commit_all("agent config");
+    let (repo, _) = project("success.sh", "hello", Brief::new(&["src/**"]));
     let (code, first, _) = repo.run_one("hello");
     assert_eq!(code, 0);
     // The user checks the run's branch out to look at it.
@@ -850,10 +849,7 @@ fn a_branch_checked_out_by_the_user_is_not_moved() {
 
 #[test]
 fn decisions_from_json_lines_and_decide_land_in_the_log() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("decide.sh");
-    repo.brief("decisions", &Brief::new(&["src/**"]));
-    repo.commit_all("agent config");
+    let (repo, _) = project("decide.sh", "decisions", Brief::new(&["src/**"]));
 
     let (code, run, stderr) = repo.run_one("decisions");
     assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
@@ -878,11 +874,14 @@ fn decisions_from_json_lines_and_decide_land_in_the_log() {
 
 #[test]
 fn an_invalid_decision_line_is_rejected_and_an_escalate_decision_escalates() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("decide.sh");
-    repo.brief("bad-line", &Brief::new(&["src/**"]));
-    repo.brief("ask-human", &Brief::new(&["src/**"]));
-    repo.commit_all("agent config");
+    let (repo, _) = project_with(
+        &[],
+        "decide.sh",
+        &[
+            ("bad-line", Brief::new(&["src/**"])),
+            ("ask-human", Brief::new(&["src/**"])),
+        ],
+    );
 
     let (code, runs, stderr) = repo.run_json(&["bad-line", "ask-human"]);
     assert_eq!(code, 3, "stderr:\n{stderr}");
@@ -923,18 +922,16 @@ fn an_invalid_decision_line_is_rejected_and_an_escalate_decision_escalates() {
 
 #[test]
 fn markdown_log_snapshot() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("story.sh");
-    repo.brief(
+    let (repo, _) = project(
+        "story.sh",
         "story",
-        &Brief::new(&["src/**"])
+        Brief::new(&["src/**"])
             .title("Fix the value")
             .check("value-is-fixed", fixed_check())
             .and_check("readme", "test -f README.md")
             .attempts(2)
             .on_scope_violation("revert"),
     );
-    repo.commit_all("agent config");
     let (code, run, stderr) = repo.run_one("story");
     assert_eq!(code, 0, "{stderr}");
     let md = repo.log_md("story");
@@ -1012,20 +1009,20 @@ fn markdown_log_snapshot() {
 
 #[test]
 fn status_lists_runs_and_clean_removes_kept_worktrees_only() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("stray.sh");
-    repo.brief(
-        "all-in",
-        &Brief::new(&["src/**", "README.md", "secret.txt"]),
+    let (repo, _) = project_with(
+        &[],
+        "stray.sh",
+        &[
+            ("all-in", Brief::new(&["src/**", "README.md", "secret.txt"])),
+            ("stays-out", Brief::new(&["src/**"])),
+            (
+                "fails",
+                Brief::new(&["src/**"])
+                    .on_scope_violation("revert")
+                    .check("never", "false"),
+            ),
+        ],
     );
-    repo.brief("stays-out", &Brief::new(&["src/**"]));
-    repo.brief(
-        "fails",
-        &Brief::new(&["src/**"])
-            .on_scope_violation("revert")
-            .check("never", "false"),
-    );
-    repo.commit_all("agent config");
 
     let (code, runs, stderr) = repo.run_json(&["all-in", "stays-out", "fails"]);
     assert_eq!(
@@ -1085,10 +1082,7 @@ fn status_lists_runs_and_clean_removes_kept_worktrees_only() {
 
 #[test]
 fn unknown_task_is_a_usage_error_with_a_hint() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("success.sh");
-    repo.brief("fix-greeting", &Brief::new(&["src/**"]));
-    repo.commit_all("agent config");
+    let (repo, _) = project("success.sh", "fix-greeting", Brief::new(&["src/**"]));
 
     let out = repo.run(&["run", "fix-gretting", "--json"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1107,7 +1101,7 @@ fn unknown_task_is_a_usage_error_with_a_hint() {
 
 #[test]
 fn invalid_brief_is_a_usage_error_with_the_diagnostic() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    let repo = TestRepo::with_files(&[("README.md", "# Project\n")]);
     repo.config("success.sh");
     repo.brief("good", &Brief::new(&["src/**"]));
     repo.write(
@@ -1135,15 +1129,15 @@ fn invalid_brief_is_a_usage_error_with_the_diagnostic() {
 
 #[test]
 fn sparse_worktree_holds_read_and_write_scopes_only() {
-    let repo = TestRepo::new(&[
-        ("README.md", "# Project\n"),
-        ("src/a/x.txt", "x\n"),
-        ("src/b/y.txt", "y\n"),
-        ("docs/d.md", "d\n"),
-    ]);
-    repo.config("list_files.sh");
-    repo.brief("sparse", &Brief::new(&["src/a/**"]).read(&["docs/**"]));
-    let base = repo.commit_all("agent config");
+    let (repo, base) = project_with(
+        &[
+            ("src/a/x.txt", "x\n"),
+            ("src/b/y.txt", "y\n"),
+            ("docs/d.md", "d\n"),
+        ],
+        "list_files.sh",
+        &[("sparse", Brief::new(&["src/a/**"]).read(&["docs/**"]))],
+    );
 
     let (code, run, stderr) = repo.run_one("sparse");
     assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
@@ -1175,7 +1169,7 @@ fn sparse_worktree_holds_read_and_write_scopes_only() {
 
 #[test]
 fn parallel_runs_with_overlapping_scopes_wait_for_each_other() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    let repo = TestRepo::with_files(&[("README.md", "# Project\n")]);
     repo.config("parallel.sh");
     for (id, write) in [
         ("one-a", "src/one/**"),
@@ -1247,10 +1241,7 @@ fn parallel_runs_with_overlapping_scopes_wait_for_each_other() {
 /// branches and move the user's checked-out branch from inside its worktree.
 #[test]
 fn agent_cannot_move_the_users_branch() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("refs.sh");
-    repo.brief("refs", &Brief::new(&["src/**"]));
-    let base = repo.commit_all("agent config");
+    let (repo, base) = project("refs.sh", "refs", Brief::new(&["src/**"]));
 
     let (code, run, stderr) = repo.run_one("refs");
     let run_id = run["run_id"].as_str().expect("run id");
@@ -1288,10 +1279,11 @@ fn agent_cannot_move_the_users_branch() {
 /// worktree root, not `src`.
 #[test]
 fn symlink_escaping_through_another_symlink_is_caught() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n"), ("src/keep.txt", "k\n")]);
-    repo.config("file_kinds.sh");
-    repo.brief("symlink-chain", &Brief::new(&["src/**"]));
-    repo.commit_all("agent config");
+    let (repo, _) = project_with(
+        &[("src/keep.txt", "k\n")],
+        "file_kinds.sh",
+        &[("symlink-chain", Brief::new(&["src/**"]))],
+    );
 
     let (code, run, stderr) = repo.run_one("symlink-chain");
     // The symlink really leaves: rebuild it from the branch (or the kept
@@ -1315,10 +1307,7 @@ fn symlink_escaping_through_another_symlink_is_caught() {
 /// trailers); re-running the task must not throw their amend away.
 #[test]
 fn an_amended_agent_commit_is_not_overwritten() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("success.sh");
-    repo.brief("hello", &Brief::new(&["src/**"]));
-    repo.commit_all("agent config");
+    let (repo, _) = project("success.sh", "hello", Brief::new(&["src/**"]));
     let (code, _, _) = repo.run_one("hello");
     assert_eq!(code, 0);
     repo.git(&["switch", "-q", "agent/hello"]);
@@ -1340,18 +1329,16 @@ fn an_amended_agent_commit_is_not_overwritten() {
 /// on the next attempt they are counted as the agent's changes.
 #[test]
 fn check_artifacts_are_not_scope_violations_on_retry() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("retry.sh");
-    repo.brief(
+    let (repo, _) = project(
+        "retry.sh",
         "artifact",
-        &Brief::new(&["src/**"])
+        Brief::new(&["src/**"])
             .check(
                 "value-is-fixed",
                 &format!("echo built > build-output.txt; {}", fixed_check()),
             )
             .attempts(2),
     );
-    repo.commit_all("agent config");
 
     let (code, run, stderr) = repo.run_one("artifact");
     // Was: exit 3, "1 path outside the scope: `build-output.txt`" on
@@ -1364,10 +1351,7 @@ fn check_artifacts_are_not_scope_violations_on_retry() {
 /// its environment is out of reach of the sweep.
 #[test]
 fn a_daemon_without_the_marker_does_not_outlive_the_run() {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
-    repo.config("escape.sh");
-    repo.brief("escape", &Brief::new(&["src/**"]));
-    repo.commit_all("agent config");
+    let (repo, _) = project("escape.sh", "escape", Brief::new(&["src/**"]));
 
     let (code, run, stderr) = repo.run_one("escape");
     let pid: i32 = std::fs::read_to_string(repo.out.join("daemon.pid"))
@@ -1375,14 +1359,8 @@ fn a_daemon_without_the_marker_does_not_outlive_the_run() {
         .trim()
         .parse()
         .expect("pid");
-    let survived = alive(pid);
-    if survived {
-        // Do not leave it behind for the rest of the suite.
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
+    // Do not leave it behind for the rest of the suite.
+    let survived = kill_if_alive(pid);
     assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
     let events = repo.events(run["run_id"].as_str().expect("run id"));
     let tracked = of_type(&events, "sandbox")

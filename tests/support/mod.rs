@@ -1,60 +1,68 @@
 //! The one helper that builds real repositories for integration tests.
 //!
 //! A [`TestRepo`] is a git repository in a fresh temp dir, made with the git
-//! CLI under an environment that ignores the user's and the system's git
-//! config, with a fake `HOME` and fixed commit dates, so that results do not
-//! depend on the machine. [`TestRepo::cmd`] runs the built `git-agent` binary
-//! in it under the same clean environment.
+//! CLI. Every child a test starts (git, git-agent, and through git-agent the
+//! agents) runs under [`clean_env`]: nothing inherited but `PATH`, a fake
+//! `HOME` and cache dir, no user or system git config, a fixed identity,
+//! dates, locale and time zone, so that results do not depend on the machine.
 //!
-//! Layout of the temp dir: `repo/` (the working tree, [`TestRepo::root`]) and
-//! `home/` (`$HOME`, outside the repository, [`TestRepo::home`]).
+//! Layout of the temp dir ([`TestRepo::tmp`]): `repo/` (the working tree,
+//! [`TestRepo::root`]), `home/` (`$HOME`), `cache/` (`$XDG_CACHE_HOME`),
+//! `wt/` (the config's `worktree_dir`) and `out/` (`$FIXTURE_OUT`, where
+//! scripted agents report), all outside the repository.
+//!
+//! One job per file:
+//! - `mod.rs`: the temp repository, the environment, files;
+//! - `git.rs`: git in the repository, and reading what runs left in it;
+//! - `cli.rs`: running `git-agent` and reading its output;
+//! - `brief.rs`: writing briefs and the agent config;
+//! - `events.rs`: a run's events and decision log;
+//! - `process.rs`: processes a run left behind.
 
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
-use std::ffi::OsStr;
+mod brief;
+mod cli;
+mod events;
+mod git;
+mod process;
+
+// The free helpers, as `support::…` (each binary imports only some).
+#[allow(unused_imports)]
+pub use self::{
+    brief::{fixture, yaml_str, Brief},
+    cli::{assert_status, describe, status_of, stderr, stdout, BIN},
+    events::{of_type, types},
+    git::trailer,
+    process::{alive, kill_if_alive},
+};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 /// Commit dates of every commit made by tests (2024-01-01T00:00:00Z).
 pub const GIT_DATE: &str = "1704067200 +0000";
 pub const GIT_NAME: &str = "Test User";
 pub const GIT_EMAIL: &str = "test@example.com";
 
-/// The `git-agent` binary built by cargo for these tests.
-pub fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_git-agent"))
-}
-
-/// The variables every child (git, git-agent) gets; everything else is cleared.
-fn clean_env(cmd: &mut Command, home: &Path) {
-    cmd.env_clear();
-    if let Some(path) = std::env::var_os("PATH") {
-        cmd.env("PATH", path);
-    }
-    cmd.env("HOME", home)
-        .env("LANG", "C.UTF-8")
-        .env("TZ", "UTC")
-        .env("COLUMNS", "100")
-        .env("NO_COLOR", "1")
-        .env("TERM", "dumb")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", GIT_NAME)
-        .env("GIT_AUTHOR_EMAIL", GIT_EMAIL)
-        .env("GIT_AUTHOR_DATE", GIT_DATE)
-        .env("GIT_COMMITTER_NAME", GIT_NAME)
-        .env("GIT_COMMITTER_EMAIL", GIT_EMAIL)
-        .env("GIT_COMMITTER_DATE", GIT_DATE)
-        .stdin(Stdio::null());
-}
-
 /// A git repository in a temp dir, removed on drop.
 pub struct TestRepo {
     // Held for its Drop, which removes the directory.
     _tmp: tempfile::TempDir,
-    root: PathBuf,
-    home: PathBuf,
+    /// The temp dir everything lives in (canonical).
+    pub tmp: PathBuf,
+    /// The repository's working tree (the user's checkout).
+    pub root: PathBuf,
+    /// `$HOME` for children: outside the repository.
+    pub home: PathBuf,
+    /// `$XDG_CACHE_HOME` for children.
+    pub cache: PathBuf,
+    /// `worktree_dir` of the config written by [`TestRepo::config`].
+    pub wt: PathBuf,
+    /// A directory outside the repository that agents may write to (passed
+    /// to them as `$FIXTURE_OUT` through `pass_env`).
+    pub out: PathBuf,
 }
 
 impl Default for TestRepo {
@@ -76,15 +84,26 @@ impl TestRepo {
             .path()
             .canonicalize()
             .expect("canonicalize the temp dir");
-        let root = base.join("repo");
-        let home = base.join("home");
-        std::fs::create_dir_all(&root).expect("create repo dir");
-        std::fs::create_dir_all(&home).expect("create home dir");
         let repo = TestRepo {
+            root: base.join("repo"),
+            home: base.join("home"),
+            cache: base.join("cache"),
+            wt: base.join("wt"),
+            out: base.join("out"),
+            tmp: base,
             _tmp: tmp,
-            root,
-            home,
         };
+        for dir in [&repo.root, &repo.home, &repo.cache, &repo.out] {
+            std::fs::create_dir_all(dir)
+                .unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        }
+        // Agents get HOME but not GIT_CONFIG_GLOBAL (see `env.rs`): their
+        // `git commit` finds an identity here.
+        std::fs::write(
+            repo.home.join(".gitconfig"),
+            "[user]\n\tname = Scripted Agent\n\temail = agent@example.invalid\n",
+        )
+        .expect("write home gitconfig");
         repo.git(&["init", "-q", "-b", "main"]);
         // Local config, in case a test runs git without our environment.
         repo.git(&["config", "user.name", GIT_NAME]);
@@ -94,25 +113,25 @@ impl TestRepo {
         repo
     }
 
-    /// A repository with one commit holding `README.md`.
-    pub fn with_commit() -> Self {
+    /// A repository on `main` with one commit holding `files` (path, text);
+    /// no commit when `files` is empty.
+    pub fn with_files(files: &[(&str, &str)]) -> Self {
         let repo = Self::new();
-        repo.write("README.md", "# test repo\n");
-        repo.commit_all("initial commit");
+        for (path, text) in files {
+            repo.write(path, text);
+        }
+        if !files.is_empty() {
+            repo.commit_all("base");
+        }
         repo
     }
 
-    /// The working tree.
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// A repository with one commit holding `README.md`.
+    pub fn with_commit() -> Self {
+        Self::with_files(&[("README.md", "# test repo\n")])
     }
 
-    /// `$HOME` for children: outside the repository, empty at first.
-    pub fn home(&self) -> &Path {
-        &self.home
-    }
-
-    /// An absolute path for a repo-relative one.
+    /// An absolute path for a repo-relative one (an absolute one stays).
     pub fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
         self.root.join(rel)
     }
@@ -125,15 +144,6 @@ impl TestRepo {
                 .unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
         }
         std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-        path
-    }
-
-    /// Writes an executable file (mode 755), e.g. a scripted fake agent.
-    pub fn write_executable(&self, rel: impl AsRef<Path>, text: &str) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt;
-        let path = self.write(rel, text);
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
         path
     }
 
@@ -153,106 +163,49 @@ impl TestRepo {
         self.path(rel).exists()
     }
 
-    /// `git add -A && git commit`; returns the new HEAD commit id.
-    pub fn commit_all(&self, message: &str) -> String {
-        self.git(&["add", "-A"]);
-        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
-        self.head()
-    }
-
-    /// The commit id of HEAD.
-    pub fn head(&self) -> String {
-        self.git(&["rev-parse", "HEAD"]).trim().to_string()
-    }
-
-    /// A `git` command in the repository with the clean environment.
-    pub fn git_command<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
-        let mut cmd = Command::new("git");
-        clean_env(&mut cmd, &self.home);
-        cmd.current_dir(&self.root).args(args);
-        cmd
-    }
-
-    /// Runs git and returns its stdout; panics (with stderr) when it fails.
-    pub fn git<S: AsRef<OsStr>>(&self, args: &[S]) -> String {
-        let output = self.git_command(args).output().expect("spawn git");
-        if !output.status.success() {
-            panic!(
-                "git {:?} failed ({}):\n{}",
-                args.iter()
-                    .map(|a| a.as_ref().to_owned())
-                    .collect::<Vec<_>>(),
-                output.status,
-                stderr(&output)
-            );
-        }
-        stdout(&output)
-    }
-
-    /// The `git-agent` binary in the repository with the clean environment;
-    /// add `.env(..)`, `.current_dir(..)` or stdin before running it.
-    pub fn command<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
-        let mut cmd = Command::new(bin());
-        clean_env(&mut cmd, &self.home);
-        cmd.current_dir(&self.root).args(args);
-        cmd
-    }
-
-    /// Runs `git-agent` with `args` in the repository and waits for it.
-    pub fn cmd<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
-        self.command(args).output().expect("spawn git-agent")
-    }
-
-    /// Runs `git-agent` in a subdirectory of the repository.
-    pub fn cmd_in<S: AsRef<OsStr>>(&self, dir: impl AsRef<Path>, args: &[S]) -> Output {
-        self.command(args)
-            .current_dir(self.path(dir))
-            .output()
-            .expect("spawn git-agent")
-    }
-
     /// Replaces machine-specific paths in `text` with `[REPO]` and `[HOME]`.
     pub fn redact(&self, text: &str) -> String {
         text.replace(&self.root.display().to_string(), "[REPO]")
             .replace(&self.home.display().to_string(), "[HOME]")
     }
-}
 
-/// The exit code; `-<signal>` when the process was killed by a signal.
-pub fn status_of(output: &Output) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    match output.status.code() {
-        Some(code) => code,
-        None => -output.status.signal().unwrap_or(0),
+    /// A command in the repository under [`clean_env`].
+    fn clean_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        clean_env(&mut cmd, self);
+        cmd.current_dir(&self.root);
+        cmd
     }
 }
 
-pub fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-pub fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Exit status, stdout and stderr in one text: for snapshots and for
-/// assertion messages.
-pub fn describe(output: &Output) -> String {
-    format!(
-        "status: {}\n----- stdout -----\n{}----- stderr -----\n{}",
-        status_of(output),
-        stdout(output),
-        stderr(output)
+/// The environment every child (git, git-agent) starts from; everything
+/// else is cleared, and stdin is `/dev/null`.
+fn clean_env(cmd: &mut Command, repo: &TestRepo) {
+    // The binary's dir first, so that `git agent` (and agents calling it)
+    // find the build under test.
+    let bin_dir = Path::new(BIN).parent().expect("binary dir");
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+    let path = std::env::join_paths(
+        std::iter::once(bin_dir.to_path_buf()).chain(std::env::split_paths(&path)),
     )
-}
-
-/// Asserts the exit status, showing everything when it differs.
-#[track_caller]
-pub fn assert_status(output: &Output, expected: i32) {
-    assert_eq!(
-        status_of(output),
-        expected,
-        "unexpected exit status\n{}",
-        describe(output)
-    );
+    .expect("PATH joins");
+    cmd.env_clear()
+        .env("PATH", path)
+        .env("HOME", &repo.home)
+        .env("XDG_CACHE_HOME", &repo.cache)
+        // The locale git-agent gives its own git calls.
+        .env("LC_ALL", "C")
+        .env("TZ", "UTC")
+        .env("COLUMNS", "100")
+        .env("NO_COLOR", "1")
+        .env("TERM", "dumb")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", GIT_NAME)
+        .env("GIT_AUTHOR_EMAIL", GIT_EMAIL)
+        .env("GIT_AUTHOR_DATE", GIT_DATE)
+        .env("GIT_COMMITTER_NAME", GIT_NAME)
+        .env("GIT_COMMITTER_EMAIL", GIT_EMAIL)
+        .env("GIT_COMMITTER_DATE", GIT_DATE)
+        .stdin(Stdio::null());
 }
