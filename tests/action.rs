@@ -7,7 +7,7 @@
 //! formats. GitHub's runner itself can't run here; the install step is
 //! exercised on its "already on PATH" branch only.
 
-mod run_support;
+mod support;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,8 +16,8 @@ use std::process::{Command, Output, Stdio};
 use github_actions_models::action::{Action, Runs, StepBody};
 use github_actions_models::common::expr::LoE;
 use github_actions_models::common::EnvValue;
-use run_support::{Brief, TestRepo, BIN};
 use serde_json::Value;
+use support::{Brief, TestRepo, BIN};
 
 fn action() -> Action {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("action.yml");
@@ -185,7 +185,7 @@ fn run_step(repo: &TestRepo, inputs: &[(&str, &str)]) -> Step {
 }
 
 fn repo_with_two_briefs() -> TestRepo {
-    let repo = TestRepo::new(&[("README.md", "# Project\n")]);
+    let repo = TestRepo::with_files(&[("README.md", "# Project\n")]);
     repo.config("batch.sh");
     repo.brief("ok-a", &Brief::new(&["ok-a.txt"]).title("Write a"));
     repo.brief("stray-b", &Brief::new(&["stray-b.txt"]).title("Write b"));
