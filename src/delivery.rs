@@ -499,7 +499,7 @@ pub fn check_reports(record: &RunRecord, events: &[Event], commit: &str) -> Vec<
                 ),
                 text: (!passed && !output_tail.is_empty())
                     .then(|| format!("```\n{output_tail}\n```")),
-                started_at: None,
+                started_at: started_at(&e.ts, *duration_ms),
                 completed_at: Some(e.ts.clone()),
             }),
             _ => None,
@@ -540,6 +540,15 @@ pub fn check_reports(record: &RunRecord, events: &[Event], commit: &str) -> Vec<
         completed_at: record.finished_at.clone(),
     });
     out
+}
+
+/// When a check that ended at `ended` (RFC 3339) and took `ms` started.
+fn started_at(ended: &str, ms: u64) -> Option<String> {
+    use time::format_description::well_known::Rfc3339;
+    let end = time::OffsetDateTime::parse(ended, &Rfc3339).ok()?;
+    (end - time::Duration::milliseconds(ms as i64))
+        .format(&Rfc3339)
+        .ok()
 }
 
 /// The body within `limit` characters: the longest `## ` sections are

@@ -409,6 +409,9 @@ async fn opens_then_updates_the_same_pull_request() {
         ["git-agent / tests", "git-agent / lint", "git-agent / scope"].repeat(2)
     );
     assert_eq!(checks[1]["conclusion"], "failure");
+    // Timing: the check ran 0.9 s and ended at the event's time.
+    assert_eq!(checks[1]["started_at"], "2026-11-25T12:00:19.1Z");
+    assert_eq!(checks[1]["completed_at"], "2026-11-25T12:00:20Z");
     assert!(checks[1]["output"]["text"]
         .as_str()
         .unwrap()
@@ -1000,8 +1003,8 @@ async fn delivery_failure_keeps_the_run_and_deliver_retries() {
         )
     });
     let run = &runs[0];
-    assert_eq!(code, 0, "the run itself succeeded; stderr:\n{stderr}");
-    assert_eq!(run["outcome"], "succeeded");
+    assert_eq!(code, 1, "a failed delivery fails the command; stderr:\n{stderr}");
+    assert_eq!(run["outcome"], "succeeded", "the run itself succeeded");
     assert_eq!(run["delivery"]["state"], "failed", "{run:#}");
     let reason = run["delivery"]["reason"].as_str().unwrap();
     assert!(reason.contains("Authentication failed"), "{reason}");
@@ -1159,7 +1162,8 @@ async fn the_push_never_overwrites_a_human_commit_on_the_remote_branch() {
 
     let (code, runs, stderr) = tokio::task::block_in_place(|| repo.run_json_env(&["hello"], &env));
     let run = &runs[0];
-    assert_eq!(code, 0, "the run itself succeeded; {stderr}");
+    assert_eq!(code, 1, "the delivery failed; {stderr}");
+    assert_eq!(run["outcome"], "succeeded", "the run itself succeeded");
     assert_eq!(run["delivery"]["state"], "failed", "{run:#}");
     let reason = run["delivery"]["reason"].as_str().unwrap();
     assert!(reason.contains("did not make for task `hello`"), "{reason}");

@@ -7,7 +7,8 @@ use std::fmt;
 pub mod exit {
     /// Everything succeeded.
     pub const OK: u8 = 0;
-    /// A run failed (checks failed on the last attempt, the agent crashed, ...).
+    /// A run failed (checks failed on the last attempt, the agent crashed, ...)
+    /// or its delivery failed (the branch stays; `git agent deliver` retries).
     pub const RUN_FAILED: u8 = 1;
     /// Bad input or usage: an invalid brief or config, an unknown task, a bad flag.
     pub const USAGE: u8 = 2;

@@ -398,7 +398,12 @@ pub(crate) fn report(records: &[Result<RunRecord, String>], json: bool) -> CliRe
             .any(|r| matches!(r, Err(e) if e.contains("not started")))
     {
         exit::INTERRUPTED
-    } else if any(State::Failed) || records.iter().any(Result::is_err) {
+    } else if any(State::Failed)
+        || records.iter().any(Result::is_err)
+        // The branch is safe, but what the brief asked for (a pull request)
+        // does not exist: in CI that must not pass silently.
+        || ok.iter().any(|r| r.delivery.as_ref().is_some_and(|d| d.failed()))
+    {
         exit::RUN_FAILED
     } else if any(State::Escalated) {
         exit::ESCALATED
