@@ -714,7 +714,7 @@ fn top_level_help() {
       -h, --help     Print help
       -V, --version  Print version
 
-    Exit codes: 0 success, 1 a run or its delivery failed, 2 bad input or usage, 3 escalated, 130 interrupted.
+    Exit codes: 0 success, 1 a run or its delivery failed, 2 bad input, 3 escalated, 130 interrupted.
     Logs: set GIT_AGENT_LOG=debug (an env-filter) for tracing on stderr.
     ");
 }

@@ -27,7 +27,7 @@ pub use error::{exit, CliError, CliResult};
 #[derive(Debug, Parser)]
 #[command(name = "git-agent", bin_name = "git agent", version, about, long_about = None)]
 #[command(
-    after_help = "Exit codes: 0 success, 1 a run or its delivery failed, 2 bad input or usage, 3 escalated, 130 interrupted.\nLogs: set GIT_AGENT_LOG=debug (an env-filter) for tracing on stderr."
+    after_help = "Exit codes: 0 success, 1 a run or its delivery failed, 2 bad input, 3 escalated, 130 interrupted.\nLogs: set GIT_AGENT_LOG=debug (an env-filter) for tracing on stderr."
 )]
 pub struct Cli {
     /// Run as if started in this directory
