@@ -404,6 +404,22 @@ pub async fn deliver_issue(
     Ok(())
 }
 
+/// Posts `reports` (checks of a review) for their head commits. Returns
+/// the notices (the fallback to statuses).
+pub async fn post_checks(target: &Target, reports: &[CheckReport]) -> Result<Vec<String>, String> {
+    let (token, _) = target
+        .token
+        .as_ref()
+        .ok_or("no token: set GITHUB_TOKEN or GH_TOKEN (or `github.token_env`)")?;
+    let repo = parse_remote_url(&target.remote_url)?;
+    let api = repo.api_url(target.api_url.as_deref());
+    let gh = GitHub::new(&api, repo, token.clone(), target.retry).map_err(|e| e.to_string())?;
+    for report in reports {
+        gh.post_check(report).await.map_err(|e| e.to_string())?;
+    }
+    Ok(gh.take_notices())
+}
+
 /// The pull-request part, on any forge.
 pub async fn deliver_pr(
     forge: &impl Forge,

@@ -24,6 +24,7 @@ pub mod orchestrator;
 pub mod process;
 pub mod prompt;
 pub mod repo_files;
+pub mod review;
 pub mod run;
 pub mod sandbox;
 pub mod schema;

@@ -938,29 +938,7 @@ impl Run {
         brief: &Brief,
         changes: &[Change],
     ) -> Result<Vec<ScopedChange>, RunError> {
-        let scoped: Vec<ScopedChange> = changes
-            .iter()
-            .map(|c| {
-                // A rename must be allowed at both ends: moving a file out of
-                // a denied path is a change to that path.
-                let mut verdict = brief.scope.classify(&c.path);
-                if let Some(old) = &c.old_path {
-                    let old_verdict = brief.scope.classify(old);
-                    if verdict.is_allowed() && !old_verdict.is_allowed() {
-                        verdict = old_verdict;
-                    }
-                }
-                ScopedChange {
-                    path: c.path.clone(),
-                    old_path: c.old_path.clone(),
-                    kind: kind_name(c).into(),
-                    lines_added: c.lines_added,
-                    lines_removed: c.lines_removed,
-                    verdict: verdict.into(),
-                    symlink_target: c.symlink_target.clone(),
-                }
-            })
-            .collect();
+        let scoped = scope_changes(brief, changes);
         self.event(EventKind::ScopeReport {
             attempt,
             changes: scoped.clone(),
@@ -1115,7 +1093,7 @@ pub fn agent_extra_env(dir: &RunDir, task: &str, attempt: u32) -> Vec<(String, S
 
 /// Regular files under `root` (not `.git`, symlinks not followed) larger
 /// than `limit`, as repository-relative paths with their sizes.
-fn oversized_files(root: &Path, limit: u64) -> Vec<(String, u64)> {
+pub(crate) fn oversized_files(root: &Path, limit: u64) -> Vec<(String, u64)> {
     let mut found = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -1155,6 +1133,32 @@ fn interrupted() -> End {
 }
 
 /// In-scope changes minus the ones that must never be committed.
+/// Each change with the brief's verdict on it. A rename must be allowed at
+/// both ends: moving a file out of a denied path is a change to that path.
+pub fn scope_changes(brief: &Brief, changes: &[Change]) -> Vec<ScopedChange> {
+    changes
+        .iter()
+        .map(|c| {
+            let mut verdict = brief.scope.classify(&c.path);
+            if let Some(old) = &c.old_path {
+                let old_verdict = brief.scope.classify(old);
+                if verdict.is_allowed() && !old_verdict.is_allowed() {
+                    verdict = old_verdict;
+                }
+            }
+            ScopedChange {
+                path: c.path.clone(),
+                old_path: c.old_path.clone(),
+                kind: kind_name(c).into(),
+                lines_added: c.lines_added,
+                lines_removed: c.lines_removed,
+                verdict: verdict.into(),
+                symlink_target: c.symlink_target.clone(),
+            }
+        })
+        .collect()
+}
+
 fn without_unsafe(worktree: &Path, changes: Vec<Change>) -> Vec<Change> {
     changes
         .into_iter()

@@ -701,6 +701,7 @@ fn top_level_help() {
       validate  Check briefs and the config; print every problem with file:line:col and a hint
       list      List the briefs: id, title, agent, write scope
       run       Run briefs: each in its own worktree, scope enforced, checks decide success
+      review    Verify a change against the brief it was made under: scope and checks
       status    Show runs: outcome, attempts, checks, branch; kept worktrees and their disk use
       log       Show a run's decision log: Markdown (the PR body) or JSON events
       clean     Remove the worktrees of finished or interrupted runs (branches are kept)

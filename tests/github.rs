@@ -1003,7 +1003,10 @@ async fn delivery_failure_keeps_the_run_and_deliver_retries() {
         )
     });
     let run = &runs[0];
-    assert_eq!(code, 1, "a failed delivery fails the command; stderr:\n{stderr}");
+    assert_eq!(
+        code, 1,
+        "a failed delivery fails the command; stderr:\n{stderr}"
+    );
     assert_eq!(run["outcome"], "succeeded", "the run itself succeeded");
     assert_eq!(run["delivery"]["state"], "failed", "{run:#}");
     let reason = run["delivery"]["reason"].as_str().unwrap();
@@ -1232,6 +1235,55 @@ async fn a_commit_git_agent_pushed_from_elsewhere_is_replaced_under_a_lease() {
     assert_eq!(fake.count("pulls/create"), 1);
     assert_eq!(fake.count("pulls/update"), 1, "the same PR, updated");
     assert_token_nowhere(&e);
+    assert_clean(&fake);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_posts_the_checks_and_the_scope_for_the_head_commit() {
+    let (server, fake) = fake_github().await;
+    let e = e2e(&server);
+    let repo = &e.repo;
+    repo.git(&["checkout", "-q", "-b", "feat"]);
+    repo.write("src/x.txt", "x\n");
+    repo.write("stray.txt", "y\n");
+    repo.commit_all("a change\n\nAgent-Task: hello");
+    let head = repo.rev("feat");
+    let out = tokio::task::block_in_place(|| {
+        repo.run_env(
+            &["review", "feat", "--base", "main", "--post"],
+            &[("PATH", &e.path_env), ("GITHUB_TOKEN", TOKEN)],
+        )
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stray.txt is out of scope: {stderr}"
+    );
+    assert!(stderr.contains("posted 2 checks"), "{stderr}");
+    let checks = fake.bodies("checks/create");
+    let got: Vec<(&str, &str, &str)> = checks
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap(),
+                c["conclusion"].as_str().unwrap(),
+                c["head_sha"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("git-agent / tests", "success", head.as_str()),
+            ("git-agent / scope", "failure", head.as_str())
+        ]
+    );
+    assert!(checks[1]["output"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("`stray.txt` is outside the scope"));
+    assert_eq!(fake.count("pulls/create"), 0, "a review opens nothing");
     assert_clean(&fake);
 }
 

@@ -10,6 +10,7 @@ mod list;
 mod log;
 mod new;
 mod progress;
+mod review;
 pub(crate) mod run;
 mod schema;
 mod status;
@@ -46,6 +47,7 @@ pub enum Command {
     Validate(validate::Args),
     List(list::Args),
     Run(run::Args),
+    Review(review::Args),
     Status(status::Args),
     Log(log::Args),
     Clean(clean::Args),
@@ -110,6 +112,7 @@ fn dispatch(command: Command, ctx: &Ctx) -> CliResult {
     match command {
         Command::Demo(args) => demo::exec(args, ctx),
         Command::Run(args) => run::exec(args, ctx),
+        Command::Review(args) => review::exec(args, ctx),
         Command::Status(args) => status::exec(args, ctx),
         Command::Log(args) => log::exec(args, ctx),
         Command::Clean(args) => clean::exec(args, ctx),
@@ -131,7 +134,11 @@ fn dispatch(command: Command, ctx: &Ctx) -> CliResult {
 fn ends_on_a_closed_stdout(command: &Command) -> bool {
     !matches!(
         command,
-        Command::Run(_) | Command::Demo(_) | Command::Clean(_) | Command::Deliver(_)
+        Command::Run(_)
+            | Command::Review(_)
+            | Command::Demo(_)
+            | Command::Clean(_)
+            | Command::Deliver(_)
     )
 }
 

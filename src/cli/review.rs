@@ -1,0 +1,348 @@
+//! `git agent review`: verify a change (a pull request's head, a branch)
+//! against its brief — scope and checks — without running an agent.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{exit, print_json, CliError, CliResult, Ctx};
+use crate::brief::{self, Context};
+use crate::config::{self, Config, CONFIG_PATH};
+use crate::process::{self, StopSignal};
+use crate::review::{self, ReviewReport, ReviewRequest, Setup, Verdict};
+use crate::workspace::Repo;
+
+/// Verify a change against the brief it was made under: scope and checks
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The change's head: a commit, branch or `refs/pull/N/head` (default HEAD)
+    pub rev: Option<String>,
+    /// The branch the change targets (default: origin/HEAD)
+    #[arg(long, value_name = "REV")]
+    pub base: Option<String>,
+    /// The brief to judge by (default: the `Agent-Task` trailer of the change's commits)
+    #[arg(long, value_name = "ID")]
+    pub task: Option<String>,
+    /// Post the checks and the scope verdict to GitHub for the head commit
+    #[arg(long)]
+    pub post: bool,
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
+    let root = ctx.root()?;
+    let repo = git2::Repository::discover(&root)
+        .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
+    let head_rev = args.rev.as_deref().unwrap_or("HEAD");
+    let head = commit_of(&repo, head_rev)?;
+    let base_rev = match &args.base {
+        Some(b) => b.clone(),
+        None if repo.revparse_single("refs/remotes/origin/HEAD").is_ok() => {
+            "refs/remotes/origin/HEAD".into()
+        }
+        None => {
+            return Err(
+                CliError::usage("cannot tell which branch the change targets")
+                    .hint("pass --base <branch>, e.g. `--base main`"),
+            )
+        }
+    };
+    let target = commit_of(&repo, &base_rev)?;
+    let base = repo.merge_base(target, head).map_err(|_| {
+        CliError::usage(format!(
+            "`{head_rev}` and `{base_rev}` have no common history"
+        ))
+    })?;
+    let short = |o: git2::Oid| o.to_string()[..10].to_string();
+    let task = match &args.task {
+        Some(t) => t.clone(),
+        None => task_from_trailers(&repo, head, base)?.ok_or_else(|| {
+            CliError::usage(format!(
+                "no commit in {}..{} names its task (an `Agent-Task:` trailer)",
+                short(base),
+                short(head)
+            ))
+            .hint("pass --task <id>")
+        })?,
+    };
+    // The rules come from the merge base: a change cannot rewrite them.
+    let config = config_at(&repo, &root, base, ctx)?;
+    let brief = brief_at(&repo, &root, base, &task, &config, ctx)?;
+    let common = repo.commondir().to_path_buf();
+    drop(repo);
+
+    let engine = crate::run::Engine::new(
+        &root,
+        &common,
+        config.worktree_dir.clone(),
+        config.kill_grace.unwrap_or(Duration::from_secs(5)),
+    );
+    let name = format!(
+        "review-{}-{}-{:04x}",
+        crate::log::now_compact(),
+        task,
+        rand::random::<u16>()
+    );
+    let setup = Setup {
+        worktree_base: engine.worktree_base.clone(),
+        dir: common.join("agent").join("reviews").join(&name),
+        sandbox: config.sandbox.clone(),
+        env_source: engine.env_source.clone(),
+        grace: engine.grace,
+    };
+    let workspace = Repo::discover(&root)
+        .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
+    crate::sandbox::harden_self();
+    process::become_subreaper();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::from_error(exit::RUN_FAILED, "could not start the runtime", &e))?;
+    eprintln!(
+        "reviewing {} against `{task}` (base {})",
+        short(head),
+        short(base)
+    );
+    let req = ReviewRequest { brief, head, base };
+    let result = runtime.block_on(async {
+        let (tx, rx) = watch::channel(StopSignal::Run);
+        crate::orchestrator::install_signal_handler(tx);
+        review::review(&workspace, &req, &setup, rx).await
+    });
+    let _ = std::fs::remove_dir_all(&setup.dir);
+    let report = result.map_err(|e| {
+        CliError::failed(format!(
+            "the review could not finish: {}",
+            crate::run::error_chain(&e)
+        ))
+    })?;
+    if args.post {
+        post(&runtime, &common, &config, &report)?;
+    }
+    if args.json {
+        print_json(&report)?;
+    } else {
+        super::print_out(&render(&report));
+    }
+    Ok(match report.verdict {
+        Verdict::Pass => exit::OK,
+        Verdict::Fail => exit::RUN_FAILED,
+        Verdict::NeedsHuman => exit::ESCALATED,
+    })
+}
+
+fn commit_of(repo: &git2::Repository, rev: &str) -> CliResult<git2::Oid> {
+    repo.revparse_single(rev)
+        .and_then(|o| o.peel_to_commit())
+        .map(|c| c.id())
+        .map_err(|_| CliError::usage(format!("`{rev}` is not a commit in this repository")))
+}
+
+/// The newest `Agent-Task:` trailer among the commits `base..head`.
+fn task_from_trailers(
+    repo: &git2::Repository,
+    head: git2::Oid,
+    base: git2::Oid,
+) -> CliResult<Option<String>> {
+    let walk = || -> Result<Option<String>, git2::Error> {
+        let mut revwalk = repo.revwalk()?;
+        revwalk.push(head)?;
+        revwalk.hide(base)?;
+        for oid in revwalk {
+            let commit = repo.find_commit(oid?)?;
+            let task = commit.message().ok().and_then(|m| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix("Agent-Task: "))
+                    .map(|t| t.trim().to_string())
+            });
+            if task.is_some() {
+                return Ok(task);
+            }
+        }
+        Ok(None)
+    };
+    walk().map_err(|e| CliError::from_error(exit::USAGE, "could not read the change's commits", &e))
+}
+
+/// The text of `path` in `commit`'s tree, if it is a file there.
+fn file_at(repo: &git2::Repository, commit: git2::Oid, path: &str) -> CliResult<Option<String>> {
+    let read = || -> Result<Option<Vec<u8>>, git2::Error> {
+        let tree = repo.find_commit(commit)?.tree()?;
+        let Ok(entry) = tree.get_path(Path::new(path)) else {
+            return Ok(None);
+        };
+        Ok(entry
+            .to_object(repo)?
+            .as_blob()
+            .map(|b| b.content().to_vec()))
+    };
+    let bytes = read()
+        .map_err(|e| CliError::from_error(exit::USAGE, format!("could not read {path}"), &e))?;
+    bytes
+        .map(|b| {
+            String::from_utf8(b).map_err(|_| CliError::usage(format!("{path} is not UTF-8 text")))
+        })
+        .transpose()
+}
+
+fn config_at(
+    repo: &git2::Repository,
+    root: &Path,
+    base: git2::Oid,
+    ctx: &Ctx,
+) -> CliResult<Config> {
+    let Some(text) = file_at(repo, base, CONFIG_PATH)? else {
+        return Ok(Config::default());
+    };
+    let display = format!("{}:{CONFIG_PATH}", &base.to_string()[..10]);
+    let (config, report) = config::parse(&root.join(CONFIG_PATH), display, &text, root);
+    if report.has_errors() {
+        eprint!(
+            "{}",
+            report.render(ctx.stderr_tty, super::validate::terminal_width())
+        );
+        return Err(CliError::reported(exit::USAGE));
+    }
+    Ok(config.unwrap_or_default())
+}
+
+fn brief_at(
+    repo: &git2::Repository,
+    root: &Path,
+    base: git2::Oid,
+    task: &str,
+    config: &Config,
+    ctx: &Ctx,
+) -> CliResult<brief::Brief> {
+    if brief::TaskId::parse(task).is_err() {
+        return Err(CliError::usage(format!("`{task}` is not a task id")));
+    }
+    let rel = format!("{}/{task}.md", brief::TASKS_DIR);
+    let short = &base.to_string()[..10];
+    let text = file_at(repo, base, &rel)?.ok_or_else(|| {
+        CliError::usage(format!(
+            "there is no {rel} at the merge base ({short}): a change is judged by the brief it was made under"
+        ))
+        .hint("commit the brief to the target branch first, or pass --task <id>")
+    })?;
+    let brief_ctx = Context {
+        known_agents: config.present.then(|| config.agent_names()),
+    };
+    let (brief, report) = brief::parse(
+        &root.join(&rel),
+        format!("{short}:{rel}"),
+        &text,
+        &brief_ctx,
+    );
+    match brief {
+        Some(b) if !report.has_errors() => Ok(b),
+        _ => {
+            eprint!(
+                "{}",
+                report.render(ctx.stderr_tty, super::validate::terminal_width())
+            );
+            Err(CliError::reported(exit::USAGE))
+        }
+    }
+}
+
+fn post(
+    runtime: &tokio::runtime::Runtime,
+    common: &Path,
+    config: &Config,
+    report: &ReviewReport,
+) -> CliResult<()> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let target = crate::delivery::Target::discover(
+        common,
+        config.github.api_url.clone(),
+        config.github.token_env.as_deref(),
+        &env,
+    )
+    .map_err(CliError::usage)?;
+    let reports = review::check_reports(report);
+    let notices = runtime
+        .block_on(crate::delivery::post_checks(&target, &reports))
+        .map_err(|e| {
+            CliError::failed(format!("could not post the review: {e}"))
+                .hint("the verdict is printed below; check the token and `github.api_url`")
+        })?;
+    for n in notices {
+        eprintln!("note: {n}");
+    }
+    eprintln!("posted {} checks for {}", reports.len(), &report.head[..10]);
+    Ok(())
+}
+
+/// The human report.
+pub fn render(r: &ReviewReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "review of {} against `{}` ({}), base {}",
+        &r.head[..10],
+        r.task,
+        r.title,
+        &r.base[..10]
+    );
+    let _ = writeln!(out, "\nchanges ({}):", r.changes.len());
+    for c in &r.changes {
+        let verdict = match &c.verdict {
+            crate::log::VerdictRecord::Allowed { glob } => format!("in scope ({glob})"),
+            crate::log::VerdictRecord::Denied { glob } => format!("DENIED ({glob})"),
+            crate::log::VerdictRecord::OutOfScope => "OUT OF SCOPE".into(),
+        };
+        let _ = writeln!(out, "  {:<13} {}  {verdict}", c.kind, c.path);
+    }
+    let _ = writeln!(out, "\nchecks (sandbox: {}):", r.sandbox);
+    for c in &r.checks {
+        let _ = writeln!(
+            out,
+            "  {} {}  `{}`  {:.1}s{}",
+            if c.passed { "ok  " } else { "FAIL" },
+            c.name,
+            c.command,
+            c.duration_ms as f64 / 1000.0,
+            if c.passed {
+                String::new()
+            } else {
+                format!("  ({})", c.exit)
+            }
+        );
+        for line in c
+            .output_tail
+            .lines()
+            .rev()
+            .take(10)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            let _ = writeln!(out, "       | {line}");
+        }
+    }
+    for v in &r.violations {
+        let _ = writeln!(out, "\nviolation: {v}");
+    }
+    for n in &r.needs_human {
+        let _ = writeln!(out, "\nneeds a human: {n}");
+    }
+    let failed = r.checks.iter().filter(|c| !c.passed).count();
+    let _ = writeln!(
+        out,
+        "\nverdict: {}",
+        match r.verdict {
+            Verdict::Pass => "pass".to_string(),
+            Verdict::NeedsHuman => "needs a human".to_string(),
+            Verdict::Fail => format!(
+                "fail ({} scope problem(s), {failed} failing check(s))",
+                r.violations.len()
+            ),
+        }
+    );
+    out
+}

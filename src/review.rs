@@ -1,0 +1,364 @@
+//! `git agent review`: verify any change (a pull request's head, a branch)
+//! against its brief, the way a run verifies an agent's work: every changed
+//! path judged by the scope, symlinks and embedded repositories refused,
+//! `escalate.paths` and `max_changed_lines` flagged for a human, and the
+//! brief's checks run — confined like a run's — in a detached worktree at the
+//! change's head, which is removed afterwards.
+//!
+//! The brief and the config are the caller's to choose; the CLI reads both
+//! from the merge base, never from the change itself, so a change cannot
+//! widen its own scope or turn a check into `true`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use git2::Oid;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::brief::{Brief, Check};
+use crate::checks::{self, CheckRunner};
+use crate::config::SandboxConfig;
+use crate::log::{ScopedChange, VerdictRecord};
+use crate::process::{ExitKind, StopSignal};
+use crate::run::{oversized_files, scope_changes, symlink_escapes, MAX_FILE_BYTES};
+use crate::workspace::{Repo, WorkspaceError, Worktree};
+
+/// git-agent's own files: a change to them changes the rules it is judged by.
+pub const OWN_FILES: &str = ".agents/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
+    #[error("could not prepare the review directory {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not confine the checks: {0}")]
+    Sandbox(String),
+    #[error("could not run check `{name}`")]
+    Check {
+        name: String,
+        #[source]
+        source: crate::process::ProcessError,
+    },
+}
+
+/// What to review.
+pub struct ReviewRequest {
+    pub brief: Brief,
+    /// The change's head commit.
+    pub head: Oid,
+    /// What it is judged against: the merge base with the target branch.
+    pub base: Oid,
+}
+
+/// Where and how checks run.
+pub struct Setup {
+    /// Parent of the review's worktree (outside the repository).
+    pub worktree_base: PathBuf,
+    /// The review's directory: check output, TMPDIR.
+    pub dir: PathBuf,
+    pub sandbox: SandboxConfig,
+    pub env_source: Vec<(String, String)>,
+    pub grace: Duration,
+}
+
+/// The verdict: pass (exit 0), fail (1), or a human must look (3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    NeedsHuman,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckOutcome {
+    pub name: String,
+    pub command: String,
+    pub passed: bool,
+    pub exit: String,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    /// The end of a failing check's output.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub output_tail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReviewReport {
+    pub task: String,
+    pub title: String,
+    pub head: String,
+    pub base: String,
+    pub verdict: Verdict,
+    pub changes: Vec<ScopedChange>,
+    /// What the change must not do (out of scope, denied, unsafe links).
+    pub violations: Vec<String>,
+    /// In scope, but a human must look.
+    pub needs_human: Vec<String>,
+    pub checks: Vec<CheckOutcome>,
+    /// Whether the checks ran confined (Landlock), as a run's would.
+    pub sandbox: String,
+}
+
+/// Reviews `req` in a fresh worktree at its head; removes the worktree.
+pub async fn review(
+    repo: &Repo,
+    req: &ReviewRequest,
+    setup: &Setup,
+    stop: watch::Receiver<StopSignal>,
+) -> Result<ReviewReport, ReviewError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ReviewError::Io { path, source }
+    };
+    let tmp = setup.dir.join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let name = setup
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "review".into());
+    let wt = repo.create_worktree(&setup.worktree_base.join(&name), req.head, None)?;
+    let result = review_in(repo, req, setup, &wt, &tmp, &name, stop).await;
+    if let Err(e) = repo.remove_worktree(&wt) {
+        tracing::warn!(error = %e, path = %wt.path.display(), "could not remove the review worktree");
+    }
+    result
+}
+
+async fn review_in(
+    repo: &Repo,
+    req: &ReviewRequest,
+    setup: &Setup,
+    wt: &Worktree,
+    tmp: &Path,
+    name: &str,
+    stop: watch::Receiver<StopSignal>,
+) -> Result<ReviewReport, ReviewError> {
+    let brief = &req.brief;
+    let mut violations = Vec::new();
+    let mut needs_human = Vec::new();
+    let big = oversized_files(&wt.path, MAX_FILE_BYTES);
+    for (path, len) in &big {
+        violations.push(format!(
+            "`{path}` is {len} bytes, over the limit of {} MiB",
+            MAX_FILE_BYTES >> 20
+        ));
+    }
+    let changes = if big.is_empty() {
+        repo.change_set(wt, req.base)?.changes
+    } else {
+        Vec::new()
+    };
+    let scoped = scope_changes(brief, &changes);
+    for (change, s) in changes.iter().zip(&scoped) {
+        match &s.verdict {
+            VerdictRecord::OutOfScope => {
+                violations.push(format!("`{}` is outside the scope", s.path))
+            }
+            VerdictRecord::Denied { glob } => {
+                violations.push(format!("`{}` is denied by the scope (`{glob}`)", s.path))
+            }
+            VerdictRecord::Allowed { .. } => {
+                if change.paths().any(|p| p.starts_with(OWN_FILES)) {
+                    needs_human.push(format!(
+                        "`{}` changes git-agent's own briefs or config",
+                        change.path
+                    ));
+                }
+                if brief.escalate.paths.first_match(&change.path).is_some() {
+                    needs_human.push(format!("`{}` is listed in escalate.paths", change.path));
+                }
+            }
+        }
+        if let Some(target) = &change.symlink_target {
+            if symlink_escapes(&change.path, target) {
+                violations.push(format!(
+                    "`{}` is a symlink pointing outside the repository (→ {target})",
+                    change.path
+                ));
+            }
+        }
+        if change.gitlink {
+            violations.push(format!("`{}` is an embedded git repository", change.path));
+        }
+    }
+    let lines: usize = changes
+        .iter()
+        .map(|c| c.lines_added + c.lines_removed)
+        .sum();
+    if let Some(max) = brief.escalate.max_changed_lines {
+        if lines as u64 > max {
+            needs_human.push(format!(
+                "changes {lines} lines, more than max_changed_lines ({max})"
+            ));
+        }
+    }
+
+    let (sandbox, enforcement) = prepare_sandbox(&setup.sandbox, wt, tmp)?;
+    let env = crate::env::build(
+        setup.env_source.clone(),
+        &[],
+        &[
+            ("TMPDIR".to_string(), tmp.display().to_string()),
+            ("GIT_AGENT_TASK".to_string(), brief.id.to_string()),
+        ],
+    );
+    let runner = CheckRunner {
+        worktree: &wt.path,
+        env: &env,
+        grace: setup.grace,
+        marker: ("GIT_AGENT_RUN_ID".to_string(), name.to_string()),
+        sandbox,
+    };
+    let mut outcomes = Vec::new();
+    for (i, check) in brief.checks.iter().enumerate() {
+        outcomes.push(
+            run_one(
+                &runner,
+                check,
+                setup.dir.join(format!("check-{i}.log")),
+                brief,
+                stop.clone(),
+            )
+            .await?,
+        );
+    }
+    let failed: Vec<&str> = outcomes
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| c.name.as_str())
+        .collect();
+    let verdict = if !violations.is_empty() || !failed.is_empty() {
+        Verdict::Fail
+    } else if !needs_human.is_empty() {
+        Verdict::NeedsHuman
+    } else {
+        Verdict::Pass
+    };
+    Ok(ReviewReport {
+        task: brief.id.to_string(),
+        title: brief.title.clone(),
+        head: req.head.to_string(),
+        base: req.base.to_string(),
+        verdict,
+        changes: scoped,
+        violations,
+        needs_human,
+        checks: outcomes,
+        sandbox: enforcement,
+    })
+}
+
+async fn run_one(
+    runner: &CheckRunner<'_>,
+    check: &Check,
+    output: PathBuf,
+    brief: &Brief,
+    stop: watch::Receiver<StopSignal>,
+) -> Result<CheckOutcome, ReviewError> {
+    let result = checks::run_check(runner, check, output, brief.escalate.timeout, stop)
+        .await
+        .map_err(|source| ReviewError::Check {
+            name: check.name.clone(),
+            source,
+        })?;
+    Ok(CheckOutcome {
+        name: result.name,
+        command: result.command,
+        passed: result.passed,
+        exit: match result.exit {
+            ExitKind::Code(c) => format!("exit {c}"),
+            other => other.to_string(),
+        },
+        timed_out: result.timed_out,
+        duration_ms: result.duration.as_millis() as u64,
+        output_tail: if result.passed {
+            String::new()
+        } else {
+            result.tail
+        },
+    })
+}
+
+/// The checks' confinement: they run code the change brought, so they may
+/// write only the worktree, its admin dir and the review's TMPDIR.
+fn prepare_sandbox(
+    config: &SandboxConfig,
+    wt: &Worktree,
+    tmp: &Path,
+) -> Result<(Option<Arc<crate::sandbox::Prepared>>, String), ReviewError> {
+    let mut write_dirs = vec![wt.path.clone(), tmp.to_path_buf(), wt.admin_dir.clone()];
+    write_dirs.extend(config.write_paths.iter().cloned());
+    let policy = crate::sandbox::Policy {
+        write_dirs,
+        write_files: Vec::new(),
+        read_deny: config.read_deny.clone(),
+        network: config.network,
+    };
+    let prepared = crate::sandbox::Prepared::new(config.mode, &policy)
+        .map_err(|e| ReviewError::Sandbox(e.to_string()))?;
+    Ok(match prepared {
+        None => (None, "off".into()),
+        Some(p) => {
+            if let Some(note) = &p.effective.note {
+                crate::sandbox::warn_once(note);
+            }
+            let enforcement = p.effective.enforcement.clone();
+            (Some(Arc::new(p)), enforcement)
+        }
+    })
+}
+
+/// The commit-status / check-run reports of a review, for `--post`.
+pub fn check_reports(report: &ReviewReport) -> Vec<crate::forge::CheckReport> {
+    let mut out: Vec<crate::forge::CheckReport> = report
+        .checks
+        .iter()
+        .map(|c| crate::forge::CheckReport {
+            name: format!("git-agent / {}", c.name),
+            head_sha: report.head.clone(),
+            passed: c.passed,
+            summary: format!(
+                "`{}` {} in {:.1}s (review)",
+                c.command,
+                if c.passed { "passed" } else { c.exit.as_str() },
+                c.duration_ms as f64 / 1000.0
+            ),
+            text: (!c.passed && !c.output_tail.is_empty())
+                .then(|| format!("```\n{}\n```", c.output_tail)),
+            started_at: None,
+            completed_at: None,
+        })
+        .collect();
+    let scope_ok = report.violations.is_empty();
+    out.push(crate::forge::CheckReport {
+        name: "git-agent / scope".into(),
+        head_sha: report.head.clone(),
+        passed: scope_ok,
+        summary: if scope_ok && report.needs_human.is_empty() {
+            format!(
+                "all {} changes are inside the brief's write scope",
+                report.changes.len()
+            )
+        } else if scope_ok {
+            format!(
+                "in scope; a human must look: {}",
+                report.needs_human.join("; ")
+            )
+        } else {
+            format!("{} problem(s) with the scope", report.violations.len())
+        },
+        text: (!scope_ok).then(|| report.violations.join("\n")),
+        started_at: None,
+        completed_at: None,
+    });
+    out
+}
