@@ -48,6 +48,33 @@ impl Runner {
     }
 }
 
+impl Runner {
+    /// A review's report in the summary; `verdict` and `report` (JSON) as
+    /// outputs.
+    pub fn publish_review(
+        &self,
+        report: &crate::review::ReviewReport,
+        text: &str,
+    ) -> Result<(), String> {
+        if let Some(path) = &self.summary {
+            let md = format!("## git-agent review\n\n```\n{}\n```\n", text.trim_end());
+            append(path, md.as_bytes())?;
+        }
+        if let Some(path) = &self.output {
+            let verdict = serde_json::to_value(report.verdict)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let json = serde_json::to_string(report).unwrap_or_default();
+            append(
+                path,
+                multiline(&[("verdict", verdict.as_str()), ("report", json.as_str())]).as_bytes(),
+            )?;
+        }
+        Ok(())
+    }
+}
+
 fn append(path: &Path, bytes: &[u8]) -> Result<(), String> {
     std::fs::OpenOptions::new()
         .create(true)
@@ -85,12 +112,17 @@ pub fn outputs(records: &[&RunRecord]) -> String {
         .filter_map(|r| r.delivery.as_ref())
         .filter_map(|d| d.pr_url.as_deref().or(d.issue_url.as_deref()))
         .collect();
-    let mut out = String::new();
-    for (name, value) in [
+    multiline(&[
         ("runs", json.as_str()),
         ("outcome", overall(records)),
         ("pull-requests", &prs.join("\n")),
-    ] {
+    ])
+}
+
+/// `name<<DELIMITER\nvalue\nDELIMITER` entries.
+fn multiline(entries: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (name, value) in entries {
         // A delimiter no value can contain, so no value can end the entry
         // early and set another output.
         let mut delimiter = format!("ghadelimiter_{:032x}", rand::random::<u128>());

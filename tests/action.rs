@@ -132,6 +132,12 @@ struct Step {
 
 /// Runs the `run` step's script as the runner would, with `inputs`.
 fn run_step(repo: &TestRepo, inputs: &[(&str, &str)]) -> Step {
+    run_step_in_event(repo, inputs, &[])
+}
+
+/// As [`run_step`], with the values the runner gives `${{ github.* }}`
+/// expressions, by the step's env name (`PR_HEAD_SHA`, …).
+fn run_step_in_event(repo: &TestRepo, inputs: &[(&str, &str)], event: &[(&str, &str)]) -> Step {
     let steps = steps(&action());
     let RunStep {
         run: script, env, ..
@@ -175,6 +181,14 @@ fn run_step(repo: &TestRepo, inputs: &[(&str, &str)]) -> Step {
                 cmd.env(name, v);
             }
         }
+    }
+    for (name, value) in event {
+        let declared = env.iter().find(|(n, _)| n == name);
+        assert!(
+            declared.is_some_and(|(_, v)| v.starts_with("${{ github.")),
+            "{name} is not a github.* value of the step"
+        );
+        cmd.env(name, value);
     }
     let output = cmd.output().expect("bash");
     Step {
@@ -316,4 +330,40 @@ fn outside_actions_nothing_is_written() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!outputs.exists() && !summary.exists());
+}
+
+#[test]
+fn review_mode_judges_the_pull_request_head_against_its_base() {
+    let repo = repo_with_two_briefs();
+    // What actions/checkout with fetch-depth 0 leaves: the base branch as
+    // a remote-tracking ref, and the pull request's head commit.
+    let main = repo.rev("main");
+    repo.git(&["update-ref", "refs/remotes/origin/main", &main]);
+    repo.git(&["checkout", "-q", "-b", "pr"]);
+    repo.write("ok-a.txt", "done\n");
+    repo.commit_all("write a\n\nAgent-Task: ok-a");
+    let head = repo.rev("pr");
+    repo.git(&["checkout", "-q", "main"]);
+    let step = run_step_in_event(
+        &repo,
+        &[("mode", "review")],
+        &[("PR_HEAD_SHA", &head), ("PR_BASE_REF", "main")],
+    );
+    let stderr = String::from_utf8_lossy(&step.output.stderr);
+    assert_eq!(step.output.status.code(), Some(0), "{stderr}");
+    assert_eq!(step.outputs["verdict"], "pass", "{:?}", step.outputs);
+    let report: Value = serde_json::from_str(&step.outputs["report"]).unwrap();
+    assert_eq!(report["head"], head.as_str());
+    assert_eq!(report["task"], "ok-a");
+    assert!(
+        step.summary.starts_with("## git-agent review\n"),
+        "{}",
+        step.summary
+    );
+    assert!(step.summary.contains("verdict: pass"), "{}", step.summary);
+    // No origin remote here: posting fails, the verdict stands.
+    assert!(stderr.contains("could not post the review"), "{stderr}");
+
+    let step = run_step(&repo, &[("mode", "deploy")]);
+    assert_eq!(step.output.status.code(), Some(2));
 }

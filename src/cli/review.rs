@@ -120,12 +120,22 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         ))
     })?;
     if args.post {
-        post(&runtime, &common, &config, &report)?;
+        // A fork's pull request gets a read-only token: the verdict (the
+        // exit code) still stands when the checks cannot be posted.
+        if let Err(e) = post(&runtime, &common, &config, &report) {
+            eprintln!("warning: could not post the review to GitHub: {e}");
+        }
+    }
+    let text = render(&report);
+    if let Some(runner) = crate::actions::Runner::detect(|k| std::env::var(k).ok()) {
+        if let Err(e) = runner.publish_review(&report, &text) {
+            eprintln!("warning: GitHub Actions summary/outputs: {e}");
+        }
     }
     if args.json {
         print_json(&report)?;
     } else {
-        super::print_out(&render(&report));
+        super::print_out(&text);
     }
     Ok(match report.verdict {
         Verdict::Pass => exit::OK,
@@ -254,22 +264,16 @@ fn post(
     common: &Path,
     config: &Config,
     report: &ReviewReport,
-) -> CliResult<()> {
+) -> Result<(), String> {
     let env: Vec<(String, String)> = std::env::vars().collect();
     let target = crate::delivery::Target::discover(
         common,
         config.github.api_url.clone(),
         config.github.token_env.as_deref(),
         &env,
-    )
-    .map_err(CliError::usage)?;
+    )?;
     let reports = review::check_reports(report);
-    let notices = runtime
-        .block_on(crate::delivery::post_checks(&target, &reports))
-        .map_err(|e| {
-            CliError::failed(format!("could not post the review: {e}"))
-                .hint("the verdict is printed below; check the token and `github.api_url`")
-        })?;
+    let notices = runtime.block_on(crate::delivery::post_checks(&target, &reports))?;
     for n in notices {
         eprintln!("note: {n}");
     }
