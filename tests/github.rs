@@ -1147,6 +1147,45 @@ async fn escalated_run_with_fallback_issue_pushes_the_branch_and_opens_an_issue(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_escalation_that_committed_nothing_still_reaches_a_human_as_an_issue() {
+    let (server, fake) = fake_github().await;
+    let e = e2e(&server);
+    let path_env = e.path_env.clone();
+    let repo = &e.repo;
+    // The agent writes src/env.txt; this brief may only write docs/.
+    let brief = repo
+        .read(".agents/tasks/hello.md")
+        .replace("write: [\"src/**\"]", "write: [\"docs/**\"]")
+        .replace("escalate:\n", "escalate:\n  fallback: issue\n");
+    repo.write(".agents/tasks/hello.md", &brief);
+    repo.commit_all("a narrower scope");
+    let (code, runs, stderr) = tokio::task::block_in_place(|| {
+        repo.run_json_env(&["hello"], &[("PATH", &path_env), ("GITHUB_TOKEN", TOKEN)])
+    });
+    let run = &runs[0];
+    assert_eq!(code, 3, "escalated; stderr:\n{stderr}\nrun: {run:#}");
+    assert!(
+        run["commit"].is_null(),
+        "nothing in scope to commit: {run:#}"
+    );
+    assert_eq!(run["delivery"]["state"], "delivered", "{run:#}");
+    assert!(run["delivery"]["pushed"].is_null(), "nothing pushed");
+    let body = fake.bodies("issues/create")[0]["body"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(body.contains("The run committed nothing"), "{body}");
+    assert!(
+        body.contains("src/env.txt"),
+        "the stray path is named: {body}"
+    );
+    assert_eq!(fake.count("pulls/create"), 0);
+    let refs = git_in(&e.remote, &["for-each-ref", "--format=%(refname)"]);
+    assert!(!refs.contains("agent/hello"), "no branch pushed: {refs}");
+    assert_clean(&fake);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_push_never_overwrites_a_human_commit_on_the_remote_branch() {
     let (server, fake) = fake_github().await;
     let e = e2e(&server);
