@@ -88,6 +88,20 @@ impl DeliveryRecord {
         }
     }
 
+    /// The record's delivery, or a pull request against its base when the
+    /// brief asked for none (`git agent deliver` on a branch-only run).
+    pub fn of(record: &RunRecord) -> DeliveryRecord {
+        record.delivery.clone().unwrap_or_else(|| {
+            DeliveryRecord::new(
+                Deliver::Pr,
+                EscalateFallback::default(),
+                &record.base_ref,
+                &[],
+                &[],
+            )
+        })
+    }
+
     pub fn failed(&self) -> bool {
         self.state == "failed"
     }
@@ -185,15 +199,7 @@ impl Target {
 /// Delivers `record` (whose `delivery` says how); returns the updated
 /// delivery record, `state` `delivered` or `failed` with the reason.
 pub async fn deliver(target: &Target, record: &RunRecord, events: &[Event]) -> DeliveryRecord {
-    let mut delivery = record.delivery.clone().unwrap_or_else(|| {
-        DeliveryRecord::new(
-            Deliver::Pr,
-            EscalateFallback::default(),
-            &record.base_ref,
-            &[],
-            &[],
-        )
-    });
+    let mut delivery = DeliveryRecord::of(record);
     delivery.attempted_at = Some(crate::log::now_rfc3339());
     delivery.notices.clear();
     match deliver_inner(target, record, events, &mut delivery).await {

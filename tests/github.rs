@@ -1048,6 +1048,23 @@ async fn delivery_failure_keeps_the_run_and_deliver_retries() {
     assert_clean(&fake);
 }
 
+/// A project whose `hello` run was delivered once (a PR, its branch pushed).
+async fn delivered_once() -> (MockServer, Fake, E2e) {
+    let (server, fake) = fake_github().await;
+    let e = e2e(&server);
+    let env = e.env();
+    let (code, _, stderr) = tokio::task::block_in_place(|| e.repo.run_json_env(&["hello"], &env));
+    assert_eq!(code, 0, "{stderr}");
+    (server, fake, e)
+}
+
+impl E2e {
+    /// PATH with the argv-logging git first, and the token.
+    fn env(&self) -> [(&str, &str); 2] {
+        [("PATH", self.path_env.as_str()), ("GITHUB_TOKEN", TOKEN)]
+    }
+}
+
 /// `git -C <dir> <args>` with the real git and a human identity.
 fn git_in(dir: &Path, args: &[&str]) -> String {
     let out = Command::new(real_git())
@@ -1187,13 +1204,9 @@ async fn an_escalation_that_committed_nothing_still_reaches_a_human_as_an_issue(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_push_never_overwrites_a_human_commit_on_the_remote_branch() {
-    let (server, fake) = fake_github().await;
-    let e = e2e(&server);
-    let path_env = e.path_env.clone();
+    let (_server, fake, e) = delivered_once().await;
     let repo = &e.repo;
-    let env = [("PATH", path_env.as_str()), ("GITHUB_TOKEN", TOKEN)];
-    let (code, _, stderr) = tokio::task::block_in_place(|| repo.run_json_env(&["hello"], &env));
-    assert_eq!(code, 0, "{stderr}");
+    let env = e.env();
     // A human pushes a commit on top of the agent's branch.
     let other = elsewhere(&e);
     std::fs::write(other.join("NOTES.md"), "reviewed by a human\n").unwrap();
@@ -1224,13 +1237,9 @@ async fn the_push_never_overwrites_a_human_commit_on_the_remote_branch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_git_agent_pushed_from_elsewhere_is_replaced_under_a_lease() {
-    let (server, fake) = fake_github().await;
-    let e = e2e(&server);
-    let path_env = e.path_env.clone();
+    let (_server, fake, e) = delivered_once().await;
     let repo = &e.repo;
-    let env = [("PATH", path_env.as_str()), ("GITHUB_TOKEN", TOKEN)];
-    let (code, _, stderr) = tokio::task::block_in_place(|| repo.run_json_env(&["hello"], &env));
-    assert_eq!(code, 0, "{stderr}");
+    let env = e.env();
     // The same task ran in CI: a git-agent commit this clone never saw.
     let ci = elsewhere(&e);
     let message = git_in(&ci, &["log", "-1", "--format=%B"]);

@@ -2,7 +2,6 @@
 //! request, alone (after a delivery failure, or for a run that made a branch).
 
 use super::{exit, print_json, CliError, CliResult, Ctx};
-use crate::brief::{Deliver, EscalateFallback};
 use crate::delivery::{DeliveryRecord, Target};
 
 /// Push a finished run's branch and notes; open or update its pull request
@@ -39,15 +38,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
             record.run_id
         )));
     }
-    let mut delivery = record.delivery.clone().unwrap_or_else(|| {
-        DeliveryRecord::new(
-            Deliver::Pr,
-            EscalateFallback::default(),
-            &record.base_ref,
-            &[],
-            &[],
-        )
-    });
+    let mut delivery = DeliveryRecord::of(&record);
     if let Some(mode) = args.mode {
         delivery.mode = match mode {
             Mode::Push => "push",
