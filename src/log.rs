@@ -243,6 +243,14 @@ pub enum EventKind {
     Escalated {
         reason: String,
     },
+    /// The run addresses review comments of a pull request.
+    ReviewFeedback {
+        pull_request: u64,
+        comments: usize,
+        /// The earlier result the run started from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start_at: Option<String>,
+    },
     /// The run reached the forge (pushed; a pull request or an issue).
     Delivered {
         mode: String,
@@ -749,6 +757,14 @@ fn render_problems(md: &mut String, events: &[Event]) {
             EventKind::Escalated { reason } => {
                 lines.push(format!("- ✋ escalated: {}", one_line(reason)))
             }
+            EventKind::ReviewFeedback {
+                pull_request,
+                comments,
+                ..
+            } => lines.push(format!(
+                "- 💬 addressed {comments} review comment{} on #{pull_request}",
+                if *comments == 1 { "" } else { "s" }
+            )),
             EventKind::Delivered { mode, url, .. } => lines.push(match url {
                 Some(url) => format!("- 📦 delivered ({mode}): {url}"),
                 None => format!("- 📦 delivered ({mode})"),

@@ -362,3 +362,37 @@ pub fn check_reports(report: &ReviewReport) -> Vec<crate::forge::CheckReport> {
     });
     out
 }
+
+/// The review comments of pull request `number` (line comments of reviews).
+pub async fn review_comments(
+    target: &crate::delivery::Target,
+    number: u64,
+) -> Result<Vec<crate::forge::ReviewComment>, String> {
+    use crate::forge::Forge as _;
+    let (token, _) = target
+        .token
+        .as_ref()
+        .ok_or("no token: set GITHUB_TOKEN or GH_TOKEN (or `github.token_env`)")?;
+    let repo = crate::forge::parse_remote_url(&target.remote_url)?;
+    let api = repo.api_url(target.api_url.as_deref());
+    let gh = crate::forge::github::GitHub::new(&api, repo, token.clone(), target.retry)
+        .map_err(|e| e.to_string())?;
+    gh.list_review_comments(number)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The task's earlier result to build on: the tip of its branch (local,
+/// else `origin/`) when git-agent made it for this task.
+pub fn earlier_result(repo: &git2::Repository, branch: &str, task: &str) -> Option<Oid> {
+    [
+        format!("refs/heads/{branch}"),
+        format!("refs/remotes/origin/{branch}"),
+    ]
+    .iter()
+    .filter_map(|r| repo.refname_to_id(r).ok())
+    .find(|oid| {
+        repo.find_commit(*oid)
+            .is_ok_and(|c| crate::workspace::is_agent_commit(&c, task))
+    })
+}

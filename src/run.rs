@@ -114,6 +114,19 @@ pub struct RunRequest {
     pub brief_display: String,
     /// Continue this interrupted run in its kept worktree instead of starting anew.
     pub resume: Option<RunRecord>,
+    /// Review comments to address (`run --address-review PR`), and the
+    /// commit to start from: the task's earlier result, which the comments
+    /// are about. The change is still judged, and committed, against `base`.
+    pub review: Option<ReviewInput>,
+}
+
+/// A pull request's review comments for the agent to address.
+#[derive(Debug, Clone)]
+pub struct ReviewInput {
+    pub pull_request: u64,
+    pub comments: Vec<crate::forge::ReviewComment>,
+    /// The earlier result of the task (git-agent's own commit), if any.
+    pub start_at: Option<git2::Oid>,
 }
 
 /// Runs a brief to its end. Errors only when even the run record cannot be
@@ -285,8 +298,21 @@ impl Run {
         let sparse = brief.sparse_patterns();
         let t = Instant::now();
         let is_sparse = sparse.is_some();
+        // Addressing a review starts from the work the comments are about,
+        // replayed onto today's base (which may have moved since).
+        let earlier = req.review.as_ref().and_then(|r| r.start_at);
+        let start = match earlier {
+            Some(result) => self
+                .git(move |repo| repo.replay_onto(result, base))
+                .await?
+                .unwrap_or_else(|| {
+                    tracing::warn!(%result, "the earlier result does not apply to the base; starting from the base");
+                    base
+                }),
+            None => base,
+        };
         let wt = self
-            .git(move |repo| repo.create_worktree(&wt_path, base, sparse.as_deref()))
+            .git(move |repo| repo.create_worktree(&wt_path, start, sparse.as_deref()))
             .await?;
         self.record.worktree = Some(wt.path.clone());
         self.worktree = Some(wt.clone());
@@ -296,6 +322,13 @@ impl Run {
             sparse: is_sparse,
             ms: t.elapsed().as_millis() as u64,
         })?;
+        if let Some(review) = &req.review {
+            self.event(EventKind::ReviewFeedback {
+                pull_request: review.pull_request,
+                comments: review.comments.len(),
+                start_at: (start != base).then(|| start.to_string()),
+            })?;
+        }
         self.attempts(req, stop, base, wt, 1, None, 0).await
     }
 
@@ -376,7 +409,12 @@ impl Run {
             self.set_state(State::Running)?;
             self.event(EventKind::AttemptStarted { attempt })?;
 
-            let prompt_text = prompt::render(brief, attempt, feedback.as_deref());
+            let review = req
+                .review
+                .as_ref()
+                .map(|r| prompt::review_comments(r.pull_request, &r.comments));
+            let prompt_text =
+                prompt::render_with_review(brief, attempt, feedback.as_deref(), review.as_deref());
             write_file(&self.dir.prompt_path(), &prompt_text)?;
             write_file(&self.dir.feedback_path(), feedback.as_deref().unwrap_or(""))?;
             let extra = agent_extra_env(&self.dir, brief.id.as_str(), attempt);

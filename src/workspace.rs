@@ -1351,6 +1351,32 @@ impl Repo {
     /// A commit of `tree` on `base` that no ref points at: a fixed point to
     /// diff against and restore to (e.g. the worktree before the checks ran).
     /// Unreferenced, it is collected by git's next gc.
+    /// `commit`'s change replayed onto `onto` (an in-memory cherry-pick),
+    /// as a snapshot commit on `onto`; `None` when it does not apply
+    /// cleanly. A commit whose parent is `onto` is returned as it is.
+    pub fn replay_onto(&self, commit: Oid, onto: Oid) -> Result<Option<Oid>> {
+        let repo = self.open()?;
+        let picked = repo
+            .find_commit(commit)
+            .map_err(self.git2_err("read", "the commit to replay"))?;
+        if picked.parent_ids().next() == Some(onto) {
+            return Ok(Some(commit));
+        }
+        let target = repo
+            .find_commit(onto)
+            .map_err(self.git2_err("read", "the base commit"))?;
+        let mut index = repo
+            .cherrypick_commit(&picked, &target, 0, None)
+            .map_err(self.git2_err("replay", format!("{commit} onto {onto}")))?;
+        if index.has_conflicts() {
+            return Ok(None);
+        }
+        let tree = index
+            .write_tree_to(&repo)
+            .map_err(self.git2_err("write", "the replayed tree"))?;
+        self.snapshot_commit(onto, tree).map(Some)
+    }
+
     pub fn snapshot_commit(&self, base: Oid, tree: Oid) -> Result<Oid> {
         let repo = self.open()?;
         let sig = signature().map_err(self.git2_err("make", "a signature"))?;

@@ -1335,6 +1335,82 @@ async fn review_posts_the_checks_and_the_scope_for_the_head_commit() {
     assert_clean(&fake);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn address_review_starts_from_the_earlier_result_with_the_comments_as_data() {
+    let (server, fake, e) = delivered_once().await;
+    let repo = &e.repo;
+    let first = repo.rev("agent/hello");
+    // Main moves on (a new agent that shows what it was given).
+    repo.config_with(
+        "prompt_dump.sh",
+        &format!("github:\n  api_url: {}\n", support::yaml_str(&server.uri())),
+    );
+    repo.commit_all("another agent");
+    let env = e.env();
+    let (code, runs, stderr) = tokio::task::block_in_place(|| {
+        repo.run_json_env(&["hello", "--address-review", "1347"], &env)
+    });
+    let run = &runs[0];
+    assert_eq!(code, 0, "{stderr}\n{run:#}");
+    assert!(
+        stderr.contains(&format!(
+            "review comment(s) of #1347, starting from {}",
+            &first[..10]
+        )),
+        "{stderr}"
+    );
+    // The agent found its earlier work, replayed onto the new main.
+    let found = repo
+        .show("agent/hello", "src/found.txt")
+        .expect("found.txt");
+    assert!(found.contains("env.txt"), "{found}");
+    assert_eq!(
+        repo.rev("agent/hello^"),
+        repo.rev("main"),
+        "one commit on today's main"
+    );
+    // The comments reached the prompt, quoted as data.
+    let prompt = repo
+        .show("agent/hello", "src/prompt.txt")
+        .expect("prompt.txt");
+    assert!(
+        prompt.contains("## Review comments to address (pull request #1347)"),
+        "{prompt}"
+    );
+    let example = &operations()
+        .iter()
+        .find(|o| o.id == "pulls/list-review-comments")
+        .unwrap()
+        .example;
+    let body = example[0]["body"].as_str().unwrap();
+    assert!(
+        prompt.contains(&format!(
+            "<<<BEGIN REVIEW COMMENT>>>\n{body}\n<<<END REVIEW COMMENT>>>"
+        )),
+        "{prompt}"
+    );
+    assert!(prompt.contains(&format!("On `{}`", example[0]["path"].as_str().unwrap())));
+    let events = repo.events(run["run_id"].as_str().unwrap());
+    let feedback: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "review_feedback")
+        .collect();
+    assert_eq!(feedback.len(), 1, "{events:#?}");
+    assert_eq!(feedback[0]["pull_request"], 1347);
+    assert!(feedback[0]["start_at"].is_string());
+    let st = fake.state();
+    assert!(st
+        .seen
+        .iter()
+        .any(|s| s.op == "pulls/list-review-comments" && s.path.ends_with("/pulls/1347/comments")));
+    drop(st);
+    // The same pull request is updated with the new result.
+    assert_eq!(fake.count("pulls/create"), 1);
+    assert_eq!(fake.count("pulls/update"), 1);
+    assert_eq!(remote_branch(&e), repo.rev("agent/hello"));
+    assert_clean(&fake);
+}
+
 #[test]
 fn the_schemas_reject_what_github_would() {
     let create = operations()

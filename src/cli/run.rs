@@ -37,6 +37,10 @@ pub struct Args {
     /// Start runs whose write scopes overlap at the same time
     #[arg(long)]
     pub allow_overlap: bool,
+    /// Address the review comments of this pull request: the agent starts
+    /// from the task's earlier result with the comments as data to act on
+    #[arg(long, value_name = "PR", conflicts_with_all = ["all", "resume", "print_env"])]
+    pub address_review: Option<u64>,
     /// Print one JSON object per run on stdout
     #[arg(long)]
     pub json: bool,
@@ -109,7 +113,10 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         return Err(CliError::usage("there are no briefs to run")
             .hint("create one with `git agent new <id>`"));
     }
-    let reqs = load_requests(&root, &config, &ids, args.agent.as_deref(), ctx)?;
+    let mut reqs = load_requests(&root, &config, &ids, args.agent.as_deref(), ctx)?;
+    if let Some(pr) = args.address_review {
+        address_review(&root, &config, &mut reqs, pr)?;
+    }
     if args.print_env {
         return print_env(&root, &config, &reqs);
     }
@@ -124,6 +131,63 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let records = execute(&root, &config, reqs, jobs, args.allow_overlap, ctx)?;
     publish_to_actions(&records, ctx);
     report(&records, args.json)
+}
+
+/// Reads the review comments of `pr` into the (single) request, and the
+/// task's earlier result to start from.
+fn address_review(
+    root: &std::path::Path,
+    config: &Config,
+    reqs: &mut [RunRequest],
+    pr: u64,
+) -> CliResult<()> {
+    let [req] = reqs else {
+        return Err(CliError::usage("--address-review takes exactly one task"));
+    };
+    let repo = git2::Repository::discover(root)
+        .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let target = crate::delivery::Target::discover(
+        repo.commondir(),
+        config.github.api_url.clone(),
+        config.github.token_env.as_deref(),
+        &env,
+    )
+    .map_err(CliError::usage)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::from_error(exit::RUN_FAILED, "could not start the runtime", &e))?;
+    let comments = runtime
+        .block_on(crate::review::review_comments(&target, pr))
+        .map_err(|e| {
+            CliError::failed(format!("could not read the review comments of #{pr}: {e}"))
+        })?;
+    if comments.is_empty() {
+        return Err(CliError::usage(format!(
+            "pull request #{pr} has no review comments to address"
+        )));
+    }
+    let task = req.brief.id.to_string();
+    let start_at = crate::review::earlier_result(&repo, &req.brief.output.branch, &task);
+    match start_at {
+        Some(oid) => eprintln!(
+            "{task}: addressing {} review comment(s) of #{pr}, starting from {}",
+            comments.len(),
+            &oid.to_string()[..10]
+        ),
+        None => eprintln!(
+            "{task}: addressing {} review comment(s) of #{pr}; no earlier result of git-agent on {}, starting from the base",
+            comments.len(),
+            req.brief.output.branch
+        ),
+    }
+    req.review = Some(crate::run::ReviewInput {
+        pull_request: pr,
+        comments,
+        start_at,
+    });
+    Ok(())
 }
 
 /// As a GitHub Actions step: the job summary and the step outputs. A failure
@@ -214,6 +278,7 @@ pub(crate) fn load_requests(
             agent,
             brief_display: display,
             resume: None,
+            review: None,
         });
     }
     if bad {
