@@ -182,6 +182,12 @@ fn run_step_in_event(repo: &TestRepo, inputs: &[(&str, &str)], event: &[(&str, &
             }
         }
     }
+    // Outside a pull request event, `${{ github.* }}` values are empty.
+    for (name, value) in env {
+        if value.starts_with("${{ github.") {
+            cmd.env(name, "");
+        }
+    }
     for (name, value) in event {
         let declared = env.iter().find(|(n, _)| n == name);
         assert!(
@@ -366,4 +372,23 @@ fn review_mode_judges_the_pull_request_head_against_its_base() {
 
     let step = run_step(&repo, &[("mode", "deploy")]);
     assert_eq!(step.output.status.code(), Some(2));
+}
+
+#[test]
+fn address_review_mode_needs_the_pull_request_and_passes_it_on() {
+    let repo = repo_with_two_briefs();
+    let step = run_step(&repo, &[("mode", "address-review"), ("tasks", "ok-a")]);
+    assert_eq!(step.output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&step.output.stdout).contains("needs a pull request event"));
+    // With the event's number, git-agent is asked to read the comments of
+    // #7: here there is no `origin` to ask, which it says.
+    let step = run_step_in_event(
+        &repo,
+        &[("mode", "address-review"), ("tasks", "ok-a")],
+        &[("PR_NUMBER", "7")],
+    );
+    let stderr = String::from_utf8_lossy(&step.output.stderr);
+    assert_eq!(step.output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no `origin` remote"), "{stderr}");
+    assert!(repo.rev_opt("agent/ok-a").is_none(), "nothing ran");
 }
