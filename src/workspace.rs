@@ -2309,6 +2309,42 @@ mod tests {
         }
     }
 
+    #[test]
+    fn replay_onto_moves_a_result_to_a_new_base_or_says_it_conflicts() {
+        let f = fixture();
+        let r = f.repo.open().expect("open");
+        // A commit on `parent` with the top-level `file` set to `content`.
+        let commit_with = |parent: Oid, file: &str, content: &str| -> Oid {
+            let p = r.find_commit(parent).expect("parent");
+            let blob = r.blob(content.as_bytes()).expect("blob");
+            let mut tb = r
+                .treebuilder(Some(&p.tree().expect("tree")))
+                .expect("builder");
+            tb.insert(file, blob, BLOB as i32).expect("insert");
+            let tree = r.find_tree(tb.write().expect("write")).expect("tree");
+            let sig = signature().expect("sig");
+            r.commit(None, &sig, &sig, file, &tree, &[&p])
+                .expect("commit")
+        };
+        let result = commit_with(f.base, "long.txt", "the agent's version\n");
+        assert_eq!(f.repo.replay_onto(result, f.base).unwrap(), Some(result));
+
+        let moved = commit_with(f.base, "README.md", "main moved on\n");
+        let replayed = f.repo.replay_onto(result, moved).unwrap().expect("applies");
+        let c = r.find_commit(replayed).unwrap();
+        assert_eq!(c.parent_id(0).unwrap(), moved);
+        let text = |name: &str| {
+            let entry = c.tree().unwrap().get_name(name).unwrap().id();
+            String::from_utf8(r.find_blob(entry).unwrap().content().to_vec()).unwrap()
+        };
+        assert_eq!(text("long.txt"), "the agent's version\n");
+        assert_eq!(text("README.md"), "main moved on\n");
+
+        let clash = commit_with(f.base, "long.txt", "someone else's version\n");
+        assert_eq!(f.repo.replay_onto(result, clash).unwrap(), None);
+        f.assert_user_untouched();
+    }
+
     impl Fixture {
         fn assert_user_untouched(&self) {
             assert_eq!(
