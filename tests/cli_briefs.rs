@@ -700,6 +700,7 @@ fn top_level_help() {
       new       Create .agents/tasks/<id>.md from a template
       validate  Check briefs and the config; print every problem with file:line:col and a hint
       list      List the briefs: id, title, agent, write scope
+      plan      Show what `run` would do with these briefs, and in which order; run nothing
       run       Run briefs: each in its own worktree, scope enforced, checks decide success
       review    Verify a change against the brief it was made under: scope and checks
       status    Show runs: outcome, attempts, checks, branch; kept worktrees and their disk use

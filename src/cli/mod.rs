@@ -9,6 +9,7 @@ mod init;
 mod list;
 mod log;
 mod new;
+mod plan;
 mod progress;
 mod review;
 pub(crate) mod run;
@@ -46,6 +47,7 @@ pub enum Command {
     New(new::Args),
     Validate(validate::Args),
     List(list::Args),
+    Plan(plan::Args),
     Run(run::Args),
     Review(review::Args),
     Status(status::Args),
@@ -111,6 +113,7 @@ pub fn main() -> ExitCode {
 fn dispatch(command: Command, ctx: &Ctx) -> CliResult {
     match command {
         Command::Demo(args) => demo::exec(args, ctx),
+        Command::Plan(args) => plan::exec(args, ctx),
         Command::Run(args) => run::exec(args, ctx),
         Command::Review(args) => review::exec(args, ctx),
         Command::Status(args) => status::exec(args, ctx),

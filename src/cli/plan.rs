@@ -1,0 +1,257 @@
+//! `git agent plan`: what `git agent run` would do with these briefs —
+//! agent, base commit, worktree, scope, checks, escalation, delivery, and
+//! which runs wait for which — without running anything.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::run::load_requests;
+use super::{exit, print_json, CliError, CliResult, Ctx};
+use crate::brief::{Deliver, EscalateFallback, OnScopeViolation};
+use crate::orchestrator;
+use crate::run::RunRequest;
+
+/// Show what `run` would do with these briefs, and in which order; run nothing
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Task ids (the brief file names in .agents/tasks)
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub tasks: Vec<String>,
+    /// Every brief in .agents/tasks
+    #[arg(long)]
+    pub all: bool,
+    /// Use this agent instead of the brief's or the config's default
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<String>,
+    /// How many runs at once (default: config max_parallel, else the number of CPUs)
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Plan runs whose write scopes overlap to start together
+    #[arg(long)]
+    pub allow_overlap: bool,
+    /// Print the plan as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One run as planned.
+#[derive(Debug, Serialize)]
+pub struct Planned {
+    pub task: String,
+    pub title: String,
+    pub agent: String,
+    pub adapter: String,
+    pub command: String,
+    pub base: String,
+    /// The commit `base` resolves to now.
+    pub base_commit: Option<String>,
+    /// `scope.read` plus the write globs: what a sparse worktree holds.
+    pub sparse: Option<Vec<String>>,
+    pub write: Vec<String>,
+    pub deny: Vec<String>,
+    pub checks: Vec<PlannedCheck>,
+    pub attempts: u32,
+    pub timeout_secs: u64,
+    pub max_changed_lines: Option<u64>,
+    pub escalate_paths: Vec<String>,
+    pub on_scope_violation: &'static str,
+    pub deliver: &'static str,
+    pub branch: String,
+    pub fallback: &'static str,
+    /// Earlier tasks of the batch this one waits for (overlapping scopes).
+    pub waits_for: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlannedCheck {
+    pub name: String,
+    pub run: String,
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    pub jobs: usize,
+    pub runs: Vec<Planned>,
+}
+
+pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
+    let root = ctx.root()?;
+    let config = super::run::load_config(&root, ctx)?;
+    let ids: Vec<String> = if args.all {
+        crate::repo_files::list_briefs(&root)
+            .map_err(|e| CliError::from_error(exit::USAGE, "could not list .agents/tasks", &e))?
+            .iter()
+            .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .collect()
+    } else {
+        args.tasks.clone()
+    };
+    if ids.is_empty() {
+        return Err(CliError::usage("there are no briefs to plan")
+            .hint("create one with `git agent new <id>`"));
+    }
+    let reqs = load_requests(&root, &config, &ids, args.agent.as_deref(), ctx)?;
+    let repo = git2::Repository::discover(&root)
+        .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
+    let jobs = args
+        .jobs
+        .or(config.max_parallel.map(|n| n as usize))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        });
+    let order = orchestrator::plan(&reqs, args.allow_overlap);
+    let runs: Vec<Planned> = reqs
+        .iter()
+        .zip(order)
+        .map(|(req, entry)| planned(&repo, req, entry.waits_for))
+        .collect();
+    let plan = Plan { jobs, runs };
+    if args.json {
+        print_json(&plan)?;
+    } else {
+        super::print_out(&render(&plan));
+    }
+    // A base that does not resolve would fail the run: say so by the code.
+    Ok(if plan.runs.iter().any(|r| r.base_commit.is_none()) {
+        exit::USAGE
+    } else {
+        exit::OK
+    })
+}
+
+fn planned(repo: &git2::Repository, req: &RunRequest, waits_for: Vec<String>) -> Planned {
+    let b = &req.brief;
+    let secs = |d: Duration| d.as_secs();
+    Planned {
+        task: b.id.to_string(),
+        title: b.title.clone(),
+        agent: req.agent.name.clone(),
+        adapter: format!("{:?}", req.agent.adapter).to_lowercase(),
+        command: std::iter::once(req.agent.command.as_str())
+            .chain(req.agent.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        base: b.base.clone(),
+        base_commit: repo
+            .revparse_single(&b.base)
+            .and_then(|o| o.peel_to_commit())
+            .map(|c| c.id().to_string())
+            .ok(),
+        sparse: b.sparse_patterns(),
+        write: b.scope.write.patterns().to_vec(),
+        deny: b.scope.deny.patterns().to_vec(),
+        checks: b
+            .checks
+            .iter()
+            .map(|c| PlannedCheck {
+                name: c.name.clone(),
+                run: c.run.clone(),
+                timeout_secs: secs(c.timeout),
+            })
+            .collect(),
+        attempts: b.escalate.attempts,
+        timeout_secs: secs(b.escalate.timeout),
+        max_changed_lines: b.escalate.max_changed_lines,
+        escalate_paths: b.escalate.paths.patterns().to_vec(),
+        on_scope_violation: match b.escalate.on_scope_violation {
+            OnScopeViolation::Escalate => "escalate",
+            OnScopeViolation::Revert => "revert",
+        },
+        deliver: match b.output.deliver {
+            Deliver::Branch => "branch",
+            Deliver::Push => "push",
+            Deliver::Pr => "pr",
+            Deliver::DraftPr => "draft-pr",
+        },
+        branch: b.output.branch.clone(),
+        fallback: match b.escalate.fallback {
+            EscalateFallback::DraftPr => "draft-pr",
+            EscalateFallback::Issue => "issue",
+        },
+        waits_for,
+    }
+}
+
+/// The human plan.
+pub fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    let short = |d: u64| crate::duration::short(Duration::from_secs(d));
+    for r in &plan.runs {
+        let _ = writeln!(out, "{}  {}", r.task, r.title);
+        let _ = writeln!(
+            out,
+            "  agent     {} ({}: {})",
+            r.agent, r.adapter, r.command
+        );
+        let _ = writeln!(
+            out,
+            "  base      {} → {}",
+            r.base,
+            r.base_commit
+                .as_deref()
+                .map(|c| &c[..10])
+                .unwrap_or("does not resolve: the run would fail")
+        );
+        let _ = writeln!(
+            out,
+            "  worktree  {}",
+            match &r.sparse {
+                Some(p) => format!("sparse: {}", p.join(", ")),
+                None => "full checkout".into(),
+            }
+        );
+        let _ = write!(out, "  writes    {}", r.write.join(", "));
+        if !r.deny.is_empty() {
+            let _ = write!(out, " (never: {})", r.deny.join(", "));
+        }
+        let _ = writeln!(out, "; outside → {}", r.on_scope_violation);
+        for c in &r.checks {
+            let _ = writeln!(
+                out,
+                "  check     {}: `{}` ({})",
+                c.name,
+                c.run,
+                short(c.timeout_secs)
+            );
+        }
+        let mut esc = format!(
+            "{} attempt{}, {} in all",
+            r.attempts,
+            if r.attempts == 1 { "" } else { "s" },
+            short(r.timeout_secs)
+        );
+        if let Some(n) = r.max_changed_lines {
+            let _ = write!(esc, ", at most {n} lines");
+        }
+        if !r.escalate_paths.is_empty() {
+            let _ = write!(esc, ", a human looks at {}", r.escalate_paths.join(", "));
+        }
+        let _ = writeln!(out, "  escalate  {esc}");
+        let _ = write!(out, "  deliver   {} on {}", r.deliver, r.branch);
+        if r.deliver == "pr" || r.deliver == "draft-pr" {
+            let _ = write!(out, "; escalated → {}", r.fallback);
+        }
+        out.push('\n');
+        if !r.waits_for.is_empty() {
+            let _ = writeln!(
+                out,
+                "  waits for {} (overlapping write scopes)",
+                r.waits_for.join(", ")
+            );
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "{} run{}, at most {} at once",
+        plan.runs.len(),
+        if plan.runs.len() == 1 { "" } else { "s" },
+        plan.jobs
+    );
+    out
+}
