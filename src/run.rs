@@ -515,6 +515,37 @@ impl Run {
                     humantime::format_duration(brief.escalate.timeout)
                 ));
             }
+            // What the agent's git wrote went to the run's own object store:
+            // verified, it joins the repository's (the worktree's index and
+            // any commit of the agent refer to it).
+            let objects = self.dir.objects_dir();
+            let imported = self
+                .git(move |repo| {
+                    let imported = repo.import_objects(&objects)?;
+                    // Emptied, not removed: the sandbox holds the directory.
+                    if let Ok(entries) = std::fs::read_dir(&objects) {
+                        for e in entries.flatten() {
+                            let _ = std::fs::remove_dir_all(e.path())
+                                .or_else(|_| std::fs::remove_file(e.path()));
+                        }
+                    }
+                    Ok(imported)
+                })
+                .await?;
+            if !imported.corrupt.is_empty() {
+                for oid in &imported.corrupt {
+                    self.event(EventKind::Violation {
+                        attempt,
+                        what: "wrote a git object whose content does not match its name (not imported)"
+                            .into(),
+                        path: Some(oid.clone()),
+                    })?;
+                }
+                escalations.push(format!(
+                    "the agent wrote {} corrupt git object(s)",
+                    imported.corrupt.len()
+                ));
+            }
             let g = guard.clone();
             let tampered = self.git(move |_| guard_check(&g)).await?;
             for what in &tampered {
@@ -717,6 +748,14 @@ impl Run {
                 &[
                     ("TMPDIR".to_string(), path_str(&tmp)),
                     ("GIT_AGENT_TASK".to_string(), brief.id.to_string()),
+                    (
+                        "GIT_OBJECT_DIRECTORY".to_string(),
+                        path_str(&self.dir.objects_dir()),
+                    ),
+                    (
+                        "GIT_ALTERNATE_OBJECT_DIRECTORIES".to_string(),
+                        path_str(&self.dir.shared_objects()),
+                    ),
                 ],
             );
             let runner = checks::CheckRunner {
@@ -847,12 +886,12 @@ impl Run {
             .append(true)
             .open(&decisions)
             .map_err(|e| format!("could not create {}: {e}", decisions.display()))?;
-        let mut write_dirs = vec![wt.path.clone(), self.dir.tmp_dir()];
-        if let Some(common) = wt.admin_dir.parent().and_then(Path::parent) {
-            // What `git add`/`git commit` in a detached worktree writes:
-            // objects, and the worktree's own HEAD, index and logs.
-            write_dirs.push(common.join("objects"));
-        }
+        // What `git add`/`git commit` in a detached worktree writes: objects
+        // (into the run's own store), and the worktree's HEAD, index, logs.
+        let objects = self.dir.objects_dir();
+        std::fs::create_dir_all(&objects)
+            .map_err(|e| format!("could not create {}: {e}", objects.display()))?;
+        let mut write_dirs = vec![wt.path.clone(), self.dir.tmp_dir(), objects];
         write_dirs.push(wt.admin_dir.clone());
         write_dirs.extend(config.write_paths.iter().cloned());
         // The agent CLI's own state (Codex's CODEX_HOME, Claude's config dir).
@@ -1126,6 +1165,16 @@ pub fn agent_extra_env(dir: &RunDir, task: &str, attempt: u32) -> Vec<(String, S
             path_str(&dir.feedback_path()),
         ),
         ("TMPDIR".to_string(), path_str(&dir.tmp_dir())),
+        // New objects go to the run's own store; the repository's is only
+        // read (Landlock forbids writing it), so existing objects are safe.
+        (
+            "GIT_OBJECT_DIRECTORY".to_string(),
+            path_str(&dir.objects_dir()),
+        ),
+        (
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES".to_string(),
+            path_str(&dir.shared_objects()),
+        ),
     ]
 }
 

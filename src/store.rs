@@ -255,6 +255,21 @@ impl RunDir {
     pub fn tmp_dir(&self) -> PathBuf {
         self.path.join("tmp")
     }
+    /// Where the agent's git writes new objects (`GIT_OBJECT_DIRECTORY`):
+    /// the repository's store stays read-only to it; git-agent imports
+    /// what it finds here after verifying each object.
+    pub fn objects_dir(&self) -> PathBuf {
+        self.path.join("objects")
+    }
+    /// The repository's own object store (`<common>/objects`; runs live in
+    /// `<common>/agent/runs/<id>`), the agent's read-only alternate.
+    pub fn shared_objects(&self) -> PathBuf {
+        self.path
+            .ancestors()
+            .nth(3)
+            .map(|common| common.join("objects"))
+            .unwrap_or_else(|| self.path.join("../../../objects"))
+    }
     pub fn agent_output(&self, attempt: u32, stream: &str) -> PathBuf {
         self.path.join(format!("agent-{attempt}.{stream}"))
     }

@@ -313,6 +313,61 @@ fn edit_the_shared_git_config() {
 }
 
 #[test]
+fn damage_the_object_store() {
+    let a = arena("attack_objects.sh", "");
+    let mut before = BTreeMap::new();
+    files_under(
+        &a.repo.root.join(".git/objects"),
+        "objects/",
+        false,
+        &mut before,
+    );
+    assert!(!before.is_empty());
+    let o = attack(&a, &[]);
+    judge("objects", &a, &o);
+    if o.confined {
+        let mut after = BTreeMap::new();
+        files_under(
+            &a.repo.root.join(".git/objects"),
+            "objects/",
+            false,
+            &mut after,
+        );
+        for (path, bytes) in &before {
+            assert_eq!(after.get(path), Some(bytes), "{path} was damaged");
+        }
+        assert!(!after.contains_key("objects/pack/pack-evil.pack"));
+        assert!(
+            o.violations()
+                .iter()
+                .any(|v| v.contains("does not match its name")
+                    && v.contains("123456789012345678901234567890123456789a")),
+            "{:?}",
+            o.violations()
+        );
+        assert_eq!(o.outcome(), "escalated");
+        assert!(
+            o.agent_stderr.contains("ATTACK BLOCKED: rm -f"),
+            "{}",
+            o.agent_stderr
+        );
+        assert!(
+            o.agent_stderr
+                .contains("ATTACK INERT (allowed, neutralised after the run): git -c user.name=a"),
+            "the agent's own commit works: {}",
+            o.agent_stderr
+        );
+    }
+    // Whatever the kernel, the corrupt object never entered the store.
+    let fsck = a.repo.git_output(&["fsck", "--no-dangling"]);
+    assert!(
+        fsck.status.success(),
+        "fsck: {}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+}
+
+#[test]
 fn move_main_with_update_ref() {
     let (a, o) = attacked("attack_update_ref.sh", "update-ref");
     delivered_anyway(&a, &o);
