@@ -1,7 +1,9 @@
 //! Per-run overhead of `git agent run` (everything but the agent and the
 //! checks) on a synthetic 20,000-file repository, beside the plain
 //! `git worktree add` + `git worktree remove` of the same repository measured
-//! in the same process, and the same with a `scope.read` of 5% of the tree.
+//! in the same process, and the same with a `scope.read` of 5% of the tree;
+//! then `git agent review` of a run's branch (worktree, change set, scope,
+//! one trivial check, removal) beside the same baseline.
 //!
 //! Run: `cargo bench --bench run_overhead` (prints numbers; asserts nothing).
 
@@ -167,4 +169,39 @@ fn main() {
             }
         );
     }
+
+    // A branch to review: one more run of `full`, kept.
+    let out = Command::new(bin)
+        .current_dir(&repo)
+        .args(["run", "full", "--json"])
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git-agent runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut reviews = Vec::new();
+    for round in 0..ROUNDS {
+        let t = Instant::now();
+        let out = Command::new(bin)
+            .current_dir(&repo)
+            .args(["review", "agent/full", "--base", "HEAD", "--json"])
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .expect("git-agent review runs");
+        reviews.push(t.elapsed());
+        assert!(
+            out.status.success(),
+            "review round {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let review = median(reviews);
+    println!(
+        "git agent review (full checkout): {:.3}s = {:.2}x the CLI baseline",
+        review.as_secs_f64(),
+        review.as_secs_f64() / plain.as_secs_f64()
+    );
 }

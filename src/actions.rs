@@ -46,9 +46,7 @@ impl Runner {
         }
         Ok(())
     }
-}
 
-impl Runner {
     /// A review's report in the summary; `verdict` and `report` (JSON) as
     /// outputs.
     pub fn publish_review(
