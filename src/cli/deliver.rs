@@ -2,7 +2,7 @@
 //! request, alone (after a delivery failure, or for a run that made a branch).
 
 use super::{exit, print_json, CliError, CliResult, Ctx};
-use crate::delivery::{DeliveryRecord, Target};
+use crate::delivery::DeliveryRecord;
 
 /// Push a finished run's branch and notes; open or update its pull request
 #[derive(Debug, clap::Args)]
@@ -59,18 +59,8 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         .read_events()
         .map_err(|e| CliError::from_error(exit::USAGE, "could not read the run's events", &e))?;
     let common = store.dir().join("../..");
-    let env: Vec<(String, String)> = std::env::vars().collect();
-    let target = Target::discover(
-        &common,
-        config.github.api_url.clone(),
-        config.github.token_env.as_deref(),
-        &env,
-    )
-    .map_err(CliError::usage)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::from_error(exit::RUN_FAILED, "could not start the runtime", &e))?;
+    let target = super::run::forge_target(&common, &config).map_err(CliError::usage)?;
+    let runtime = super::run::small_runtime()?;
     let delivery = runtime.block_on(crate::delivery::deliver(&target, &record, &events));
     record.delivery = Some(delivery.clone());
     dir.append_event(&crate::log::Event::now(delivery.event()))

@@ -80,30 +80,11 @@ pub struct Plan {
 pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let root = ctx.root()?;
     let config = super::run::load_config(&root, ctx)?;
-    let ids: Vec<String> = if args.all {
-        crate::repo_files::list_briefs(&root)
-            .map_err(|e| CliError::from_error(exit::USAGE, "could not list .agents/tasks", &e))?
-            .iter()
-            .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-            .collect()
-    } else {
-        args.tasks.clone()
-    };
-    if ids.is_empty() {
-        return Err(CliError::usage("there are no briefs to plan")
-            .hint("create one with `git agent new <id>`"));
-    }
+    let ids = super::run::task_ids(&root, args.all, &args.tasks)?;
     let reqs = load_requests(&root, &config, &ids, args.agent.as_deref(), ctx)?;
     let repo = git2::Repository::discover(&root)
         .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
-    let jobs = args
-        .jobs
-        .or(config.max_parallel.map(|n| n as usize))
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        });
+    let jobs = super::run::jobs(args.jobs, &config);
     let order = orchestrator::plan(&reqs, args.allow_overlap);
     let runs: Vec<Planned> = reqs
         .iter()

@@ -265,13 +265,7 @@ fn post(
     config: &Config,
     report: &ReviewReport,
 ) -> Result<(), String> {
-    let env: Vec<(String, String)> = std::env::vars().collect();
-    let target = crate::delivery::Target::discover(
-        common,
-        config.github.api_url.clone(),
-        config.github.token_env.as_deref(),
-        &env,
-    )?;
+    let target = super::run::forge_target(common, config)?;
     let reports = review::check_reports(report);
     let notices = runtime.block_on(crate::delivery::post_checks(&target, &reports))?;
     for n in notices {

@@ -100,19 +100,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         publish_to_actions(&records, ctx);
         return report(&records, args.json);
     }
-    let ids: Vec<String> = if args.all {
-        repo_files::list_briefs(&root)
-            .map_err(|e| CliError::from_error(exit::USAGE, "could not list .agents/tasks", &e))?
-            .iter()
-            .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-            .collect()
-    } else {
-        args.tasks.clone()
-    };
-    if ids.is_empty() {
-        return Err(CliError::usage("there are no briefs to run")
-            .hint("create one with `git agent new <id>`"));
-    }
+    let ids = task_ids(&root, args.all, &args.tasks)?;
     let mut reqs = load_requests(&root, &config, &ids, args.agent.as_deref(), ctx)?;
     if let Some(pr) = args.address_review {
         address_review(&root, &config, &mut reqs, pr)?;
@@ -120,17 +108,66 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     if args.print_env {
         return print_env(&root, &config, &reqs);
     }
-    let jobs = args
-        .jobs
-        .or(config.max_parallel.map(|n| n as usize))
+    let jobs = jobs(args.jobs, &config);
+    let records = execute(&root, &config, reqs, jobs, args.allow_overlap, ctx)?;
+    publish_to_actions(&records, ctx);
+    report(&records, args.json)
+}
+
+/// The task ids named, or every brief's with `all`; an error when none.
+pub(crate) fn task_ids(
+    root: &std::path::Path,
+    all: bool,
+    tasks: &[String],
+) -> CliResult<Vec<String>> {
+    let ids: Vec<String> = if all {
+        repo_files::list_briefs(root)
+            .map_err(|e| CliError::from_error(exit::USAGE, "could not list .agents/tasks", &e))?
+            .iter()
+            .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .collect()
+    } else {
+        tasks.to_vec()
+    };
+    if ids.is_empty() {
+        return Err(
+            CliError::usage("there are no briefs").hint("create one with `git agent new <id>`")
+        );
+    }
+    Ok(ids)
+}
+
+/// `-j`, else the config's `max_parallel`, else the CPUs.
+pub(crate) fn jobs(flag: Option<usize>, config: &Config) -> usize {
+    flag.or(config.max_parallel.map(|n| n as usize))
         .unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2)
-        });
-    let records = execute(&root, &config, reqs, jobs, args.allow_overlap, ctx)?;
-    publish_to_actions(&records, ctx);
-    report(&records, args.json)
+        })
+}
+
+/// Where to deliver or read reviews: `origin`, the API URL and the token
+/// from this process's environment (never passed to agents).
+pub(crate) fn forge_target(
+    common: &std::path::Path,
+    config: &Config,
+) -> Result<crate::delivery::Target, String> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    crate::delivery::Target::discover(
+        common,
+        config.github.api_url.clone(),
+        config.github.token_env.as_deref(),
+        &env,
+    )
+}
+
+/// A single-threaded runtime for a few forge calls.
+pub(crate) fn small_runtime() -> CliResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::from_error(exit::RUN_FAILED, "could not start the runtime", &e))
 }
 
 /// Reads the review comments of `pr` into the (single) request, and the
@@ -146,18 +183,8 @@ fn address_review(
     };
     let repo = git2::Repository::discover(root)
         .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
-    let env: Vec<(String, String)> = std::env::vars().collect();
-    let target = crate::delivery::Target::discover(
-        repo.commondir(),
-        config.github.api_url.clone(),
-        config.github.token_env.as_deref(),
-        &env,
-    )
-    .map_err(CliError::usage)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::from_error(exit::RUN_FAILED, "could not start the runtime", &e))?;
+    let target = forge_target(repo.commondir(), config).map_err(CliError::usage)?;
+    let runtime = small_runtime()?;
     let comments = runtime
         .block_on(crate::review::review_comments(&target, pr))
         .map_err(|e| {
