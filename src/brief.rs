@@ -439,11 +439,13 @@ fn parse_into(
     let root = match yaml::parse(parts.frontmatter, parts.frontmatter_offset) {
         Ok(root) => root,
         Err(e) => {
-            problems.push(
-                Problem::error("brief::yaml-syntax", e.span, format!("YAML syntax error: {}", e.message))
-                    .label("here")
-                    .help("fix the YAML; quote values that contain `: ` or start with `*`, `[`, `{`, `&` or `!`"),
-            );
+            problems.push(crate::diagnostic::yaml_problem(
+                text,
+                e,
+                "brief::yaml-syntax",
+                "brief::duplicate-key",
+                "fix the YAML; quote values that contain `: ` or start with `*`, `[`, `{`, `&` or `!`",
+            ));
             return None;
         }
     };

@@ -265,14 +265,13 @@ fn parse_into(text: &str, root: &Path, problems: &mut Vec<Problem>) -> Option<Co
     let node = match yaml::parse(text, 0) {
         Ok(n) => n,
         Err(e) => {
-            problems.push(
-                Problem::error(
-                    "config::yaml-syntax",
-                    e.span,
-                    format!("YAML syntax error: {}", e.message),
-                )
-                .help("fix the YAML; quote values that contain `: `"),
-            );
+            problems.push(crate::diagnostic::yaml_problem(
+                text,
+                e,
+                "config::yaml-syntax",
+                "config::duplicate-key",
+                "fix the YAML; quote values that contain `: `",
+            ));
             return None;
         }
     };

@@ -198,6 +198,38 @@ impl Diagnostic for SourceDiagnostic {
 /// character, because a label there would not be drawn: it covers that
 /// character, or is zero-length at a final line break (the end of the last
 /// line) or when it was zero-length. Only an empty text keeps `0..0`.
+/// The 1-based line of byte `offset` in `source`.
+pub fn line_of(source: &str, offset: usize) -> usize {
+    source[..offset.min(source.len())].matches('\n').count() + 1
+}
+
+/// The problem for a YAML syntax error; a key written twice gets its own
+/// code (`<prefix>::duplicate-key`) and points at the second occurrence.
+pub fn yaml_problem(
+    source: &str,
+    error: crate::yaml::SyntaxError,
+    syntax_code: &'static str,
+    duplicate_code: &'static str,
+    syntax_help: &str,
+) -> Problem {
+    match error.first {
+        Some(first) => Problem::error(
+            duplicate_code,
+            error.span,
+            format!("{} (first on line {})", error.message, line_of(source, first.offset)),
+        )
+        .label("written again here")
+        .help("keep one: YAML would silently use only one of the values, and a policy must never depend on which"),
+        None => Problem::error(
+            syntax_code,
+            error.span,
+            format!("YAML syntax error: {}", error.message),
+        )
+        .label("here")
+        .help(syntax_help.to_string()),
+    }
+}
+
 pub fn fit_span(source: &str, span: Span) -> Span {
     let len = source.len();
     if span.offset >= len {

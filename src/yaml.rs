@@ -116,21 +116,29 @@ impl Node {
 pub struct SyntaxError {
     pub message: String,
     pub span: Span,
+    /// For a key written twice in one mapping: the first one (`span` is
+    /// the second).
+    pub first: Option<Span>,
 }
 
 /// Parses one YAML document that starts at byte `base` of the file.
 /// An empty document is an empty map (a frontmatter with no keys).
 pub fn parse(text: &str, base: usize) -> Result<Node, SyntaxError> {
-    // serde_yaml (libyaml) first: its messages are the familiar ones.
+    // serde_yaml (libyaml) first: its messages are the familiar ones. A
+    // duplicate key is located below, at its second occurrence.
     if let Err(err) = serde_yaml::from_str::<serde_yaml::Value>(text) {
-        let offset = err
-            .location()
-            .map(|loc| line_col_to_byte(text, loc.line(), loc.column()))
-            .unwrap_or(0);
-        return Err(SyntaxError {
-            message: clean_serde_yaml_message(&err.to_string()),
-            span: char_span(text, base, offset),
-        });
+        let message = clean_serde_yaml_message(&err.to_string());
+        if !message.contains("duplicate entry with key") {
+            let offset = err
+                .location()
+                .map(|loc| line_col_to_byte(text, loc.line(), loc.column()))
+                .unwrap_or(0);
+            return Err(SyntaxError {
+                message,
+                span: char_span(text, base, offset),
+                first: None,
+            });
+        }
     }
     let index = CharIndex::new(text);
     let mut builder = Builder {
@@ -145,17 +153,63 @@ pub fn parse(text: &str, base: usize) -> Result<Node, SyntaxError> {
     parser.load(&mut builder, true).map_err(|e| SyntaxError {
         message: e.info().to_string(),
         span: char_span(text, base, index.byte(e.marker().index())),
+        first: None,
     })?;
     if builder.docs > 1 {
         return Err(SyntaxError {
             message: "more than one YAML document".into(),
             span: char_span(text, base, 0),
+            first: None,
         });
     }
-    Ok(builder.root.unwrap_or(Node {
+    let root = builder.root.unwrap_or(Node {
         span: Span::new(base, 0),
         value: Value::Map(Vec::new()),
-    }))
+    });
+    if let Some((key, first, again)) = duplicate_key(&root) {
+        return Err(SyntaxError {
+            message: format!("the key `{key}` is written twice"),
+            span: again,
+            first: Some(first),
+        });
+    }
+    Ok(root)
+}
+
+/// The first key (in document order of its second occurrence) written
+/// twice in one mapping: its text, first span, second span.
+fn duplicate_key(node: &Node) -> Option<(String, Span, Span)> {
+    let mut found: Option<(String, Span, Span)> = None;
+    let mut consider = |d: (String, Span, Span)| {
+        if found.as_ref().map_or(true, |f| d.2.offset < f.2.offset) {
+            found = Some(d);
+        }
+    };
+    match &node.value {
+        Value::Map(pairs) => {
+            for (i, (key, value)) in pairs.iter().enumerate() {
+                if let Some((first, _)) = pairs[..i].iter().find(|(k, _)| k.value == key.value) {
+                    let text = match &key.value {
+                        Value::Str(s) => s.clone(),
+                        other => format!("{other:?}"),
+                    };
+                    consider((text, first.span, key.span));
+                }
+                if let Some(d) = duplicate_key(value) {
+                    consider(d);
+                }
+            }
+        }
+        Value::Seq(items) => {
+            for item in items {
+                if let Some(d) = duplicate_key(item) {
+                    consider(d);
+                }
+            }
+        }
+        _ => {}
+    }
+    found
 }
 
 /// The span of the character at byte `offset` of `text` (a document that

@@ -236,7 +236,7 @@ const LOCATIONS: &[(&str, &[Located])] = &[
     // src: serde_yaml's error wins and points at the first `title` (2:1),
     // as a "YAML syntax error"; should be the second `title` (5:1), as
     // schema.rs's own "duplicate key" problem would say.
-    ("duplicate-key.md", &[("brief::yaml-syntax", 2, 1)]),
+    ("duplicate-key.md", &[("brief::duplicate-key", 5, 1)]),
     ("empty-checks.md", &[("brief::no-checks", 5, 9)]),
     ("empty-scope-write.md", &[("brief::empty-scope", 4, 10)]),
     ("empty-title.md", &[("brief::empty", 2, 8)]),
@@ -312,6 +312,7 @@ const LOCATIONS: &[(&str, &[Located])] = &[
     ("bad-adapter.yaml", &[("config::invalid-value", 3, 14)]),
     ("bad-agent-name.yaml", &[("config::bad-agent-name", 2, 3)]),
     ("bad-kill-grace.yaml", &[("config::bad-duration", 5, 13)]),
+    ("duplicate-key.yaml", &[("config::duplicate-key", 6, 3)]),
     (
         "default-agent-missing.yaml",
         &[("config::unknown-agent", 1, 16)],
@@ -399,6 +400,7 @@ fn fixtures_cover_every_problem_kind() {
         "brief::no-frontmatter",
         "brief::unterminated-frontmatter",
         "brief::yaml-syntax",
+        "brief::duplicate-key",
         "brief::wrong-type",
         "brief::unknown-key",
         "brief::missing-key",
@@ -415,6 +417,7 @@ fn fixtures_cover_every_problem_kind() {
         "config::invalid-value",
         "config::missing-key",
         "config::yaml-syntax",
+        "config::duplicate-key",
         "config::token-to-agent",
         "config::worktree-inside-repo",
         "config::unknown-agent",

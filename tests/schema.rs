@@ -126,6 +126,8 @@ const CONFIG_VALUE_ONLY: &[&str] = &[
     "bad-agent-name.yaml",
     "bad-kill-grace.yaml",
     "default-agent-missing.yaml",
+    // Converted to JSON the last key wins: a schema cannot see duplicates.
+    "duplicate-key.yaml",
     "env-name-with-equals.yaml",
     "github-token-in-pass-env.yaml",
     // `command` is required only for `adapter: command`: a value rule.
