@@ -9,7 +9,9 @@
 //!
 //! For each CLI: (a) an in-scope edit that succeeds, (b) an edit outside the
 //! scope that escalates, (c) a failing check on attempt 1 whose output
-//! reaches the model, and a second attempt that succeeds. The runs are
+//! reaches the model, and a second attempt that succeeds. Then the budgets
+//! (`escalate.max_turns`, `escalate.max_cost_usd`) where a CLI reports what
+//! they limit: Claude Code (both), Codex (turns), aider (cost). The runs are
 //! serialized (a lock) so that their durations, printed, mean something.
 
 mod fake_model;
@@ -663,6 +665,7 @@ fn serve() {
                         .collect()
                 })
                 .unwrap_or_default(),
+            ..Turn::default()
         })
         .collect();
     let server = FakeModel::start(turns);
@@ -733,4 +736,242 @@ fn codex_auth_error_fails_the_run() {
 #[test]
 fn aider_auth_error_fails_the_run() {
     case_auth_error(&aider());
+}
+
+// ---------------------------------------------------------------------------
+// Budgets: escalate.max_turns and escalate.max_cost_usd, against the real
+// CLIs. Claude Code enforces both itself (`--max-turns`, `--max-budget-usd`)
+// and git-agent escalates with the reason. Codex and aider have no such
+// flags: git-agent's live watcher (`agent::supervise`, every 0.2 s) reads
+// their stdout and stops them. The watcher only sees a budget exceeded once
+// the step over it is done, and the request the CLI sent meanwhile still
+// reaches the model: the fake model answers slowly (0.8 s) so that this
+// slack is one step and one request, not a race.
+
+/// Requests that consumed a turn of the script (or asked for one past its end).
+fn turn_requests(server: &FakeModel) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.turn.is_some())
+        .count()
+}
+
+/// A finished budget run, for assertions.
+struct BudgetRun {
+    code: i32,
+    run: Value,
+    /// Attempt 1's `agent_activity`.
+    activity: Value,
+    /// The decision log.
+    md: String,
+    server: FakeModel,
+    /// Everything, for assertion messages.
+    why: String,
+}
+
+impl BudgetRun {
+    fn reason(&self) -> &str {
+        self.run["reason"].as_str().unwrap_or("")
+    }
+    fn stopped(&self) -> &str {
+        self.activity["stopped"].as_str().unwrap_or("")
+    }
+    /// Exit 3, outcome `escalated`, `needle` in the reason, the activity's
+    /// `stopped` and the decision log.
+    fn assert_escalated(&self, needle: &str) {
+        let why = &self.why;
+        assert_eq!(self.code, 3, "{why}");
+        assert_eq!(self.run["outcome"], "escalated", "{why}");
+        assert!(self.reason().contains(needle), "{needle}\n{why}");
+        assert!(self.stopped().contains(needle), "{needle}\n{why}");
+        assert!(self.md.contains(needle), "{needle}\n{}", self.md);
+    }
+}
+
+/// Runs `brief` (task `budget`) with `s`'s CLI against the script `turns`.
+fn budget_run(s: &Setup, turns: Vec<Turn>, brief: Brief, case: &str) -> Option<BudgetRun> {
+    let program = cli(s.name)?;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = FakeModel::start(turns);
+    let repo = repo(s.adapter, &program, s.model, &s.args);
+    repo.brief("budget", &brief);
+    repo.commit_all("config");
+    let (code, run, stderr, took) = run(&repo, "budget", &(s.env)(&repo, &server));
+    timing(s.name, case, took);
+    record(
+        &repo,
+        &run,
+        1,
+        &format!("{}-{case}.{}", s.name, ext(s.name)),
+    );
+    let why = dump(&repo, &run, &stderr, &server);
+    let id = run["run_id"].as_str().unwrap_or("").to_string();
+    let activity = activity(&repo.events(&id), 1);
+    let md = repo.log_md(&id);
+    let why = format!("{why}\nactivity: {activity:#}\n");
+    Some(BudgetRun {
+        code,
+        run,
+        activity,
+        md,
+        server,
+        why,
+    })
+}
+
+fn claude_read() -> Turn {
+    Turn::tool("Read", json!({"file_path": "{cwd}/src/greet.txt"}))
+}
+
+/// `max_turns: 3` while the model would use 8 tool turns: Claude Code gets
+/// `--max-turns 3`, answers exactly 3 model turns (it runs the third turn's
+/// tool, then does not send a fourth request: no slack), and the run
+/// escalates with Claude Code's own stop, counted as 3 turns (its result
+/// says `num_turns: 4`).
+#[test]
+fn claude_stops_at_max_turns_and_escalates() {
+    let turns = (0..8).map(|_| claude_read()).collect();
+    let brief = Brief::new(&["src/**"])
+        .title("Read forever")
+        .max_turns(3)
+        .timeout("120s");
+    let Some(r) = budget_run(&claude(), turns, brief, "max-turns") else {
+        return;
+    };
+    let why = &r.why;
+    r.assert_escalated("turn limit (escalate.max_turns) after 3 turns");
+    assert_eq!(turn_requests(&r.server), 3, "{why}");
+    assert_eq!(r.activity["turns"], 3, "{why}");
+    assert_eq!(
+        r.activity["tool_calls"].as_array().map(Vec::len),
+        Some(3),
+        "{why}"
+    );
+    assert!(!r.stopped().starts_with("stopped while running"), "{why}");
+}
+
+/// `max_cost_usd: 0.015` while every answer reports 1000 input and 200
+/// output tokens: $0.006 at Claude Sonnet 4.5's $3/$15 per million tokens,
+/// which Claude Code reports as `total_cost_usd`. With `--max-budget-usd
+/// 0.015` it checks its spend after each answer and stops after the one
+/// that crosses the budget (the third, $0.018), before running its tool.
+#[test]
+fn claude_stops_at_max_cost_and_escalates() {
+    let edit = || {
+        Turn::tool(
+            "Edit",
+            json!({"file_path": "{cwd}/src/greet.txt", "old_string": "hello", "new_string": "hello costly"}),
+        )
+        .usage(1000, 200)
+    };
+    let turns = vec![
+        claude_read().usage(1000, 200),
+        claude_read().usage(1000, 200),
+        edit(),
+        edit(),
+        edit(),
+        Turn::text("Spent it all.").usage(1000, 200),
+    ];
+    let brief = Brief::new(&["src/**"])
+        .title("Spend")
+        .max_cost_usd(0.015)
+        .timeout("120s");
+    let Some(r) = budget_run(&claude(), turns, brief, "max-cost") else {
+        return;
+    };
+    let why = &r.why;
+    r.assert_escalated("the agent spent $0.0180, more than escalate.max_cost_usd ($0.015)");
+    assert_eq!(turn_requests(&r.server), 3, "{why}");
+    let cost = r.activity["cost_usd"].as_f64().unwrap_or(0.0);
+    assert!((cost - 0.018).abs() < 1e-9, "{why}");
+    // The third answer's edit never ran.
+    assert!(r.activity["files_edited"].is_null(), "{why}");
+}
+
+/// Codex has no turn limit: git-agent counts its steps (`item.completed`:
+/// commands, patches, messages) live and stops it at the first step over
+/// `max_turns: 2`. Each answer takes 0.8 s, so the watcher (every 0.2 s)
+/// stops Codex while its fourth request waits: 4 requests, 3 steps,
+/// instead of the script's 8.
+#[test]
+fn codex_is_stopped_live_at_max_turns() {
+    let slow = Duration::from_millis(800);
+    let turns = (0..8)
+        .map(|_| codex_shell("cat src/greet.txt").delayed(slow))
+        .collect();
+    let brief = Brief::new(&["src/**"])
+        .title("Cat forever")
+        .max_turns(2)
+        .timeout("120s");
+    let Some(r) = budget_run(&codex(), turns, brief, "max-turns") else {
+        return;
+    };
+    let why = &r.why;
+    r.assert_escalated("the agent used 3 turns, more than escalate.max_turns (2)");
+    assert!(r.stopped().starts_with("stopped while running:"), "{why}");
+    assert_eq!(r.activity["turns"], 3, "{why}");
+    let requests = turn_requests(&r.server);
+    assert!((3..=4).contains(&requests), "{requests} requests\n{why}");
+}
+
+/// Codex reports no cost: `max_cost_usd` cannot be enforced, the run goes
+/// on, and the log says so.
+#[test]
+fn codex_cost_budget_is_not_enforced_and_says_so() {
+    let brief = Brief::new(&["src/**"])
+        .title("Fix the greeting")
+        .check("greeting", "grep -q 'hello fixed' src/greet.txt")
+        .max_cost_usd(0.0001)
+        .timeout("120s");
+    let s = codex();
+    let Some(r) = budget_run(&s, (s.success)(), brief, "max-cost") else {
+        return;
+    };
+    let why = &r.why;
+    assert_eq!(r.code, 0, "{why}");
+    assert_eq!(r.run["outcome"], "succeeded", "{why}");
+    assert!(r.activity["cost_usd"].is_null(), "{why}");
+    let note = "the Codex CLI does not report cost: escalate.max_cost_usd was not enforced";
+    assert!(
+        strs(&r.activity["notes"]).iter().any(|n| n == note),
+        "{why}"
+    );
+    assert!(r.md.contains(note), "{}", r.md);
+}
+
+/// aider prints its session cost after each model request; a SEARCH block
+/// that does not match makes it ask again (up to 3 reflections: 4
+/// requests). At $0.00014 a request (the price list of `aider_env`), the
+/// second crosses `max_cost_usd: 0.0002` and the live watcher stops aider
+/// while its third request waits.
+#[test]
+fn aider_is_stopped_live_at_max_cost() {
+    let slow = Duration::from_millis(800);
+    let turns = (0..4)
+        .map(|i| {
+            search_replace(
+                "src/greet.txt",
+                "no such line",
+                &format!("hello {i}"),
+                "Trying again.",
+            )
+            .delayed(slow)
+        })
+        .collect();
+    let brief = Brief::new(&["src/**"])
+        .title("Spend")
+        .max_cost_usd(0.0002)
+        .timeout("120s");
+    let Some(r) = budget_run(&aider(), turns, brief, "max-cost") else {
+        return;
+    };
+    let why = &r.why;
+    r.assert_escalated("the agent spent $0.0003, more than escalate.max_cost_usd ($0.0002)");
+    assert!(r.stopped().starts_with("stopped while running:"), "{why}");
+    assert_eq!(r.activity["turns"], 2, "{why}");
+    let cost = r.activity["cost_usd"].as_f64().unwrap_or(0.0);
+    assert!((cost - 0.00028).abs() < 1e-9, "{why}");
+    let requests = turn_requests(&r.server);
+    assert!((2..=3).contains(&requests), "{requests} requests\n{why}");
 }

@@ -250,6 +250,11 @@ impl Parser {
         let subtype = v["subtype"].as_str().unwrap_or("");
         match subtype {
             "error_max_turns" => {
+                // At `--max-turns N` Claude Code takes N model turns and
+                // reports `num_turns` N + 1: it counts the turn it refused to
+                // start. Count the turns taken, or the log would say the
+                // agent went over a limit it kept.
+                self.a.turns = self.a.turns.map(|n| n.saturating_sub(1));
                 self.a.stopped = Some(format!(
                     "Claude Code stopped at its turn limit (escalate.max_turns) after {} turns",
                     self.a.turns.unwrap_or(0)
@@ -383,6 +388,32 @@ mod tests {
             p.line(line);
         }
         assert!(p.activity().turns.is_some_and(|t| t >= 3));
+    }
+
+    #[test]
+    fn a_turn_limit_counts_the_turns_taken() {
+        // `--max-turns 3`: three model turns, `num_turns: 4` in the result.
+        let a = parse("claude-max-turns.jsonl").activity();
+        assert_eq!(a.turns, Some(3), "{a:?}");
+        let stopped = a.stopped.as_deref().unwrap_or("");
+        assert!(stopped.contains("escalate.max_turns"), "{stopped}");
+        let budget = crate::agent::Budget {
+            max_turns: Some(3),
+            max_cost_usd: None,
+        };
+        assert_eq!(budget.exceeded(&a), None);
+    }
+
+    #[test]
+    fn a_spending_limit_reports_the_cost() {
+        // `--max-budget-usd 0.015`: stopped after the answer that crossed it.
+        let p = parse("claude-max-cost.jsonl");
+        let a = p.activity();
+        assert!(a.cost_usd.is_some_and(|c| c > 0.015), "{a:?}");
+        assert!(a
+            .stopped
+            .is_some_and(|s| s.contains("escalate.max_cost_usd")));
+        assert!(p.failure().is_none());
     }
 
     #[test]

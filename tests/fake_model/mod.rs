@@ -16,6 +16,11 @@
 //! Tool inputs may contain `{cwd}`: it is replaced with the working
 //! directory the CLI announced in its request (Claude Code's tools want
 //! absolute paths, and the worktree's path is only known at run time).
+//!
+//! Every answer reports token usage (100 input, 20 output unless the turn
+//! says otherwise with [`Turn::usage`]): Claude Code prices it by the model
+//! name and reports `total_cost_usd`, aider prices it from its price list.
+//! A turn may also be [`Turn::delayed`], to give a watcher time to act.
 
 #![allow(dead_code)] // each test binary uses a different subset
 
@@ -33,6 +38,10 @@ pub struct Turn {
     /// Assistant text (for chat completions: the whole reply, e.g. SEARCH/REPLACE blocks).
     pub text: Option<String>,
     pub calls: Vec<Call>,
+    /// Reported usage (input, output tokens); `None`: (100, 20).
+    pub usage: Option<(u64, u64)>,
+    /// How long to wait before answering.
+    pub delay: Option<Duration>,
 }
 
 /// One tool call in a turn.
@@ -48,26 +57,40 @@ impl Turn {
     pub fn text(t: &str) -> Turn {
         Turn {
             text: Some(t.to_string()),
-            calls: Vec::new(),
+            ..Turn::default()
         }
     }
     pub fn tool(name: &str, input: Value) -> Turn {
         Turn {
-            text: None,
             calls: vec![Call::Function {
                 name: name.to_string(),
                 input,
             }],
+            ..Turn::default()
         }
     }
     pub fn custom(name: &str, input: &str) -> Turn {
         Turn {
-            text: None,
             calls: vec![Call::Custom {
                 name: name.to_string(),
                 input: input.to_string(),
             }],
+            ..Turn::default()
         }
+    }
+    /// Reports `input` and `output` tokens for this answer.
+    pub fn usage(mut self, input: u64, output: u64) -> Turn {
+        self.usage = Some((input, output));
+        self
+    }
+    /// Answers only after `delay`.
+    pub fn delayed(mut self, delay: Duration) -> Turn {
+        self.delay = Some(delay);
+        self
+    }
+    /// (input, output) tokens this answer reports.
+    fn tokens(&self) -> (u64, u64) {
+        self.usage.unwrap_or((100, 20))
     }
 }
 
@@ -261,6 +284,9 @@ fn serve(stream: TcpStream, st: &State) -> std::io::Result<()> {
         body,
         turn: turn_index,
     });
+    if let Some(delay) = turn.delay {
+        std::thread::sleep(delay);
+    }
     let id = st.ids.fetch_add(1, Ordering::SeqCst);
     let stream_wanted = json["stream"].as_bool().unwrap_or(false);
     let mut out = stream;
@@ -326,9 +352,10 @@ fn serve(stream: TcpStream, st: &State) -> std::io::Result<()> {
             sse.push_str("data: [DONE]\n\n");
             return respond(&mut out, "200 OK", "text/event-stream", &sse);
         }
+        let (input, output) = turn.tokens();
         let reply = json!({"id":format!("chatcmpl-{id}"),"object":"chat.completion","created":0,"model":"fake",
             "choices":[{"index":0,"message":{"role":"assistant","content":text},"finish_reason":"stop"}],
-            "usage":{"prompt_tokens":100,"completion_tokens":20,"total_tokens":120}});
+            "usage":{"prompt_tokens":input,"completion_tokens":output,"total_tokens":input + output}});
         return respond(&mut out, "200 OK", "application/json", &reply.to_string());
     }
     respond(
@@ -404,19 +431,21 @@ fn stop_reason(turn: &Turn) -> &'static str {
 }
 
 fn anthropic_message(turn: &Turn, id: usize) -> Value {
+    let (input, output) = turn.tokens();
     json!({"id":format!("msg_{id}"),"type":"message","role":"assistant","model":"claude-fake",
         "content":anthropic_blocks(turn, id),"stop_reason":stop_reason(turn),"stop_sequence":null,
-        "usage":{"input_tokens":100,"output_tokens":20}})
+        "usage":{"input_tokens":input,"output_tokens":output}})
 }
 
 fn anthropic_sse(turn: &Turn, id: usize) -> String {
+    let (input, output) = turn.tokens();
     let mut s = String::new();
     let mut ev = |name: &str, data: Value| s.push_str(&format!("event: {name}\ndata: {data}\n\n"));
     ev(
         "message_start",
         json!({"type":"message_start","message":{"id":format!("msg_{id}"),"type":"message","role":"assistant",
             "model":"claude-fake","content":[],"stop_reason":null,"stop_sequence":null,
-            "usage":{"input_tokens":100,"output_tokens":1}}}),
+            "usage":{"input_tokens":input,"output_tokens":1}}}),
     );
     for (index, block) in anthropic_blocks(turn, id).into_iter().enumerate() {
         if block["type"] == "text" {
@@ -448,13 +477,14 @@ fn anthropic_sse(turn: &Turn, id: usize) -> String {
     ev(
         "message_delta",
         json!({"type":"message_delta","delta":{"stop_reason":stop_reason(turn),"stop_sequence":null},
-            "usage":{"output_tokens":20}}),
+            "usage":{"output_tokens":output}}),
     );
     ev("message_stop", json!({"type":"message_stop"}));
     s
 }
 
 fn responses_sse(turn: &Turn, id: usize) -> String {
+    let (input, output) = turn.tokens();
     let mut items = Vec::new();
     if let Some(t) = &turn.text {
         items.push(json!({"type":"message","id":format!("msg_{id}"),"role":"assistant","status":"completed",
@@ -489,8 +519,8 @@ fn responses_sse(turn: &Turn, id: usize) -> String {
         "response.completed",
         json!({"type":"response.completed","response":{"id":format!("resp_{id}"),"object":"response",
             "status":"completed","model":"fake","output":items,
-            "usage":{"input_tokens":100,"input_tokens_details":{"cached_tokens":0},"output_tokens":20,
-                "output_tokens_details":{"reasoning_tokens":0},"total_tokens":120}}}),
+            "usage":{"input_tokens":input,"input_tokens_details":{"cached_tokens":0},"output_tokens":output,
+                "output_tokens_details":{"reasoning_tokens":0},"total_tokens":input + output}}}),
     );
     s
 }

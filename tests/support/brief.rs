@@ -63,6 +63,8 @@ pub struct Brief {
     pub attempts: u32,
     pub timeout: String,
     pub on_scope_violation: Option<String>,
+    pub max_turns: Option<u32>,
+    pub max_cost_usd: Option<f64>,
     pub goal: String,
 }
 
@@ -78,6 +80,8 @@ impl Brief {
             attempts: 1,
             timeout: "60s".into(),
             on_scope_violation: None,
+            max_turns: None,
+            max_cost_usd: None,
             goal: "Make the scripted change.".into(),
         }
     }
@@ -115,6 +119,16 @@ impl Brief {
         self.on_scope_violation = Some(v.into());
         self
     }
+    /// `escalate.max_turns`.
+    pub fn max_turns(mut self, n: u32) -> Self {
+        self.max_turns = Some(n);
+        self
+    }
+    /// `escalate.max_cost_usd`.
+    pub fn max_cost_usd(mut self, usd: f64) -> Self {
+        self.max_cost_usd = Some(usd);
+        self
+    }
 
     pub fn render(&self) -> String {
         let list = |v: &[String]| {
@@ -146,6 +160,12 @@ impl Brief {
         y.push_str(&format!("  timeout: {}\n", self.timeout));
         if let Some(v) = &self.on_scope_violation {
             y.push_str(&format!("  on_scope_violation: {v}\n"));
+        }
+        if let Some(n) = self.max_turns {
+            y.push_str(&format!("  max_turns: {n}\n"));
+        }
+        if let Some(usd) = self.max_cost_usd {
+            y.push_str(&format!("  max_cost_usd: {usd}\n"));
         }
         y.push_str("---\n# Goal\n");
         y.push_str(&self.goal);
