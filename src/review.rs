@@ -202,13 +202,29 @@ async fn review_in(
         }
     }
 
-    let (sandbox, enforcement) = prepare_sandbox(&setup.sandbox, wt, tmp)?;
+    // Git objects the checks write (a `git stash`, a test that commits) go
+    // to the review's own store, thrown away with it; the repository's
+    // store is only read.
+    let objects = setup.dir.join("objects");
+    std::fs::create_dir_all(&objects).map_err(|source| ReviewError::Io {
+        path: objects.clone(),
+        source,
+    })?;
+    let (sandbox, enforcement) = prepare_sandbox(&setup.sandbox, wt, tmp, &objects)?;
     let env = crate::env::build(
         setup.env_source.clone(),
         &[],
         &[
             ("TMPDIR".to_string(), tmp.display().to_string()),
             ("GIT_AGENT_TASK".to_string(), brief.id.to_string()),
+            (
+                "GIT_OBJECT_DIRECTORY".to_string(),
+                objects.display().to_string(),
+            ),
+            (
+                "GIT_ALTERNATE_OBJECT_DIRECTORIES".to_string(),
+                repo.common_dir().join("objects").display().to_string(),
+            ),
         ],
     );
     let runner = CheckRunner {
@@ -289,13 +305,20 @@ async fn run_one(
 }
 
 /// The checks' confinement: they run code the change brought, so they may
-/// write only the worktree, its admin dir and the review's TMPDIR.
+/// write only the worktree, its admin dir, the review's TMPDIR and its own
+/// object store.
 fn prepare_sandbox(
     config: &SandboxConfig,
     wt: &Worktree,
     tmp: &Path,
+    objects: &Path,
 ) -> Result<(Option<Arc<crate::sandbox::Prepared>>, String), ReviewError> {
-    let mut write_dirs = vec![wt.path.clone(), tmp.to_path_buf(), wt.admin_dir.clone()];
+    let mut write_dirs = vec![
+        wt.path.clone(),
+        tmp.to_path_buf(),
+        wt.admin_dir.clone(),
+        objects.to_path_buf(),
+    ];
     write_dirs.extend(config.write_paths.iter().cloned());
     let policy = crate::sandbox::Policy {
         write_dirs,

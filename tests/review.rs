@@ -77,6 +77,38 @@ fn a_path_outside_the_scope_fails_and_the_checks_still_run() {
 }
 
 #[test]
+fn checks_may_use_git_but_never_write_the_repository_s_objects() {
+    let repo = project();
+    repo.write("src/hello.txt", "hello\n");
+    repo.commit_all("hello\n\nAgent-Task: hello");
+    let brief = Brief::new(&["src/**"]).title("Say hello").check(
+        "stashes",
+        "echo 'a scratch object' | git hash-object -w --stdin && git -c user.name=t -c user.email=t@t commit -q --allow-empty -m scratch && grep -q hello src/hello.txt",
+    );
+    repo.git(&["checkout", "-q", "main"]);
+    repo.brief("hello", &brief);
+    repo.commit_all("a check that uses git");
+    repo.git(&["checkout", "-q", "change"]);
+    repo.git(&["rebase", "-q", "main"]);
+    let objects = || {
+        let out = repo.git(&["count-objects", "-v"]);
+        out.lines()
+            .find_map(|l| l.strip_prefix("count: "))
+            .unwrap()
+            .to_string()
+    };
+    let before = objects();
+    let (code, r, stderr) = review(&repo, &["change", "--base", "main", "--task", "hello"]);
+    assert_eq!(code, 0, "{r:#}\n{stderr}");
+    assert_eq!(r["checks"][0]["passed"], true, "{r:#}");
+    assert_eq!(
+        objects(),
+        before,
+        "the check's objects stayed in the review's store"
+    );
+}
+
+#[test]
 fn a_failing_check_fails_with_its_output() {
     let repo = project();
     repo.write("src/hello.txt", "goodbye\n");
