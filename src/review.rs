@@ -25,6 +25,31 @@ use crate::process::{ExitKind, StopSignal};
 use crate::run::{oversized_files, scope_changes, symlink_escapes, MAX_FILE_BYTES};
 use crate::workspace::{Repo, WorkspaceError, Worktree};
 
+/// In a review's directory: the reviewing process's pid, then its worktree.
+pub const OWNER_FILE: &str = "owner";
+
+/// The reviews under `reviews_dir` whose process is gone: (name, worktree).
+pub fn abandoned(reviews_dir: &Path) -> Vec<(String, Option<PathBuf>)> {
+    let Ok(entries) = std::fs::read_dir(reviews_dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let owner = std::fs::read_to_string(e.path().join(OWNER_FILE)).unwrap_or_default();
+            let mut lines = owner.lines();
+            let pid: u32 = lines.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            if crate::store::pid_alive(pid) {
+                return None;
+            }
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                lines.next().map(PathBuf::from),
+            ))
+        })
+        .collect()
+}
+
 /// git-agent's own files: a change to them changes the rules it is judged by.
 pub const OWN_FILES: &str = ".agents/";
 
@@ -125,7 +150,13 @@ pub async fn review(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "review".into());
-    let wt = repo.create_worktree(&setup.worktree_base.join(&name), req.head, None)?;
+    // Written before the worktree exists: if this process dies, `git agent
+    // clean` finds the worktree and knows its owner is gone.
+    let wt_path = setup.worktree_base.join(&name);
+    let owner = format!("{}\n{}\n", std::process::id(), wt_path.display());
+    let owner_file = setup.dir.join(OWNER_FILE);
+    std::fs::write(&owner_file, owner).map_err(io(&owner_file))?;
+    let wt = repo.create_worktree(&wt_path, req.head, None)?;
     let result = review_in(repo, req, setup, &wt, &tmp, &name, stop).await;
     if let Err(e) = repo.remove_worktree(&wt) {
         tracing::warn!(error = %e, path = %wt.path.display(), "could not remove the review worktree");

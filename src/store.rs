@@ -112,7 +112,7 @@ impl RunRecord {
     }
 }
 
-fn pid_alive(pid: u32) -> bool {
+pub fn pid_alive(pid: u32) -> bool {
     if pid == 0 {
         return false;
     }

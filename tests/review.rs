@@ -265,3 +265,62 @@ fn a_run_s_branch_reviews_clean() {
     assert_eq!(r["task"], "hello");
     assert_eq!(r["changes"][0]["path"], "src/hello.txt");
 }
+
+#[test]
+fn clean_removes_what_a_killed_review_left() {
+    let repo = project();
+    repo.write("src/hello.txt", "hello\n");
+    repo.commit_all("hello");
+    let brief = Brief::new(&["src/**"])
+        .title("Say hello")
+        .check("slow", "touch \"$TMPDIR/started\"; sleep 37.25");
+    repo.git(&["checkout", "-q", "main"]);
+    repo.brief("hello", &brief);
+    repo.commit_all("a slow check");
+    repo.git(&["checkout", "-q", "change"]);
+    repo.git(&["rebase", "-q", "main"]);
+    let mut child = repo
+        .command(&["review", "change", "--base", "main", "--task", "hello"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start review");
+    // Wait for the check to start, then kill the reviewer outright.
+    let reviews = repo.root.join(".git/agent/reviews");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let started = || {
+        std::fs::read_dir(&reviews)
+            .map(|d| d.flatten().any(|e| e.path().join("tmp/started").exists()))
+            .unwrap_or(false)
+    };
+    while !started() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the check never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    assert_eq!(repo.worktrees().len(), 2, "the review's worktree is left");
+
+    let out = repo.run(&["clean"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("removed 1 worktree"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(repo.worktrees().len(), 1, "{:?}", repo.worktrees());
+    assert_eq!(std::fs::read_dir(&reviews).unwrap().count(), 0);
+    // Nothing of the check survives its reviewer.
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&ps.stdout).contains("sleep 37.25"));
+}

@@ -6,7 +6,7 @@ use super::{exit, CliError, CliResult, Ctx};
 use crate::store::{RunRecord, State};
 use crate::workspace::Repo;
 
-/// Remove the worktrees of finished or interrupted runs (branches are kept)
+/// Remove the worktrees of finished runs and abandoned reviews (branches are kept)
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A run id (or prefix) or task id; default: every finished run
@@ -87,6 +87,28 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
             dir.write_record(&r).map_err(|e| {
                 CliError::from_error(exit::RUN_FAILED, "could not update the run record", &e)
             })?;
+        }
+    }
+    if args.run.is_none() {
+        // Reviews keep no record; one whose process died left its worktree.
+        let reviews = store.dir().with_file_name("reviews");
+        for (name, worktree) in crate::review::abandoned(&reviews) {
+            let killed = crate::process::kill_marked("GIT_AGENT_RUN_ID", &name);
+            if killed > 0 {
+                eprintln!("{name}: killed {killed} process(es) left by the review");
+            }
+            if let Some(wt) = worktree.filter(|w| std::fs::symlink_metadata(w).is_ok()) {
+                freed += super::status::dir_size(&wt);
+                repo.remove_worktree_path(&wt).map_err(|e| {
+                    CliError::from_error(
+                        exit::RUN_FAILED,
+                        format!("could not remove {}", wt.display()),
+                        &e,
+                    )
+                })?;
+                removed += 1;
+            }
+            let _ = std::fs::remove_dir_all(reviews.join(&name));
         }
     }
     repo.prune_worktrees().map_err(|e| {
