@@ -59,20 +59,8 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
                 continue;
             }
         }
-        if let Some(wt) = r
-            .worktree
-            .clone()
-            .filter(|w| std::fs::symlink_metadata(w).is_ok())
-        {
-            freed += super::status::dir_size(&wt);
-            repo.remove_worktree_path(&wt).map_err(|e| {
-                CliError::from_error(
-                    exit::RUN_FAILED,
-                    format!("could not remove {}", wt.display()),
-                    &e,
-                )
-            })?;
-            removed += 1;
+        if let Some(wt) = &r.worktree {
+            freed += remove_worktree(&repo, wt, &mut removed)?;
         }
         r.worktree = None;
         let dir = store.open(&r.run_id);
@@ -97,16 +85,8 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
             if killed > 0 {
                 eprintln!("{name}: killed {killed} process(es) left by the review");
             }
-            if let Some(wt) = worktree.filter(|w| std::fs::symlink_metadata(w).is_ok()) {
-                freed += super::status::dir_size(&wt);
-                repo.remove_worktree_path(&wt).map_err(|e| {
-                    CliError::from_error(
-                        exit::RUN_FAILED,
-                        format!("could not remove {}", wt.display()),
-                        &e,
-                    )
-                })?;
-                removed += 1;
+            if let Some(wt) = &worktree {
+                freed += remove_worktree(&repo, wt, &mut removed)?;
             }
             let _ = std::fs::remove_dir_all(reviews.join(&name));
         }
@@ -120,6 +100,23 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         super::status::human_bytes(freed)
     );
     Ok(exit::OK)
+}
+
+/// Removes `wt` when it exists (counting it); returns the bytes freed.
+fn remove_worktree(repo: &Repo, wt: &std::path::Path, removed: &mut usize) -> CliResult<u64> {
+    if std::fs::symlink_metadata(wt).is_err() {
+        return Ok(0);
+    }
+    let size = super::status::dir_size(wt);
+    repo.remove_worktree_path(wt).map_err(|e| {
+        CliError::from_error(
+            exit::RUN_FAILED,
+            format!("could not remove {}", wt.display()),
+            &e,
+        )
+    })?;
+    *removed += 1;
+    Ok(size)
 }
 
 fn finished_before(r: &RunRecord, age: Duration) -> bool {
