@@ -154,6 +154,17 @@ pub struct Target {
 }
 
 impl Target {
+    /// The GitHub client for this remote, with the token.
+    pub fn github(&self) -> Result<GitHub, String> {
+        let (token, _) = self
+            .token
+            .as_ref()
+            .ok_or("no token: set GITHUB_TOKEN or GH_TOKEN (or `github.token_env`)")?;
+        let repo = parse_remote_url(&self.remote_url)?;
+        let api = repo.api_url(self.api_url.as_deref());
+        GitHub::new(&api, repo, token.clone(), self.retry).map_err(|e| e.to_string())
+    }
+
     /// Reads `origin` and the token (`token_env`, else `GITHUB_TOKEN`, else
     /// `GH_TOKEN`) from `env` — the orchestrator's environment.
     pub fn discover(
@@ -244,10 +255,7 @@ async fn deliver_inner(
     if !delivery.wants_pr() {
         return Ok(());
     }
-    let token = token.ok_or("no token: set GITHUB_TOKEN or GH_TOKEN (or `github.token_env`)")?;
-    let repo = parse_remote_url(&target.remote_url)?;
-    let api = repo.api_url(target.api_url.as_deref());
-    let gh = GitHub::new(&api, repo, token, target.retry).map_err(|e| e.to_string())?;
+    let gh = target.github()?;
     let result = match &pushed {
         _ if as_issue => deliver_issue(&gh, record, events, delivery).await,
         Some((branch, commit)) => deliver_pr(&gh, record, events, branch, commit, delivery).await,
@@ -413,13 +421,7 @@ pub async fn deliver_issue(
 /// Posts `reports` (checks of a review) for their head commits. Returns
 /// the notices (the fallback to statuses).
 pub async fn post_checks(target: &Target, reports: &[CheckReport]) -> Result<Vec<String>, String> {
-    let (token, _) = target
-        .token
-        .as_ref()
-        .ok_or("no token: set GITHUB_TOKEN or GH_TOKEN (or `github.token_env`)")?;
-    let repo = parse_remote_url(&target.remote_url)?;
-    let api = repo.api_url(target.api_url.as_deref());
-    let gh = GitHub::new(&api, repo, token.clone(), target.retry).map_err(|e| e.to_string())?;
+    let gh = target.github()?;
     for report in reports {
         gh.post_check(report).await.map_err(|e| e.to_string())?;
     }

@@ -423,15 +423,9 @@ pub async fn review_comments(
     number: u64,
 ) -> Result<Vec<crate::forge::ReviewComment>, String> {
     use crate::forge::Forge as _;
-    let (token, _) = target
-        .token
-        .as_ref()
-        .ok_or("no token: set GITHUB_TOKEN or GH_TOKEN (or `github.token_env`)")?;
-    let repo = crate::forge::parse_remote_url(&target.remote_url)?;
-    let api = repo.api_url(target.api_url.as_deref());
-    let gh = crate::forge::github::GitHub::new(&api, repo, token.clone(), target.retry)
-        .map_err(|e| e.to_string())?;
-    gh.list_review_comments(number)
+    target
+        .github()?
+        .list_review_comments(number)
         .await
         .map_err(|e| e.to_string())
 }
