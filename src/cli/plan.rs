@@ -22,15 +22,8 @@ pub struct Args {
     /// Every brief in .agents/tasks
     #[arg(long)]
     pub all: bool,
-    /// Use this agent instead of the brief's or the config's default
-    #[arg(long, value_name = "NAME")]
-    pub agent: Option<String>,
-    /// How many runs at once (default: config max_parallel, else the number of CPUs)
-    #[arg(short = 'j', long = "jobs", value_name = "N")]
-    pub jobs: Option<usize>,
-    /// Plan runs whose write scopes overlap to start together
-    #[arg(long)]
-    pub allow_overlap: bool,
+    #[command(flatten)]
+    pub batch: super::run::Batch,
     /// Print the plan as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -81,11 +74,11 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let root = ctx.root()?;
     let config = super::run::load_config(&root, ctx)?;
     let ids = super::run::task_ids(&root, args.all, &args.tasks)?;
-    let reqs = load_requests(&root, &config, &ids, args.agent.as_deref(), ctx)?;
+    let reqs = load_requests(&root, &config, &ids, args.batch.agent.as_deref(), ctx)?;
     let repo = git2::Repository::discover(&root)
         .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
-    let jobs = super::run::jobs(args.jobs, &config);
-    let order = orchestrator::plan(&reqs, args.allow_overlap);
+    let jobs = super::run::jobs(args.batch.jobs, &config);
+    let order = orchestrator::plan(&reqs, args.batch.allow_overlap);
     let runs: Vec<Planned> = reqs
         .iter()
         .zip(order)

@@ -28,15 +28,8 @@ pub struct Args {
     /// Run every brief in .agents/tasks
     #[arg(long)]
     pub all: bool,
-    /// Use this agent instead of the brief's or the config's default
-    #[arg(long, value_name = "NAME")]
-    pub agent: Option<String>,
-    /// How many runs at once (default: config max_parallel, else the number of CPUs)
-    #[arg(short = 'j', long = "jobs", value_name = "N")]
-    pub jobs: Option<usize>,
-    /// Start runs whose write scopes overlap at the same time
-    #[arg(long)]
-    pub allow_overlap: bool,
+    #[command(flatten)]
+    pub batch: Batch,
     /// Address the review comments of this pull request: the agent starts
     /// from the task's earlier result with the comments as data to act on
     #[arg(long, value_name = "PR", conflicts_with_all = ["all", "resume", "print_env"])]
@@ -48,6 +41,20 @@ pub struct Args {
     /// sandbox it would run in; run nothing
     #[arg(long, conflicts_with = "resume")]
     pub print_env: bool,
+}
+
+/// How a batch of briefs runs (shared by `run` and `plan`).
+#[derive(Debug, clap::Args)]
+pub struct Batch {
+    /// Use this agent instead of the brief's or the config's default
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<String>,
+    /// How many runs at once (default: config max_parallel, else the number of CPUs)
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Start runs whose write scopes overlap at the same time
+    #[arg(long)]
+    pub allow_overlap: bool,
 }
 
 /// The stable JSON shape of a run (also used by `status --json`).
@@ -101,15 +108,15 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         return report(&records, args.json);
     }
     let ids = task_ids(&root, args.all, &args.tasks)?;
-    let mut reqs = load_requests(&root, &config, &ids, args.agent.as_deref(), ctx)?;
+    let mut reqs = load_requests(&root, &config, &ids, args.batch.agent.as_deref(), ctx)?;
     if let Some(pr) = args.address_review {
         address_review(&root, &config, &mut reqs, pr)?;
     }
     if args.print_env {
         return print_env(&root, &config, &reqs);
     }
-    let jobs = jobs(args.jobs, &config);
-    let records = execute(&root, &config, reqs, jobs, args.allow_overlap, ctx)?;
+    let jobs = jobs(args.batch.jobs, &config);
+    let records = execute(&root, &config, reqs, jobs, args.batch.allow_overlap, ctx)?;
     publish_to_actions(&records, ctx);
     report(&records, args.json)
 }
