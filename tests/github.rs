@@ -345,6 +345,17 @@ fn events() -> Vec<git_agent::log::Event> {
     .expect("events")
 }
 
+/// `deliver_pr` of `rec` (branch `agent/hello`, its commit) with the
+/// standard events.
+async fn deliver_hello(
+    gh: &GitHub,
+    rec: &RunRecord,
+    d: &mut DeliveryRecord,
+) -> Result<(), git_agent::forge::ForgeError> {
+    let commit = rec.commit.as_deref().expect("a commit");
+    deliver_pr(gh, rec, &events(), "agent/hello", commit, d).await
+}
+
 fn delivery(mode: &str) -> DeliveryRecord {
     DeliveryRecord {
         mode: mode.into(),
@@ -365,28 +376,14 @@ async fn opens_then_updates_the_same_pull_request() {
     let gh = client(&server);
     let rec = record(State::Succeeded, None);
     let mut d = delivery("pr");
-    deliver_pr(
-        &gh,
-        &rec,
-        &events(),
-        "agent/hello",
-        rec.commit.as_deref().unwrap(),
-        &mut d,
-    )
-    .await
-    .expect("first delivery");
+    deliver_hello(&gh, &rec, &mut d)
+        .await
+        .expect("first delivery");
     assert_eq!(d.pr_number, Some(1347));
     let mut d2 = delivery("pr");
-    deliver_pr(
-        &gh,
-        &rec,
-        &events(),
-        "agent/hello",
-        rec.commit.as_deref().unwrap(),
-        &mut d2,
-    )
-    .await
-    .expect("second delivery");
+    deliver_hello(&gh, &rec, &mut d2)
+        .await
+        .expect("second delivery");
     assert_eq!(d2.pr_number, Some(1347), "the re-run found the same PR");
     assert_eq!(fake.count("pulls/create"), 1, "never a second PR");
     assert_eq!(fake.count("pulls/update"), 1);
@@ -438,16 +435,7 @@ async fn escalated_run_is_a_draft_with_needs_human_and_a_comment() {
         Some("changed Cargo.lock (escalate.paths)"),
     );
     let mut d = delivery("pr");
-    deliver_pr(
-        &gh,
-        &rec,
-        &events(),
-        "agent/hello",
-        rec.commit.as_deref().unwrap(),
-        &mut d,
-    )
-    .await
-    .expect("delivery");
+    deliver_hello(&gh, &rec, &mut d).await.expect("delivery");
     assert_eq!(fake.bodies("pulls/create")[0]["draft"], true);
     let labels = fake.bodies("issues/add-labels");
     assert_eq!(labels[0], json!({"labels": ["agent", "needs-human"]}));
@@ -531,16 +519,7 @@ async fn check_runs_refused_fall_back_to_statuses_said_once() {
     let gh = client(&server);
     let rec = record(State::Succeeded, None);
     let mut d = delivery("pr");
-    deliver_pr(
-        &gh,
-        &rec,
-        &events(),
-        "agent/hello",
-        rec.commit.as_deref().unwrap(),
-        &mut d,
-    )
-    .await
-    .expect("delivery");
+    deliver_hello(&gh, &rec, &mut d).await.expect("delivery");
     assert_eq!(fake.count("checks/create"), 1, "asked once, then statuses");
     let statuses = fake.bodies("repos/create-commit-status");
     assert_eq!(statuses.len(), 3);

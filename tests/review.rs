@@ -23,6 +23,16 @@ fn project() -> TestRepo {
     repo
 }
 
+/// Commits `brief` as `hello` on main (the rules a review reads) and
+/// rebases the branch `change` onto it.
+fn rebrief(repo: &TestRepo, brief: &Brief, message: &str) {
+    repo.git(&["checkout", "-q", "main"]);
+    repo.brief("hello", brief);
+    repo.commit_all(message);
+    repo.git(&["checkout", "-q", "change"]);
+    repo.git(&["rebase", "-q", "main"]);
+}
+
 fn review(repo: &TestRepo, args: &[&str]) -> (i32, Value, String) {
     let mut all = vec!["review"];
     all.extend_from_slice(args);
@@ -85,11 +95,7 @@ fn checks_may_use_git_but_never_write_the_repository_s_objects() {
         "stashes",
         "echo 'a scratch object' | git hash-object -w --stdin && git -c user.name=t -c user.email=t@t commit -q --allow-empty -m scratch && grep -q hello src/hello.txt",
     );
-    repo.git(&["checkout", "-q", "main"]);
-    repo.brief("hello", &brief);
-    repo.commit_all("a check that uses git");
-    repo.git(&["checkout", "-q", "change"]);
-    repo.git(&["rebase", "-q", "main"]);
+    rebrief(&repo, &brief, "a check that uses git");
     let objects = || {
         let out = repo.git(&["count-objects", "-v"]);
         out.lines()
@@ -118,11 +124,7 @@ fn a_failing_check_fails_with_its_output() {
         "echo 'no hello here'; grep -q hello src/hello.txt",
     );
     // The brief on main decides; rewrite it there.
-    repo.git(&["checkout", "-q", "main"]);
-    repo.brief("hello", &brief);
-    repo.commit_all("stricter brief");
-    repo.git(&["checkout", "-q", "change"]);
-    repo.git(&["rebase", "-q", "main"]);
+    rebrief(&repo, &brief, "stricter brief");
     let (code, r, _) = review(&repo, &["change", "--base", "main", "--task", "hello"]);
     assert_eq!(code, 1, "{r:#}");
     assert_eq!(r["checks"][0]["passed"], false);
@@ -274,11 +276,7 @@ fn clean_removes_what_a_killed_review_left() {
     let brief = Brief::new(&["src/**"])
         .title("Say hello")
         .check("slow", "touch \"$TMPDIR/started\"; sleep 37.25");
-    repo.git(&["checkout", "-q", "main"]);
-    repo.brief("hello", &brief);
-    repo.commit_all("a slow check");
-    repo.git(&["checkout", "-q", "change"]);
-    repo.git(&["rebase", "-q", "main"]);
+    rebrief(&repo, &brief, "a slow check");
     let mut child = repo
         .command(&["review", "change", "--base", "main", "--task", "hello"])
         .stdout(std::process::Stdio::null())
