@@ -15,8 +15,8 @@
 use std::path::Path;
 
 use super::{classify, push_unique, tool, Context, FailureKind, StreamParser};
-use crate::config::Agent;
-use crate::log::AgentActivity;
+use crate::spec::config::Agent;
+use crate::model::event::AgentActivity;
 
 /// More in-scope files than this: name none, let aider pick.
 pub const MAX_FILES: usize = 30;

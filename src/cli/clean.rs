@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use super::{exit, CliError, CliResult, Ctx};
-use crate::store::{RunRecord, State};
-use crate::workspace::Repo;
+use crate::model::store::{RunRecord, State};
+use crate::git::Repo;
 
 /// Remove the worktrees of finished runs and abandoned reviews (branches are kept)
 #[derive(Debug, clap::Args)]
@@ -45,7 +45,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         }
         if r.is_orphaned() {
             // Its orchestrator died; what the agent or a check left running goes now.
-            let killed = crate::process::kill_marked("GIT_AGENT_RUN_ID", &r.run_id);
+            let killed = crate::exec::process::kill_marked("GIT_AGENT_RUN_ID", &r.run_id);
             if killed > 0 {
                 eprintln!(
                     "{}: killed {killed} process(es) left by the interrupted run",
@@ -80,8 +80,8 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     if args.run.is_none() {
         // Reviews keep no record; one whose process died left its worktree.
         let reviews = store.dir().with_file_name("reviews");
-        for (name, worktree) in crate::review::abandoned(&reviews) {
-            let killed = crate::process::kill_marked("GIT_AGENT_RUN_ID", &name);
+        for (name, worktree) in crate::engine::review::abandoned(&reviews) {
+            let killed = crate::exec::process::kill_marked("GIT_AGENT_RUN_ID", &name);
             if killed > 0 {
                 eprintln!("{name}: killed {killed} process(es) left by the review");
             }

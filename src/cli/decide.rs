@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use super::{exit, CliError, CliResult, Ctx};
-use crate::log::{Decision, DecisionKind};
+use crate::model::event::{Decision, DecisionKind};
 
 /// Record a decision in the running task's log (use from inside a run)
 #[derive(Debug, clap::Args)]

@@ -2,7 +2,7 @@
 //! request, alone (after a delivery failure, or for a run that made a branch).
 
 use super::{exit, print_json, CliError, CliResult, Ctx};
-use crate::delivery::DeliveryRecord;
+use crate::model::delivery::{Deliver, DeliveryRecord};
 
 /// Push a finished run's branch and notes; open or update its pull request
 #[derive(Debug, clap::Args)]
@@ -27,7 +27,7 @@ pub enum Mode {
 pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let root = ctx.root()?;
     let config = super::run::load_config(&root, ctx)?;
-    crate::sandbox::harden_self();
+    crate::exec::sandbox::harden_self();
     let store = super::status::store(ctx)?;
     let mut record = store
         .resolve(&args.run)
@@ -41,11 +41,10 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let mut delivery = DeliveryRecord::of(&record);
     if let Some(mode) = args.mode {
         delivery.mode = match mode {
-            Mode::Push => "push",
-            Mode::Pr => "pr",
-            Mode::DraftPr => "draft-pr",
-        }
-        .into();
+            Mode::Push => Deliver::Push,
+            Mode::Pr => Deliver::Pr,
+            Mode::DraftPr => Deliver::DraftPr,
+        };
     }
     if record.commit.is_none() && !delivery.as_issue(&record) {
         return Err(CliError::usage(format!(
@@ -61,9 +60,9 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let common = store.dir().join("../..");
     let target = super::run::forge_target(&common, &config).map_err(CliError::usage)?;
     let runtime = super::run::small_runtime()?;
-    let delivery = runtime.block_on(crate::delivery::deliver(&target, &record, &events));
+    let delivery = runtime.block_on(crate::deliver::deliver(&target, &record, &events));
     record.delivery = Some(delivery.clone());
-    dir.append_event(&crate::log::Event::now(delivery.event()))
+    dir.append_event(&crate::model::event::Event::now(delivery.event()))
         .map_err(|e| {
             CliError::from_error(exit::RUN_FAILED, "could not write the run's events", &e)
         })?;

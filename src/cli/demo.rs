@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use super::{exit, CliError, CliResult, Ctx};
-use crate::demo;
-use crate::log::render_markdown;
+use crate::cli::demo_repo;
+use crate::report::markdown::render_markdown;
 
 /// Run a built-in demo: a temporary repo, three briefs and a scripted agent (no API key)
 #[derive(Debug, clap::Args)]
@@ -39,7 +39,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
             })?
             .keep(),
     };
-    let repo = demo::create(&base).map_err(|e| {
+    let repo = crate::cli::demo_repo::create(&base).map_err(|e| {
         CliError::from_error(exit::RUN_FAILED, "could not create the demo repository", &e)
     })?;
     eprintln!("demo repository: {}", repo.display());
@@ -49,7 +49,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         stderr_tty: ctx.stderr_tty,
     };
     let config = super::run::load_config(&repo, &demo_ctx)?;
-    let ids: Vec<String> = demo::EXPECTED.iter().map(|(t, _)| t.to_string()).collect();
+    let ids: Vec<String> = crate::cli::demo_repo::EXPECTED.iter().map(|(t, _)| t.to_string()).collect();
     let reqs = super::run::load_requests(&repo, &config, &ids, None, &demo_ctx)?;
     let records = super::run::execute(&repo, &config, reqs, 3, false, &demo_ctx)?;
     super::print_out("\n");
@@ -71,7 +71,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         repo.display()
     ));
 
-    let as_expected = demo::EXPECTED.iter().all(|(task, outcome)| {
+    let as_expected = crate::cli::demo_repo::EXPECTED.iter().all(|(task, outcome)| {
         records
             .iter()
             .any(|r| matches!(r, Ok(r) if r.task == *task && r.state.outcome() == *outcome))

@@ -1,7 +1,9 @@
 //! `git agent init`: write `.agents/config.yaml` and an example brief.
 
 use super::{exit, CliError, CliResult, Ctx};
-use crate::{config, repo_files, templates};
+use crate::spec::config;
+use crate::spec::repo_files;
+use crate::spec::templates;
 
 /// Write .agents/config.yaml and an example brief (never overwrites)
 #[derive(Debug, clap::Args)]

@@ -3,8 +3,9 @@
 use serde::Serialize;
 
 use super::{exit, print_json, CliError, CliResult, Ctx};
-use crate::brief::{self, Context};
-use crate::{config, repo_files};
+use crate::spec::brief::{self, Context};
+use crate::spec::config;
+use crate::spec::repo_files;
 
 /// List the briefs: id, title, agent, write scope
 #[derive(Debug, clap::Args)]

@@ -1,7 +1,7 @@
 //! `git agent log`: a run's decision log as Markdown (the PR body) or JSON.
 
 use super::{exit, print_json, CliError, CliResult, Ctx};
-use crate::log::render_markdown;
+use crate::report::markdown::render_markdown;
 
 /// Show a run's decision log: Markdown (the PR body) or JSON events
 #[derive(Debug, clap::Args)]

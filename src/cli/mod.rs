@@ -4,6 +4,7 @@ mod clean;
 mod decide;
 mod deliver;
 mod demo;
+mod demo_repo;
 mod error;
 mod init;
 mod list;
@@ -67,7 +68,7 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn root(&self) -> CliResult<PathBuf> {
-        crate::repo_files::find_root(&self.cwd).map_err(|m| {
+        crate::spec::repo_files::find_root(&self.cwd).map_err(|m| {
             CliError::usage(m).hint("run git agent inside a git repository, or pass -C <dir>")
         })
     }

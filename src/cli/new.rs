@@ -1,8 +1,10 @@
 //! `git agent new <id>`: a brief from a template that validates as written.
 
 use super::{exit, CliError, CliResult, Ctx};
-use crate::brief::{suggest_id, TaskId, TASKS_DIR};
-use crate::{repo_files, scope, templates};
+use crate::spec::brief::{suggest_id, TaskId, TASKS_DIR};
+use crate::spec::repo_files;
+use crate::spec::scope;
+use crate::spec::templates;
 
 /// Create .agents/tasks/<id>.md from a template
 #[derive(Debug, clap::Args)]

@@ -9,9 +9,9 @@ use serde::Serialize;
 
 use super::run::load_requests;
 use super::{exit, print_json, CliError, CliResult, Ctx};
-use crate::brief::{Deliver, EscalateFallback, OnScopeViolation};
-use crate::orchestrator;
-use crate::run::RunRequest;
+use crate::spec::brief::{Deliver, EscalateFallback, OnScopeViolation};
+use crate::engine::orchestrator;
+use crate::engine::run::RunRequest;
 
 /// Show what `run` would do with these briefs, and in which order; run nothing
 #[derive(Debug, clap::Args)]
@@ -154,7 +154,7 @@ fn planned(repo: &git2::Repository, req: &RunRequest, waits_for: Vec<String>) ->
 /// The human plan.
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
-    let short = |d: u64| crate::duration::short(Duration::from_secs(d));
+    let short = |d: u64| crate::spec::duration::short(Duration::from_secs(d));
     for r in &plan.runs {
         let _ = writeln!(out, "{}  {}", r.task, r.title);
         let _ = writeln!(

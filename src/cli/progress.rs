@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::run::Progress;
-use crate::store::{RunRecord, State};
+use crate::engine::run::Progress;
+use crate::model::store::{RunRecord, State};
 
 pub fn reporter(tty: bool) -> Progress {
     if tty {

@@ -7,11 +7,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{exit, print_json, CliError, CliResult, Ctx};
-use crate::brief::{self, Context};
-use crate::config::{self, Config, CONFIG_PATH};
-use crate::process::{self, StopSignal};
-use crate::review::{self, ReviewReport, ReviewRequest, Setup, Verdict};
-use crate::workspace::Repo;
+use crate::spec::brief::{self, Context};
+use crate::spec::config::{self, Config, CONFIG_PATH};
+use crate::exec::process::{self, StopSignal};
+use crate::engine::review::{self, ReviewReport, ReviewRequest, Setup, Verdict};
+use crate::git::Repo;
 
 /// Verify a change against the brief it was made under: scope and checks
 #[derive(Debug, clap::Args)]
@@ -74,7 +74,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let common = repo.commondir().to_path_buf();
     drop(repo);
 
-    let engine = crate::run::Engine::new(
+    let engine = crate::engine::run::Engine::new(
         &root,
         &common,
         config.worktree_dir.clone(),
@@ -82,7 +82,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     );
     let name = format!(
         "review-{}-{}-{:04x}",
-        crate::log::now_compact(),
+        crate::model::time::now_compact(),
         task,
         rand::random::<u16>()
     );
@@ -95,7 +95,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     };
     let workspace = Repo::discover(&root)
         .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
-    crate::sandbox::harden_self();
+    crate::exec::sandbox::harden_self();
     process::become_subreaper();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -109,14 +109,14 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let req = ReviewRequest { brief, head, base };
     let result = runtime.block_on(async {
         let (tx, rx) = watch::channel(StopSignal::Run);
-        crate::orchestrator::install_signal_handler(tx);
+        crate::engine::orchestrator::install_signal_handler(tx);
         review::review(&workspace, &req, &setup, rx).await
     });
     let _ = std::fs::remove_dir_all(&setup.dir);
     let report = result.map_err(|e| {
         CliError::failed(format!(
             "the review could not finish: {}",
-            crate::run::error_chain(&e)
+            crate::engine::run::error_chain(&e)
         ))
     })?;
     if args.post {
@@ -127,7 +127,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         }
     }
     let text = render(&report);
-    if let Some(runner) = crate::actions::Runner::detect(|k| std::env::var(k).ok()) {
+    if let Some(runner) = crate::report::actions::Runner::detect(|k| std::env::var(k).ok()) {
         if let Err(e) = runner.publish_review(&report, &text) {
             eprintln!("warning: GitHub Actions summary/outputs: {e}");
         }
@@ -267,7 +267,7 @@ fn post(
 ) -> Result<(), String> {
     let target = super::run::forge_target(common, config)?;
     let reports = review::check_reports(report);
-    let notices = runtime.block_on(crate::delivery::post_checks(&target, &reports))?;
+    let notices = runtime.block_on(crate::deliver::post_checks(&target, &reports))?;
     for n in notices {
         eprintln!("note: {n}");
     }
@@ -290,9 +290,9 @@ pub fn render(r: &ReviewReport) -> String {
     let _ = writeln!(out, "\nchanges ({}):", r.changes.len());
     for c in &r.changes {
         let verdict = match &c.verdict {
-            crate::log::VerdictRecord::Allowed { glob } => format!("in scope ({glob})"),
-            crate::log::VerdictRecord::Denied { glob } => format!("DENIED ({glob})"),
-            crate::log::VerdictRecord::OutOfScope => "OUT OF SCOPE".into(),
+            crate::model::event::VerdictRecord::Allowed { glob } => format!("in scope ({glob})"),
+            crate::model::event::VerdictRecord::Denied { glob } => format!("DENIED ({glob})"),
+            crate::model::event::VerdictRecord::OutOfScope => "OUT OF SCOPE".into(),
         };
         let _ = writeln!(out, "  {:<13} {}  {verdict}", c.kind, c.path);
     }

@@ -7,14 +7,14 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::{exit, print_json, progress, CliError, CliResult, Ctx};
-use crate::brief::{self, Context};
-use crate::config::{self, Config};
-use crate::diagnostic::did_you_mean;
-use crate::orchestrator::{self, Finished};
-use crate::process::{self, StopSignal};
-use crate::repo_files;
-use crate::run::{error_chain, Engine, RunRequest};
-use crate::store::{RunRecord, State};
+use crate::spec::brief::{self, Context};
+use crate::spec::config::{self, Config};
+use crate::spec::diagnostic::did_you_mean;
+use crate::engine::orchestrator::{self, Finished};
+use crate::exec::process::{self, StopSignal};
+use crate::spec::repo_files;
+use crate::engine::run::{error_chain, Engine, RunRequest};
+use crate::model::store::{RunRecord, State};
 
 /// Run briefs: each in its own worktree, scope enforced, checks decide success
 #[derive(Debug, clap::Args)]
@@ -69,11 +69,11 @@ pub struct RunJson<'a> {
     pub attempts: u32,
     pub worktree: Option<String>,
     pub reason: Option<&'a str>,
-    pub checks: &'a [crate::store::CheckSummary],
+    pub checks: &'a [crate::model::store::CheckSummary],
     pub duration_ms: Option<u64>,
     pub started_at: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub delivery: Option<&'a crate::delivery::DeliveryRecord>,
+    pub delivery: Option<&'a crate::model::delivery::DeliveryRecord>,
 }
 
 pub fn to_json(r: &RunRecord) -> RunJson<'_> {
@@ -100,7 +100,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let config = load_config(&root, ctx)?;
     // Other processes of this user (an agent that escaped, say) cannot read
     // our memory or /proc/<pid>/environ, where forge tokens live.
-    crate::sandbox::harden_self();
+    crate::exec::sandbox::harden_self();
     if let Some(query) = &args.resume {
         let reqs = resume_request(&root, &config, query, ctx)?;
         let records = execute(&root, &config, reqs, 1, true, ctx)?;
@@ -159,9 +159,9 @@ pub(crate) fn jobs(flag: Option<usize>, config: &Config) -> usize {
 pub(crate) fn forge_target(
     common: &std::path::Path,
     config: &Config,
-) -> Result<crate::delivery::Target, String> {
+) -> Result<crate::deliver::Target, String> {
     let env: Vec<(String, String)> = std::env::vars().collect();
-    crate::delivery::Target::discover(
+    crate::deliver::Target::discover(
         common,
         config.github.api_url.clone(),
         config.github.token_env.as_deref(),
@@ -193,7 +193,7 @@ fn address_review(
     let target = forge_target(repo.commondir(), config).map_err(CliError::usage)?;
     let runtime = small_runtime()?;
     let comments = runtime
-        .block_on(crate::review::review_comments(&target, pr))
+        .block_on(crate::engine::review::review_comments(&target, pr))
         .map_err(|e| {
             CliError::failed(format!("could not read the review comments of #{pr}: {e}"))
         })?;
@@ -203,7 +203,7 @@ fn address_review(
         )));
     }
     let task = req.brief.id.to_string();
-    let start_at = crate::review::earlier_result(&repo, &req.brief.output.branch, &task);
+    let start_at = crate::engine::review::earlier_result(&repo, &req.brief.output.branch, &task);
     match start_at {
         Some(oid) => eprintln!(
             "{task}: addressing {} review comment(s) of #{pr}, starting from {}",
@@ -216,7 +216,7 @@ fn address_review(
             req.brief.output.branch
         ),
     }
-    req.review = Some(crate::run::ReviewInput {
+    req.review = Some(crate::engine::run::ReviewInput {
         pull_request: pr,
         comments,
         start_at,
@@ -227,7 +227,7 @@ fn address_review(
 /// As a GitHub Actions step: the job summary and the step outputs. A failure
 /// to write them is said, and does not change the runs' exit code.
 fn publish_to_actions(records: &[Result<RunRecord, String>], ctx: &Ctx) {
-    let Some(runner) = crate::actions::Runner::detect(|k| std::env::var(k).ok()) else {
+    let Some(runner) = crate::report::actions::Runner::detect(|k| std::env::var(k).ok()) else {
         return;
     };
     let ok: Vec<&RunRecord> = records.iter().filter_map(|r| r.as_ref().ok()).collect();
@@ -383,16 +383,16 @@ fn resume_request(
 fn print_env(root: &std::path::Path, config: &Config, reqs: &[RunRequest]) -> CliResult {
     let repo = git2::Repository::discover(root)
         .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
-    let store = crate::store::Store::new(repo.commondir());
+    let store = crate::model::store::Store::new(repo.commondir());
     for req in reqs {
         let dir = store.open("<run-id>");
-        let extra = crate::run::agent_extra_env(&dir, req.brief.id.as_str(), 1);
-        let env = crate::env::build(std::env::vars(), &req.agent.pass_env, &extra);
+        let extra = crate::engine::run::agent_extra_env(&dir, req.brief.id.as_str(), 1);
+        let env = crate::exec::env::build(std::env::vars(), &req.agent.pass_env, &extra);
         if reqs.len() > 1 {
             println!("# {} (agent `{}`)", req.brief.id, req.agent.name);
         }
         for (name, value) in env {
-            let shown = if crate::sandbox::looks_secret(&name) {
+            let shown = if crate::exec::sandbox::looks_secret(&name) {
                 "<redacted>".to_string()
             } else {
                 value
@@ -406,7 +406,7 @@ fn print_env(root: &std::path::Path, config: &Config, reqs: &[RunRequest]) -> Cl
         config::SandboxMode::Auto => "auto",
         config::SandboxMode::Off => "off",
     };
-    let abi = crate::sandbox::landlock_abi();
+    let abi = crate::exec::sandbox::landlock_abi();
     eprintln!(
         "sandbox: mode {mode}, network {}, landlock {}{}",
         match s.network {
@@ -536,7 +536,7 @@ pub(crate) fn print_summary(records: &[&RunRecord]) {
                 },
                 r.branch.clone().unwrap_or_else(|| "-".into()),
                 r.duration_ms
-                    .map(|ms| crate::duration::short(Duration::from_millis(ms)))
+                    .map(|ms| crate::spec::duration::short(Duration::from_millis(ms)))
                     .unwrap_or_else(|| "-".into()),
             ]
         })

@@ -18,8 +18,8 @@ pub enum Which {
 
 pub fn exec(args: Args, _ctx: &Ctx) -> CliResult {
     match args.which {
-        Which::Brief => print_json(crate::brief::schema())?,
-        Which::Config => print_json(crate::config::schema())?,
+        Which::Brief => print_json(crate::spec::brief::schema())?,
+        Which::Config => print_json(crate::spec::config::schema())?,
     }
     Ok(super::exit::OK)
 }

@@ -2,7 +2,7 @@
 
 use super::run::{print_summary, to_json};
 use super::{exit, print_json, CliError, CliResult, Ctx};
-use crate::store::Store;
+use crate::model::store::Store;
 
 /// Show runs: outcome, attempts, checks, branch; kept worktrees and their disk use
 #[derive(Debug, clap::Args)]
@@ -34,7 +34,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
                 for r in all.into_iter().rev() {
                     if !latest
                         .iter()
-                        .any(|l: &crate::store::RunRecord| l.task == r.task)
+                        .any(|l: &crate::model::store::RunRecord| l.task == r.task)
                     {
                         latest.push(r);
                     }

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::{exit, print_json, CliError, CliResult, Ctx};
-use crate::brief::{self, Context};
-use crate::config;
-use crate::diagnostic::FileReport;
-use crate::repo_files;
+use crate::spec::brief::{self, Context};
+use crate::spec::config;
+use crate::spec::diagnostic::FileReport;
+use crate::spec::repo_files;
 
 /// Check briefs and the config; print every problem with file:line:col and a hint
 #[derive(Debug, clap::Args)]

@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use crate::brief::{Brief, OnScopeViolation};
+use crate::spec::brief::{Brief, OnScopeViolation};
 
 /// One failed check, for feedback.
 pub struct FailedCheck {
@@ -166,7 +166,7 @@ pub fn feedback(problems: &[String], failed: &[FailedCheck]) -> String {
 /// The review comments of pull request `number`, each quoted as data: a
 /// reviewer's text is what to address, never instructions that override
 /// the brief (the scope and the checks stay as they are).
-pub fn review_comments(number: u64, comments: &[crate::forge::ReviewComment]) -> String {
+pub fn review_comments(number: u64, comments: &[crate::deliver::forge::ReviewComment]) -> String {
     let mut f = format!(
         "## Review comments to address (pull request #{number})\n\n\
          Your earlier result for this task is checked out. Reviewers left the comments \

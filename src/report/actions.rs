@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::store::{RunRecord, State, Store};
+use crate::model::store::{RunRecord, State, Store};
 
 /// GitHub's limit on one step's summary, in bytes.
 pub const SUMMARY_LIMIT: usize = 1024 * 1024;
@@ -51,7 +51,7 @@ impl Runner {
     /// outputs.
     pub fn publish_review(
         &self,
-        report: &crate::review::ReviewReport,
+        report: &crate::engine::review::ReviewReport,
         text: &str,
     ) -> Result<(), String> {
         if let Some(path) = &self.summary {
@@ -146,7 +146,7 @@ pub fn summary(store: &Store, records: &[&RunRecord]) -> String {
                 .as_ref()
                 .or(d.pr_url.as_ref())
                 .map(|u| format!("[{}]({u})", short_url(u)))
-                .unwrap_or_else(|| d.mode.clone()),
+                .unwrap_or_else(|| d.mode.to_string()),
             None => "-".into(),
         };
         let _ = writeln!(
@@ -168,7 +168,7 @@ pub fn summary(store: &Store, records: &[&RunRecord]) -> String {
     let mut logs = String::new();
     for r in records {
         let events = store.open(&r.run_id).read_events().unwrap_or_default();
-        let log = crate::log::render_markdown(r, &events);
+        let log = crate::report::markdown::render_markdown(r, &events);
         let _ = write!(
             logs,
             "<details><summary>Decision log: <code>{}</code> ({})</summary>\n\n{log}\n</details>\n\n",

@@ -11,129 +11,24 @@
 //! Works from `run.json` and `events.jsonl` only, so `git agent deliver RUN`
 //! can retry it later. A failure is recorded, never fatal to the run.
 
+pub mod forge;
+
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::brief::{Deliver, EscalateFallback};
-use crate::forge::github::{GitHub, RetryPolicy};
-use crate::forge::push::{fetch_objects, push, remote_ref, PushSpec};
-use crate::forge::{parse_remote_url, CheckReport, Forge, ForgeError, IssueSpec, PrSpec};
-use crate::log::{render_markdown, Event, EventKind};
-use crate::store::{RunRecord, State};
+use crate::model::delivery::{DeliveryRecord, DeliveryState};
+use crate::deliver::forge::github::{GitHub, RetryPolicy};
+use crate::deliver::forge::push::{fetch_objects, push, remote_ref, PushSpec};
+use crate::deliver::forge::{parse_remote_url, CheckReport, Forge, ForgeError, IssueSpec, PrSpec};
+use crate::model::event::{Event, EventKind};
+use crate::report::markdown::render_markdown;
+use crate::model::store::{RunRecord, State};
 
 /// GitHub's limit on a pull request body, in characters.
 pub const BODY_LIMIT: usize = 65_536;
 /// The label of an escalated run's pull request.
 pub const NEEDS_HUMAN: &str = "needs-human";
-
-/// `run.json`'s `delivery`: what was asked and how it went.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct DeliveryRecord {
-    /// `push`, `pr` or `draft-pr`.
-    pub mode: String,
-    /// The branch the pull request targets.
-    pub base: String,
-    #[serde(default)]
-    pub labels: Vec<String>,
-    #[serde(default)]
-    pub reviewers: Vec<String>,
-    /// How an escalated run reaches a human: a draft PR or an issue.
-    #[serde(default)]
-    pub fallback: EscalateFallback,
-    /// `pending`, `delivered` or `failed`.
-    pub state: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pr_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pr_number: Option<u64>,
-    /// The issue an escalated run opened (`escalate.fallback: issue`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issue_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issue_number: Option<u64>,
-    /// The commit the remote branch points at after delivery.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pushed: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub notices: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attempted_at: Option<String>,
-}
-
-impl DeliveryRecord {
-    pub fn new(
-        deliver: Deliver,
-        fallback: EscalateFallback,
-        base: &str,
-        labels: &[String],
-        reviewers: &[String],
-    ) -> Self {
-        DeliveryRecord {
-            mode: match deliver {
-                Deliver::Branch => "branch",
-                Deliver::Push => "push",
-                Deliver::Pr => "pr",
-                Deliver::DraftPr => "draft-pr",
-            }
-            .to_string(),
-            base: base.to_string(),
-            labels: labels.to_vec(),
-            reviewers: reviewers.to_vec(),
-            fallback,
-            state: "pending".into(),
-            ..Default::default()
-        }
-    }
-
-    /// The record's delivery, or a pull request against its base when the
-    /// brief asked for none (`git agent deliver` on a branch-only run).
-    pub fn of(record: &RunRecord) -> DeliveryRecord {
-        record.delivery.clone().unwrap_or_else(|| {
-            DeliveryRecord::new(
-                Deliver::Pr,
-                EscalateFallback::default(),
-                &record.base_ref,
-                &[],
-                &[],
-            )
-        })
-    }
-
-    pub fn failed(&self) -> bool {
-        self.state == "failed"
-    }
-
-    /// Whether the brief asked for a pull request (`pr` or `draft-pr`).
-    pub fn wants_pr(&self) -> bool {
-        self.mode == "pr" || self.mode == "draft-pr"
-    }
-
-    /// Whether `record` goes to an issue instead of a pull request.
-    pub fn as_issue(&self, record: &RunRecord) -> bool {
-        record.state == State::Escalated
-            && self.wants_pr()
-            && self.fallback == EscalateFallback::Issue
-    }
-
-    /// The event that says how this delivery went, for `events.jsonl`.
-    pub fn event(&self) -> EventKind {
-        match &self.reason {
-            Some(reason) if self.failed() => EventKind::DeliveryFailed {
-                mode: self.mode.clone(),
-                reason: reason.clone(),
-            },
-            _ => EventKind::Delivered {
-                mode: self.mode.clone(),
-                url: self.issue_url.clone().or_else(|| self.pr_url.clone()),
-                commit: self.pushed.clone(),
-                notices: self.notices.clone(),
-            },
-        }
-    }
-}
 
 /// Where and with what to deliver.
 #[derive(Debug, Clone)]
@@ -211,15 +106,15 @@ impl Target {
 /// delivery record, `state` `delivered` or `failed` with the reason.
 pub async fn deliver(target: &Target, record: &RunRecord, events: &[Event]) -> DeliveryRecord {
     let mut delivery = DeliveryRecord::of(record);
-    delivery.attempted_at = Some(crate::log::now_rfc3339());
+    delivery.attempted_at = Some(crate::model::time::now_rfc3339());
     delivery.notices.clear();
     match deliver_inner(target, record, events, &mut delivery).await {
         Ok(()) => {
-            delivery.state = "delivered".into();
+            delivery.state = DeliveryState::Delivered;
             delivery.reason = None;
         }
         Err(reason) => {
-            delivery.state = "failed".into();
+            delivery.state = DeliveryState::Failed;
             delivery.reason = Some(reason);
         }
     }
@@ -361,7 +256,7 @@ fn may_replace(
     let fast_forward = repo
         .graph_descendant_of(our_oid, their_oid)
         .unwrap_or(false);
-    if fast_forward || crate::workspace::is_agent_commit(&their_commit, task) {
+    if fast_forward || crate::git::is_agent_commit(&their_commit, task) {
         return Ok(());
     }
     let short = &theirs[..theirs.len().min(12)];
@@ -444,7 +339,7 @@ pub async fn deliver_pr(
         base: delivery.base.clone(),
         title: record.title.clone(),
         body,
-        draft: escalated || delivery.mode == "draft-pr",
+        draft: escalated || delivery.mode == crate::model::delivery::Deliver::DraftPr,
     };
     let (pr, created) = forge.open_or_update_pr(&spec).await?;
     delivery.pr_url = Some(pr.url.clone());

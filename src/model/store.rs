@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::log::Event;
+use crate::model::event::Event;
 
 /// Where a run is in its life. Terminal states are the outcomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,7 +93,7 @@ pub struct RunRecord {
     pub duration_ms: Option<u64>,
     /// Delivery to the forge, when the brief asks for more than a branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivery: Option<crate::delivery::DeliveryRecord>,
+    pub delivery: Option<crate::model::delivery::DeliveryRecord>,
 }
 
 impl RunRecord {
@@ -155,7 +155,7 @@ impl Store {
     /// `<utc yyyymmdd-hhmmss>-<task>-<4 hex>`.
     pub fn create(&self, task: &str) -> io::Result<RunDir> {
         fs::create_dir_all(&self.dir)?;
-        let stamp = crate::log::now_compact();
+        let stamp = crate::model::time::now_compact();
         for _ in 0..64 {
             let suffix: u16 = rand::random();
             let id = format!("{stamp}-{task}-{suffix:04x}");
@@ -344,7 +344,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let store = Store::new(tmp.path());
         let run = store.create("t").expect("run dir");
-        run.append_event(&Event::now(crate::log::EventKind::AttemptStarted {
+        run.append_event(&Event::now(crate::model::event::EventKind::AttemptStarted {
             attempt: 1,
         }))
         .expect("append");

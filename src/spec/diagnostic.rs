@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use miette::{Diagnostic, LabeledSpan, NamedSource, Severity, SourceCode};
 
-use crate::yaml::Span;
+use crate::spec::yaml::Span;
 
 /// One problem in a file.
 #[derive(Debug, Clone)]
@@ -207,7 +207,7 @@ pub fn line_of(source: &str, offset: usize) -> usize {
 /// code (`<prefix>::duplicate-key`) and points at the second occurrence.
 pub fn yaml_problem(
     source: &str,
-    error: crate::yaml::SyntaxError,
+    error: crate::spec::yaml::SyntaxError,
     syntax_code: &'static str,
     duplicate_code: &'static str,
     syntax_help: &str,

@@ -12,10 +12,11 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::diagnostic::{did_you_mean, duration_message, FileReport, Problem};
-use crate::scope::{self, GlobList, WriteScope};
-use crate::yaml::{self, Node, Span, Value};
-use crate::{duration, schema};
+use crate::spec::diagnostic::{did_you_mean, duration_message, FileReport, Problem};
+use crate::spec::scope::{self, GlobList, WriteScope};
+use crate::spec::yaml::{self, Node, Span, Value};
+use crate::spec::duration;
+use crate::spec::schema;
 
 /// Where briefs live, relative to the repository root.
 pub const TASKS_DIR: &str = ".agents/tasks";
@@ -111,16 +112,6 @@ pub struct RawEscalate {
     pub fallback: Option<EscalateFallback>,
 }
 
-/// How an escalated run reaches a human on the forge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum EscalateFallback {
-    /// A draft pull request labelled `needs-human`, with a comment naming the trigger.
-    #[default]
-    DraftPr,
-    /// An issue with the decision log and the `needs-human` label; no pull request.
-    Issue,
-}
 
 /// What to do when the agent changed paths outside its scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
@@ -150,20 +141,8 @@ pub struct RawOutput {
     pub reviewers: Vec<String>,
 }
 
-/// How a run's result is delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Deliver {
-    /// A local branch.
-    #[default]
-    Branch,
-    /// A branch pushed to the remote.
-    Push,
-    /// A pull request.
-    Pr,
-    /// A draft pull request.
-    DraftPr,
-}
+
+pub use crate::model::delivery::{Deliver, EscalateFallback};
 
 /// The JSON schema of the brief frontmatter, generated once.
 pub fn schema() -> &'static serde_json::Value {
@@ -439,7 +418,7 @@ fn parse_into(
     let root = match yaml::parse(parts.frontmatter, parts.frontmatter_offset) {
         Ok(root) => root,
         Err(e) => {
-            problems.push(crate::diagnostic::yaml_problem(
+            problems.push(crate::spec::diagnostic::yaml_problem(
                 text,
                 e,
                 "brief::yaml-syntax",
@@ -791,6 +770,54 @@ pub fn suggest_id(stem: &str) -> String {
         "my-task".into()
     } else {
         out
+    }
+}
+
+/// The `# Goal` section of a brief body (or its first paragraph).
+pub fn goal_of(body: &str) -> String {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in body.lines() {
+        let t = line.trim_start();
+        if t.starts_with('#') {
+            if inside {
+                break;
+            }
+            inside = t
+                .trim_start_matches('#')
+                .trim()
+                .to_ascii_lowercase()
+                .starts_with("goal");
+            continue;
+        }
+        if inside {
+            out.push(line);
+        }
+    }
+    let text = out.join("\n").trim().to_string();
+    if text.is_empty() {
+        body.trim()
+            .split("\n\n")
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod goal_tests {
+    use super::goal_of;
+
+    #[test]
+    fn goal_section_or_first_paragraph() {
+        assert_eq!(
+            goal_of("# Goal\nRetry.\nTwice.\n# Why\nBecause."),
+            "Retry.\nTwice."
+        );
+        assert_eq!(goal_of("Just do it.\n\nMore."), "Just do it.");
     }
 }
 

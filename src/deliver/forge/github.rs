@@ -380,7 +380,7 @@ impl Forge for GitHub {
             body["completed_at"] = json!(check
                 .completed_at
                 .clone()
-                .unwrap_or_else(crate::log::now_rfc3339));
+                .unwrap_or_else(crate::model::time::now_rfc3339));
             match self
                 .send(
                     "creating a check run",

@@ -17,13 +17,13 @@ use git2::Oid;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::brief::{Brief, Check};
-use crate::checks::{self, CheckRunner};
-use crate::config::SandboxConfig;
-use crate::log::{ScopedChange, VerdictRecord};
-use crate::process::{ExitKind, StopSignal};
-use crate::run::{oversized_files, scope_changes, symlink_escapes, MAX_FILE_BYTES};
-use crate::workspace::{Repo, WorkspaceError, Worktree};
+use crate::spec::brief::{Brief, Check};
+use crate::engine::checks::{self, CheckRunner};
+use crate::spec::config::SandboxConfig;
+use crate::model::event::{ScopedChange, VerdictRecord};
+use crate::exec::process::{ExitKind, StopSignal};
+use crate::engine::run::{oversized_files, scope_changes, symlink_escapes, MAX_FILE_BYTES};
+use crate::git::{Repo, WorkspaceError, Worktree};
 
 /// In a review's directory: the reviewing process's pid, then its worktree.
 pub const OWNER_FILE: &str = "owner";
@@ -39,7 +39,7 @@ pub fn abandoned(reviews_dir: &Path) -> Vec<(String, Option<PathBuf>)> {
             let owner = std::fs::read_to_string(e.path().join(OWNER_FILE)).unwrap_or_default();
             let mut lines = owner.lines();
             let pid: u32 = lines.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-            if crate::store::pid_alive(pid) {
+            if crate::model::store::pid_alive(pid) {
                 return None;
             }
             Some((
@@ -69,7 +69,7 @@ pub enum ReviewError {
     Check {
         name: String,
         #[source]
-        source: crate::process::ProcessError,
+        source: crate::exec::process::ProcessError,
     },
 }
 
@@ -129,7 +129,7 @@ pub struct ReviewReport {
     pub needs_human: Vec<String>,
     pub checks: Vec<CheckOutcome>,
     /// Whether the checks ran confined (Landlock), as a run's would.
-    pub sandbox: String,
+    pub sandbox: crate::model::sandbox::Enforcement,
 }
 
 /// Reviews `req` in a fresh worktree at its head; removes the worktree.
@@ -242,7 +242,7 @@ async fn review_in(
         source,
     })?;
     let (sandbox, enforcement) = prepare_sandbox(&setup.sandbox, wt, tmp, &objects)?;
-    let env = crate::env::build(
+    let env = crate::exec::env::build(
         setup.env_source.clone(),
         &[],
         &[
@@ -343,7 +343,7 @@ fn prepare_sandbox(
     wt: &Worktree,
     tmp: &Path,
     objects: &Path,
-) -> Result<(Option<Arc<crate::sandbox::Prepared>>, String), ReviewError> {
+) -> Result<(Option<Arc<crate::exec::sandbox::Prepared>>, crate::model::sandbox::Enforcement), ReviewError> {
     let mut write_dirs = vec![
         wt.path.clone(),
         tmp.to_path_buf(),
@@ -351,32 +351,32 @@ fn prepare_sandbox(
         objects.to_path_buf(),
     ];
     write_dirs.extend(config.write_paths.iter().cloned());
-    let policy = crate::sandbox::Policy {
+    let policy = crate::exec::sandbox::Policy {
         write_dirs,
         write_files: Vec::new(),
         read_deny: config.read_deny.clone(),
         network: config.network,
     };
-    let prepared = crate::sandbox::Prepared::new(config.mode, &policy)
+    let prepared = crate::exec::sandbox::Prepared::new(config.mode, &policy)
         .map_err(|e| ReviewError::Sandbox(e.to_string()))?;
     Ok(match prepared {
-        None => (None, "off".into()),
+        None => (None, crate::model::sandbox::Enforcement::Off),
         Some(p) => {
             if let Some(note) = &p.effective.note {
-                crate::sandbox::warn_once(note);
+                crate::exec::sandbox::warn_once(note);
             }
-            let enforcement = p.effective.enforcement.clone();
+            let enforcement = p.effective.enforcement;
             (Some(Arc::new(p)), enforcement)
         }
     })
 }
 
 /// The commit-status / check-run reports of a review, for `--post`.
-pub fn check_reports(report: &ReviewReport) -> Vec<crate::forge::CheckReport> {
-    let mut out: Vec<crate::forge::CheckReport> = report
+pub fn check_reports(report: &ReviewReport) -> Vec<crate::deliver::forge::CheckReport> {
+    let mut out: Vec<crate::deliver::forge::CheckReport> = report
         .checks
         .iter()
-        .map(|c| crate::forge::CheckReport {
+        .map(|c| crate::deliver::forge::CheckReport {
             name: format!("git-agent / {}", c.name),
             head_sha: report.head.clone(),
             passed: c.passed,
@@ -393,7 +393,7 @@ pub fn check_reports(report: &ReviewReport) -> Vec<crate::forge::CheckReport> {
         })
         .collect();
     let scope_ok = report.violations.is_empty();
-    out.push(crate::forge::CheckReport {
+    out.push(crate::deliver::forge::CheckReport {
         name: "git-agent / scope".into(),
         head_sha: report.head.clone(),
         passed: scope_ok,
@@ -419,10 +419,10 @@ pub fn check_reports(report: &ReviewReport) -> Vec<crate::forge::CheckReport> {
 
 /// The review comments of pull request `number` (line comments of reviews).
 pub async fn review_comments(
-    target: &crate::delivery::Target,
+    target: &crate::deliver::Target,
     number: u64,
-) -> Result<Vec<crate::forge::ReviewComment>, String> {
-    use crate::forge::Forge as _;
+) -> Result<Vec<crate::deliver::forge::ReviewComment>, String> {
+    use crate::deliver::forge::Forge as _;
     target
         .github()?
         .list_review_comments(number)
@@ -441,6 +441,6 @@ pub fn earlier_result(repo: &git2::Repository, branch: &str, task: &str) -> Opti
     .filter_map(|r| repo.refname_to_id(r).ok())
     .find(|oid| {
         repo.find_commit(*oid)
-            .is_ok_and(|c| crate::workspace::is_agent_commit(&c, task))
+            .is_ok_and(|c| crate::git::is_agent_commit(&c, task))
     })
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::brief::Check;
-use crate::process::{self, ExitKind, ProcessError, ProcessSpec, StopSignal};
+use crate::spec::brief::Check;
+use crate::exec::process::{self, ExitKind, ProcessError, ProcessSpec, StopSignal};
 
 /// Bytes of check output kept on disk per stream.
 pub const OUTPUT_LIMIT: u64 = 1024 * 1024;
@@ -36,7 +36,7 @@ pub struct CheckRunner<'a> {
     /// The run's marker variable, for sweeping escaped processes.
     pub marker: (String, String),
     /// The run's sandbox: checks execute code the agent wrote.
-    pub sandbox: Option<std::sync::Arc<crate::sandbox::Prepared>>,
+    pub sandbox: Option<std::sync::Arc<crate::exec::sandbox::Prepared>>,
 }
 
 /// Runs one check. `deadline` caps its timeout (the run's wall clock).

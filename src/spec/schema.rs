@@ -7,8 +7,8 @@
 
 use serde_json::{Map, Value as Json};
 
-use crate::diagnostic::{did_you_mean, Problem};
-use crate::yaml::{Node, Span, Value};
+use crate::spec::diagnostic::{did_you_mean, Problem};
+use crate::spec::yaml::{Node, Span, Value};
 
 /// Checks `node` against `schema` (a full schema with `$defs`), pushing one
 /// problem per violation. `prefix` names the document (brief, config);

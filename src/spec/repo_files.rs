@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::brief::TASKS_DIR;
+use crate::spec::brief::TASKS_DIR;
 
 /// The root of the working tree that contains `start`.
 pub fn find_root(start: &Path) -> Result<PathBuf, String> {

@@ -3,6 +3,7 @@
 //! Globs use `literal_separator(true)`: `*` never crosses `/`, `**` does.
 //! `deny` beats `write`. A path is matched as a repo-relative path with `/`.
 
+use crate::model::event::VerdictRecord;
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Serialize;
 
@@ -131,6 +132,16 @@ pub fn may_overlap(a: &[String], b: &[String]) -> bool {
             px.starts_with(py) || py.starts_with(px)
         })
     })
+}
+
+impl From<Verdict> for VerdictRecord {
+    fn from(v: Verdict) -> Self {
+        match v {
+            Verdict::Allowed { glob } => VerdictRecord::Allowed { glob },
+            Verdict::Denied { glob } => VerdictRecord::Denied { glob },
+            Verdict::OutOfScope => VerdictRecord::OutOfScope,
+        }
+    }
 }
 
 #[cfg(test)]

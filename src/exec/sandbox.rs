@@ -25,9 +25,9 @@ use landlock::{
     Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
     RulesetCreatedAttr, Scope, ABI,
 };
-use serde::{Deserialize, Serialize};
 
-use crate::config::{NetworkPolicy, SandboxMode};
+use crate::model::sandbox::{Effective, Enforcement, NetworkPolicy};
+use crate::spec::config::SandboxMode;
 
 /// The highest Landlock ABI whose rights we ask for (best effort below it).
 const TARGET_ABI: ABI = ABI::V6;
@@ -44,24 +44,6 @@ pub struct Policy {
     /// Paths that cannot be read (nor listed below them).
     pub read_deny: Vec<PathBuf>,
     pub network: NetworkPolicy,
-}
-
-/// The effective policy, as recorded in the run's events.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Effective {
-    /// `landlock` when the ruleset was applied, `none` when not.
-    pub enforcement: String,
-    /// The kernel's Landlock ABI version (0: unsupported).
-    pub landlock_abi: i32,
-    pub network: String,
-    /// Every path the agent may write.
-    pub writable: Vec<String>,
-    pub read_deny: Vec<String>,
-    /// Processes of the run live in their own user namespace (the sweep
-    /// finds them by it).
-    pub user_namespace: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,17 +196,12 @@ impl Prepared {
         Ok(Some(Prepared {
             effective: Effective {
                 enforcement: if ruleset.is_some() {
-                    "landlock"
+                    Enforcement::Landlock
                 } else {
-                    "none"
-                }
-                .into(),
+                    Enforcement::None
+                },
                 landlock_abi: abi,
-                network: match policy.network {
-                    NetworkPolicy::Open => "open",
-                    NetworkPolicy::None => "none",
-                }
-                .into(),
+                network: policy.network,
                 writable,
                 read_deny: policy
                     .read_deny

@@ -7,9 +7,10 @@ use std::sync::{Arc, OnceLock};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::diagnostic::{did_you_mean, duration_message, FileReport, Problem};
-use crate::yaml::{self, Node, Value};
-use crate::{duration, schema};
+use crate::spec::diagnostic::{did_you_mean, duration_message, FileReport, Problem};
+use crate::spec::yaml::{self, Node, Value};
+use crate::spec::duration;
+use crate::spec::schema;
 
 pub const CONFIG_PATH: &str = ".agents/config.yaml";
 
@@ -98,16 +99,7 @@ pub enum SandboxMode {
     Off,
 }
 
-/// The network agents and checks see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum NetworkPolicy {
-    /// The host's network (hosted agents need their API).
-    #[default]
-    Open,
-    /// A private network namespace with only loopback.
-    None,
-}
+pub use crate::model::sandbox::NetworkPolicy;
 
 /// The validated `sandbox:` section.
 #[derive(Debug, Clone, Default)]
@@ -265,7 +257,7 @@ fn parse_into(text: &str, root: &Path, problems: &mut Vec<Problem>) -> Option<Co
     let node = match yaml::parse(text, 0) {
         Ok(n) => n,
         Err(e) => {
-            problems.push(crate::diagnostic::yaml_problem(
+            problems.push(crate::spec::diagnostic::yaml_problem(
                 text,
                 e,
                 "config::yaml-syntax",
@@ -360,7 +352,7 @@ fn validate(
                     )
                     .help("list variable names only, e.g. `pass_env: [ANTHROPIC_API_KEY]`"),
                 );
-            } else if crate::env::is_secret_forge_token(var) {
+            } else if crate::exec::env::is_secret_forge_token(var) {
                 problems.push(
                     Problem::error("config::token-to-agent", span(&["agents", name, "pass_env", &i.to_string()]), format!("`{var}` is a forge token; agents never see it"))
                         .label("refused")

@@ -78,7 +78,7 @@ pub struct ProcessSpec {
     /// The value must be unique to this run.
     pub marker: Option<(String, String)>,
     /// Confinement applied between fork and exec (prepared in the parent).
-    pub sandbox: Option<std::sync::Arc<crate::sandbox::Prepared>>,
+    pub sandbox: Option<std::sync::Arc<crate::exec::sandbox::Prepared>>,
 }
 
 /// How the leader ended.
@@ -310,8 +310,8 @@ pub async fn run(
     {
         // The leader has unshared before exec: its user namespace is the
         // run's, and no process can leave it (`setsid`, `env -i` do not).
-        let own = crate::sandbox::user_namespace_of(std::process::id() as i32);
-        sweep.userns = crate::sandbox::user_namespace_of(pid).filter(|ns| Some(ns) != own.as_ref());
+        let own = crate::exec::sandbox::user_namespace_of(std::process::id() as i32);
+        sweep.userns = crate::exec::sandbox::user_namespace_of(pid).filter(|ns| Some(ns) != own.as_ref());
     }
     let mut guard = RunGuard { sweep, armed: true };
 
@@ -729,7 +729,7 @@ impl Sweep {
     fn in_user_namespace(&self, pid: i32) -> bool {
         self.userns
             .as_ref()
-            .is_some_and(|ns| crate::sandbox::user_namespace_of(pid).as_ref() == Some(ns))
+            .is_some_and(|ns| crate::exec::sandbox::user_namespace_of(pid).as_ref() == Some(ns))
     }
 
     fn carries_marker(&self, pid: i32) -> bool {

@@ -10,14 +10,16 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::brief::{Brief, OnScopeViolation};
-use crate::config::Agent;
-use crate::log::{self, Decision, DecisionKind, Event, EventKind, ScopedChange};
-use crate::process::{self, ProcessError, ProcessSpec, StopSignal};
-use crate::prompt::{self, FailedCheck};
-use crate::store::{CheckSummary, RunDir, RunRecord, State, Store};
-use crate::workspace::{Change, ChangeKind, Repo, WorkspaceError, Worktree};
-use crate::{checks, env, symlink};
+use crate::spec::brief::{Brief, OnScopeViolation};
+use crate::spec::config::Agent;
+use crate::model::event::{self, Decision, DecisionKind, Event, EventKind, ScopedChange};
+use crate::exec::process::{self, ProcessError, ProcessSpec, StopSignal};
+use crate::engine::prompt::{self, FailedCheck};
+use crate::model::store::{CheckSummary, RunDir, RunRecord, State, Store};
+use crate::git::{Change, ChangeKind, Repo, WorkspaceError, Worktree};
+use crate::engine::checks;
+use crate::exec::env;
+use crate::engine::symlink;
 
 /// Largest file a run may leave in its worktree (GitHub refuses bigger
 /// ones); a bigger one escalates the run before anything is hashed.
@@ -61,9 +63,9 @@ pub struct Engine {
     /// The environment the allowlist picks from (the orchestrator's own).
     pub env_source: Vec<(String, String)>,
     /// `sandbox:` of the config: the confinement of agents and checks.
-    pub sandbox: crate::config::SandboxConfig,
+    pub sandbox: crate::spec::config::SandboxConfig,
     /// `github:` of the config: where and with which token to deliver.
-    pub github: crate::config::GithubConfig,
+    pub github: crate::spec::config::GithubConfig,
 }
 
 impl Engine {
@@ -90,8 +92,8 @@ impl Engine {
             worktree_base: base.join(format!("{name}-{hash}")),
             grace,
             env_source: std::env::vars().collect(),
-            sandbox: crate::config::SandboxConfig::default(),
-            github: crate::config::GithubConfig::default(),
+            sandbox: crate::spec::config::SandboxConfig::default(),
+            github: crate::spec::config::GithubConfig::default(),
         }
     }
 }
@@ -124,7 +126,7 @@ pub struct RunRequest {
 #[derive(Debug, Clone)]
 pub struct ReviewInput {
     pub pull_request: u64,
-    pub comments: Vec<crate::forge::ReviewComment>,
+    pub comments: Vec<crate::deliver::forge::ReviewComment>,
     /// The earlier result of the task (git-agent's own commit), if any.
     pub start_at: Option<git2::Oid>,
 }
@@ -177,7 +179,7 @@ pub async fn execute(
             reason: None,
             checks: Vec::new(),
             pid: std::process::id(),
-            started_at: log::now_rfc3339(),
+            started_at: crate::model::time::now_rfc3339(),
             finished_at: None,
             duration_ms: None,
             delivery: None,
@@ -288,7 +290,7 @@ impl Run {
             agent: req.agent.name.clone(),
             base_ref: brief.base.clone(),
             base_commit: base.to_string(),
-            goal: log::goal_of(&brief.body),
+            goal: crate::spec::brief::goal_of(&brief.body),
         })?;
 
         let wt_path = self.engine.worktree_base.join(&self.dir.id);
@@ -619,7 +621,7 @@ impl Run {
                 .changes
                 .iter()
                 .zip(&scoped)
-                .filter(|(_, s)| !matches!(s.verdict, log::VerdictRecord::Allowed { .. }))
+                .filter(|(_, s)| !matches!(s.verdict, crate::model::event::VerdictRecord::Allowed { .. }))
                 .map(|(c, _)| c.clone())
                 .collect();
             if !outside.is_empty() {
@@ -660,7 +662,7 @@ impl Run {
                 .changes
                 .iter()
                 .zip(&scoped)
-                .filter(|(_, s)| matches!(s.verdict, log::VerdictRecord::Allowed { .. }))
+                .filter(|(_, s)| matches!(s.verdict, crate::model::event::VerdictRecord::Allowed { .. }))
                 .map(|(c, _)| c.clone())
                 .collect();
             for c in &in_scope {
@@ -876,7 +878,7 @@ impl Run {
         &self,
         wt: &Worktree,
         agent: &Agent,
-    ) -> Result<Option<Arc<crate::sandbox::Prepared>>, String> {
+    ) -> Result<Option<Arc<crate::exec::sandbox::Prepared>>, String> {
         let config = &self.engine.sandbox;
         let decisions = self.dir.decisions_path();
         // Only this file of the run dir is writable, and only as an
@@ -900,20 +902,20 @@ impl Run {
         write_dirs.extend(state_dirs);
         let mut write_files = vec![decisions];
         write_files.extend(state_files);
-        let policy = crate::sandbox::Policy {
+        let policy = crate::exec::sandbox::Policy {
             write_dirs,
             write_files,
             read_deny: config.read_deny.clone(),
             network: config.network,
         };
         let prepared =
-            crate::sandbox::Prepared::new(config.mode, &policy).map_err(|e| e.to_string())?;
+            crate::exec::sandbox::Prepared::new(config.mode, &policy).map_err(|e| e.to_string())?;
         let Some(prepared) = prepared else {
             self.event(EventKind::Sandbox {
-                policy: crate::sandbox::Effective {
-                    enforcement: "off".into(),
-                    landlock_abi: crate::sandbox::landlock_abi(),
-                    network: "open".into(),
+                policy: crate::model::sandbox::Effective {
+                    enforcement: crate::model::sandbox::Enforcement::Off,
+                    landlock_abi: crate::exec::sandbox::landlock_abi(),
+                    network: crate::model::sandbox::NetworkPolicy::Open,
                     writable: Vec::new(),
                     read_deny: Vec::new(),
                     user_namespace: false,
@@ -924,7 +926,7 @@ impl Run {
             return Ok(None);
         };
         if let Some(note) = &prepared.effective.note {
-            crate::sandbox::warn_once(note);
+            crate::exec::sandbox::warn_once(note);
         }
         self.event(EventKind::Sandbox {
             policy: prepared.effective.clone(),
@@ -1038,7 +1040,7 @@ impl Run {
                         let refs: Vec<&Change> = keep.iter().collect();
                         let tree = repo.build_tree(base, &refs)?;
                         repo.commit_to_branch(&branch, base, tree, &message, &|c: &git2::Commit| {
-                            crate::workspace::is_agent_commit(c, &task)
+                            crate::git::is_agent_commit(c, &task)
                         })
                     })
                     .await;
@@ -1060,7 +1062,7 @@ impl Run {
         }
         let duration = self.started.elapsed();
         self.record.state = end_state;
-        self.record.finished_at = Some(log::now_rfc3339());
+        self.record.finished_at = Some(crate::model::time::now_rfc3339());
         self.record.duration_ms = Some(duration.as_millis() as u64);
         self.event(EventKind::RunFinished {
             outcome: end_state,
@@ -1069,7 +1071,7 @@ impl Run {
         })?;
         if let Some(commit) = self.record.commit.clone() {
             let events = self.dir.read_events().unwrap_or_default();
-            let note = log::render_markdown(&self.record, &events);
+            let note = crate::report::markdown::render_markdown(&self.record, &events);
             if let Ok(oid) = git2::Oid::from_str(&commit) {
                 // The branch is the deliverable; a missing note is logged, not fatal.
                 if let Err(e) = self.git(move |repo| repo.add_note(oid, &note)).await {
@@ -1080,12 +1082,12 @@ impl Run {
         // An escalated run with `escalate.fallback: issue` is handed to a
         // human even when it committed nothing.
         let hand_back = end_state == State::Escalated
-            && brief.escalate.fallback == crate::brief::EscalateFallback::Issue
+            && brief.escalate.fallback == crate::spec::brief::EscalateFallback::Issue
             && matches!(
                 brief.output.deliver,
-                crate::brief::Deliver::Pr | crate::brief::Deliver::DraftPr
+                crate::spec::brief::Deliver::Pr | crate::spec::brief::Deliver::DraftPr
             );
-        if brief.output.deliver != crate::brief::Deliver::Branch
+        if brief.output.deliver != crate::spec::brief::Deliver::Branch
             && (self.record.commit.is_some() || hand_back)
         {
             self.deliver(brief).await?;
@@ -1109,7 +1111,8 @@ impl Run {
     /// `run.json` (`delivery.state: failed`) and never loses the run: the
     /// branch and the log stay, and `git agent deliver RUN` retries.
     async fn deliver(&mut self, brief: &Brief) -> Result<(), RunError> {
-        use crate::delivery::{DeliveryRecord, Target};
+        use crate::deliver::Target;
+        use crate::model::delivery::{DeliveryRecord, DeliveryState};
         let out = &brief.output;
         let base = brief.base.strip_prefix("origin/").unwrap_or(&brief.base);
         self.record.delivery = Some(DeliveryRecord::new(
@@ -1129,10 +1132,10 @@ impl Run {
         ) {
             Ok(target) => {
                 let events = self.dir.read_events().unwrap_or_default();
-                crate::delivery::deliver(&target, &self.record, &events).await
+                crate::deliver::deliver(&target, &self.record, &events).await
             }
             Err(reason) => DeliveryRecord {
-                state: "failed".into(),
+                state: DeliveryState::Failed,
                 reason: Some(reason),
                 ..self.record.delivery.clone().unwrap_or_default()
             },
@@ -1207,7 +1210,7 @@ pub(crate) fn oversized_files(root: &Path, limit: u64) -> Vec<(String, u64)> {
     found
 }
 
-fn guard_check(guard: &crate::workspace::RepoGuard) -> Result<Vec<String>, WorkspaceError> {
+fn guard_check(guard: &crate::git::RepoGuard) -> Result<Vec<String>, WorkspaceError> {
     guard.check_and_restore()
 }
 
@@ -1301,7 +1304,7 @@ fn commit_message(brief: &Brief, run_id: &str, state: State) -> String {
         State::Escalated => format!("WIP (escalated): {}", brief.title),
         _ => brief.title.clone(),
     };
-    let goal = log::goal_of(&brief.body);
+    let goal = crate::spec::brief::goal_of(&brief.body);
     let mut msg = subject;
     msg.push_str("\n\n");
     if !goal.is_empty() {

@@ -1,327 +1,9 @@
-//! The run log: versioned events (`events.jsonl`), agent decisions, and the
-//! Markdown decision log a reviewer reads (and a PR body shows).
+//! The Markdown decision log a reviewer reads (the commit's note, the PR body).
 
 use std::fmt::Write as _;
 
-use serde::{Deserialize, Serialize};
-
-use crate::scope::Verdict;
-use crate::store::{RunRecord, State};
-
-/// Version of the event schema; bump on incompatible changes.
-pub const EVENTS_VERSION: u32 = 1;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Event {
-    pub v: u32,
-    pub ts: String,
-    #[serde(flatten)]
-    pub kind: EventKind,
-}
-
-impl Event {
-    pub fn now(kind: EventKind) -> Event {
-        Event {
-            v: EVENTS_VERSION,
-            ts: now_rfc3339(),
-            kind,
-        }
-    }
-}
-
-/// A decision the agent recorded: one JSON line in `$GIT_AGENT_DECISIONS`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Decision {
-    #[serde(default = "default_kind")]
-    pub kind: DecisionKind,
-    pub summary: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub options: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chosen: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub why: Option<String>,
-}
-
-fn default_kind() -> DecisionKind {
-    DecisionKind::Decision
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum DecisionKind {
-    Decision,
-    Assumption,
-    Unexpected,
-    /// The agent asks for a human: the run escalates after this attempt.
-    Escalate,
-}
-
-/// One changed path with the scope's verdict on it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ScopedChange {
-    pub path: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub old_path: Option<String>,
-    pub kind: String,
-    pub lines_added: usize,
-    pub lines_removed: usize,
-    #[serde(flatten)]
-    pub verdict: VerdictRecord,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub symlink_target: Option<String>,
-}
-
-/// [`Verdict`] as stored (owned, deserializable).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "verdict", rename_all = "snake_case")]
-pub enum VerdictRecord {
-    Allowed { glob: String },
-    Denied { glob: String },
-    OutOfScope,
-}
-
-impl From<Verdict> for VerdictRecord {
-    fn from(v: Verdict) -> Self {
-        match v {
-            Verdict::Allowed { glob } => VerdictRecord::Allowed { glob },
-            Verdict::Denied { glob } => VerdictRecord::Denied { glob },
-            Verdict::OutOfScope => VerdictRecord::OutOfScope,
-        }
-    }
-}
-
-/// What an agent CLI did in one attempt, parsed from its event stream
-/// (adapters `claude`, `codex`, `aider`; see `src/agent/`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct AgentActivity {
-    /// Every tool call, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tool_calls: Vec<ToolCall>,
-    /// Files the agent edited, created or deleted (as it reported them).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub files_edited: Vec<String>,
-    /// Shell commands the agent ran, with their exit codes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub commands: Vec<CommandRun>,
-    /// Tool calls the CLI refused (not allowed by the adapter's permissions).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub permission_denials: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub final_message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub turns: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input_tokens: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output_tokens: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cost_usd: Option<f64>,
-    /// Why the agent was stopped (a budget), when it was.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stopped: Option<String>,
-    /// The error the CLI reported (authentication, model, crash).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
-}
-
-/// One tool call of an agent CLI.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ToolCall {
-    pub name: String,
-    /// The call's main argument (a path, a command, a pattern), shortened.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub detail: String,
-}
-
-/// One shell command an agent ran.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CommandRun {
-    pub command: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum EventKind {
-    RunStarted {
-        task: String,
-        title: String,
-        brief: String,
-        brief_blob: String,
-        agent: String,
-        base_ref: String,
-        base_commit: String,
-        goal: String,
-    },
-    WorktreeReady {
-        path: String,
-        sparse: bool,
-        ms: u64,
-    },
-    AttemptStarted {
-        attempt: u32,
-    },
-    /// The confinement of the run's agent and checks (`docs/SECURITY.md`).
-    Sandbox {
-        #[serde(flatten)]
-        policy: crate::sandbox::Effective,
-    },
-    /// `run --resume` picked the run up again at this attempt.
-    Resumed {
-        attempt: u32,
-    },
-    AgentFinished {
-        attempt: u32,
-        exit_code: Option<i32>,
-        signal: Option<i32>,
-        timed_out: bool,
-        duration_ms: u64,
-        stdout_bytes: u64,
-        stderr_bytes: u64,
-        leaked: usize,
-    },
-    /// What the agent CLI did (adapters with an event stream).
-    AgentActivity {
-        attempt: u32,
-        #[serde(flatten)]
-        activity: AgentActivity,
-    },
-    Decision {
-        attempt: u32,
-        #[serde(flatten)]
-        decision: Decision,
-    },
-    DecisionRejected {
-        attempt: u32,
-        line: String,
-        error: String,
-    },
-    ScopeReport {
-        attempt: u32,
-        changes: Vec<ScopedChange>,
-    },
-    /// Something the agent must never do, found after an attempt.
-    Violation {
-        attempt: u32,
-        what: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        path: Option<String>,
-    },
-    Reverted {
-        attempt: u32,
-        paths: Vec<String>,
-    },
-    /// Files the failing checks wrote, removed before the next attempt.
-    CheckArtifactsRemoved {
-        attempt: u32,
-        paths: Vec<String>,
-    },
-    CheckFinished {
-        attempt: u32,
-        name: String,
-        command: String,
-        passed: bool,
-        exit_code: Option<i32>,
-        timed_out: bool,
-        duration_ms: u64,
-        #[serde(default, skip_serializing_if = "String::is_empty")]
-        output_tail: String,
-    },
-    AttemptFailed {
-        attempt: u32,
-        reason: String,
-    },
-    Committed {
-        branch: String,
-        commit: String,
-    },
-    Escalated {
-        reason: String,
-    },
-    /// The run addresses review comments of a pull request.
-    ReviewFeedback {
-        pull_request: u64,
-        comments: usize,
-        /// The earlier result the run started from.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        start_at: Option<String>,
-    },
-    /// The run reached the forge (pushed; a pull request or an issue).
-    Delivered {
-        mode: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        url: Option<String>,
-        /// The commit the remote branch points at.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        commit: Option<String>,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        notices: Vec<String>,
-    },
-    /// Delivery failed; the branch and the log stay local.
-    DeliveryFailed {
-        mode: String,
-        reason: String,
-    },
-    RunFinished {
-        outcome: State,
-        duration_ms: u64,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        reason: Option<String>,
-    },
-}
-
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-/// `20261125-144412`, for run ids.
-pub fn now_compact() -> String {
-    let f = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
-    time::OffsetDateTime::now_utc()
-        .format(&f)
-        .unwrap_or_default()
-}
-
-/// The `# Goal` section of a brief body (or its first paragraph).
-pub fn goal_of(body: &str) -> String {
-    let mut out = Vec::new();
-    let mut inside = false;
-    for line in body.lines() {
-        let t = line.trim_start();
-        if t.starts_with('#') {
-            if inside {
-                break;
-            }
-            inside = t
-                .trim_start_matches('#')
-                .trim()
-                .to_ascii_lowercase()
-                .starts_with("goal");
-            continue;
-        }
-        if inside {
-            out.push(line);
-        }
-    }
-    let text = out.join("\n").trim().to_string();
-    if text.is_empty() {
-        body.trim()
-            .split("\n\n")
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string()
-    } else {
-        text
-    }
-}
+use crate::model::event::{AgentActivity, Decision, DecisionKind, Event, EventKind, VerdictRecord};
+use crate::model::store::{RunRecord, State};
 
 fn icon(state: State) -> &'static str {
     match state {
@@ -355,7 +37,7 @@ pub fn render_markdown(record: &RunRecord, events: &[Event]) -> String {
         if record.max_attempts == 1 { "" } else { "s" }
     ));
     if let Some(ms) = record.duration_ms {
-        facts.push(crate::duration::short(std::time::Duration::from_millis(ms)));
+        facts.push(crate::spec::duration::short(std::time::Duration::from_millis(ms)));
     }
     facts.push(format!("agent `{}`", record.agent));
     let _ = writeln!(md, "{}\n", facts.join(" · "));
@@ -398,7 +80,7 @@ pub fn render_markdown(record: &RunRecord, events: &[Event]) -> String {
         .iter()
         .rev()
         .find_map(|e| match &e.kind {
-            EventKind::Sandbox { policy } if policy.enforcement == "landlock" => Some(format!(
+            EventKind::Sandbox { policy } if policy.enforcement == crate::model::sandbox::Enforcement::Landlock => Some(format!(
                 " · confined: Landlock ABI {}, network {}, {} writable path{}",
                 policy.landlock_abi,
                 policy.network,
@@ -654,7 +336,7 @@ fn render_checks(md: &mut String, events: &[Event]) {
                 Some(c) => format!(
                     "{} {}{}",
                     if c.2 { "✅" } else { "❌" },
-                    crate::duration::short(std::time::Duration::from_millis(c.3)),
+                    crate::spec::duration::short(std::time::Duration::from_millis(c.3)),
                     if c.4 { " (timed out)" } else { "" }
                 ),
                 None => "—".to_string(),
@@ -702,7 +384,7 @@ fn render_timeline(
             let _ = write!(
                 line,
                 " : agent {}",
-                crate::duration::short(std::time::Duration::from_millis(ms))
+                crate::spec::duration::short(std::time::Duration::from_millis(ms))
             );
         }
         for c in checks.iter().filter(|c| c.0 == *a) {
@@ -773,13 +455,13 @@ fn render_problems(md: &mut String, events: &[Event]) {
                 "- ⚠️ delivery ({mode}) failed: {}; the branch stays local",
                 one_line(reason)
             )),
-            EventKind::Sandbox { policy } if policy.enforcement != "landlock" => {
+            EventKind::Sandbox { policy } if policy.enforcement != crate::model::sandbox::Enforcement::Landlock => {
                 lines.push(format!(
                     "- ⚠️ the agent ran unconfined ({})",
                     one_line(policy.note.as_deref().unwrap_or("sandbox off"))
                 ))
             }
-            EventKind::Sandbox { policy } if policy.network == "none" => {
+            EventKind::Sandbox { policy } if policy.network == crate::model::sandbox::NetworkPolicy::None => {
                 lines.push("- 🔒 the agent ran without network (loopback only)".to_string())
             }
             _ => {}
@@ -810,28 +492,4 @@ fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn goal_section_or_first_paragraph() {
-        assert_eq!(
-            goal_of("# Goal\nRetry.\nTwice.\n# Why\nBecause."),
-            "Retry.\nTwice."
-        );
-        assert_eq!(goal_of("Just do it.\n\nMore."), "Just do it.");
-    }
-
-    #[test]
-    fn decision_lines_parse_with_defaults() {
-        let d: Decision = serde_json::from_str(
-            r#"{"summary":"use backoff","options":["fixed","exp"],"chosen":"exp"}"#,
-        )
-        .expect("decision");
-        assert_eq!(d.kind, DecisionKind::Decision);
-        assert!(serde_json::from_str::<Decision>(r#"{"summary":"x","extra":1}"#).is_err());
-    }
 }

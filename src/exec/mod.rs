@@ -1,0 +1,6 @@
+//! Child processes: supervision (process groups, limits, sweeps), the
+//! kernel sandbox, and the allowlisted environment.
+
+pub mod env;
+pub mod process;
+pub mod sandbox;

@@ -1,0 +1,5 @@
+//! What people read: the Markdown decision log and the GitHub Actions
+//! summary, rendered from records and events only.
+
+pub mod actions;
+pub mod markdown;

@@ -1,0 +1,12 @@
+//! What the user writes: briefs and the config, parsed from YAML into
+//! validated domain types, with diagnostics that point into the file.
+
+pub mod brief;
+pub mod config;
+pub mod diagnostic;
+pub mod duration;
+pub mod repo_files;
+pub mod schema;
+pub mod scope;
+pub mod templates;
+pub mod yaml;
