@@ -7,26 +7,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::spec::brief::Check;
-use crate::exec::process::{self, ExitKind, ProcessError, ProcessSpec, StopSignal};
+use crate::exec::process::{self, ProcessError, ProcessSpec, StopSignal};
+pub use crate::model::check::CheckResult;
 
 /// Bytes of check output kept on disk per stream.
 pub const OUTPUT_LIMIT: u64 = 1024 * 1024;
 /// Bytes of a failing check's output shown in feedback and the log.
 pub const TAIL_BYTES: usize = 4 * 1024;
-
-#[derive(Debug, Clone)]
-pub struct CheckResult {
-    pub name: String,
-    pub command: String,
-    pub passed: bool,
-    pub exit: ExitKind,
-    pub timed_out: bool,
-    pub stopped: bool,
-    pub duration: Duration,
-    pub output_path: PathBuf,
-    /// The end of the output (stdout and stderr interleaved as written).
-    pub tail: String,
-}
 
 /// What every check of a run shares.
 pub struct CheckRunner<'a> {
@@ -83,7 +70,6 @@ pub async fn run_check(
         timed_out,
         stopped,
         duration: outcome.duration,
-        output_path,
         tail: if timed_out {
             format!(
                 "{tail}\n[git-agent: the check timed out after {}]",

@@ -6,23 +6,13 @@
 
 use std::fmt::Write as _;
 
+use crate::model::check::CheckResult;
 use crate::spec::brief::{Brief, OnScopeViolation};
 
-/// One failed check, for feedback.
-pub struct FailedCheck {
-    pub name: String,
-    pub command: String,
-    pub exit: String,
-    pub output_tail: String,
-}
-
-pub fn render(brief: &Brief, attempt: u32, feedback: Option<&str>) -> String {
-    render_with_review(brief, attempt, feedback, None)
-}
-
-/// [`render`], with the review comments of a pull request to address
-/// (rendered by [`review_comments`]).
-pub fn render_with_review(
+/// The prompt of `attempt`, with the feedback of the one before and the
+/// review comments of a pull request to address (rendered by
+/// [`review_comments`]).
+pub fn render(
     brief: &Brief,
     attempt: u32,
     feedback: Option<&str>,
@@ -144,7 +134,7 @@ pub fn render_with_review(
 }
 
 /// The feedback file's content for failed checks and other attempt failures.
-pub fn feedback(problems: &[String], failed: &[FailedCheck]) -> String {
+pub fn feedback(problems: &[String], failed: &[&CheckResult]) -> String {
     let mut f = String::new();
     for problem in problems {
         let _ = writeln!(f, "- {problem}");
@@ -153,9 +143,11 @@ pub fn feedback(problems: &[String], failed: &[FailedCheck]) -> String {
         let _ = writeln!(
             f,
             "\n### Check `{}` failed ({})\n\nCommand: `{}`\n",
-            c.name, c.exit, c.command
+            c.name,
+            c.exit_text(),
+            c.command
         );
-        let _ = writeln!(f, "{}", data_block("CHECK OUTPUT", &c.output_tail));
+        let _ = writeln!(f, "{}", data_block("CHECK OUTPUT", &c.tail));
     }
     f
 }

@@ -416,7 +416,7 @@ impl Run {
                 .as_ref()
                 .map(|r| prompt::review_comments(r.pull_request, &r.comments));
             let prompt_text =
-                prompt::render_with_review(brief, attempt, feedback.as_deref(), review.as_deref());
+                prompt::render(brief, attempt, feedback.as_deref(), review.as_deref());
             write_file(&self.dir.prompt_path(), &prompt_text)?;
             write_file(&self.dir.feedback_path(), feedback.as_deref().unwrap_or(""))?;
             let extra = agent_extra_env(&self.dir, brief.id.as_str(), attempt);

@@ -9,22 +9,7 @@ pub const BASE_ALLOWLIST: &[&str] = &[
     "PATH", "HOME", "LANG", "LC_ALL", "TERM", "USER", "LOGNAME", "SHELL", "TZ",
 ];
 
-/// Tokens that can act on the forge. Refused in `pass_env`.
-const FORGE_TOKENS: &[&str] = &[
-    "GITHUB_TOKEN",
-    "GH_TOKEN",
-    "GH_ENTERPRISE_TOKEN",
-    "GITHUB_ENTERPRISE_TOKEN",
-    "ACTIONS_RUNTIME_TOKEN",
-    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-    "ACTIONS_ID_TOKEN_REQUEST_URL",
-    "GIT_ASKPASS",
-    "SSH_AUTH_SOCK",
-];
-
-pub fn is_secret_forge_token(name: &str) -> bool {
-    FORGE_TOKENS.contains(&name)
-}
+pub use crate::spec::config::is_secret_forge_token;
 
 /// Builds the complete environment for a child: the allowlist and the
 /// agent's `pass_env` taken from `source`, then `extra` (which wins).

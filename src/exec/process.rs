@@ -81,39 +81,16 @@ pub struct ProcessSpec {
     pub sandbox: Option<std::sync::Arc<crate::exec::sandbox::Prepared>>,
 }
 
-/// How the leader ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitKind {
-    Code(i32),
-    Signal(i32),
-}
+pub use crate::model::check::ExitKind;
 
-impl ExitKind {
-    pub fn success(self) -> bool {
-        self == ExitKind::Code(0)
-    }
-
-    fn from_status(status: ExitStatus) -> Self {
-        if let Some(code) = status.code() {
-            ExitKind::Code(code)
-        } else if let Some(signal) = status.signal() {
-            ExitKind::Signal(signal)
-        } else {
-            debug!(?status, "exit status has neither code nor signal");
-            ExitKind::Code(-1)
-        }
-    }
-}
-
-impl fmt::Display for ExitKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            ExitKind::Code(code) => write!(f, "exit code {code}"),
-            ExitKind::Signal(signal) => match Signal::try_from(signal) {
-                Ok(name) => write!(f, "killed by signal {signal} ({name})"),
-                Err(_) => write!(f, "killed by signal {signal}"),
-            },
-        }
+fn exit_of(status: ExitStatus) -> ExitKind {
+    if let Some(code) = status.code() {
+        ExitKind::Code(code)
+    } else if let Some(signal) = status.signal() {
+        ExitKind::Signal(signal)
+    } else {
+        debug!(?status, "exit status has neither code nor signal");
+        ExitKind::Code(-1)
     }
 }
 
@@ -373,7 +350,7 @@ pub async fn run(
         }
     };
     let duration = started.elapsed();
-    let exit = ExitKind::from_status(status);
+    let exit = exit_of(status);
     debug!(pid, %exit, ?duration, "leader exited");
 
     let leaked = guard.sweep.run().await;

@@ -58,12 +58,7 @@ impl State {
     }
 }
 
-/// The result of one check in the last attempt.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CheckSummary {
-    pub name: String,
-    pub passed: bool,
-}
+pub use crate::model::check::CheckSummary;
 
 /// `run.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -352,7 +352,7 @@ fn validate(
                     )
                     .help("list variable names only, e.g. `pass_env: [ANTHROPIC_API_KEY]`"),
                 );
-            } else if crate::exec::env::is_secret_forge_token(var) {
+            } else if is_secret_forge_token(var) {
                 problems.push(
                     Problem::error("config::token-to-agent", span(&["agents", name, "pass_env", &i.to_string()]), format!("`{var}` is a forge token; agents never see it"))
                         .label("refused")
@@ -544,6 +544,23 @@ fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// Tokens that can act on the forge. Refused in `pass_env`.
+pub const FORGE_TOKENS: &[&str] = &[
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "GH_ENTERPRISE_TOKEN",
+    "GITHUB_ENTERPRISE_TOKEN",
+    "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "GIT_ASKPASS",
+    "SSH_AUTH_SOCK",
+];
+
+pub fn is_secret_forge_token(name: &str) -> bool {
+    FORGE_TOKENS.contains(&name)
 }
 
 #[cfg(test)]
