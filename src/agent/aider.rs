@@ -15,8 +15,8 @@
 use std::path::Path;
 
 use super::{classify, push_unique, tool, Context, FailureKind, StreamParser};
-use crate::spec::config::Agent;
 use crate::model::event::AgentActivity;
+use crate::spec::config::Agent;
 
 /// More in-scope files than this: name none, let aider pick.
 pub const MAX_FILES: usize = 30;

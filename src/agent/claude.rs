@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 
 use super::{classify, command, push_unique, relative, tool, Context, FailureKind, StreamParser};
-use crate::spec::config::Agent;
 use crate::model::event::AgentActivity;
+use crate::spec::config::Agent;
 
 /// File tools Claude Code may use without asking.
 const FILE_TOOLS: &[&str] = &[

@@ -15,8 +15,8 @@
 use serde_json::Value;
 
 use super::{classify, command, push_unique, relative, tool, Context, FailureKind, StreamParser};
-use crate::spec::config::Agent;
 use crate::model::event::AgentActivity;
+use crate::spec::config::Agent;
 
 pub fn args(agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, String> {
     let prompt = std::fs::read_to_string(cx.prompt_file)

@@ -22,10 +22,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::exec::process::{self, ProcessError, ProcessOutcome, ProcessSpec, StopSignal};
+use crate::model::event::{AgentActivity, CommandRun, ToolCall};
 use crate::spec::brief::Brief;
 use crate::spec::config::{Adapter, Agent};
-use crate::model::event::{AgentActivity, CommandRun, ToolCall};
-use crate::exec::process::{self, ProcessError, ProcessOutcome, ProcessSpec, StopSignal};
 
 /// What an attempt needs to know to build its invocation.
 pub struct Context<'a> {

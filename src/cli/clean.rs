@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use super::{exit, CliError, CliResult, Ctx};
-use crate::model::store::{RunRecord, State};
 use crate::git::Repo;
+use crate::model::store::{RunRecord, State};
 
 /// Remove the worktrees of finished runs and abandoned reviews (branches are kept)
 #[derive(Debug, clap::Args)]

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use super::{exit, CliError, CliResult, Ctx};
-use crate::cli::demo_repo;
 use crate::report::markdown::render_markdown;
 
 /// Run a built-in demo: a temporary repo, three briefs and a scripted agent (no API key)
@@ -49,7 +48,10 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         stderr_tty: ctx.stderr_tty,
     };
     let config = super::run::load_config(&repo, &demo_ctx)?;
-    let ids: Vec<String> = crate::cli::demo_repo::EXPECTED.iter().map(|(t, _)| t.to_string()).collect();
+    let ids: Vec<String> = crate::cli::demo_repo::EXPECTED
+        .iter()
+        .map(|(t, _)| t.to_string())
+        .collect();
     let reqs = super::run::load_requests(&repo, &config, &ids, None, &demo_ctx)?;
     let records = super::run::execute(&repo, &config, reqs, 3, false, &demo_ctx)?;
     super::print_out("\n");
@@ -71,11 +73,13 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         repo.display()
     ));
 
-    let as_expected = crate::cli::demo_repo::EXPECTED.iter().all(|(task, outcome)| {
-        records
-            .iter()
-            .any(|r| matches!(r, Ok(r) if r.task == *task && r.state.outcome() == *outcome))
-    });
+    let as_expected = crate::cli::demo_repo::EXPECTED
+        .iter()
+        .all(|(task, outcome)| {
+            records
+                .iter()
+                .any(|r| matches!(r, Ok(r) if r.task == *task && r.state.outcome() == *outcome))
+        });
     if as_expected {
         Ok(exit::OK)
     } else {

@@ -9,9 +9,9 @@ use serde::Serialize;
 
 use super::run::load_requests;
 use super::{exit, print_json, CliError, CliResult, Ctx};
-use crate::spec::brief::{Deliver, EscalateFallback, OnScopeViolation};
 use crate::engine::orchestrator;
 use crate::engine::run::RunRequest;
+use crate::spec::brief::{Deliver, EscalateFallback, OnScopeViolation};
 
 /// Show what `run` would do with these briefs, and in which order; run nothing
 #[derive(Debug, clap::Args)]

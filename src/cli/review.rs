@@ -7,11 +7,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{exit, print_json, CliError, CliResult, Ctx};
+use crate::engine::review::{self, ReviewReport, ReviewRequest, Setup, Verdict};
+use crate::exec::process::{self, StopSignal};
+use crate::git::Repo;
 use crate::spec::brief::{self, Context};
 use crate::spec::config::{self, Config, CONFIG_PATH};
-use crate::exec::process::{self, StopSignal};
-use crate::engine::review::{self, ReviewReport, ReviewRequest, Setup, Verdict};
-use crate::git::Repo;
 
 /// Verify a change against the brief it was made under: scope and checks
 #[derive(Debug, clap::Args)]
@@ -266,7 +266,7 @@ fn post(
     report: &ReviewReport,
 ) -> Result<(), String> {
     let target = super::run::forge_target(common, config)?;
-    let reports = review::check_reports(report);
+    let reports = crate::deliver::review_check_reports(report);
     let notices = runtime.block_on(crate::deliver::post_checks(&target, &reports))?;
     for n in notices {
         eprintln!("note: {n}");
@@ -304,15 +304,15 @@ pub fn render(r: &ReviewReport) -> String {
             if c.passed { "ok  " } else { "FAIL" },
             c.name,
             c.command,
-            c.duration_ms as f64 / 1000.0,
+            c.duration_ms() as f64 / 1000.0,
             if c.passed {
                 String::new()
             } else {
-                format!("  ({})", c.exit)
+                format!("  ({})", c.exit_short())
             }
         );
         for line in c
-            .output_tail
+            .failing_tail()
             .lines()
             .rev()
             .take(10)

@@ -7,14 +7,14 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::{exit, print_json, progress, CliError, CliResult, Ctx};
+use crate::engine::orchestrator::{self, Finished};
+use crate::engine::run::{error_chain, Engine, RunRequest};
+use crate::exec::process::{self, StopSignal};
+use crate::model::store::{RunRecord, State};
 use crate::spec::brief::{self, Context};
 use crate::spec::config::{self, Config};
 use crate::spec::diagnostic::did_you_mean;
-use crate::engine::orchestrator::{self, Finished};
-use crate::exec::process::{self, StopSignal};
 use crate::spec::repo_files;
-use crate::engine::run::{error_chain, Engine, RunRequest};
-use crate::model::store::{RunRecord, State};
 
 /// Run briefs: each in its own worktree, scope enforced, checks decide success
 #[derive(Debug, clap::Args)]
@@ -193,7 +193,7 @@ fn address_review(
     let target = forge_target(repo.commondir(), config).map_err(CliError::usage)?;
     let runtime = small_runtime()?;
     let comments = runtime
-        .block_on(crate::engine::review::review_comments(&target, pr))
+        .block_on(crate::deliver::review_comments(&target, pr))
         .map_err(|e| {
             CliError::failed(format!("could not read the review comments of #{pr}: {e}"))
         })?;
@@ -445,7 +445,11 @@ pub(crate) fn execute(
         config.kill_grace.unwrap_or(Duration::from_secs(5)),
     );
     engine.sandbox = config.sandbox.clone();
-    engine.github = config.github.clone();
+    engine.deliverer = Some(Arc::new(crate::deliver::ForgeDelivery {
+        common_dir: repo.commondir().to_path_buf(),
+        github: config.github.clone(),
+        env_source: engine.env_source.clone(),
+    }));
     let engine = Arc::new(engine);
     drop(repo);
     let plan = orchestrator::plan(&reqs, allow_overlap);

@@ -11,24 +11,60 @@
 //! Works from `run.json` and `events.jsonl` only, so `git agent deliver RUN`
 //! can retry it later. A failure is recorded, never fatal to the run.
 
+mod checks;
 pub mod forge;
 
-use std::path::Path;
+pub use checks::{check_reports, review_check_reports};
 
-use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
-use crate::model::delivery::{DeliveryRecord, DeliveryState};
+use crate::engine::run::{Deliverer, Delivering};
+use crate::spec::config::GithubConfig;
+
 use crate::deliver::forge::github::{GitHub, RetryPolicy};
 use crate::deliver::forge::push::{fetch_objects, push, remote_ref, PushSpec};
 use crate::deliver::forge::{parse_remote_url, CheckReport, Forge, ForgeError, IssueSpec, PrSpec};
-use crate::model::event::{Event, EventKind};
-use crate::report::markdown::render_markdown;
+use crate::model::delivery::{DeliveryRecord, DeliveryState};
+use crate::model::event::Event;
 use crate::model::store::{RunRecord, State};
+use crate::report::markdown::render_markdown;
 
 /// GitHub's limit on a pull request body, in characters.
 pub const BODY_LIMIT: usize = 65_536;
 /// The label of an escalated run's pull request.
 pub const NEEDS_HUMAN: &str = "needs-human";
+
+/// The engine's [`Deliverer`]: the forge found from the repository's
+/// `origin` and the config's `github:` when the run ends (so a run that
+/// needs no delivery never looks for a token).
+pub struct ForgeDelivery {
+    /// The repository's common git dir.
+    pub common_dir: PathBuf,
+    pub github: GithubConfig,
+    /// The environment the token is read from (git-agent's own).
+    pub env_source: Vec<(String, String)>,
+}
+
+impl Deliverer for ForgeDelivery {
+    fn deliver<'a>(&'a self, record: &'a RunRecord, events: &'a [Event]) -> Delivering<'a> {
+        Box::pin(async move {
+            let github = &self.github;
+            match Target::discover(
+                &self.common_dir,
+                github.api_url.clone(),
+                github.token_env.as_deref(),
+                &self.env_source,
+            ) {
+                Ok(target) => deliver(&target, record, events).await,
+                Err(reason) => DeliveryRecord {
+                    state: DeliveryState::Failed,
+                    reason: Some(reason),
+                    ..DeliveryRecord::of(record)
+                },
+            }
+        })
+    }
+}
 
 /// Where and with what to deliver.
 #[derive(Debug, Clone)]
@@ -378,98 +414,6 @@ pub async fn deliver_pr(
     Ok(())
 }
 
-/// One report per check of the last attempt, plus `git-agent / scope`.
-pub fn check_reports(record: &RunRecord, events: &[Event], commit: &str) -> Vec<CheckReport> {
-    let last = events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::CheckFinished { attempt, .. } => Some(*attempt),
-            _ => None,
-        })
-        .max();
-    let mut out: Vec<CheckReport> = events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::CheckFinished {
-                attempt,
-                name,
-                command,
-                passed,
-                exit_code,
-                timed_out,
-                duration_ms,
-                output_tail,
-            } if Some(*attempt) == last => Some(CheckReport {
-                name: format!("git-agent / {name}"),
-                head_sha: commit.to_string(),
-                passed: *passed,
-                summary: format!(
-                    "`{command}` {} in {:.1}s (attempt {attempt})",
-                    if *timed_out {
-                        "timed out".to_string()
-                    } else {
-                        match exit_code {
-                            Some(0) => "passed".to_string(),
-                            Some(c) => format!("exited {c}"),
-                            None => "was killed".to_string(),
-                        }
-                    },
-                    *duration_ms as f64 / 1000.0
-                ),
-                text: (!passed && !output_tail.is_empty())
-                    .then(|| format!("```\n{output_tail}\n```")),
-                started_at: started_at(&e.ts, *duration_ms),
-                completed_at: Some(e.ts.clone()),
-            }),
-            _ => None,
-        })
-        .collect();
-    let mut bad: Vec<String> = Vec::new();
-    for e in events {
-        match &e.kind {
-            EventKind::Violation { what, path, .. } => bad.push(match path {
-                Some(p) => format!("{what}: {p}"),
-                None => what.clone(),
-            }),
-            EventKind::ScopeReport { changes, .. } => {
-                for c in changes {
-                    let v = serde_json::to_value(c).unwrap_or_default();
-                    let verdict = v.get("verdict").and_then(|v| v.as_str()).unwrap_or("");
-                    if verdict == "out_of_scope" || verdict == "denied" {
-                        bad.push(format!("{verdict}: {}", c.path));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    bad.dedup();
-    let scope_passed = bad.is_empty();
-    out.push(CheckReport {
-        name: "git-agent / scope".into(),
-        head_sha: commit.to_string(),
-        passed: scope_passed,
-        summary: if scope_passed {
-            "every change is inside the brief's write scope".into()
-        } else {
-            format!("{} change(s) outside the scope", bad.len())
-        },
-        text: (!scope_passed).then(|| bad.join("\n")),
-        started_at: None,
-        completed_at: record.finished_at.clone(),
-    });
-    out
-}
-
-/// When a check that ended at `ended` (RFC 3339) and took `ms` started.
-fn started_at(ended: &str, ms: u64) -> Option<String> {
-    use time::format_description::well_known::Rfc3339;
-    let end = time::OffsetDateTime::parse(ended, &Rfc3339).ok()?;
-    (end - time::Duration::milliseconds(ms as i64))
-        .format(&Rfc3339)
-        .ok()
-}
-
 /// The body within `limit` characters: the longest `## ` sections are
 /// folded first (replaced by a line saying so), and a note says it was trimmed.
 pub fn pr_body(markdown: &str, limit: usize) -> String {
@@ -523,6 +467,19 @@ pub fn pr_body(markdown: &str, limit: usize) -> String {
         out.push_str("\n…");
     }
     out
+}
+
+/// The review comments of pull request `number` (line comments of reviews).
+pub async fn review_comments(
+    target: &Target,
+    number: u64,
+) -> Result<Vec<forge::ReviewComment>, String> {
+    use crate::deliver::forge::Forge as _;
+    target
+        .github()?
+        .list_review_comments(number)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::spec::brief::Check;
 use crate::exec::process::{self, ProcessError, ProcessSpec, StopSignal};
 pub use crate::model::check::CheckResult;
+use crate::spec::brief::Check;
 
 /// Bytes of check output kept on disk per stream.
 pub const OUTPUT_LIMIT: u64 = 1024 * 1024;

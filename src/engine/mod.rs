@@ -1,11 +1,25 @@
-//! One run from brief to verdict, and many runs at once: the attempt loop,
-//! the verifier (shared with `git agent review`), the checks, the commit.
-//! The engine emits events and records; it never prints and never calls
-//! delivery itself.
+//! One run from brief to verdict, and many runs at once.
+//!
+//! - [`run`]: the [`run::Engine`], a run's record and its prepare step;
+//!   [`resume`] picks an interrupted run up again.
+//! - [`attempt`]: the attempt loop — invoke the agent, [`judge`] what it
+//!   left (through the [`verify`] rules, shared with [`review`]), run the
+//!   [`checks`], feed failures back.
+//! - [`finish`]: commit, note, hand to delivery (through the
+//!   [`run::Deliverer`] seam: the engine never calls the forge), clean up.
+//! - [`orchestrator`]: many runs, overlap waits, signals.
+//!
+//! The engine emits events and records; it never prints.
 
+pub mod attempt;
 pub mod checks;
+mod confine;
+pub mod finish;
+pub mod judge;
 pub mod orchestrator;
 pub mod prompt;
+pub mod resume;
 pub mod review;
 pub mod run;
 pub mod symlink;
+pub mod verify;

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::exec::process::StopSignal;
 use crate::engine::run::{self, Engine, Progress, RunError, RunRequest};
-use crate::spec::scope::may_overlap;
+use crate::exec::process::StopSignal;
 use crate::model::store::RunRecord;
+use crate::spec::scope::may_overlap;
 
 /// The order runs will start in, and which waits for which.
 #[derive(Debug, Clone)]

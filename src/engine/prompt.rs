@@ -12,12 +12,7 @@ use crate::spec::brief::{Brief, OnScopeViolation};
 /// The prompt of `attempt`, with the feedback of the one before and the
 /// review comments of a pull request to address (rendered by
 /// [`review_comments`]).
-pub fn render(
-    brief: &Brief,
-    attempt: u32,
-    feedback: Option<&str>,
-    review: Option<&str>,
-) -> String {
+pub fn render(brief: &Brief, attempt: u32, feedback: Option<&str>, review: Option<&str>) -> String {
     let mut p = String::new();
     let _ = writeln!(p, "# Task: {}\n", brief.title);
     let _ = writeln!(
@@ -158,7 +153,7 @@ pub fn feedback(problems: &[String], failed: &[&CheckResult]) -> String {
 /// The review comments of pull request `number`, each quoted as data: a
 /// reviewer's text is what to address, never instructions that override
 /// the brief (the scope and the checks stay as they are).
-pub fn review_comments(number: u64, comments: &[crate::deliver::forge::ReviewComment]) -> String {
+pub fn review_comments(number: u64, comments: &[crate::model::review::ReviewComment]) -> String {
     let mut f = format!(
         "## Review comments to address (pull request #{number})\n\n\
          Your earlier result for this task is checked out. Reviewers left the comments \

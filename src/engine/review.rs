@@ -14,16 +14,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use git2::Oid;
-use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::spec::brief::{Brief, Check};
-use crate::engine::checks::{self, CheckRunner};
-use crate::spec::config::SandboxConfig;
-use crate::model::event::{ScopedChange, VerdictRecord};
-use crate::exec::process::{ExitKind, StopSignal};
-use crate::engine::run::{oversized_files, scope_changes, symlink_escapes, MAX_FILE_BYTES};
+use crate::engine::checks::{self, CheckResult, CheckRunner};
+use crate::engine::verify::{Unsafe, Verifier, MAX_FILE_BYTES};
+use crate::exec::process::StopSignal;
 use crate::git::{Repo, WorkspaceError, Worktree};
+use crate::model::event::{ScopedChange, VerdictRecord};
+pub use crate::model::review::{ReviewReport, Verdict};
+use crate::spec::brief::{Brief, Check};
+use crate::spec::config::SandboxConfig;
 
 /// In a review's directory: the reviewing process's pid, then its worktree.
 pub const OWNER_FILE: &str = "owner";
@@ -49,9 +49,6 @@ pub fn abandoned(reviews_dir: &Path) -> Vec<(String, Option<PathBuf>)> {
         })
         .collect()
 }
-
-/// git-agent's own files: a change to them changes the rules it is judged by.
-pub const OWN_FILES: &str = ".agents/";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
@@ -91,45 +88,6 @@ pub struct Setup {
     pub sandbox: SandboxConfig,
     pub env_source: Vec<(String, String)>,
     pub grace: Duration,
-}
-
-/// The verdict: pass (exit 0), fail (1), or a human must look (3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Verdict {
-    Pass,
-    Fail,
-    NeedsHuman,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CheckOutcome {
-    pub name: String,
-    pub command: String,
-    pub passed: bool,
-    pub exit: String,
-    pub timed_out: bool,
-    pub duration_ms: u64,
-    /// The end of a failing check's output.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub output_tail: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ReviewReport {
-    pub task: String,
-    pub title: String,
-    pub head: String,
-    pub base: String,
-    pub verdict: Verdict,
-    pub changes: Vec<ScopedChange>,
-    /// What the change must not do (out of scope, denied, unsafe links).
-    pub violations: Vec<String>,
-    /// In scope, but a human must look.
-    pub needs_human: Vec<String>,
-    pub checks: Vec<CheckOutcome>,
-    /// Whether the checks ran confined (Landlock), as a run's would.
-    pub sandbox: crate::model::sandbox::Enforcement,
 }
 
 /// Reviews `req` in a fresh worktree at its head; removes the worktree.
@@ -174,64 +132,7 @@ async fn review_in(
     stop: watch::Receiver<StopSignal>,
 ) -> Result<ReviewReport, ReviewError> {
     let brief = &req.brief;
-    let mut violations = Vec::new();
-    let mut needs_human = Vec::new();
-    let big = oversized_files(&wt.path, MAX_FILE_BYTES);
-    for (path, len) in &big {
-        violations.push(format!(
-            "`{path}` is {len} bytes, over the limit of {} MiB",
-            MAX_FILE_BYTES >> 20
-        ));
-    }
-    let changes = if big.is_empty() {
-        repo.change_set(wt, req.base)?.changes
-    } else {
-        Vec::new()
-    };
-    let scoped = scope_changes(brief, &changes);
-    for (change, s) in changes.iter().zip(&scoped) {
-        match &s.verdict {
-            VerdictRecord::OutOfScope => {
-                violations.push(format!("`{}` is outside the scope", s.path))
-            }
-            VerdictRecord::Denied { glob } => {
-                violations.push(format!("`{}` is denied by the scope (`{glob}`)", s.path))
-            }
-            VerdictRecord::Allowed { .. } => {
-                if change.paths().any(|p| p.starts_with(OWN_FILES)) {
-                    needs_human.push(format!(
-                        "`{}` changes git-agent's own briefs or config",
-                        change.path
-                    ));
-                }
-                if brief.escalate.paths.first_match(&change.path).is_some() {
-                    needs_human.push(format!("`{}` is listed in escalate.paths", change.path));
-                }
-            }
-        }
-        if let Some(target) = &change.symlink_target {
-            if symlink_escapes(&change.path, target) {
-                violations.push(format!(
-                    "`{}` is a symlink pointing outside the repository (→ {target})",
-                    change.path
-                ));
-            }
-        }
-        if change.gitlink {
-            violations.push(format!("`{}` is an embedded git repository", change.path));
-        }
-    }
-    let lines: usize = changes
-        .iter()
-        .map(|c| c.lines_added + c.lines_removed)
-        .sum();
-    if let Some(max) = brief.escalate.max_changed_lines {
-        if lines as u64 > max {
-            needs_human.push(format!(
-                "changes {lines} lines, more than max_changed_lines ({max})"
-            ));
-        }
-    }
+    let (scoped, violations, needs_human) = judge(repo, req, wt)?;
 
     // Git objects the checks write (a `git stash`, a test that commits) go
     // to the review's own store, thrown away with it; the repository's
@@ -304,35 +205,82 @@ async fn review_in(
     })
 }
 
+/// The verifier's findings on the change, worded for a reviewer: what it
+/// must not do (violations) and what a human must look at.
+fn judge(
+    repo: &Repo,
+    req: &ReviewRequest,
+    wt: &Worktree,
+) -> Result<(Vec<ScopedChange>, Vec<String>, Vec<String>), ReviewError> {
+    let verifier = Verifier {
+        brief: &req.brief,
+        root: &wt.path,
+    };
+    let mut violations = Vec::new();
+    let mut needs_human = Vec::new();
+    let big = verifier.oversized();
+    for (path, len) in &big {
+        violations.push(format!(
+            "`{path}` is {len} bytes, over the limit of {} MiB",
+            MAX_FILE_BYTES >> 20
+        ));
+    }
+    if !big.is_empty() {
+        return Ok((Vec::new(), violations, needs_human));
+    }
+    let changes = repo.change_set(wt, req.base)?.changes;
+    let judged = verifier.scope(&changes);
+    for (change, s) in changes.iter().zip(&judged.scoped) {
+        match &s.verdict {
+            VerdictRecord::OutOfScope => {
+                violations.push(format!("`{}` is outside the scope", s.path))
+            }
+            VerdictRecord::Denied { glob } => {
+                violations.push(format!("`{}` is denied by the scope (`{glob}`)", s.path))
+            }
+            VerdictRecord::Allowed { .. } => {
+                if verifier.touches_own_files(change) {
+                    needs_human.push(format!(
+                        "`{}` changes git-agent's own briefs or config",
+                        change.path
+                    ));
+                }
+                for path in verifier.watched(std::slice::from_ref(change)) {
+                    needs_human.push(format!("`{path}` is listed in escalate.paths"));
+                }
+            }
+        }
+        for found in verifier.unsafe_changes(std::slice::from_ref(change)) {
+            violations.push(match found {
+                Unsafe::SymlinkEscapes { path, target } => {
+                    format!("`{path}` is a symlink pointing outside the repository (→ {target})")
+                }
+                Unsafe::Gitlink { path } => format!("`{path}` is an embedded git repository"),
+            });
+        }
+    }
+    if let Some((lines, max)) = verifier.too_many_lines(&changes) {
+        needs_human.push(format!(
+            "changes {lines} lines, more than max_changed_lines ({max})"
+        ));
+    }
+    Ok((judged.scoped, violations, needs_human))
+}
+
 async fn run_one(
     runner: &CheckRunner<'_>,
     check: &Check,
     output: PathBuf,
     brief: &Brief,
     stop: watch::Receiver<StopSignal>,
-) -> Result<CheckOutcome, ReviewError> {
+) -> Result<CheckResult, ReviewError> {
     let result = checks::run_check(runner, check, output, brief.escalate.timeout, stop)
         .await
         .map_err(|source| ReviewError::Check {
             name: check.name.clone(),
             source,
         })?;
-    Ok(CheckOutcome {
-        name: result.name,
-        command: result.command,
-        passed: result.passed,
-        exit: match result.exit {
-            ExitKind::Code(c) => format!("exit {c}"),
-            other => other.to_string(),
-        },
-        timed_out: result.timed_out,
-        duration_ms: result.duration.as_millis() as u64,
-        output_tail: if result.passed {
-            String::new()
-        } else {
-            result.tail
-        },
-    })
+    Ok(result)
 }
 
 /// The checks' confinement: they run code the change brought, so they may
@@ -343,7 +291,13 @@ fn prepare_sandbox(
     wt: &Worktree,
     tmp: &Path,
     objects: &Path,
-) -> Result<(Option<Arc<crate::exec::sandbox::Prepared>>, crate::model::sandbox::Enforcement), ReviewError> {
+) -> Result<
+    (
+        Option<Arc<crate::exec::sandbox::Prepared>>,
+        crate::model::sandbox::Enforcement,
+    ),
+    ReviewError,
+> {
     let mut write_dirs = vec![
         wt.path.clone(),
         tmp.to_path_buf(),
@@ -369,65 +323,6 @@ fn prepare_sandbox(
             (Some(Arc::new(p)), enforcement)
         }
     })
-}
-
-/// The commit-status / check-run reports of a review, for `--post`.
-pub fn check_reports(report: &ReviewReport) -> Vec<crate::deliver::forge::CheckReport> {
-    let mut out: Vec<crate::deliver::forge::CheckReport> = report
-        .checks
-        .iter()
-        .map(|c| crate::deliver::forge::CheckReport {
-            name: format!("git-agent / {}", c.name),
-            head_sha: report.head.clone(),
-            passed: c.passed,
-            summary: format!(
-                "`{}` {} in {:.1}s (review)",
-                c.command,
-                if c.passed { "passed" } else { c.exit.as_str() },
-                c.duration_ms as f64 / 1000.0
-            ),
-            text: (!c.passed && !c.output_tail.is_empty())
-                .then(|| format!("```\n{}\n```", c.output_tail)),
-            started_at: None,
-            completed_at: None,
-        })
-        .collect();
-    let scope_ok = report.violations.is_empty();
-    out.push(crate::deliver::forge::CheckReport {
-        name: "git-agent / scope".into(),
-        head_sha: report.head.clone(),
-        passed: scope_ok,
-        summary: if scope_ok && report.needs_human.is_empty() {
-            format!(
-                "all {} changes are inside the brief's write scope",
-                report.changes.len()
-            )
-        } else if scope_ok {
-            format!(
-                "in scope; a human must look: {}",
-                report.needs_human.join("; ")
-            )
-        } else {
-            format!("{} problem(s) with the scope", report.violations.len())
-        },
-        text: (!scope_ok).then(|| report.violations.join("\n")),
-        started_at: None,
-        completed_at: None,
-    });
-    out
-}
-
-/// The review comments of pull request `number` (line comments of reviews).
-pub async fn review_comments(
-    target: &crate::deliver::Target,
-    number: u64,
-) -> Result<Vec<crate::deliver::forge::ReviewComment>, String> {
-    use crate::deliver::forge::Forge as _;
-    target
-        .github()?
-        .list_review_comments(number)
-        .await
-        .map_err(|e| e.to_string())
 }
 
 /// The task's earlier result to build on: the tip of its branch (local,

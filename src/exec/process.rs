@@ -14,7 +14,6 @@
 //! startup so such orphans reparent to us and can be reaped.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::process::ExitStatusExt;
@@ -288,7 +287,8 @@ pub async fn run(
         // The leader has unshared before exec: its user namespace is the
         // run's, and no process can leave it (`setsid`, `env -i` do not).
         let own = crate::exec::sandbox::user_namespace_of(std::process::id() as i32);
-        sweep.userns = crate::exec::sandbox::user_namespace_of(pid).filter(|ns| Some(ns) != own.as_ref());
+        sweep.userns =
+            crate::exec::sandbox::user_namespace_of(pid).filter(|ns| Some(ns) != own.as_ref());
     }
     let mut guard = RunGuard { sweep, armed: true };
 

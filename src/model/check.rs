@@ -84,6 +84,14 @@ impl CheckResult {
         }
     }
 
+    /// The exit in a few words: `exit 1`, `killed by signal 9 (SIGKILL)`.
+    pub fn exit_short(&self) -> String {
+        match self.exit {
+            ExitKind::Code(c) => format!("exit {c}"),
+            other => other.to_string(),
+        }
+    }
+
     pub fn duration_ms(&self) -> u64 {
         self.duration.as_millis() as u64
     }
@@ -114,10 +122,7 @@ impl Serialize for CheckResult {
             name: &self.name,
             command: &self.command,
             passed: self.passed,
-            exit: match self.exit {
-                ExitKind::Code(c) => format!("exit {c}"),
-                other => other.to_string(),
-            },
+            exit: self.exit_short(),
             timed_out: self.timed_out,
             duration_ms: self.duration_ms(),
             output_tail: self.failing_tail(),

@@ -160,7 +160,6 @@ impl DeliveryRecord {
     }
 }
 
-
 /// Records built by hand (tests, older tools) name the mode as text; text
 /// that names no mode is the default, `branch`.
 impl From<&str> for Deliver {

@@ -82,7 +82,6 @@ pub enum VerdictRecord {
     OutOfScope,
 }
 
-
 /// What an agent CLI did in one attempt, parsed from its event stream
 /// (adapters `claude`, `codex`, `aider`; see `src/agent/`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -5,6 +5,20 @@
 pub mod check;
 pub mod delivery;
 pub mod event;
+pub mod review;
 pub mod sandbox;
 pub mod store;
 pub mod time;
+
+/// An error and its causes on one line: the one walk of `source()` chains
+/// that every reason and message uses.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        source = e.source();
+    }
+    s
+}

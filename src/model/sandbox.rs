@@ -67,4 +67,3 @@ pub struct Effective {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
-

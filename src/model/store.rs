@@ -339,9 +339,9 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let store = Store::new(tmp.path());
         let run = store.create("t").expect("run dir");
-        run.append_event(&Event::now(crate::model::event::EventKind::AttemptStarted {
-            attempt: 1,
-        }))
+        run.append_event(&Event::now(
+            crate::model::event::EventKind::AttemptStarted { attempt: 1 },
+        ))
         .expect("append");
         let mut f = OpenOptions::new()
             .append(true)

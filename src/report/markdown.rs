@@ -37,7 +37,9 @@ pub fn render_markdown(record: &RunRecord, events: &[Event]) -> String {
         if record.max_attempts == 1 { "" } else { "s" }
     ));
     if let Some(ms) = record.duration_ms {
-        facts.push(crate::spec::duration::short(std::time::Duration::from_millis(ms)));
+        facts.push(crate::spec::duration::short(
+            std::time::Duration::from_millis(ms),
+        ));
     }
     facts.push(format!("agent `{}`", record.agent));
     let _ = writeln!(md, "{}\n", facts.join(" · "));
@@ -80,13 +82,17 @@ pub fn render_markdown(record: &RunRecord, events: &[Event]) -> String {
         .iter()
         .rev()
         .find_map(|e| match &e.kind {
-            EventKind::Sandbox { policy } if policy.enforcement == crate::model::sandbox::Enforcement::Landlock => Some(format!(
-                " · confined: Landlock ABI {}, network {}, {} writable path{}",
-                policy.landlock_abi,
-                policy.network,
-                policy.writable.len(),
-                if policy.writable.len() == 1 { "" } else { "s" }
-            )),
+            EventKind::Sandbox { policy }
+                if policy.enforcement == crate::model::sandbox::Enforcement::Landlock =>
+            {
+                Some(format!(
+                    " · confined: Landlock ABI {}, network {}, {} writable path{}",
+                    policy.landlock_abi,
+                    policy.network,
+                    policy.writable.len(),
+                    if policy.writable.len() == 1 { "" } else { "s" }
+                ))
+            }
             _ => None,
         })
         .unwrap_or_default();
@@ -455,13 +461,17 @@ fn render_problems(md: &mut String, events: &[Event]) {
                 "- ⚠️ delivery ({mode}) failed: {}; the branch stays local",
                 one_line(reason)
             )),
-            EventKind::Sandbox { policy } if policy.enforcement != crate::model::sandbox::Enforcement::Landlock => {
+            EventKind::Sandbox { policy }
+                if policy.enforcement != crate::model::sandbox::Enforcement::Landlock =>
+            {
                 lines.push(format!(
                     "- ⚠️ the agent ran unconfined ({})",
                     one_line(policy.note.as_deref().unwrap_or("sandbox off"))
                 ))
             }
-            EventKind::Sandbox { policy } if policy.network == crate::model::sandbox::NetworkPolicy::None => {
+            EventKind::Sandbox { policy }
+                if policy.network == crate::model::sandbox::NetworkPolicy::None =>
+            {
                 lines.push("- 🔒 the agent ran without network (loopback only)".to_string())
             }
             _ => {}

@@ -13,10 +13,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::spec::diagnostic::{did_you_mean, duration_message, FileReport, Problem};
-use crate::spec::scope::{self, GlobList, WriteScope};
-use crate::spec::yaml::{self, Node, Span, Value};
 use crate::spec::duration;
 use crate::spec::schema;
+use crate::spec::scope::{self, GlobList, WriteScope};
+use crate::spec::yaml::{self, Node, Span, Value};
 
 /// Where briefs live, relative to the repository root.
 pub const TASKS_DIR: &str = ".agents/tasks";
@@ -112,7 +112,6 @@ pub struct RawEscalate {
     pub fallback: Option<EscalateFallback>,
 }
 
-
 /// What to do when the agent changed paths outside its scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -140,7 +139,6 @@ pub struct RawOutput {
     #[serde(default)]
     pub reviewers: Vec<String>,
 }
-
 
 pub use crate::model::delivery::{Deliver, EscalateFallback};
 

@@ -8,9 +8,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::spec::diagnostic::{did_you_mean, duration_message, FileReport, Problem};
-use crate::spec::yaml::{self, Node, Value};
 use crate::spec::duration;
 use crate::spec::schema;
+use crate::spec::yaml::{self, Node, Value};
 
 pub const CONFIG_PATH: &str = ".agents/config.yaml";
 

@@ -7,6 +7,8 @@
 //! octocrab; `push.rs` pushes with the git CLI and a credential helper fed
 //! from memory.
 
+pub use crate::model::review::ReviewComment;
+
 pub mod github;
 pub mod push;
 
@@ -127,14 +129,6 @@ pub struct CheckReport {
 pub enum CheckKind {
     CheckRun,
     Status,
-}
-
-/// A review comment on a pull request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReviewComment {
-    pub path: String,
-    pub body: String,
-    pub user: Option<String>,
 }
 
 /// A forge call that failed, with what the forge said.

@@ -1,0 +1,148 @@
+//! The forge's checks of a run or a review: one per brief check, plus
+//! `git-agent / scope`, built from the records alone.
+
+use crate::deliver::forge::CheckReport;
+use crate::model::event::{Event, EventKind};
+use crate::model::review::ReviewReport;
+use crate::model::store::RunRecord;
+
+/// One report per check of the last attempt, plus `git-agent / scope`.
+pub fn check_reports(record: &RunRecord, events: &[Event], commit: &str) -> Vec<CheckReport> {
+    let last = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::CheckFinished { attempt, .. } => Some(*attempt),
+            _ => None,
+        })
+        .max();
+    let mut out: Vec<CheckReport> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::CheckFinished {
+                attempt,
+                name,
+                command,
+                passed,
+                exit_code,
+                timed_out,
+                duration_ms,
+                output_tail,
+            } if Some(*attempt) == last => Some(CheckReport {
+                name: format!("git-agent / {name}"),
+                head_sha: commit.to_string(),
+                passed: *passed,
+                summary: format!(
+                    "`{command}` {} in {:.1}s (attempt {attempt})",
+                    if *timed_out {
+                        "timed out".to_string()
+                    } else {
+                        match exit_code {
+                            Some(0) => "passed".to_string(),
+                            Some(c) => format!("exited {c}"),
+                            None => "was killed".to_string(),
+                        }
+                    },
+                    *duration_ms as f64 / 1000.0
+                ),
+                text: (!passed && !output_tail.is_empty())
+                    .then(|| format!("```\n{output_tail}\n```")),
+                started_at: started_at(&e.ts, *duration_ms),
+                completed_at: Some(e.ts.clone()),
+            }),
+            _ => None,
+        })
+        .collect();
+    let mut bad: Vec<String> = Vec::new();
+    for e in events {
+        match &e.kind {
+            EventKind::Violation { what, path, .. } => bad.push(match path {
+                Some(p) => format!("{what}: {p}"),
+                None => what.clone(),
+            }),
+            EventKind::ScopeReport { changes, .. } => {
+                for c in changes {
+                    let v = serde_json::to_value(c).unwrap_or_default();
+                    let verdict = v.get("verdict").and_then(|v| v.as_str()).unwrap_or("");
+                    if verdict == "out_of_scope" || verdict == "denied" {
+                        bad.push(format!("{verdict}: {}", c.path));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    bad.dedup();
+    let scope_passed = bad.is_empty();
+    out.push(CheckReport {
+        name: "git-agent / scope".into(),
+        head_sha: commit.to_string(),
+        passed: scope_passed,
+        summary: if scope_passed {
+            "every change is inside the brief's write scope".into()
+        } else {
+            format!("{} change(s) outside the scope", bad.len())
+        },
+        text: (!scope_passed).then(|| bad.join("\n")),
+        started_at: None,
+        completed_at: record.finished_at.clone(),
+    });
+    out
+}
+
+/// When a check that ended at `ended` (RFC 3339) and took `ms` started.
+/// The commit-status / check-run reports of a review, for `--post`.
+pub fn review_check_reports(report: &ReviewReport) -> Vec<CheckReport> {
+    let mut out: Vec<CheckReport> = report
+        .checks
+        .iter()
+        .map(|c| CheckReport {
+            name: format!("git-agent / {}", c.name),
+            head_sha: report.head.clone(),
+            passed: c.passed,
+            summary: format!(
+                "`{}` {} in {:.1}s (review)",
+                c.command,
+                if c.passed {
+                    "passed".to_string()
+                } else {
+                    c.exit_short()
+                },
+                c.duration_ms() as f64 / 1000.0
+            ),
+            text: (!c.failing_tail().is_empty()).then(|| format!("```\n{}\n```", c.failing_tail())),
+            started_at: None,
+            completed_at: None,
+        })
+        .collect();
+    let scope_ok = report.violations.is_empty();
+    out.push(CheckReport {
+        name: "git-agent / scope".into(),
+        head_sha: report.head.clone(),
+        passed: scope_ok,
+        summary: if scope_ok && report.needs_human.is_empty() {
+            format!(
+                "all {} changes are inside the brief's write scope",
+                report.changes.len()
+            )
+        } else if scope_ok {
+            format!(
+                "in scope; a human must look: {}",
+                report.needs_human.join("; ")
+            )
+        } else {
+            format!("{} problem(s) with the scope", report.violations.len())
+        },
+        text: (!scope_ok).then(|| report.violations.join("\n")),
+        started_at: None,
+        completed_at: None,
+    });
+    out
+}
+
+fn started_at(ended: &str, ms: u64) -> Option<String> {
+    use time::format_description::well_known::Rfc3339;
+    let end = time::OffsetDateTime::parse(ended, &Rfc3339).ok()?;
+    (end - time::Duration::milliseconds(ms as i64))
+        .format(&Rfc3339)
+        .ok()
+}

@@ -1,0 +1,449 @@
+//! The attempt loop: the agent works, git-agent looks at what it left, the
+//! checks judge it, and failures go back to the agent as feedback.
+//!
+//! One attempt is four steps, each in its own function: [`Run::invoke`]
+//! (prompt, agent, its report), [`Run::inspect`] (what the agent did to
+//! git's own state), [`Run::judge`] (the verifier on the change set) and
+//! [`Run::check`] (the brief's checks). Each either hands its result on or
+//! ends the run with an [`End`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::engine::checks::{self, CheckResult, CheckRunner};
+use crate::engine::prompt;
+use crate::engine::run::{
+    agent_extra_env, path_str, write_file, End, Run, RunError, RunRequest, Start,
+};
+use crate::exec::process::{self, ExitKind, ProcessOutcome, ProcessSpec, StopSignal};
+use crate::exec::{env, sandbox};
+use crate::git::{Change, RepoGuard, Worktree};
+use crate::model::event::EventKind;
+use crate::model::store::State;
+
+/// Bytes of agent output kept on disk per stream.
+pub const AGENT_OUTPUT_LIMIT: u64 = 8 * 1024 * 1024;
+
+/// What every attempt of one run shares.
+pub(super) struct Attempts<'r> {
+    pub(super) req: &'r RunRequest,
+    pub(super) base: git2::Oid,
+    pub(super) wt: Worktree,
+    pub(super) guard: RepoGuard,
+    pub(super) sandbox: Option<Arc<sandbox::Prepared>>,
+    pub(super) deadline: Instant,
+    /// The run's marker variable, by which escaped processes are swept.
+    pub(super) marker: (String, String),
+    pub(super) tmp: PathBuf,
+}
+
+/// What an attempt carries to the next one.
+struct Carry {
+    feedback: Option<String>,
+    decisions_read: usize,
+}
+
+/// How the agent's part of an attempt ended, when the run goes on.
+pub(super) struct Invoked {
+    pub(super) outcome: ProcessOutcome,
+    /// The end of the agent's stderr, for reasons.
+    pub(super) stderr_tail: String,
+    /// Why a human must look, from the agent itself or its budgets.
+    pub(super) escalations: Vec<String>,
+    /// The index file's `HEAD` as the attempt began, to catch re-attachment.
+    pub(super) head_before: Option<Vec<u8>>,
+}
+
+/// An attempt's step either hands its result on or ends the run.
+pub(super) enum Step<T> {
+    Next(T),
+    Stop(End),
+}
+
+/// Returns the value of a [`Step`], or ends the attempt loop with its `End`.
+macro_rules! next {
+    ($step:expr) => {
+        match $step {
+            Step::Next(value) => value,
+            Step::Stop(end) => return Ok(Some(end)),
+        }
+    };
+}
+
+impl Run {
+    pub(super) async fn attempts(
+        &mut self,
+        req: &RunRequest,
+        mut stop: watch::Receiver<StopSignal>,
+        start: Start,
+    ) -> Result<End, RunError> {
+        let brief = &req.brief;
+        let guard = self.git(|repo| repo.guard()).await?;
+        let tmp = self.dir.tmp_dir();
+        std::fs::create_dir_all(&tmp).map_err(|source| RunError::Store {
+            path: tmp.clone(),
+            source,
+        })?;
+        let sandbox = match self.prepare_sandbox(&start.wt, &req.agent) {
+            Ok(s) => s,
+            Err(reason) => return Ok(End::failed(reason)),
+        };
+        let run = Attempts {
+            req,
+            base: start.base,
+            wt: start.wt,
+            guard,
+            sandbox,
+            deadline: self.started + brief.escalate.timeout,
+            marker: ("GIT_AGENT_RUN_ID".to_string(), self.dir.id.clone()),
+            tmp,
+        };
+        let mut carry = Carry {
+            feedback: start.feedback,
+            decisions_read: start.decisions_read,
+        };
+        for attempt in start.first_attempt..=brief.escalate.attempts {
+            if *stop.borrow_and_update() != StopSignal::Run {
+                return Ok(End::interrupted());
+            }
+            if let Some(end) = self.attempt(&run, attempt, &mut carry, &stop).await? {
+                return Ok(end);
+            }
+        }
+        Ok(End::failed("no attempts were made".into()))
+    }
+
+    /// One attempt; `None` means another attempt follows, with the
+    /// feedback left in `carry`.
+    async fn attempt(
+        &mut self,
+        run: &Attempts<'_>,
+        attempt: u32,
+        carry: &mut Carry,
+        stop: &watch::Receiver<StopSignal>,
+    ) -> Result<Option<End>, RunError> {
+        let brief = &run.req.brief;
+        self.record.attempts = attempt;
+        self.set_state(State::Running)?;
+        self.event(EventKind::AttemptStarted { attempt })?;
+        let invoked = next!(self.invoke(run, attempt, carry, stop).await?);
+        let mut escalations = invoked.escalations.clone();
+        escalations.extend(
+            self.inspect(run, attempt, invoked.head_before.as_deref())
+                .await?,
+        );
+        let judged = next!(self.judge(run, attempt, escalations).await?);
+        if judged.in_scope.is_empty() {
+            let reason = match invoked.outcome.exit {
+                ExitKind::Code(0) => "the agent changed nothing in scope".to_string(),
+                exit => format!(
+                    "the agent changed nothing in scope; it ended with {exit}: {}",
+                    invoked.stderr_tail.trim().lines().last().unwrap_or("")
+                ),
+            };
+            self.event(EventKind::AttemptFailed {
+                attempt,
+                reason: reason.clone(),
+            })?;
+            carry.feedback = Some(prompt::feedback(
+                &[format!("Attempt {attempt} changed no file inside the scope. Make the change the task asks for.")],
+                &[],
+            ));
+            if attempt == brief.escalate.attempts {
+                return Ok(Some(End::failed(reason)));
+            }
+            return Ok(None);
+        }
+
+        let results = next!(self.check(run, attempt, stop).await?);
+        let failed: Vec<&CheckResult> = results.iter().filter(|r| !r.passed).collect();
+        if failed.is_empty() {
+            let keep = Some((run.base, judged.in_scope));
+            if !judged.for_human.is_empty() {
+                return self.escalate(judged.for_human.join("; "), keep).map(Some);
+            }
+            return Ok(Some(End {
+                state: State::Succeeded,
+                reason: None,
+                keep,
+            }));
+        }
+        if attempt < brief.escalate.attempts {
+            self.discard_check_artifacts(attempt, &run.wt, run.base, judged.tree)
+                .await?;
+        }
+        let names = failed
+            .iter()
+            .map(|r| format!("`{}`", r.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let reason = format!(
+            "check{} {names} failed",
+            if failed.len() == 1 { "" } else { "s" }
+        );
+        self.event(EventKind::AttemptFailed {
+            attempt,
+            reason: reason.clone(),
+        })?;
+        carry.feedback = Some(prompt::feedback(&[], &failed));
+        if Instant::now() >= run.deadline {
+            let reason = format!("{reason}, and the run hit its time limit");
+            return self.escalate(reason, None).map(Some);
+        }
+        if attempt == brief.escalate.attempts {
+            return Ok(Some(End::failed(format!(
+                "{reason} on the last attempt ({attempt} of {attempt})"
+            ))));
+        }
+        Ok(None)
+    }
+
+    /// Renders the prompt, runs the agent under supervision, and reads what
+    /// it and its CLI reported (decisions, activity, budgets).
+    async fn invoke(
+        &mut self,
+        run: &Attempts<'_>,
+        attempt: u32,
+        carry: &mut Carry,
+        stop: &watch::Receiver<StopSignal>,
+    ) -> Result<Step<Invoked>, RunError> {
+        let req = run.req;
+        let brief = &req.brief;
+        let review = req
+            .review
+            .as_ref()
+            .map(|r| prompt::review_comments(r.pull_request, &r.comments));
+        let prompt_text =
+            prompt::render(brief, attempt, carry.feedback.as_deref(), review.as_deref());
+        write_file(&self.dir.prompt_path(), &prompt_text)?;
+        write_file(
+            &self.dir.feedback_path(),
+            carry.feedback.as_deref().unwrap_or(""),
+        )?;
+        let spec = match self.agent_spec(run, attempt, carry.feedback.as_deref()) {
+            Ok(spec) => spec,
+            Err(message) => return Ok(Step::Stop(End::failed(message))),
+        };
+        let head_path = run.wt.admin_dir.join("HEAD");
+        let head_before = std::fs::read(&head_path).ok();
+        let (outcome, budget_stop) =
+            crate::agent::supervise(&spec, stop.clone(), &req.agent, brief)
+                .await
+                .map_err(RunError::Agent)?;
+        self.event(EventKind::AgentFinished {
+            attempt,
+            exit_code: outcome.exit.code(),
+            signal: outcome.exit.signal(),
+            timed_out: outcome.timed_out,
+            duration_ms: outcome.duration.as_millis() as u64,
+            stdout_bytes: outcome.stdout_bytes,
+            stderr_bytes: outcome.stderr_bytes,
+            leaked: outcome.leaked,
+        })?;
+        let asked_for_human = self.read_decisions(attempt, &mut carry.decisions_read)?;
+        if outcome.stopped.is_some() {
+            return Ok(Step::Stop(End::interrupted()));
+        }
+        let stderr_tail =
+            process::tail(&self.dir.agent_output(attempt, "stderr"), 600).unwrap_or_default();
+        if let ExitKind::Code(code @ (126 | 127)) = outcome.exit {
+            // The shell could not find or run the command: retrying cannot help.
+            return Ok(Step::Stop(End::failed(format!(
+                "the agent command `{}` could not start (exit {code}): {}",
+                req.agent.command,
+                stderr_tail.trim()
+            ))));
+        }
+        self.set_state(State::Verifying)?;
+        // What the agent CLI reported (tool calls, turns, cost), its budgets and failures.
+        let report = crate::agent::report(
+            &req.agent,
+            brief,
+            &self.dir.agent_output(attempt, "stdout"),
+            &self.dir.agent_output(attempt, "stderr"),
+            &outcome,
+            budget_stop,
+        );
+        if let Some(activity) = report.activity {
+            self.event(EventKind::AgentActivity { attempt, activity })?;
+        }
+        if let Some(reason) = report.fatal {
+            return Ok(Step::Stop(End::failed(reason)));
+        }
+        let mut escalations = report.escalations;
+        if let Some(summary) = asked_for_human {
+            escalations.push(format!("the agent asked for a human: {summary}"));
+        }
+        if outcome.timed_out {
+            escalations.push(format!(
+                "the run hit its time limit of {}",
+                humantime::format_duration(brief.escalate.timeout)
+            ));
+        }
+        Ok(Step::Next(Invoked {
+            outcome,
+            stderr_tail,
+            escalations,
+            head_before,
+        }))
+    }
+
+    /// The agent's process: the adapter's command line (a missing CLI is
+    /// the error), the allowlisted environment, the run's limits.
+    fn agent_spec(
+        &self,
+        run: &Attempts<'_>,
+        attempt: u32,
+        feedback: Option<&str>,
+    ) -> Result<ProcessSpec, String> {
+        let req = run.req;
+        let invocation = crate::agent::invocation(
+            &req.agent,
+            &crate::agent::Context {
+                brief: &req.brief,
+                worktree: &run.wt.path,
+                run_dir: &self.dir.path,
+                prompt_file: &self.dir.prompt_path(),
+                attempt,
+                feedback,
+                env_source: &self.engine.env_source,
+                sandboxed: run.sandbox.as_ref().is_some_and(|s| s.confines_writes()),
+            },
+        )?;
+        let mut extra = agent_extra_env(&self.dir, req.brief.id.as_str(), attempt);
+        extra.extend(invocation.env);
+        let remaining = run.deadline.saturating_duration_since(Instant::now());
+        Ok(ProcessSpec {
+            program: invocation.program,
+            args: invocation.args,
+            cwd: run.wt.path.clone(),
+            env: env::build(self.engine.env_source.clone(), &req.agent.pass_env, &extra),
+            stdout_path: self.dir.agent_output(attempt, "stdout"),
+            stderr_path: self.dir.agent_output(attempt, "stderr"),
+            output_limit: AGENT_OUTPUT_LIMIT,
+            timeout: Some(remaining.max(Duration::from_millis(1))),
+            grace: self.engine.grace,
+            marker: Some(run.marker.clone()),
+            sandbox: run.sandbox.clone(),
+        })
+    }
+
+    /// Runs the brief's checks on the worktree, confined like the agent.
+    async fn check(
+        &mut self,
+        run: &Attempts<'_>,
+        attempt: u32,
+        stop: &watch::Receiver<StopSignal>,
+    ) -> Result<Step<Vec<CheckResult>>, RunError> {
+        let brief = &run.req.brief;
+        self.set_state(State::Checking)?;
+        let check_env = env::build(
+            self.engine.env_source.clone(),
+            &[],
+            &[
+                ("TMPDIR".to_string(), path_str(&run.tmp)),
+                ("GIT_AGENT_TASK".to_string(), brief.id.to_string()),
+                (
+                    "GIT_OBJECT_DIRECTORY".to_string(),
+                    path_str(&self.dir.objects_dir()),
+                ),
+                (
+                    "GIT_ALTERNATE_OBJECT_DIRECTORIES".to_string(),
+                    path_str(&self.dir.shared_objects()),
+                ),
+            ],
+        );
+        let runner = CheckRunner {
+            worktree: &run.wt.path,
+            env: &check_env,
+            grace: self.engine.grace,
+            marker: run.marker.clone(),
+            sandbox: run.sandbox.clone(),
+        };
+        let mut results = Vec::new();
+        for (i, check) in brief.checks.iter().enumerate() {
+            let remaining = run.deadline.saturating_duration_since(Instant::now());
+            let result = checks::run_check(
+                &runner,
+                check,
+                self.dir.check_output(attempt, i),
+                remaining.max(Duration::from_millis(1)),
+                stop.clone(),
+            )
+            .await
+            .map_err(|source| RunError::Check {
+                name: check.name.clone(),
+                source,
+            })?;
+            self.event(EventKind::CheckFinished {
+                attempt,
+                name: result.name.clone(),
+                command: result.command.clone(),
+                passed: result.passed,
+                exit_code: result.exit.code(),
+                timed_out: result.timed_out,
+                duration_ms: result.duration_ms(),
+                output_tail: result.failing_tail().to_string(),
+            })?;
+            if result.stopped {
+                return Ok(Step::Stop(End::interrupted()));
+            }
+            results.push(result);
+        }
+        self.record.checks = results.iter().map(CheckResult::summary).collect();
+        self.save()?;
+        Ok(Step::Next(results))
+    }
+
+    /// Puts the worktree back as the agent left it: what the checks wrote
+    /// (build output, caches git does not ignore, formatter edits) must not
+    /// count as the agent's change on the next attempt.
+    async fn discard_check_artifacts(
+        &self,
+        attempt: u32,
+        wt: &Worktree,
+        base: git2::Oid,
+        agent_tree: git2::Oid,
+    ) -> Result<(), RunError> {
+        let wt = wt.clone();
+        let paths = self
+            .git(move |repo| {
+                let before_checks = repo.snapshot_commit(base, agent_tree)?;
+                let artifacts = repo.change_set(&wt, before_checks)?;
+                if artifacts.changes.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let refs: Vec<&Change> = artifacts.changes.iter().collect();
+                repo.restore_in_worktree(&wt, before_checks, &refs)?;
+                Ok(artifacts
+                    .changes
+                    .iter()
+                    .map(|c| c.path.clone())
+                    .collect::<Vec<_>>())
+            })
+            .await?;
+        if !paths.is_empty() {
+            self.event(EventKind::CheckArtifactsRemoved { attempt, paths })?;
+        }
+        Ok(())
+    }
+
+    /// Ends the run as escalated: logs why and keeps `keep` for the branch.
+    pub(super) fn escalate(
+        &self,
+        reason: String,
+        keep: Option<(git2::Oid, Vec<Change>)>,
+    ) -> Result<End, RunError> {
+        self.event(EventKind::Escalated {
+            reason: reason.clone(),
+        })?;
+        Ok(End {
+            state: State::Escalated,
+            reason: Some(reason),
+            keep,
+        })
+    }
+}

@@ -1,0 +1,75 @@
+//! The run's confinement: one sandbox, prepared before the first attempt,
+//! for the agent and the checks alike.
+
+use std::sync::Arc;
+
+use crate::engine::run::{error_chain, Run};
+use crate::git::Worktree;
+use crate::model::event::EventKind;
+use crate::spec::config::Agent;
+
+impl Run {
+    /// The run's sandbox, prepared once (ruleset built, paths opened) and
+    /// applied to every agent attempt and check; its effective policy is
+    /// recorded as a `sandbox` event. An error is the reason the run fails.
+    pub(super) fn prepare_sandbox(
+        &self,
+        wt: &Worktree,
+        agent: &Agent,
+    ) -> Result<Option<Arc<crate::exec::sandbox::Prepared>>, String> {
+        let config = &self.engine.sandbox;
+        let decisions = self.dir.decisions_path();
+        // Only this file of the run dir is writable, and only as an
+        // existing file: create it now.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&decisions)
+            .map_err(|e| format!("could not create {}: {e}", decisions.display()))?;
+        // What `git add`/`git commit` in a detached worktree writes: objects
+        // (into the run's own store), and the worktree's HEAD, index, logs.
+        let objects = self.dir.objects_dir();
+        std::fs::create_dir_all(&objects)
+            .map_err(|e| format!("could not create {}: {e}", objects.display()))?;
+        let mut write_dirs = vec![wt.path.clone(), self.dir.tmp_dir(), objects];
+        write_dirs.push(wt.admin_dir.clone());
+        write_dirs.extend(config.write_paths.iter().cloned());
+        // The agent CLI's own state (Codex's CODEX_HOME, Claude's config dir).
+        let (state_dirs, state_files) =
+            crate::agent::state_paths(agent.adapter, &self.engine.env_source);
+        write_dirs.extend(state_dirs);
+        let mut write_files = vec![decisions];
+        write_files.extend(state_files);
+        let policy = crate::exec::sandbox::Policy {
+            write_dirs,
+            write_files,
+            read_deny: config.read_deny.clone(),
+            network: config.network,
+        };
+        let prepared =
+            crate::exec::sandbox::Prepared::new(config.mode, &policy).map_err(|e| e.to_string())?;
+        let Some(prepared) = prepared else {
+            self.event(EventKind::Sandbox {
+                policy: crate::model::sandbox::Effective {
+                    enforcement: crate::model::sandbox::Enforcement::Off,
+                    landlock_abi: crate::exec::sandbox::landlock_abi(),
+                    network: crate::model::sandbox::NetworkPolicy::Open,
+                    writable: Vec::new(),
+                    read_deny: Vec::new(),
+                    user_namespace: false,
+                    note: Some("`sandbox.mode: off` in the config".into()),
+                },
+            })
+            .map_err(|e| error_chain(&e))?;
+            return Ok(None);
+        };
+        if let Some(note) = &prepared.effective.note {
+            crate::exec::sandbox::warn_once(note);
+        }
+        self.event(EventKind::Sandbox {
+            policy: prepared.effective.clone(),
+        })
+        .map_err(|e| error_chain(&e))?;
+        Ok(Some(Arc::new(prepared)))
+    }
+}

@@ -1,0 +1,144 @@
+//! The end of a run: commit what is kept to the task's branch, attach the
+//! decision log as a note, hand the result to delivery, clean up.
+
+use crate::engine::run::{error_chain, End, Run, RunError, RunRequest};
+use crate::git::{is_agent_commit, Change};
+use crate::model::delivery::{Deliver, DeliveryRecord, DeliveryState, EscalateFallback};
+use crate::model::event::EventKind;
+use crate::model::store::State;
+use crate::report::markdown::render_markdown;
+use crate::spec::brief::{goal_of, Brief};
+
+impl Run {
+    pub(super) async fn finish(&mut self, req: &RunRequest, end: End) -> Result<(), RunError> {
+        let brief = &req.brief;
+        self.record.reason = end.reason.clone();
+        let mut end_state = end.state;
+        if let (Some((base, keep)), State::Succeeded | State::Escalated) = (end.keep, end.state) {
+            if !keep.is_empty() {
+                self.set_state(State::Committing)?;
+                let message = commit_message(brief, &self.dir.id, end.state);
+                let branch = brief.output.branch.clone();
+                let task = brief.id.to_string();
+                let committed = self
+                    .git(move |repo| {
+                        let refs: Vec<&Change> = keep.iter().collect();
+                        let tree = repo.build_tree(base, &refs)?;
+                        repo.commit_to_branch(&branch, base, tree, &message, &|c: &git2::Commit| {
+                            is_agent_commit(c, &task)
+                        })
+                    })
+                    .await;
+                match committed {
+                    Ok((branch, commit)) => {
+                        self.record.branch = Some(branch.clone());
+                        self.record.commit = Some(commit.to_string());
+                        self.event(EventKind::Committed {
+                            branch,
+                            commit: commit.to_string(),
+                        })?;
+                    }
+                    Err(e) => {
+                        end_state = State::Failed;
+                        self.record.reason = Some(format!("could not commit: {}", error_chain(&e)));
+                    }
+                }
+            }
+        }
+        let duration = self.started.elapsed();
+        self.record.state = end_state;
+        self.record.finished_at = Some(crate::model::time::now_rfc3339());
+        self.record.duration_ms = Some(duration.as_millis() as u64);
+        self.event(EventKind::RunFinished {
+            outcome: end_state,
+            duration_ms: duration.as_millis() as u64,
+            reason: self.record.reason.clone(),
+        })?;
+        if let Some(commit) = self.record.commit.clone() {
+            let events = self.dir.read_events().unwrap_or_default();
+            let note = render_markdown(&self.record, &events);
+            if let Ok(oid) = git2::Oid::from_str(&commit) {
+                // The branch is the deliverable; a missing note is logged, not fatal.
+                if let Err(e) = self.git(move |repo| repo.add_note(oid, &note)).await {
+                    tracing::warn!(error = %error_chain(&e), "could not attach the decision log note");
+                }
+            }
+        }
+        // An escalated run with `escalate.fallback: issue` is handed to a
+        // human even when it committed nothing.
+        let hand_back = end_state == State::Escalated
+            && brief.escalate.fallback == EscalateFallback::Issue
+            && matches!(brief.output.deliver, Deliver::Pr | Deliver::DraftPr);
+        if brief.output.deliver != Deliver::Branch && (self.record.commit.is_some() || hand_back) {
+            self.deliver(brief).await?;
+        }
+        if end_state == State::Succeeded {
+            if let Some(wt) = self.worktree.take() {
+                match self.git(move |repo| repo.remove_worktree(&wt)).await {
+                    Ok(()) => self.record.worktree = None,
+                    Err(e) => {
+                        tracing::warn!(error = %error_chain(&e), "could not remove the worktree")
+                    }
+                }
+            }
+        }
+        self.save()
+    }
+
+    /// Hands the run to the engine's [`Deliverer`] (push, pull request,
+    /// issue). A failure is recorded in `run.json` (`delivery.state:
+    /// failed`) and never loses the run: the branch and the log stay, and
+    /// `git agent deliver RUN` retries.
+    async fn deliver(&mut self, brief: &Brief) -> Result<(), RunError> {
+        let out = &brief.output;
+        let base = brief.base.strip_prefix("origin/").unwrap_or(&brief.base);
+        let asked = DeliveryRecord::new(
+            out.deliver,
+            brief.escalate.fallback,
+            base,
+            &out.labels,
+            &out.reviewers,
+        );
+        self.record.delivery = Some(asked.clone());
+        let delivery = match self.engine.deliverer.clone() {
+            Some(deliverer) => {
+                let events = self.dir.read_events().unwrap_or_default();
+                deliverer.deliver(&self.record, &events).await
+            }
+            None => DeliveryRecord {
+                state: DeliveryState::Failed,
+                reason: Some("this command does not deliver runs".into()),
+                ..asked
+            },
+        };
+        if let Some(reason) = &delivery.reason {
+            tracing::warn!(%reason, "delivery failed; the branch stays, retry with `git agent deliver`");
+        }
+        self.event(delivery.event())?;
+        self.record.delivery = Some(delivery);
+        Ok(())
+    }
+}
+
+/// The commit message: the brief's title (marked WIP when escalated), its
+/// goal, and the trailers that tie the commit to its task, run and brief.
+fn commit_message(brief: &Brief, run_id: &str, state: State) -> String {
+    let subject = match state {
+        State::Escalated => format!("WIP (escalated): {}", brief.title),
+        _ => brief.title.clone(),
+    };
+    let goal = goal_of(&brief.body);
+    let mut msg = subject;
+    msg.push_str("\n\n");
+    if !goal.is_empty() {
+        msg.push_str(&goal);
+        msg.push_str("\n\n");
+    }
+    msg.push_str(&format!(
+        "Agent-Task: {}\nAgent-Run: {run_id}\nAgent-Brief: {}\nAgent-Outcome: {}\n",
+        brief.id,
+        brief.blob_id,
+        state.outcome()
+    ));
+    msg
+}

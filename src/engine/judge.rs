@@ -1,0 +1,314 @@
+//! After the agent: what it did to git's own state ([`Run::inspect`]), and
+//! the verifier's judgement of what it changed ([`Run::judge`]), both turned
+//! into violation events and escalation reasons.
+
+use crate::engine::attempt::{Attempts, Step};
+use crate::engine::run::{write_file, Run, RunError};
+use crate::engine::verify::{Unsafe, Verifier, MAX_FILE_BYTES};
+use crate::git::Change;
+use crate::model::event::{Decision, DecisionKind, EventKind, ScopedChange};
+use crate::spec::brief::OnScopeViolation;
+
+/// The change set of an attempt that may go on to the checks.
+pub(super) struct Judged {
+    /// The tree of the agent's change (before the checks run).
+    pub(super) tree: git2::Oid,
+    /// What the scope allows, minus nothing: the candidate to commit.
+    pub(super) in_scope: Vec<Change>,
+    /// Reasons a human must look even when the checks pass.
+    pub(super) for_human: Vec<String>,
+}
+
+impl Run {
+    /// What the agent did to git's own state: objects it wrote (imported
+    /// when sound), the repository's config and hooks (restored), its
+    /// worktree's HEAD and `.git` file. Returns escalation reasons.
+    pub(super) async fn inspect(
+        &self,
+        run: &Attempts<'_>,
+        attempt: u32,
+        head_before: Option<&[u8]>,
+    ) -> Result<Vec<String>, RunError> {
+        let mut escalations = Vec::new();
+        // What the agent's git wrote went to the run's own object store:
+        // verified, it joins the repository's (the worktree's index and
+        // any commit of the agent refer to it).
+        let objects = self.dir.objects_dir();
+        let imported = self
+            .git(move |repo| {
+                let imported = repo.import_objects(&objects)?;
+                // Emptied, not removed: the sandbox holds the directory.
+                if let Ok(entries) = std::fs::read_dir(&objects) {
+                    for e in entries.flatten() {
+                        let _ = std::fs::remove_dir_all(e.path())
+                            .or_else(|_| std::fs::remove_file(e.path()));
+                    }
+                }
+                Ok(imported)
+            })
+            .await?;
+        if !imported.corrupt.is_empty() {
+            for oid in &imported.corrupt {
+                self.event(EventKind::Violation {
+                    attempt,
+                    what: "wrote a git object whose content does not match its name (not imported)"
+                        .into(),
+                    path: Some(oid.clone()),
+                })?;
+            }
+            escalations.push(format!(
+                "the agent wrote {} corrupt git object(s)",
+                imported.corrupt.len()
+            ));
+        }
+        let guard = run.guard.clone();
+        let tampered = self.git(move |_| guard.check_and_restore()).await?;
+        for what in &tampered {
+            self.event(EventKind::Violation {
+                attempt,
+                what: format!("changed the repository's {what} (restored)"),
+                path: None,
+            })?;
+        }
+        if !tampered.is_empty() {
+            escalations.push(format!(
+                "the agent changed the repository's {}",
+                tampered.join(", ")
+            ));
+        }
+        escalations.extend(self.reattached_head(run, attempt, head_before)?);
+        if run.wt.git_file_tampered() {
+            self.event(EventKind::Violation {
+                attempt,
+                what: "rewrote the worktree's .git file".into(),
+                path: Some(".git".into()),
+            })?;
+            escalations.push("the agent rewrote the worktree's .git file".into());
+        }
+        Ok(escalations)
+    }
+
+    /// The admin dir is writable (git needs it to commit), so the agent can
+    /// attach its worktree's HEAD to a branch (`git symbolic-ref`,
+    /// `checkout -b`): a later commit there would move that branch. Detach
+    /// it again.
+    fn reattached_head(
+        &self,
+        run: &Attempts<'_>,
+        attempt: u32,
+        before: Option<&[u8]>,
+    ) -> Result<Option<String>, RunError> {
+        let head_path = run.wt.admin_dir.join("HEAD");
+        let (Some(before), Ok(after)) = (before, std::fs::read(&head_path)) else {
+            return Ok(None);
+        };
+        if !after.starts_with(b"ref:") || after == before {
+            return Ok(None);
+        }
+        let target = String::from_utf8_lossy(&after[4..]).trim().to_string();
+        write_file(&head_path, &String::from_utf8_lossy(before))?;
+        self.event(EventKind::Violation {
+            attempt,
+            what: format!("attached the worktree's HEAD to {target} (detached again)"),
+            path: None,
+        })?;
+        Ok(Some(format!(
+            "the agent attached its worktree's HEAD to {target}"
+        )))
+    }
+
+    /// The verifier on the attempt's change set: oversized files, the scope
+    /// (escalate or revert), unsafe links and embedded repositories, then
+    /// what a human must see. `escalations` so far end the run here when
+    /// there are any, keeping only what may be committed.
+    pub(super) async fn judge(
+        &self,
+        run: &Attempts<'_>,
+        attempt: u32,
+        mut escalations: Vec<String>,
+    ) -> Result<Step<Judged>, RunError> {
+        let brief = &run.req.brief;
+        let verifier = Verifier {
+            brief,
+            root: &run.wt.path,
+        };
+        // Before anything hashes the worktree: a huge (or sparse) file
+        // would cost minutes and gigabytes to stage; a human decides.
+        let big = verifier.oversized();
+        if !big.is_empty() {
+            for (path, len) in &big {
+                self.event(EventKind::Violation {
+                    attempt,
+                    what: format!(
+                        "wrote a file of {len} bytes, over the limit of {MAX_FILE_BYTES} (not staged)"
+                    ),
+                    path: Some(path.clone()),
+                })?;
+            }
+            escalations.push(format!(
+                "{} file{} over {} MiB: {}",
+                big.len(),
+                plural(big.len()),
+                MAX_FILE_BYTES >> 20,
+                list_paths(big.iter().map(|(p, _)| p.as_str()))
+            ));
+            return self.escalate(escalations.join("; "), None).map(Step::Stop);
+        }
+
+        let (tree, in_scope) = self
+            .scope(run, attempt, &verifier, &mut escalations)
+            .await?;
+        for found in verifier.unsafe_changes(&in_scope) {
+            let (what, path, reason) = match found {
+                Unsafe::SymlinkEscapes { path, target } => (
+                    format!("made a symlink pointing outside the worktree (→ {target})"),
+                    path.clone(),
+                    format!("`{path}` is a symlink pointing outside the worktree"),
+                ),
+                Unsafe::Gitlink { path } => (
+                    "added an embedded git repository".to_string(),
+                    path.clone(),
+                    format!("`{path}` is an embedded git repository"),
+                ),
+            };
+            self.event(EventKind::Violation {
+                attempt,
+                what,
+                path: Some(path),
+            })?;
+            escalations.push(reason);
+        }
+        if !escalations.is_empty() {
+            let keep = verifier.committable(in_scope);
+            return self
+                .escalate(escalations.join("; "), Some((run.base, keep)))
+                .map(Step::Stop);
+        }
+
+        // Escalations that still let checks run: a human must look anyway.
+        let mut for_human = Vec::new();
+        let watched = verifier.watched(&in_scope);
+        if !watched.is_empty() {
+            for_human.push(format!(
+                "changed {} (listed in escalate.paths)",
+                list_paths(watched.into_iter())
+            ));
+        }
+        if let Some((lines, max)) = verifier.too_many_lines(&in_scope) {
+            for_human.push(format!(
+                "changed {lines} lines, more than max_changed_lines ({max})"
+            ));
+        }
+        Ok(Step::Next(Judged {
+            tree,
+            in_scope,
+            for_human,
+        }))
+    }
+
+    /// The change set judged by the scope; out-of-scope changes escalate
+    /// (reasons added to `escalations`) or are reverted, as the brief says.
+    /// Returns the change's tree and the changes in scope.
+    async fn scope(
+        &self,
+        run: &Attempts<'_>,
+        attempt: u32,
+        verifier: &Verifier<'_>,
+        escalations: &mut Vec<String>,
+    ) -> Result<(git2::Oid, Vec<Change>), RunError> {
+        let (base, wt) = (run.base, run.wt.clone());
+        let changes = self.git(move |repo| repo.change_set(&wt, base)).await?;
+        let judged = verifier.scope(&changes.changes);
+        self.scope_report(attempt, judged.scoped)?;
+        if judged.outside.is_empty() {
+            return Ok((changes.tree, judged.allowed));
+        }
+        match run.req.brief.escalate.on_scope_violation {
+            OnScopeViolation::Escalate => {
+                for c in &judged.outside {
+                    self.event(EventKind::Violation {
+                        attempt,
+                        what: "changed a path outside the scope".into(),
+                        path: Some(c.path.clone()),
+                    })?;
+                }
+                escalations.push(format!(
+                    "{} path{} outside the scope: {}",
+                    judged.outside.len(),
+                    plural(judged.outside.len()),
+                    list_paths(judged.outside.iter().map(|c| c.path.as_str()))
+                ));
+                Ok((changes.tree, judged.allowed))
+            }
+            OnScopeViolation::Revert => {
+                let (wt, undo) = (run.wt.clone(), judged.outside.clone());
+                self.git(move |repo| {
+                    repo.restore_in_worktree(&wt, base, &undo.iter().collect::<Vec<_>>())
+                })
+                .await?;
+                self.event(EventKind::Reverted {
+                    attempt,
+                    paths: judged.outside.iter().map(|c| c.path.clone()).collect(),
+                })?;
+                let wt = run.wt.clone();
+                let changes = self.git(move |repo| repo.change_set(&wt, base)).await?;
+                let judged = verifier.scope(&changes.changes);
+                self.scope_report(attempt, judged.scoped)?;
+                Ok((changes.tree, judged.allowed))
+            }
+        }
+    }
+
+    fn scope_report(&self, attempt: u32, changes: Vec<ScopedChange>) -> Result<(), RunError> {
+        self.event(EventKind::ScopeReport { attempt, changes })
+    }
+
+    /// Reads decisions appended since the last read; returns the summary of
+    /// an `escalate` decision if the agent recorded one.
+    pub(super) fn read_decisions(
+        &self,
+        attempt: u32,
+        read: &mut usize,
+    ) -> Result<Option<String>, RunError> {
+        let text = std::fs::read_to_string(self.dir.decisions_path()).unwrap_or_default();
+        let mut escalate = None;
+        for line in text.lines().skip(*read) {
+            *read += 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Decision>(line) {
+                Ok(decision) => {
+                    if decision.kind == DecisionKind::Escalate {
+                        escalate = Some(decision.summary.clone());
+                    }
+                    self.event(EventKind::Decision { attempt, decision })?;
+                }
+                Err(e) => self.event(EventKind::DecisionRejected {
+                    attempt,
+                    line: line.chars().take(500).collect(),
+                    error: e.to_string(),
+                })?,
+            }
+        }
+        Ok(escalate)
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// Up to five paths in backticks, then how many more.
+pub(super) fn list_paths<'a>(paths: impl Iterator<Item = &'a str>) -> String {
+    let all: Vec<&str> = paths.collect();
+    let mut shown: Vec<String> = all.iter().take(5).map(|p| format!("`{p}`")).collect();
+    if all.len() > 5 {
+        shown.push(format!("and {} more", all.len() - 5));
+    }
+    shown.join(", ")
+}
