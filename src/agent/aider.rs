@@ -12,14 +12,64 @@
 //! worktree. aider prints no JSON: its plain output is parsed (`Tokens: ...
 //! Cost: ...` per model request, `Applied edit to ...`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::{classify, push_unique, tool, Context, FailureKind, StreamParser};
+use super::{classify, push_unique, tool, AgentCli, Context, FailureKind, StreamParser, Var};
 use crate::model::event::AgentActivity;
 use crate::spec::config::Agent;
 
 /// More in-scope files than this: name none, let aider pick.
 pub const MAX_FILES: usize = 30;
+
+/// aider, driven non-interactively.
+pub struct Aider;
+
+impl AgentCli for Aider {
+    fn name(&self) -> &'static str {
+        "aider"
+    }
+
+    fn install_hint(&self) -> &'static str {
+        "python3 -m pip install aider-chat (or pipx install aider-chat)"
+    }
+
+    fn args(&self, agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, String> {
+        args(agent, cx)
+    }
+
+    fn trailing(&self, cx: &Context<'_>) -> Vec<String> {
+        trailing(cx)
+    }
+
+    fn fixed_env(&self) -> &'static [(&'static str, &'static str)] {
+        &[("NO_COLOR", "1"), ("AIDER_CHECK_UPDATE", "false")]
+    }
+
+    fn provider_env(&self) -> &'static [&'static str] {
+        &[
+            "OPENAI_API_KEY",
+            "OPENAI_API_BASE",
+            "ANTHROPIC_API_KEY",
+            "GEMINI_API_KEY",
+            "DEEPSEEK_API_KEY",
+            "OPENROUTER_API_KEY",
+        ]
+    }
+
+    fn state_paths(
+        &self,
+        var: Var<'_>,
+        in_home: &dyn Fn(&str) -> Option<PathBuf>,
+    ) -> (Vec<Option<PathBuf>>, Vec<Option<PathBuf>>) {
+        let _ = var;
+        (vec![in_home(".aider")], Vec::new())
+    }
+
+    fn parser(&self, worktree: &Path) -> Option<Box<dyn StreamParser>> {
+        let _ = worktree;
+        Some(Box::new(Parser::default()))
+    }
+}
 
 pub fn args(agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, String> {
     let side = |name: &str| {

@@ -10,9 +10,14 @@
 
 use std::collections::{HashMap, HashSet};
 
+use std::path::{Path, PathBuf};
+
 use serde_json::Value;
 
-use super::{classify, command, push_unique, relative, tool, Context, FailureKind, StreamParser};
+use super::{
+    classify, command, push_unique, relative, tool, AgentCli, Context, FailureKind, StreamParser,
+    Var,
+};
 use crate::model::event::AgentActivity;
 use crate::spec::config::Agent;
 
@@ -45,6 +50,62 @@ pub fn allowed_tools(cx: &Context<'_>) -> Vec<String> {
         tools.push(format!("Bash({prefix}:*)"));
     }
     tools
+}
+
+/// Claude Code, driven non-interactively.
+pub struct Claude;
+
+impl AgentCli for Claude {
+    fn name(&self) -> &'static str {
+        "Claude Code"
+    }
+
+    fn install_hint(&self) -> &'static str {
+        "npm install -g @anthropic-ai/claude-code"
+    }
+
+    fn args(&self, agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, String> {
+        args(agent, cx)
+    }
+
+    fn fixed_env(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("DISABLE_AUTOUPDATER", "1"),
+            ("DISABLE_TELEMETRY", "1"),
+            ("DISABLE_ERROR_REPORTING", "1"),
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+        ]
+    }
+
+    fn provider_env(&self) -> &'static [&'static str] {
+        &[
+            "ANTHROPIC_API_KEY",
+            "ANTHROPIC_AUTH_TOKEN",
+            "ANTHROPIC_BASE_URL",
+            "ANTHROPIC_MODEL",
+            "CLAUDE_CODE_OAUTH_TOKEN",
+            "CLAUDE_CONFIG_DIR",
+            "CLAUDE_CODE_USE_BEDROCK",
+            "CLAUDE_CODE_USE_VERTEX",
+        ]
+    }
+
+    fn state_paths(
+        &self,
+        var: Var<'_>,
+        in_home: &dyn Fn(&str) -> Option<PathBuf>,
+    ) -> (Vec<Option<PathBuf>>, Vec<Option<PathBuf>>) {
+        (
+            vec![var("CLAUDE_CONFIG_DIR").or_else(|| in_home(".claude"))],
+            vec![in_home(".claude.json")],
+        )
+    }
+
+    fn parser(&self, worktree: &Path) -> Option<Box<dyn StreamParser>> {
+        // Claude Code names its working directory in its init event.
+        let _ = worktree;
+        Some(Box::new(Parser::default()))
+    }
 }
 
 pub fn args(agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, String> {
@@ -397,7 +458,7 @@ mod tests {
         assert_eq!(a.turns, Some(3), "{a:?}");
         let stopped = a.stopped.as_deref().unwrap_or("");
         assert!(stopped.contains("escalate.max_turns"), "{stopped}");
-        let budget = crate::agent::Budget {
+        let budget = crate::agent::supervise::Budget {
             max_turns: Some(3),
             max_cost_usd: None,
         };

@@ -12,11 +12,64 @@
 //! and no model-turn count: `turns` counts its steps (tool calls and
 //! messages), which is what `escalate.max_turns` limits, live.
 
+use std::path::{Path, PathBuf};
+
 use serde_json::Value;
 
-use super::{classify, command, push_unique, relative, tool, Context, FailureKind, StreamParser};
+use super::{
+    classify, command, push_unique, relative, tool, AgentCli, Context, FailureKind, StreamParser,
+    Var,
+};
 use crate::model::event::AgentActivity;
 use crate::spec::config::Agent;
+
+/// the Codex CLI, driven non-interactively.
+pub struct Codex;
+
+impl AgentCli for Codex {
+    fn name(&self) -> &'static str {
+        "the Codex CLI"
+    }
+
+    fn install_hint(&self) -> &'static str {
+        "npm install -g @openai/codex"
+    }
+
+    fn args(&self, agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, String> {
+        args(agent, cx)
+    }
+
+    fn fixed_env(&self) -> &'static [(&'static str, &'static str)] {
+        &[("NO_COLOR", "1")]
+    }
+
+    fn provider_env(&self) -> &'static [&'static str] {
+        &[
+            "OPENAI_API_KEY",
+            "CODEX_API_KEY",
+            "OPENAI_BASE_URL",
+            "CODEX_HOME",
+        ]
+    }
+
+    fn state_paths(
+        &self,
+        var: Var<'_>,
+        in_home: &dyn Fn(&str) -> Option<PathBuf>,
+    ) -> (Vec<Option<PathBuf>>, Vec<Option<PathBuf>>) {
+        (
+            vec![var("CODEX_HOME").or_else(|| in_home(".codex"))],
+            Vec::new(),
+        )
+    }
+
+    fn parser(&self, worktree: &Path) -> Option<Box<dyn StreamParser>> {
+        // Codex reports absolute paths and never its working directory.
+        let mut parser = Parser::default();
+        parser.set_cwd(&worktree.to_string_lossy());
+        Some(Box::new(parser))
+    }
+}
 
 pub fn args(agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, String> {
     let prompt = std::fs::read_to_string(cx.prompt_file)
@@ -232,6 +285,33 @@ mod tests {
         assert!(a.turns.is_some_and(|t| t >= 3), "{a:?}");
         assert!(a.cost_usd.is_none());
         assert!(p.failure().is_none());
+    }
+
+    /// Codex names files by absolute path and never says where it works:
+    /// the adapter's parser is given the worktree, so the log shows
+    /// repository paths (the parser built without it, as before, did not).
+    #[test]
+    fn file_paths_are_relative_to_the_worktree() {
+        let worktree = "/tmp/git-agent-run-cnGc2f/wt/repo-b48e9a31/20261125-160844-retry-385c";
+        let path = format!(
+            "{}/tests/fixtures/agent_streams/codex-retry-2.jsonl",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let stream = std::fs::read_to_string(&path).expect("fixture");
+        let parsed = crate::agent::parse(
+            crate::spec::config::Adapter::Codex,
+            Path::new(worktree),
+            &stream,
+            "",
+        )
+        .expect("codex has a parser");
+        assert_eq!(parsed.activity().files_edited, vec!["src/greet.txt"]);
+        let unanchored = parse("codex-retry-2.jsonl").activity();
+        assert_eq!(
+            unanchored.files_edited,
+            vec![format!("{worktree}/src/greet.txt")],
+            "control: without the worktree the path stays absolute"
+        );
     }
 
     #[test]

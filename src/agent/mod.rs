@@ -1,31 +1,94 @@
 //! The adapter seam: how git-agent drives each kind of agent.
 //!
-//! [`invocation`] builds the command line and extra environment of one
-//! attempt; [`supervise`] runs it under [`process::run`] while watching the
-//! CLI's event stream for budgets (`escalate.max_turns`,
-//! `escalate.max_cost_usd`); [`report`] parses the stream afterwards into an
-//! [`AgentActivity`] for the decision log and maps failures (CLI missing,
-//! authentication, model, crash) to a clear outcome.
+//! Each kind is an [`AgentCli`]: the command line and environment of one
+//! attempt, where the CLI keeps its state, and a parser of its event
+//! stream. [`invocation`] builds an attempt's command from it;
+//! [`supervise`] runs it while watching the stream for budgets
+//! (`escalate.max_turns`, `escalate.max_cost_usd`); [`report`] parses the
+//! stream afterwards into an [`AgentActivity`] for the decision log and
+//! maps failures (CLI missing, authentication, model, crash) to a clear
+//! outcome.
 //!
-//! One file per real CLI: [`claude`] (Claude Code), [`codex`] (OpenAI Codex
-//! CLI), [`aider`]. The `command` adapter runs any program with
+//! One file per kind: [`claude`] (Claude Code), [`codex`] (OpenAI Codex
+//! CLI), [`aider`], and [`command`], which runs any program with
 //! `sh -c '<command> "$@"'` and reports nothing.
 
 pub mod aider;
 pub mod claude;
 pub mod codex;
+pub mod command;
+pub mod report;
+pub mod supervise;
 
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use tokio::sync::watch;
-
-use crate::exec::process::{self, ProcessError, ProcessOutcome, ProcessSpec, StopSignal};
 use crate::model::event::{AgentActivity, CommandRun, ToolCall};
 use crate::spec::brief::Brief;
 use crate::spec::config::{Adapter, Agent};
+
+pub use report::report;
+pub use supervise::supervise;
+
+/// Looks a variable up in the orchestrator's environment.
+pub type Var<'a> = &'a dyn Fn(&str) -> Option<PathBuf>;
+
+/// One kind of agent CLI, as git-agent drives it non-interactively.
+pub trait AgentCli: Sync {
+    /// The CLI's human name, for messages ("Claude Code").
+    fn name(&self) -> &'static str;
+    /// How to install it, for the "not installed" message; empty when
+    /// there is nothing to install (the `command` adapter).
+    fn install_hint(&self) -> &'static str;
+    /// The arguments before the user's `args`.
+    fn args(&self, agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, String>;
+    /// The arguments after the user's `args` (aider's files).
+    fn trailing(&self, _cx: &Context<'_>) -> Vec<String> {
+        Vec::new()
+    }
+    /// Variables it always gets: no update checks, telemetry or error
+    /// reporting from a background run.
+    fn fixed_env(&self) -> &'static [(&'static str, &'static str)];
+    /// Variables passed from the orchestrator's environment when set,
+    /// without listing them in `pass_env`: the provider's key and
+    /// endpoint, and the CLI's own home.
+    fn provider_env(&self) -> &'static [&'static str];
+    /// Where the CLI keeps its state (directories, files), given the
+    /// environment (`var`) and a path under `$HOME` (`in_home`).
+    fn state_paths(
+        &self,
+        var: Var<'_>,
+        in_home: &dyn Fn(&str) -> Option<PathBuf>,
+    ) -> (Vec<Option<PathBuf>>, Vec<Option<PathBuf>>);
+    /// A fresh parser of its output, for an agent working in `worktree`
+    /// (`None`: the CLI has no event stream).
+    fn parser(&self, worktree: &Path) -> Option<Box<dyn StreamParser>>;
+}
+
+/// The CLI of an adapter kind.
+pub fn cli_for(adapter: Adapter) -> &'static dyn AgentCli {
+    match adapter {
+        Adapter::Command => &command::Command,
+        Adapter::Claude => &claude::Claude,
+        Adapter::Codex => &codex::Codex,
+        Adapter::Aider => &aider::Aider,
+    }
+}
+
+/// Parses a whole recorded stdout (and stderr) of an agent that worked in
+/// `worktree`.
+pub fn parse(
+    adapter: Adapter,
+    worktree: &Path,
+    stdout: &str,
+    stderr: &str,
+) -> Option<Box<dyn StreamParser>> {
+    let mut p = cli_for(adapter).parser(worktree)?;
+    for line in stdout.lines() {
+        p.line(line);
+    }
+    p.stderr(stderr);
+    Some(p)
+}
 
 /// What an attempt needs to know to build its invocation.
 pub struct Context<'a> {
@@ -36,8 +99,6 @@ pub struct Context<'a> {
     /// The rendered prompt (it carries the previous attempt's feedback).
     pub prompt_file: &'a Path,
     pub attempt: u32,
-    /// The failing checks' output from the previous attempt, if any.
-    pub feedback: Option<&'a str>,
     /// The orchestrator's environment (adapters pick their provider's variables from it).
     pub env_source: &'a [(String, String)],
     /// git-agent's own sandbox confines the agent (adapters drop theirs where they clash).
@@ -53,16 +114,17 @@ pub struct Invocation {
     pub env: Vec<(String, String)>,
 }
 
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 /// Builds the invocation of one attempt, or says why the agent cannot start
 /// (e.g. the CLI is not installed).
 pub fn invocation(agent: &Agent, cx: &Context<'_>) -> Result<Invocation, String> {
-    let adapter_args = match agent.adapter {
-        Adapter::Command => Vec::new(),
-        Adapter::Claude => claude::args(agent, cx)?,
-        Adapter::Codex => codex::args(agent, cx)?,
-        Adapter::Aider => aider::args(agent, cx)?,
-    };
-    if agent.adapter != Adapter::Command {
+    let cli = cli_for(agent.adapter);
+    let adapter_args = cli.args(agent, cx)?;
+    if !cli.install_hint().is_empty() {
         check_installed(agent, cx)?;
     }
     let mut args = vec![
@@ -72,14 +134,12 @@ pub fn invocation(agent: &Agent, cx: &Context<'_>) -> Result<Invocation, String>
     ];
     args.extend(adapter_args);
     args.extend(agent.args.iter().cloned());
-    if agent.adapter == Adapter::Aider {
-        args.extend(aider::trailing(cx));
-    }
+    args.extend(cli.trailing(cx));
     let mut env = Vec::new();
-    for (name, value) in fixed_env(agent.adapter) {
+    for (name, value) in cli.fixed_env() {
         env.push((name.to_string(), value.to_string()));
     }
-    for name in provider_env(agent.adapter) {
+    for name in cli.provider_env() {
         if let Some((_, v)) = cx.env_source.iter().find(|(k, _)| k == name) {
             env.push((name.to_string(), v.clone()));
         }
@@ -89,55 +149,6 @@ pub fn invocation(agent: &Agent, cx: &Context<'_>) -> Result<Invocation, String>
         args,
         env,
     })
-}
-
-/// Variables an adapter passes from the orchestrator's environment when they
-/// are set, without listing them in `pass_env`: the provider's key and
-/// endpoint, and the CLI's own home.
-pub fn provider_env(adapter: Adapter) -> &'static [&'static str] {
-    match adapter {
-        Adapter::Command => &[],
-        Adapter::Claude => &[
-            "ANTHROPIC_API_KEY",
-            "ANTHROPIC_AUTH_TOKEN",
-            "ANTHROPIC_BASE_URL",
-            "ANTHROPIC_MODEL",
-            "CLAUDE_CODE_OAUTH_TOKEN",
-            "CLAUDE_CONFIG_DIR",
-            "CLAUDE_CODE_USE_BEDROCK",
-            "CLAUDE_CODE_USE_VERTEX",
-        ],
-        Adapter::Codex => &[
-            "OPENAI_API_KEY",
-            "CODEX_API_KEY",
-            "OPENAI_BASE_URL",
-            "CODEX_HOME",
-        ],
-        Adapter::Aider => &[
-            "OPENAI_API_KEY",
-            "OPENAI_API_BASE",
-            "ANTHROPIC_API_KEY",
-            "GEMINI_API_KEY",
-            "DEEPSEEK_API_KEY",
-            "OPENROUTER_API_KEY",
-        ],
-    }
-}
-
-/// Variables an adapter always sets: no update checks, telemetry or error
-/// reporting from a background run.
-fn fixed_env(adapter: Adapter) -> &'static [(&'static str, &'static str)] {
-    match adapter {
-        Adapter::Claude => &[
-            ("DISABLE_AUTOUPDATER", "1"),
-            ("DISABLE_TELEMETRY", "1"),
-            ("DISABLE_ERROR_REPORTING", "1"),
-            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
-        ],
-        Adapter::Codex => &[("NO_COLOR", "1")],
-        Adapter::Aider => &[("NO_COLOR", "1"), ("AIDER_CHECK_UPDATE", "false")],
-        Adapter::Command => &[],
-    }
 }
 
 /// How to install each CLI, for the "not installed" message.
@@ -156,18 +167,7 @@ pub fn state_paths(
     };
     let home = var("HOME");
     let in_home = |rel: &str| home.as_ref().map(|h| h.join(rel));
-    let (dirs, files): (Vec<Option<PathBuf>>, Vec<Option<PathBuf>>) = match adapter {
-        Adapter::Command => (Vec::new(), Vec::new()),
-        Adapter::Claude => (
-            vec![var("CLAUDE_CONFIG_DIR").or_else(|| in_home(".claude"))],
-            vec![in_home(".claude.json")],
-        ),
-        Adapter::Codex => (
-            vec![var("CODEX_HOME").or_else(|| in_home(".codex"))],
-            Vec::new(),
-        ),
-        Adapter::Aider => (vec![in_home(".aider")], Vec::new()),
-    };
+    let (dirs, files) = cli_for(adapter).state_paths(&var, &in_home);
     let keep = |v: Vec<Option<PathBuf>>, dir: bool| -> Vec<PathBuf> {
         v.into_iter()
             .flatten()
@@ -175,25 +175,6 @@ pub fn state_paths(
             .collect()
     };
     (keep(dirs, true), keep(files, false))
-}
-
-pub fn install_hint(adapter: Adapter) -> &'static str {
-    match adapter {
-        Adapter::Claude => "npm install -g @anthropic-ai/claude-code",
-        Adapter::Codex => "npm install -g @openai/codex",
-        Adapter::Aider => "python3 -m pip install aider-chat (or pipx install aider-chat)",
-        Adapter::Command => "",
-    }
-}
-
-/// The human name of an adapter's CLI.
-pub fn cli_name(adapter: Adapter) -> &'static str {
-    match adapter {
-        Adapter::Claude => "Claude Code",
-        Adapter::Codex => "the Codex CLI",
-        Adapter::Aider => "aider",
-        Adapter::Command => "the command",
-    }
 }
 
 /// Fails with an install hint when the command's program is not on the
@@ -227,15 +208,10 @@ fn check_installed(agent: &Agent, cx: &Context<'_>) -> Result<(), String> {
     Err(format!(
         "{} (`{program}`) is not installed or not on PATH: install it with `{}`, \
          or set `command:` of agent `{}` in .agents/config.yaml to its path",
-        cli_name(agent.adapter),
-        install_hint(agent.adapter),
+        cli_for(agent.adapter).name(),
+        cli_for(agent.adapter).install_hint(),
         agent.name
     ))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// What kind of failure an agent's CLI reported.
@@ -272,216 +248,6 @@ pub(crate) fn feed_fixture<P: StreamParser + Default>(fixture: &str) -> P {
         parser.line(line);
     }
     parser
-}
-
-/// A fresh parser for an adapter (`None` for `command`).
-pub fn parser(adapter: Adapter) -> Option<Box<dyn StreamParser>> {
-    match adapter {
-        Adapter::Command => None,
-        Adapter::Claude => Some(Box::new(claude::Parser::default())),
-        Adapter::Codex => Some(Box::new(codex::Parser::default())),
-        Adapter::Aider => Some(Box::new(aider::Parser::default())),
-    }
-}
-
-/// Parses a whole recorded stdout (and stderr).
-pub fn parse(adapter: Adapter, stdout: &str, stderr: &str) -> Option<Box<dyn StreamParser>> {
-    let mut p = parser(adapter)?;
-    for line in stdout.lines() {
-        p.line(line);
-    }
-    p.stderr(stderr);
-    Some(p)
-}
-
-/// The budget an attempt runs under.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Budget {
-    pub max_turns: Option<u32>,
-    pub max_cost_usd: Option<f64>,
-}
-
-impl Budget {
-    pub fn of(brief: &Brief) -> Budget {
-        Budget {
-            max_turns: brief.escalate.max_turns,
-            max_cost_usd: brief.escalate.max_cost_usd,
-        }
-    }
-
-    /// Why `a` is over this budget, if it is.
-    pub fn exceeded(&self, a: &AgentActivity) -> Option<String> {
-        if let (Some(max), Some(turns)) = (self.max_turns, a.turns) {
-            if turns > max {
-                return Some(format!(
-                    "the agent used {turns} turns, more than escalate.max_turns ({max})"
-                ));
-            }
-        }
-        if let (Some(max), Some(cost)) = (self.max_cost_usd, a.cost_usd) {
-            if cost > max {
-                return Some(format!(
-                    "the agent spent ${cost:.4}, more than escalate.max_cost_usd (${max})"
-                ));
-            }
-        }
-        None
-    }
-}
-
-/// How often the live budget watcher reads the agent's stdout.
-const WATCH_EVERY: Duration = Duration::from_millis(200);
-
-/// Runs the agent like [`process::run`]; for adapters with an event stream
-/// and a brief with a budget, also watches stdout while the agent runs and
-/// stops it (SIGTERM, grace, SIGKILL) as soon as the budget is exceeded.
-/// Returns the outcome and, when the watcher stopped the agent, why.
-/// A budget stop is not an interruption: `stopped` stays `None` unless the
-/// orchestrator asked for a stop too.
-pub async fn supervise(
-    spec: &ProcessSpec,
-    stop: watch::Receiver<StopSignal>,
-    agent: &Agent,
-    brief: &Brief,
-) -> Result<(ProcessOutcome, Option<String>), ProcessError> {
-    let budget = Budget::of(brief);
-    let Some(mut parser) = parser(agent.adapter) else {
-        return Ok((process::run(spec, stop).await?, None));
-    };
-    if budget == Budget::default() {
-        return Ok((process::run(spec, stop).await?, None));
-    }
-    let (tx, rx) = watch::channel(*stop.borrow());
-    let tx = Arc::new(tx);
-    let mut outer = stop.clone();
-    let forward_tx = tx.clone();
-    let forward = tokio::spawn(async move {
-        while outer.changed().await.is_ok() {
-            let s = *outer.borrow_and_update();
-            forward_tx.send_replace(s);
-        }
-    });
-    let tripped: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
-    let path = spec.stdout_path.clone();
-    let watch_tx = tx.clone();
-    let watch_tripped = tripped.clone();
-    let watcher = tokio::spawn(async move {
-        let mut offset = 0u64;
-        let mut pending = String::new();
-        loop {
-            tokio::time::sleep(WATCH_EVERY).await;
-            if let Some(chunk) = read_from(&path, &mut offset) {
-                pending.push_str(&chunk);
-                while let Some(i) = pending.find('\n') {
-                    let line: String = pending.drain(..=i).collect();
-                    parser.line(line.trim_end());
-                }
-                if let Some(reason) = budget.exceeded(&parser.activity()) {
-                    *watch_tripped.lock().expect("budget lock") = Some(reason);
-                    if *watch_tx.borrow() == StopSignal::Run {
-                        watch_tx.send_replace(StopSignal::Graceful);
-                    }
-                    return;
-                }
-            }
-        }
-    });
-    let result = process::run(spec, rx).await;
-    watcher.abort();
-    forward.abort();
-    let mut outcome = result?;
-    let reason = tripped.lock().expect("budget lock").take();
-    if reason.is_some() && *stop.borrow() == StopSignal::Run {
-        outcome.stopped = None;
-    }
-    Ok((outcome, reason))
-}
-
-fn read_from(path: &PathBuf, offset: &mut u64) -> Option<String> {
-    let mut f = std::fs::File::open(path).ok()?;
-    f.seek(SeekFrom::Start(*offset)).ok()?;
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf).ok()?;
-    if buf.is_empty() {
-        return None;
-    }
-    *offset += buf.len() as u64;
-    Some(String::from_utf8_lossy(&buf).into_owned())
-}
-
-/// What an attempt's agent did, and what the run should make of it.
-#[derive(Debug, Clone, Default)]
-pub struct AgentReport {
-    /// For the decision log (`None` for the `command` adapter).
-    pub activity: Option<AgentActivity>,
-    /// Retrying cannot help (authentication, model): the run fails with this.
-    pub fatal: Option<String>,
-    /// Reasons to hand the run to a human (budgets).
-    pub escalations: Vec<String>,
-}
-
-/// Parses the attempt's output after the agent ended.
-pub fn report(
-    agent: &Agent,
-    brief: &Brief,
-    stdout_path: &Path,
-    stderr_path: &Path,
-    outcome: &ProcessOutcome,
-    budget_stop: Option<String>,
-) -> AgentReport {
-    let stdout = std::fs::read(stdout_path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let stderr = std::fs::read(stderr_path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let Some(parser) = parse(agent.adapter, &stdout, &stderr) else {
-        return AgentReport::default();
-    };
-    let mut activity = parser.activity();
-    let mut out = AgentReport::default();
-    let budget = Budget::of(brief);
-    if let Some(reason) = budget_stop {
-        activity.stopped = Some(format!("stopped while running: {reason}"));
-        out.escalations.push(reason);
-    } else if let Some(reason) = budget.exceeded(&activity) {
-        activity.stopped = Some(reason.clone());
-        out.escalations.push(reason);
-    } else if let Some(reason) = activity.stopped.clone() {
-        // The CLI stopped itself at a budget it was given (claude --max-turns, --max-budget-usd).
-        out.escalations.push(reason);
-    }
-    if budget.max_cost_usd.is_some() && activity.cost_usd.is_none() {
-        activity.notes.push(format!(
-            "{} does not report cost: escalate.max_cost_usd was not enforced",
-            cli_name(agent.adapter)
-        ));
-    }
-    let exit_ok = matches!(outcome.exit, process::ExitKind::Code(0));
-    let name = cli_name(agent.adapter);
-    match parser.failure() {
-        Some((FailureKind::Auth, msg)) => {
-            out.fatal = Some(format!(
-                "{name} could not authenticate: {msg} (check the API key in the agent's `pass_env`, or log the CLI in)"
-            ));
-            activity.error = Some(format!("authentication: {msg}"));
-        }
-        Some((FailureKind::Model, msg)) => {
-            out.fatal = Some(format!(
-                "{name} could not use its model: {msg} (check `model:` of agent `{}`)",
-                agent.name
-            ));
-            activity.error = Some(format!("model: {msg}"));
-        }
-        Some((FailureKind::Crash, msg)) => activity.error = Some(msg),
-        None if !exit_ok && !outcome.timed_out && out.escalations.is_empty() => {
-            let last = stderr.trim().lines().last().unwrap_or("").to_string();
-            activity.error = Some(format!("{name} ended with {}: {last}", outcome.exit));
-        }
-        None => {}
-    }
-    out.activity = Some(activity);
-    out
 }
 
 /// Classifies an error message from a CLI or its provider.
@@ -589,7 +355,7 @@ mod tests {
 
     #[test]
     fn budgets() {
-        let b = Budget {
+        let b = supervise::Budget {
             max_turns: Some(3),
             max_cost_usd: Some(0.5),
         };

@@ -21,7 +21,7 @@ pub struct Args {
 
 pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let root = ctx.root()?;
-    let store = super::status::store(ctx)?;
+    let store = super::helper::store(ctx)?;
     let older = match &args.older_than {
         Some(t) => Some(humantime::parse_duration(t).map_err(|e| {
             CliError::usage(format!("invalid --older-than `{t}`: {e}")).hint("e.g. --older-than 7d")
@@ -97,7 +97,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     println!(
         "removed {removed} worktree{}, {} freed",
         if removed == 1 { "" } else { "s" },
-        super::status::human_bytes(freed)
+        super::helper::human_bytes(freed)
     );
     Ok(exit::OK)
 }
@@ -107,7 +107,7 @@ fn remove_worktree(repo: &Repo, wt: &std::path::Path, removed: &mut usize) -> Cl
     if std::fs::symlink_metadata(wt).is_err() {
         return Ok(0);
     }
-    let size = super::status::dir_size(wt);
+    let size = super::helper::dir_size(wt);
     repo.remove_worktree_path(wt).map_err(|e| {
         CliError::from_error(
             exit::RUN_FAILED,

@@ -26,9 +26,9 @@ pub enum Mode {
 
 pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let root = ctx.root()?;
-    let config = super::run::load_config(&root, ctx)?;
+    let config = super::helper::load_config(&root, ctx)?;
     crate::exec::sandbox::harden_self();
-    let store = super::status::store(ctx)?;
+    let store = super::helper::store(ctx)?;
     let mut record = store
         .resolve(&args.run)
         .map_err(|m| CliError::usage(m).hint("list runs with `git agent status`"))?;
@@ -58,8 +58,8 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         .read_events()
         .map_err(|e| CliError::from_error(exit::USAGE, "could not read the run's events", &e))?;
     let common = store.dir().join("../..");
-    let target = super::run::forge_target(&common, &config).map_err(CliError::usage)?;
-    let runtime = super::run::small_runtime()?;
+    let target = super::helper::forge_target(&common, &config).map_err(CliError::usage)?;
+    let runtime = super::helper::small_runtime()?;
     let delivery = runtime.block_on(crate::deliver::deliver(&target, &record, &events));
     record.delivery = Some(delivery.clone());
     dir.append_event(&crate::model::event::Event::now(delivery.event()))

@@ -47,17 +47,17 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         cwd: repo.clone(),
         stderr_tty: ctx.stderr_tty,
     };
-    let config = super::run::load_config(&repo, &demo_ctx)?;
+    let config = super::helper::load_config(&repo, &demo_ctx)?;
     let ids: Vec<String> = crate::cli::demo_repo::EXPECTED
         .iter()
         .map(|(t, _)| t.to_string())
         .collect();
-    let reqs = super::run::load_requests(&repo, &config, &ids, None, &demo_ctx)?;
-    let records = super::run::execute(&repo, &config, reqs, 3, false, &demo_ctx)?;
+    let reqs = super::helper::load_requests(&repo, &config, &ids, None, &demo_ctx)?;
+    let records = super::helper::execute(&repo, &config, reqs, 3, false, &demo_ctx)?;
     super::print_out("\n");
-    super::run::report(&records, false)?;
+    super::helper::report(&records, false)?;
 
-    let store = super::status::store(&demo_ctx)?;
+    let store = super::helper::store(&demo_ctx)?;
     if let Some(Ok(record)) = records
         .iter()
         .find(|r| matches!(r, Ok(r) if r.task == "add-farewell"))

@@ -1,5 +1,6 @@
 //! `git agent init`: write `.agents/config.yaml` and an example brief.
 
+use super::helper::write_new;
 use super::{exit, CliError, CliResult, Ctx};
 use crate::spec::config;
 use crate::spec::repo_files;
@@ -52,14 +53,4 @@ pub fn exec(_args: Args, ctx: &Ctx) -> CliResult {
     }
     eprintln!("next: edit the agents in {}, write a brief with `git agent new <id>`, then `git agent run <id>`", config::CONFIG_PATH);
     Ok(exit::OK)
-}
-
-/// Creates a file that must not exist yet (no race with another writer).
-pub(crate) fn write_new(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
-    file.write_all(text.as_bytes())
 }

@@ -20,7 +20,7 @@ pub enum Format {
 }
 
 pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
-    let store = super::status::store(ctx)?;
+    let store = super::helper::store(ctx)?;
     let record = store
         .resolve(&args.run)
         .map_err(|m| CliError::usage(m).hint("list runs with `git agent status`"))?;
@@ -31,7 +31,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     match args.format {
         Format::Md => print!("{}", render_markdown(&record, &events)),
         Format::Json => print_json(&serde_json::json!({
-            "run": super::run::to_json(&record),
+            "run": super::helper::to_json(&record),
             "events": events,
         }))?,
     }

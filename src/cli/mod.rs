@@ -6,6 +6,7 @@ mod deliver;
 mod demo;
 mod demo_repo;
 mod error;
+mod helper;
 mod init;
 mod list;
 mod log;
@@ -13,7 +14,7 @@ mod new;
 mod plan;
 mod progress;
 mod review;
-pub(crate) mod run;
+mod run;
 mod schema;
 mod status;
 mod validate;
@@ -181,4 +182,21 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> CliResult<()> {
 pub(crate) fn print_out(text: &str) {
     use std::io::Write;
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// The engine's notices on stderr as warnings, each message once per process.
+pub(crate) fn stderr_notice() -> crate::engine::run::Notice {
+    static SHOWN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    std::sync::Arc::new(|message: &str| {
+        let mut shown = SHOWN.lock().unwrap_or_else(|e| e.into_inner());
+        if !shown.iter().any(|m| m == message) {
+            shown.push(message.to_string());
+            eprintln!("warning: {message}");
+        }
+    })
+}
+
+/// What the first Ctrl-C means, said once it is pressed.
+pub(crate) fn announce_stopping() {
+    eprintln!("stopping: runs get SIGTERM and a grace period; press Ctrl-C again to kill them now");
 }

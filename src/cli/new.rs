@@ -53,7 +53,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     std::fs::create_dir_all(root.join(TASKS_DIR)).map_err(|e| {
         CliError::from_error(exit::USAGE, format!("could not create {TASKS_DIR}"), &e)
     })?;
-    super::init::write_new(&path, &text).map_err(|e| {
+    super::helper::write_new(&path, &text).map_err(|e| {
         CliError::from_error(
             exit::USAGE,
             format!("could not write {}", path.display()),

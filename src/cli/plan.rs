@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::run::load_requests;
+use super::helper::load_requests;
 use super::{exit, print_json, CliError, CliResult, Ctx};
 use crate::engine::orchestrator;
 use crate::engine::run::RunRequest;
@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long)]
     pub all: bool,
     #[command(flatten)]
-    pub batch: super::run::Batch,
+    pub batch: super::helper::Batch,
     /// Print the plan as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -72,12 +72,12 @@ pub struct Plan {
 
 pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let root = ctx.root()?;
-    let config = super::run::load_config(&root, ctx)?;
-    let ids = super::run::task_ids(&root, args.all, &args.tasks)?;
+    let config = super::helper::load_config(&root, ctx)?;
+    let ids = super::helper::task_ids(&root, args.all, &args.tasks)?;
     let reqs = load_requests(&root, &config, &ids, args.batch.agent.as_deref(), ctx)?;
     let repo = git2::Repository::discover(&root)
         .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
-    let jobs = super::run::jobs(args.batch.jobs, &config);
+    let jobs = super::helper::jobs(args.batch.jobs, &config);
     let order = orchestrator::plan(&reqs, args.batch.allow_overlap);
     let runs: Vec<Planned> = reqs
         .iter()

@@ -92,6 +92,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         sandbox: config.sandbox.clone(),
         env_source: engine.env_source.clone(),
         grace: engine.grace,
+        notice: super::stderr_notice(),
     };
     let workspace = Repo::discover(&root)
         .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
@@ -109,7 +110,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let req = ReviewRequest { brief, head, base };
     let result = runtime.block_on(async {
         let (tx, rx) = watch::channel(StopSignal::Run);
-        crate::engine::orchestrator::install_signal_handler(tx);
+        crate::engine::orchestrator::install_signal_handler(tx, super::announce_stopping);
         review::review(&workspace, &req, &setup, rx).await
     });
     let _ = std::fs::remove_dir_all(&setup.dir);
@@ -212,7 +213,7 @@ fn config_at(
     if report.has_errors() {
         eprint!(
             "{}",
-            report.render(ctx.stderr_tty, super::validate::terminal_width())
+            report.render(ctx.stderr_tty, super::helper::terminal_width())
         );
         return Err(CliError::reported(exit::USAGE));
     }
@@ -252,7 +253,7 @@ fn brief_at(
         _ => {
             eprint!(
                 "{}",
-                report.render(ctx.stderr_tty, super::validate::terminal_width())
+                report.render(ctx.stderr_tty, super::helper::terminal_width())
             );
             Err(CliError::reported(exit::USAGE))
         }
@@ -265,7 +266,7 @@ fn post(
     config: &Config,
     report: &ReviewReport,
 ) -> Result<(), String> {
-    let target = super::run::forge_target(common, config)?;
+    let target = super::helper::forge_target(common, config)?;
     let reports = crate::deliver::review_check_reports(report);
     let notices = runtime.block_on(crate::deliver::post_checks(&target, &reports))?;
     for n in notices {

@@ -1,8 +1,7 @@
 //! `git agent status`: runs of this repository and where they stand.
 
-use super::run::{print_summary, to_json};
+use super::helper::{dir_size, human_bytes, print_summary, store, to_json};
 use super::{exit, print_json, CliError, CliResult, Ctx};
-use crate::model::store::Store;
 
 /// Show runs: outcome, attempts, checks, branch; kept worktrees and their disk use
 #[derive(Debug, clap::Args)]
@@ -71,39 +70,4 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         println!("{orphaned} run(s) were interrupted (their process is gone); `git agent clean` removes their worktrees");
     }
     Ok(exit::OK)
-}
-
-pub(crate) fn store(ctx: &Ctx) -> CliResult<Store> {
-    let root = ctx.root()?;
-    let repo = git2::Repository::discover(&root)
-        .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
-    Ok(Store::new(repo.commondir()))
-}
-
-pub(crate) fn dir_size(path: &std::path::Path) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if meta.is_dir() {
-        std::fs::read_dir(path)
-            .map(|entries| entries.flatten().map(|e| dir_size(&e.path())).sum())
-            .unwrap_or(0)
-    } else {
-        meta.len()
-    }
-}
-
-pub(crate) fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::helper::terminal_width;
 use super::{exit, print_json, CliError, CliResult, Ctx};
 use crate::spec::brief::{self, Context};
 use crate::spec::config;
@@ -174,13 +175,6 @@ fn expand(paths: &[PathBuf], ctx: &Ctx) -> CliResult<Vec<PathBuf>> {
         }
     }
     Ok(out)
-}
-
-pub(crate) fn terminal_width() -> usize {
-    std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(100)
 }
 
 pub(crate) fn plural(n: usize) -> &'static str {

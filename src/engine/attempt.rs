@@ -223,7 +223,7 @@ impl Run {
             &self.dir.feedback_path(),
             carry.feedback.as_deref().unwrap_or(""),
         )?;
-        let spec = match self.agent_spec(run, attempt, carry.feedback.as_deref()) {
+        let spec = match self.agent_spec(run, attempt) {
             Ok(spec) => spec,
             Err(message) => return Ok(Step::Stop(End::failed(message))),
         };
@@ -262,6 +262,7 @@ impl Run {
         let report = crate::agent::report(
             &req.agent,
             brief,
+            &run.wt.path,
             &self.dir.agent_output(attempt, "stdout"),
             &self.dir.agent_output(attempt, "stderr"),
             &outcome,
@@ -293,12 +294,7 @@ impl Run {
 
     /// The agent's process: the adapter's command line (a missing CLI is
     /// the error), the allowlisted environment, the run's limits.
-    fn agent_spec(
-        &self,
-        run: &Attempts<'_>,
-        attempt: u32,
-        feedback: Option<&str>,
-    ) -> Result<ProcessSpec, String> {
+    fn agent_spec(&self, run: &Attempts<'_>, attempt: u32) -> Result<ProcessSpec, String> {
         let req = run.req;
         let invocation = crate::agent::invocation(
             &req.agent,
@@ -308,7 +304,6 @@ impl Run {
                 run_dir: &self.dir.path,
                 prompt_file: &self.dir.prompt_path(),
                 attempt,
-                feedback,
                 env_source: &self.engine.env_source,
                 sandboxed: run.sandbox.as_ref().is_some_and(|s| s.confines_writes()),
             },

@@ -64,7 +64,7 @@ impl Run {
             return Ok(None);
         };
         if let Some(note) = &prepared.effective.note {
-            crate::exec::sandbox::warn_once(note);
+            (self.engine.notice)(&format!("sandbox: {note}"));
         }
         self.event(EventKind::Sandbox {
             policy: prepared.effective.clone(),

@@ -137,7 +137,7 @@ pub async fn run_all(
 }
 
 /// Installs the signal handler: first SIGINT/SIGTERM → `Graceful`, second → `Kill`.
-pub fn install_signal_handler(tx: watch::Sender<StopSignal>) {
+pub fn install_signal_handler(tx: watch::Sender<StopSignal>, on_first: impl Fn() + Send + 'static) {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut int), Ok(mut term)) = (
@@ -155,7 +155,7 @@ pub fn install_signal_handler(tx: watch::Sender<StopSignal>) {
             }
             count += 1;
             if count == 1 {
-                eprintln!("stopping: runs get SIGTERM and a grace period; press Ctrl-C again to kill them now");
+                on_first();
                 let _ = tx.send(StopSignal::Graceful);
             } else {
                 let _ = tx.send(StopSignal::Kill);

@@ -17,6 +17,7 @@ use git2::Oid;
 use tokio::sync::watch;
 
 use crate::engine::checks::{self, CheckResult, CheckRunner};
+use crate::engine::run::Notice;
 use crate::engine::verify::{Unsafe, Verifier, MAX_FILE_BYTES};
 use crate::exec::process::StopSignal;
 use crate::git::{Repo, WorkspaceError, Worktree};
@@ -88,6 +89,8 @@ pub struct Setup {
     pub sandbox: SandboxConfig,
     pub env_source: Vec<(String, String)>,
     pub grace: Duration,
+    /// Where warnings go (the sandbox cannot confine, say).
+    pub notice: Notice,
 }
 
 /// Reviews `req` in a fresh worktree at its head; removes the worktree.
@@ -142,7 +145,7 @@ async fn review_in(
         path: objects.clone(),
         source,
     })?;
-    let (sandbox, enforcement) = prepare_sandbox(&setup.sandbox, wt, tmp, &objects)?;
+    let (sandbox, enforcement) = prepare_sandbox(&setup.sandbox, wt, tmp, &objects, &setup.notice)?;
     let env = crate::exec::env::build(
         setup.env_source.clone(),
         &[],
@@ -291,6 +294,7 @@ fn prepare_sandbox(
     wt: &Worktree,
     tmp: &Path,
     objects: &Path,
+    notice: &Notice,
 ) -> Result<
     (
         Option<Arc<crate::exec::sandbox::Prepared>>,
@@ -317,7 +321,7 @@ fn prepare_sandbox(
         None => (None, crate::model::sandbox::Enforcement::Off),
         Some(p) => {
             if let Some(note) = &p.effective.note {
-                crate::exec::sandbox::warn_once(note);
+                notice(&format!("sandbox: {note}"));
             }
             let enforcement = p.effective.enforcement;
             (Some(Arc::new(p)), enforcement)

@@ -62,6 +62,8 @@ pub struct Engine {
     /// asks for more than a local branch; `None` records the delivery as
     /// failed. The engine knows only this seam, never the forge.
     pub deliverer: Option<Arc<dyn Deliverer>>,
+    /// Where warnings that belong to no run go.
+    pub notice: Notice,
 }
 
 /// The boxed future a [`Deliverer`] returns.
@@ -99,6 +101,7 @@ impl Engine {
             env_source: std::env::vars().collect(),
             sandbox: crate::spec::config::SandboxConfig::default(),
             deliverer: None,
+            notice: Arc::new(|_| {}),
         }
     }
 }
@@ -113,6 +116,11 @@ fn default_worktree_dir() -> PathBuf {
 
 /// Called whenever a run's record changes, for progress displays.
 pub type Progress = Arc<dyn Fn(&RunRecord) + Send + Sync>;
+
+/// Something the user should know that is not part of any run's record
+/// (the sandbox cannot confine on this kernel, say). The engine never
+/// prints; the CLI shows these on stderr.
+pub type Notice = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// One brief to run with one agent.
 pub struct RunRequest {

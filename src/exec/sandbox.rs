@@ -431,27 +431,6 @@ fn read_grants(dir: &Path, deny: &[PathBuf], out: &mut Vec<(PathBuf, bool)>) {
     }
 }
 
-/// `~/x` → `$HOME/x`; other paths as given.
-pub fn expand_home(path: &str) -> PathBuf {
-    if let Some(rest) = path.strip_prefix("~/") {
-        if let Some(home) = std::env::var_os("HOME") {
-            return PathBuf::from(home).join(rest);
-        }
-    }
-    if path == "~" {
-        if let Some(home) = std::env::var_os("HOME") {
-            return PathBuf::from(home);
-        }
-    }
-    PathBuf::from(path)
-}
-
-/// Prints `message` as a warning on stderr, once per process.
-pub fn warn_once(message: &str) {
-    static WARNED: std::sync::Once = std::sync::Once::new();
-    WARNED.call_once(|| eprintln!("warning: sandbox: {message}"));
-}
-
 /// Keeps other processes of the same user (an agent included, should it
 /// escape its sandbox) from reading this process's memory and
 /// `/proc/<pid>/environ`, where tokens may live.
@@ -489,6 +468,21 @@ pub fn user_namespace_of(pid: i32) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `~/x` → `$HOME/x`; other paths as given.
+    fn expand_home(path: &str) -> PathBuf {
+        if let Some(rest) = path.strip_prefix("~/") {
+            if let Some(home) = std::env::var_os("HOME") {
+                return PathBuf::from(home).join(rest);
+            }
+        }
+        if path == "~" {
+            if let Some(home) = std::env::var_os("HOME") {
+                return PathBuf::from(home);
+            }
+        }
+        PathBuf::from(path)
+    }
 
     #[test]
     fn read_grants_skip_the_denied_subtree() {

@@ -51,7 +51,7 @@ impl Runner {
     /// outputs.
     pub fn publish_review(
         &self,
-        report: &crate::engine::review::ReviewReport,
+        report: &crate::model::review::ReviewReport,
         text: &str,
     ) -> Result<(), String> {
         if let Some(path) = &self.summary {
@@ -102,7 +102,7 @@ pub fn overall(records: &[&RunRecord]) -> &'static str {
 pub fn outputs(records: &[&RunRecord]) -> String {
     let runs: Vec<_> = records
         .iter()
-        .map(|r| crate::cli::run::to_json(r))
+        .map(|r| crate::report::json::to_json(r))
         .collect();
     let json = serde_json::to_string(&runs).unwrap_or_else(|_| "[]".into());
     let prs: Vec<&str> = records

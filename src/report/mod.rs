@@ -2,4 +2,5 @@
 //! summary, rendered from records and events only.
 
 pub mod actions;
+pub mod json;
 pub mod markdown;
