@@ -135,7 +135,11 @@ async fn review_in(
     stop: watch::Receiver<StopSignal>,
 ) -> Result<ReviewReport, ReviewError> {
     let brief = &req.brief;
-    let (scoped, violations, needs_human) = judge(repo, req, wt)?;
+    let Findings {
+        scoped,
+        violations,
+        needs_human,
+    } = judge(repo, req, wt)?;
 
     // Git objects the checks write (a `git stash`, a test that commits) go
     // to the review's own store, thrown away with it; the repository's
@@ -208,13 +212,22 @@ async fn review_in(
     })
 }
 
+/// What the verifier found, worded for a reviewer.
+struct Findings {
+    scoped: Vec<ScopedChange>,
+    /// What the change must not do (out of scope, denied, unsafe links).
+    violations: Vec<String>,
+    /// In scope, but a human must look.
+    needs_human: Vec<String>,
+}
+
 /// The verifier's findings on the change, worded for a reviewer: what it
 /// must not do (violations) and what a human must look at.
 fn judge(
     repo: &Repo,
     req: &ReviewRequest,
     wt: &Worktree,
-) -> Result<(Vec<ScopedChange>, Vec<String>, Vec<String>), ReviewError> {
+) -> Result<Findings, ReviewError> {
     let verifier = Verifier {
         brief: &req.brief,
         root: &wt.path,
@@ -229,7 +242,11 @@ fn judge(
         ));
     }
     if !big.is_empty() {
-        return Ok((Vec::new(), violations, needs_human));
+        return Ok(Findings {
+            scoped: Vec::new(),
+            violations,
+            needs_human,
+        });
     }
     let changes = repo.change_set(wt, req.base)?.changes;
     let judged = verifier.scope(&changes);
@@ -267,7 +284,11 @@ fn judge(
             "changes {lines} lines, more than max_changed_lines ({max})"
         ));
     }
-    Ok((judged.scoped, violations, needs_human))
+    Ok(Findings {
+        scoped: judged.scoped,
+        violations,
+        needs_human,
+    })
 }
 
 async fn run_one(

@@ -207,56 +207,10 @@ pub async fn run(
     spec: &ProcessSpec,
     mut stop: watch::Receiver<StopSignal>,
 ) -> Result<ProcessOutcome, ProcessError> {
-    match std::fs::metadata(&spec.cwd) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => {
-            return Err(ProcessError::Cwd {
-                path: spec.cwd.clone(),
-                source: io::Error::other("not a directory"),
-            })
-        }
-        Err(source) => {
-            return Err(ProcessError::Cwd {
-                path: spec.cwd.clone(),
-                source,
-            })
-        }
-    }
+    check_cwd(spec)?;
     let stdout_file = create_output(&spec.stdout_path).await?;
     let stderr_file = create_output(&spec.stderr_path).await?;
-
-    let mut cmd = tokio::process::Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .current_dir(&spec.cwd)
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)));
-    if let Some((name, value)) = &spec.marker {
-        cmd.env(name, value);
-    }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    if spec.sandbox.is_none() {
-        cmd.process_group(0);
-    } // else the sandbox calls setsid(): a new session and process group.
-      // If the orchestrator is SIGKILLed, the leader dies with it; what it left
-      // behind is swept by `kill_marked` (`git agent clean`/`status`).
-    #[cfg(target_os = "linux")]
-    // SAFETY: only prctl(2), which is async-signal-safe, runs between fork
-    // and exec, and the sandbox's raw system calls on buffers and fds
-    // prepared before the fork (see `sandbox::Prepared::apply_in_child`).
-    unsafe {
-        let sandbox = spec.sandbox.clone();
-        cmd.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
-            if let Some(sandbox) = &sandbox {
-                sandbox.apply_in_child()?;
-            }
-            Ok(())
-        });
-    }
-
+    let mut cmd = command(spec);
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
         program: spec.program.clone(),
@@ -319,6 +273,97 @@ pub async fn run(
     let deadline = spec
         .timeout
         .map(|t| tokio::time::Instant::from_std(started) + t);
+    let (status, state) = wait_for_leader(&mut child, spec, pid, deadline, &mut stop)
+        .await
+        .map_err(lost)?;
+    let duration = started.elapsed();
+    let exit = exit_of(status);
+    debug!(pid, %exit, ?duration, "leader exited");
+
+    let leaked = guard.sweep.run().await;
+    guard.armed = false;
+    let (out, err, pipes_left_open) =
+        close_pipes(pid, stdout_task, stderr_task, give_up, spec).await?;
+
+    Ok(ProcessOutcome {
+        exit,
+        timed_out: state.timed_out,
+        stopped: state.stopped,
+        duration,
+        stdout_bytes: out.total,
+        stderr_bytes: err.total,
+        truncated: out.truncated || err.truncated,
+        leaked,
+        pipes_left_open,
+    })
+}
+
+fn check_cwd(spec: &ProcessSpec) -> Result<(), ProcessError> {
+    match std::fs::metadata(&spec.cwd) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(ProcessError::Cwd {
+                path: spec.cwd.clone(),
+                source: io::Error::other("not a directory"),
+            })
+        }
+        Err(source) => {
+            return Err(ProcessError::Cwd {
+                path: spec.cwd.clone(),
+                source,
+            })
+        }
+    }
+    Ok(())
+}
+
+/// The child's command: exactly the spec's environment, stdin closed, its
+/// own process group (or the sandbox's session), killed with its parent.
+fn command(spec: &ProcessSpec) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .current_dir(&spec.cwd)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)));
+    if let Some((name, value)) = &spec.marker {
+        cmd.env(name, value);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if spec.sandbox.is_none() {
+        cmd.process_group(0);
+    } // else the sandbox calls setsid(): a new session and process group.
+      // If the orchestrator is SIGKILLed, the leader dies with it; what it left
+      // behind is swept by `kill_marked` (`git agent clean`/`status`).
+    #[cfg(target_os = "linux")]
+    // SAFETY: only prctl(2), which is async-signal-safe, runs between fork
+    // and exec, and the sandbox's raw system calls on buffers and fds
+    // prepared before the fork (see `sandbox::Prepared::apply_in_child`).
+    unsafe {
+        let sandbox = spec.sandbox.clone();
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+            if let Some(sandbox) = &sandbox {
+                sandbox.apply_in_child()?;
+            }
+            Ok(())
+        });
+    }
+
+    cmd
+}
+
+/// Waits for the leader while enforcing the timeout (SIGTERM, grace,
+/// SIGKILL) and the orchestrator's stop requests.
+async fn wait_for_leader(
+    child: &mut tokio::process::Child,
+    spec: &ProcessSpec,
+    pid: i32,
+    deadline: Option<tokio::time::Instant>,
+    stop: &mut watch::Receiver<StopSignal>,
+) -> io::Result<(ExitStatus, Shutdown)> {
     let mut state = Shutdown::default();
     // A stop requested before we started applies right away.
     let initial = *stop.borrow_and_update();
@@ -327,7 +372,7 @@ pub async fn run(
 
     let status = loop {
         tokio::select! {
-            res = child.wait() => break res.map_err(lost)?,
+            res = child.wait() => break res?,
             () = sleep_until(deadline), if !state.terminating() => {
                 debug!(pid, "timeout; terminating process group");
                 state.timed_out = true;
@@ -349,14 +394,18 @@ pub async fn run(
             }
         }
     };
-    let duration = started.elapsed();
-    let exit = exit_of(status);
-    debug!(pid, %exit, ?duration, "leader exited");
+    Ok((status, state))
+}
 
-    let leaked = guard.sweep.run().await;
-    guard.armed = false;
-
-    // Nextest: wait briefly for the pipes to close, then stop reading.
+/// Nextest: wait briefly for the pipes to close, then stop reading. Returns
+/// both streams' counts and whether a pipe was still open.
+async fn close_pipes(
+    pid: i32,
+    stdout_task: tokio::task::JoinHandle<Result<StreamStats, ProcessError>>,
+    stderr_task: tokio::task::JoinHandle<Result<StreamStats, ProcessError>>,
+    give_up: watch::Sender<bool>,
+    spec: &ProcessSpec,
+) -> Result<(StreamStats, StreamStats, bool), ProcessError> {
     let both = async { (stdout_task.await, stderr_task.await) };
     tokio::pin!(both);
     let mut pipes_left_open = false;
@@ -376,17 +425,7 @@ pub async fn run(
     let out = joined(out, &spec.stdout_path)?;
     let err = joined(err, &spec.stderr_path)?;
 
-    Ok(ProcessOutcome {
-        exit,
-        timed_out: state.timed_out,
-        stopped: state.stopped,
-        duration,
-        stdout_bytes: out.total,
-        stderr_bytes: err.total,
-        truncated: out.truncated || err.truncated,
-        leaked,
-        pipes_left_open,
-    })
+    Ok((out, err, pipes_left_open))
 }
 
 async fn create_output(path: &Path) -> Result<tokio::fs::File, ProcessError> {

@@ -466,6 +466,23 @@ fn parse_into(
     validate(path, id, raw, &root, &parts, text, ctx, problems)
 }
 
+/// What the brief's frontmatter is checked with: its YAML tree (for spans)
+/// and the problems found so far.
+struct Checker<'a> {
+    root: &'a Node,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn span(&self, path: &[&str]) -> crate::spec::yaml::Span {
+        self.root.span_of(path)
+    }
+
+    fn errors(&self) -> usize {
+        self.problems.iter().filter(|p| p.is_error()).count()
+    }
+}
+
 #[expect(
     clippy::too_many_arguments,
     reason = "one call site; a struct would only rename these"
@@ -480,15 +497,73 @@ fn validate(
     ctx: &Context,
     problems: &mut Vec<Problem>,
 ) -> Option<Brief> {
-    let before = problems.iter().filter(|p| p.is_error()).count();
-    let span = |path: &[&str]| root.span_of(path);
-
+    let mut c = Checker { root, problems };
+    let before = c.errors();
     if raw.title.trim().is_empty() {
-        problems.push(
-            Problem::error("brief::empty", span(&["title"]), "`title` is empty")
+        let span = c.span(&["title"]);
+        c.problems.push(
+            Problem::error("brief::empty", span, "`title` is empty")
                 .help("write one line that says what the run does"),
         );
     }
+    check_agent(&raw, ctx, &mut c);
+    if raw.scope.write.is_empty() {
+        let span = c.span(&["scope", "write"]);
+        c.problems.push(
+            Problem::error("brief::empty-scope", span, "`scope.write` is empty: the run could change nothing")
+                .label("no globs here")
+                .help("list the paths this run may change, e.g. `write: [\"src/http/**\", \"tests/http_*.rs\"]`"),
+        );
+    }
+    let write = glob_list(&raw.scope.write, &["scope", "write"], root, c.problems);
+    let deny = glob_list(&raw.scope.deny, &["scope", "deny"], root, c.problems);
+    if let Some(read) = &raw.scope.read {
+        glob_list(read, &["scope", "read"], root, c.problems);
+    }
+    let checks = validate_checks(&raw, &mut c);
+    let (esc, attempts, timeout, paths) = validate_escalate(&raw, &mut c);
+    let (out, branch) = validate_output(&raw, id.as_ref(), &mut c);
+    let new_errors = c.errors() > before;
+    let (id, write, deny, paths) = match (id, write, deny, paths) {
+        (Some(id), Some(w), Some(d), Some(p)) if !new_errors => (id, w, d, p),
+        _ => return None,
+    };
+    Some(Brief {
+        id,
+        path: path.to_path_buf(),
+        title: raw.title.trim().to_string(),
+        agent: raw.agent.clone(),
+        base: raw.base.clone().unwrap_or_else(|| "HEAD".into()),
+        scope: WriteScope { write, deny },
+        read: raw.scope.read.clone(),
+        checks,
+        escalate: Escalate {
+            attempts,
+            timeout,
+            max_changed_lines: esc.max_changed_lines,
+            paths,
+            on_scope_violation: esc.on_scope_violation.unwrap_or_default(),
+            max_turns: esc.max_turns,
+            max_cost_usd: esc.max_cost_usd,
+            fallback: esc.fallback.unwrap_or_default(),
+        },
+        output: Output {
+            deliver: out.deliver.unwrap_or_default(),
+            branch,
+            labels: out.labels,
+            reviewers: out.reviewers,
+        },
+        body: parts.body.to_string(),
+        blob_id: git2::Oid::hash_object(git2::ObjectType::Blob, text.as_bytes())
+            .map(|o| o.to_string())
+            .unwrap_or_default(),
+        raw,
+    })
+}
+
+/// `agent:` names an agent of the config.
+fn check_agent(raw: &RawBrief, ctx: &Context, c: &mut Checker<'_>) {
+    let span = |path: &[&str]| c.root.span_of(path);
     if let (Some(agent), Some(known)) = (&raw.agent, &ctx.known_agents) {
         if !known.contains(agent) {
             let mut p = Problem::error(
@@ -507,22 +582,16 @@ fn validate(
                     known.join(", ")
                 )),
             };
-            problems.push(p);
+            c.problems.push(p);
         }
     }
-    if raw.scope.write.is_empty() {
-        problems.push(
-            Problem::error("brief::empty-scope", span(&["scope", "write"]), "`scope.write` is empty: the run could change nothing")
-                .label("no globs here")
-                .help("list the paths this run may change, e.g. `write: [\"src/http/**\", \"tests/http_*.rs\"]`"),
-        );
-    }
-    let write = glob_list(&raw.scope.write, &["scope", "write"], root, problems);
-    let deny = glob_list(&raw.scope.deny, &["scope", "deny"], root, problems);
-    if let Some(read) = &raw.scope.read {
-        glob_list(read, &["scope", "read"], root, problems);
-    }
+}
 
+/// Each check has a plain, unique name, a command and a valid timeout.
+fn validate_checks(raw: &RawBrief, c: &mut Checker<'_>) -> Vec<Check> {
+    let root = c.root;
+    let span = |path: &[&str]| root.span_of(path);
+    let problems = &mut *c.problems;
     if raw.checks.is_empty() {
         problems.push(
             Problem::error(
@@ -591,6 +660,18 @@ fn validate(
         });
     }
 
+    checks
+}
+
+/// `escalate:` with its defaults: attempts in range, durations and globs
+/// that parse, a positive cost limit.
+fn validate_escalate(
+    raw: &RawBrief,
+    c: &mut Checker<'_>,
+) -> (RawEscalate, u32, Duration, Option<GlobList>) {
+    let root = c.root;
+    let span = |path: &[&str]| root.span_of(path);
+    let problems = &mut *c.problems;
     let esc = raw.escalate.clone().unwrap_or(RawEscalate {
         attempts: None,
         timeout: None,
@@ -631,65 +712,38 @@ fn validate(
         }
     }
 
+    (esc, attempts, timeout, paths)
+}
+
+/// `output:` with its defaults; the branch must be a valid name.
+fn validate_output(
+    raw: &RawBrief,
+    id: Option<&TaskId>,
+    c: &mut Checker<'_>,
+) -> (RawOutput, String) {
+    let span = c.span(&["output", "branch"]);
     let out = raw.output.clone().unwrap_or(RawOutput {
         deliver: None,
         branch: None,
         labels: Vec::new(),
         reviewers: Vec::new(),
     });
-    let branch = out.branch.clone().unwrap_or_else(|| {
-        format!(
-            "agent/{}",
-            id.as_ref().map(TaskId::as_str).unwrap_or("task")
-        )
-    });
+    let branch = out
+        .branch
+        .clone()
+        .unwrap_or_else(|| format!("agent/{}", id.map(TaskId::as_str).unwrap_or("task")));
     if !git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) || branch.starts_with('-') {
-        problems.push(
+        c.problems.push(
             Problem::error(
                 "brief::bad-branch",
-                span(&["output", "branch"]),
+                span,
                 format!("`{branch}` is not a valid branch name"),
             )
             .help("use letters, digits, `/`, `-`, `_` and `.`, e.g. `agent/retry-http`"),
         );
     }
 
-    let new_errors = problems.iter().filter(|p| p.is_error()).count() > before;
-    let (id, write, deny, paths) = match (id, write, deny, paths) {
-        (Some(id), Some(w), Some(d), Some(p)) if !new_errors => (id, w, d, p),
-        _ => return None,
-    };
-    Some(Brief {
-        id,
-        path: path.to_path_buf(),
-        title: raw.title.trim().to_string(),
-        agent: raw.agent.clone(),
-        base: raw.base.clone().unwrap_or_else(|| "HEAD".into()),
-        scope: WriteScope { write, deny },
-        read: raw.scope.read.clone(),
-        checks,
-        escalate: Escalate {
-            attempts,
-            timeout,
-            max_changed_lines: esc.max_changed_lines,
-            paths,
-            on_scope_violation: esc.on_scope_violation.unwrap_or_default(),
-            max_turns: esc.max_turns,
-            max_cost_usd: esc.max_cost_usd,
-            fallback: esc.fallback.unwrap_or_default(),
-        },
-        output: Output {
-            deliver: out.deliver.unwrap_or_default(),
-            branch,
-            labels: out.labels,
-            reviewers: out.reviewers,
-        },
-        body: parts.body.to_string(),
-        blob_id: git2::Oid::hash_object(git2::ObjectType::Blob, text.as_bytes())
-            .map(|o| o.to_string())
-            .unwrap_or_default(),
-        raw,
-    })
+    (out, branch)
 }
 
 fn glob_list(

@@ -301,95 +301,9 @@ fn validate(
     let span = |p: &[&str]| node.span_of(p);
     let mut agents = BTreeMap::new();
     for (name, agent) in &raw.agents {
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            problems.push(
-                Problem::error(
-                    "config::bad-agent-name",
-                    node.key_span(&["agents", name]).unwrap_or(node.span),
-                    format!("agent name `{name}` must use letters, digits, `-` and `_`"),
-                )
-                .help("rename the agent, e.g. `claude` or `my-script`"),
-            );
-        }
-        let command = agent
-            .command
-            .clone()
-            .or_else(|| agent.adapter.default_command().map(str::to_string))
-            .unwrap_or_default();
-        if agent.command.is_none() && command.is_empty() {
-            problems.push(
-                Problem::error(
-                    "config::missing-key",
-                    node.key_span(&["agents", name]).unwrap_or(node.span),
-                    format!("missing required key `agents.{name}.command`"),
-                )
-                .label("`adapter: command` runs the program given in `command`")
-                .help("add `command: <program or shell command line>`, e.g. `command: ./scripts/agent.sh`"),
-            );
-        } else if command.trim().is_empty() {
-            problems.push(
-                Problem::error(
-                    "config::empty",
-                    span(&["agents", name, "command"]),
-                    format!("agent `{name}` has an empty `command`"),
-                )
-                .help(
-                    "give the program or shell command to run, e.g. `command: ./scripts/agent.sh`",
-                ),
-            );
-        }
-        for (i, var) in agent.pass_env.iter().enumerate() {
-            if var.is_empty() || var.contains('=') || var.contains('\0') {
-                problems.push(
-                    Problem::error(
-                        "config::invalid-value",
-                        span(&["agents", name, "pass_env", &i.to_string()]),
-                        format!("`{var}` is not an environment variable name"),
-                    )
-                    .help("list variable names only, e.g. `pass_env: [ANTHROPIC_API_KEY]`"),
-                );
-            } else if is_secret_forge_token(var) {
-                problems.push(
-                    Problem::error("config::token-to-agent", span(&["agents", name, "pass_env", &i.to_string()]), format!("`{var}` is a forge token; agents never see it"))
-                        .label("refused")
-                        .help("git-agent pushes and talks to GitHub itself; remove this name from `pass_env`"),
-                );
-            }
-        }
-        agents.insert(
-            name.clone(),
-            Agent {
-                name: name.clone(),
-                adapter: agent.adapter,
-                command,
-                args: agent.args.clone(),
-                pass_env: agent.pass_env.clone(),
-                model: agent.model.clone(),
-            },
-        );
+        agents.insert(name.clone(), validate_agent(name, agent, node, problems));
     }
-    if let Some(default) = &raw.default_agent {
-        if !raw.agents.contains_key(default) {
-            let known: Vec<&str> = raw.agents.keys().map(String::as_str).collect();
-            let mut p = Problem::error(
-                "config::unknown-agent",
-                span(&["default_agent"]),
-                format!("`default_agent` names `{default}`, which is not under `agents`"),
-            );
-            p = match did_you_mean(default, known.iter().copied()) {
-                Some(best) => p.help(format!("did you mean `{best}`?")),
-                None => p.help(format!(
-                    "define `agents.{default}` or pick one of: {}",
-                    known.join(", ")
-                )),
-            };
-            problems.push(p);
-        }
-    }
+    check_default_agent(&raw, node, problems);
     let worktree_dir = raw.worktree_dir.as_ref().map(|d| expand_home(d, root));
     if let Some(dir) = &worktree_dir {
         let inside =
@@ -416,6 +330,131 @@ fn validate(
         Some(Ok(d)) => Some(d),
         None => None,
     };
+    let sandbox = validate_sandbox(&raw, node, root, problems);
+    let github = validate_github(&raw, node, problems);
+    if problems[before..].iter().any(Problem::is_error) {
+        return None;
+    }
+    Some(Config {
+        sandbox,
+        github,
+        default_agent: raw.default_agent,
+        agents,
+        max_parallel: raw.max_parallel,
+        worktree_dir,
+        kill_grace,
+        present: true,
+    })
+}
+
+/// One entry of `agents:`: a usable name, a command (given or the
+/// adapter's), and `pass_env` names that are variables and not forge tokens.
+fn validate_agent(name: &str, agent: &RawAgent, node: &Node, problems: &mut Vec<Problem>) -> Agent {
+    let span = |p: &[&str]| node.span_of(p);
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        problems.push(
+            Problem::error(
+                "config::bad-agent-name",
+                node.key_span(&["agents", name]).unwrap_or(node.span),
+                format!("agent name `{name}` must use letters, digits, `-` and `_`"),
+            )
+            .help("rename the agent, e.g. `claude` or `my-script`"),
+        );
+    }
+    let command = agent
+        .command
+        .clone()
+        .or_else(|| agent.adapter.default_command().map(str::to_string))
+        .unwrap_or_default();
+    if agent.command.is_none() && command.is_empty() {
+        problems.push(
+            Problem::error(
+                "config::missing-key",
+                node.key_span(&["agents", name]).unwrap_or(node.span),
+                format!("missing required key `agents.{name}.command`"),
+            )
+            .label("`adapter: command` runs the program given in `command`")
+            .help("add `command: <program or shell command line>`, e.g. `command: ./scripts/agent.sh`"),
+        );
+    } else if command.trim().is_empty() {
+        problems.push(
+            Problem::error(
+                "config::empty",
+                span(&["agents", name, "command"]),
+                format!("agent `{name}` has an empty `command`"),
+            )
+            .help("give the program or shell command to run, e.g. `command: ./scripts/agent.sh`"),
+        );
+    }
+    for (i, var) in agent.pass_env.iter().enumerate() {
+        if var.is_empty() || var.contains('=') || var.contains('\0') {
+            problems.push(
+                Problem::error(
+                    "config::invalid-value",
+                    span(&["agents", name, "pass_env", &i.to_string()]),
+                    format!("`{var}` is not an environment variable name"),
+                )
+                .help("list variable names only, e.g. `pass_env: [ANTHROPIC_API_KEY]`"),
+            );
+        } else if is_secret_forge_token(var) {
+            problems.push(
+                Problem::error(
+                    "config::token-to-agent",
+                    span(&["agents", name, "pass_env", &i.to_string()]),
+                    format!("`{var}` is a forge token; agents never see it"),
+                )
+                .label("refused")
+                .help(
+                    "git-agent pushes and talks to GitHub itself; remove this name from `pass_env`",
+                ),
+            );
+        }
+    }
+    Agent {
+        name: name.to_string(),
+        adapter: agent.adapter,
+        command,
+        args: agent.args.clone(),
+        pass_env: agent.pass_env.clone(),
+        model: agent.model.clone(),
+    }
+}
+
+/// `default_agent` names an agent under `agents`.
+fn check_default_agent(raw: &RawConfig, node: &Node, problems: &mut Vec<Problem>) {
+    let span = |p: &[&str]| node.span_of(p);
+    if let Some(default) = &raw.default_agent {
+        if !raw.agents.contains_key(default) {
+            let known: Vec<&str> = raw.agents.keys().map(String::as_str).collect();
+            let mut p = Problem::error(
+                "config::unknown-agent",
+                span(&["default_agent"]),
+                format!("`default_agent` names `{default}`, which is not under `agents`"),
+            );
+            p = match did_you_mean(default, known.iter().copied()) {
+                Some(best) => p.help(format!("did you mean `{best}`?")),
+                None => p.help(format!(
+                    "define `agents.{default}` or pick one of: {}",
+                    known.join(", ")
+                )),
+            };
+            problems.push(p);
+        }
+    }
+}
+
+/// `sandbox:` with its defaults; its paths must be usable.
+fn validate_sandbox(
+    raw: &RawConfig,
+    node: &Node,
+    root: &Path,
+    problems: &mut Vec<Problem>,
+) -> SandboxConfig {
+    let span = |p: &[&str]| node.span_of(p);
     let raw_sandbox = raw.sandbox.clone().unwrap_or_default();
     let sandbox = SandboxConfig {
         mode: raw_sandbox.mode.unwrap_or_default(),
@@ -448,6 +487,12 @@ fn validate(
             }
         }
     }
+    sandbox
+}
+
+/// `github:`: an http(s) API URL and a variable name for the token.
+fn validate_github(raw: &RawConfig, node: &Node, problems: &mut Vec<Problem>) -> GithubConfig {
+    let span = |p: &[&str]| node.span_of(p);
     let raw_github = raw.github.clone().unwrap_or_default();
     if let Some(url) = &raw_github.api_url {
         if !(url.starts_with("https://") || url.starts_with("http://")) {
@@ -477,19 +522,7 @@ fn validate(
         api_url: raw_github.api_url,
         token_env: raw_github.token_env,
     };
-    if problems[before..].iter().any(Problem::is_error) {
-        return None;
-    }
-    Some(Config {
-        sandbox,
-        github,
-        default_agent: raw.default_agent,
-        agents,
-        max_parallel: raw.max_parallel,
-        worktree_dir,
-        kill_grace,
-        present: true,
-    })
+    github
 }
 
 /// The names written under `agents:` in a config file, whether or not the
