@@ -63,8 +63,14 @@ fn each_rule_finds_what_breaks_it() {
         "model/mod.rs",
         "use crate::engine::run::Run;\npub fn f() { println!(\"hi\"); }\n",
     );
-    write("engine/mod.rs", "use crate::cli::helper;\n#[allow(dead_code)]\nfn g() {}\n");
-    write("cli/mod.rs", "use crate::engine::x;\npub fn main() { println!(\"ok\"); }\n");
+    write(
+        "engine/mod.rs",
+        "use crate::cli::helper;\n#[allow(dead_code)]\nfn g() {}\n",
+    );
+    write(
+        "cli/mod.rs",
+        "use crate::engine::x;\npub fn main() { println!(\"ok\"); }\n",
+    );
     write("stray.rs", "pub fn s() {}\n");
     let long_fn = format!("fn long() {{\n{}}}\n", "    let _x = 1;\n".repeat(130));
     write("engine/long.rs", &long_fn);
@@ -104,7 +110,9 @@ fn check(src: &Path) -> Vec<String> {
     for (rel, code) in &files {
         let module = top_module(rel);
         if !rank.contains_key(module.as_str()) && !ROOTS.contains(&module.as_str()) {
-            problems.push(format!("{module}: not in the layer table of tests/architecture.rs"));
+            problems.push(format!(
+                "{module}: not in the layer table of tests/architecture.rs"
+            ));
         }
         for used in crate_paths(code) {
             if used != module {
@@ -113,11 +121,15 @@ fn check(src: &Path) -> Vec<String> {
         }
         let lines = code_lines(code);
         if lines > MAX_FILE_LINES {
-            problems.push(format!("{rel}: {lines} lines of code, over {MAX_FILE_LINES}"));
+            problems.push(format!(
+                "{rel}: {lines} lines of code, over {MAX_FILE_LINES}"
+            ));
         }
         for (name, n) in functions(code) {
             if n > MAX_FN_LINES {
-                problems.push(format!("{rel}: fn {name} is {n} lines, over {MAX_FN_LINES}"));
+                problems.push(format!(
+                    "{rel}: fn {name} is {n} lines, over {MAX_FN_LINES}"
+                ));
             }
         }
         let prints = ["println!", "eprintln!", "print!(", "eprint!("]
@@ -399,7 +411,14 @@ fn raw_string_end(chars: &[char], i: usize) -> Option<usize> {
     }
     j += 1;
     while j < chars.len() {
-        if chars[j] == '"' && chars[j + 1..].iter().take(hashes).filter(|&&c| c == '#').count() == hashes {
+        if chars[j] == '"'
+            && chars[j + 1..]
+                .iter()
+                .take(hashes)
+                .filter(|&&c| c == '#')
+                .count()
+                == hashes
+        {
             return Some(j + 1 + hashes);
         }
         j += 1;

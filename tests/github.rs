@@ -5,6 +5,11 @@
 //! to a bare repository over smart HTTP (`git http-backend` behind a tiny
 //! server that demands Basic auth).
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "fake servers' helpers: a panic there is the test failing"
+)]
+
 mod support;
 
 use std::collections::VecDeque;

@@ -14,7 +14,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{classify, push_unique, tool, AgentCli, Context, FailureKind, StreamParser, Var};
+use super::{
+    classify, push_unique, tool, AgentCli, AgentError, Context, FailureKind, StreamParser, Var,
+};
 use crate::model::event::AgentActivity;
 use crate::spec::config::Agent;
 
@@ -33,7 +35,7 @@ impl AgentCli for Aider {
         "python3 -m pip install aider-chat (or pipx install aider-chat)"
     }
 
-    fn args(&self, agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, String> {
+    fn args(&self, agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, AgentError> {
         args(agent, cx)
     }
 
@@ -71,7 +73,7 @@ impl AgentCli for Aider {
     }
 }
 
-pub fn args(agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, String> {
+pub fn args(agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, AgentError> {
     let side = |name: &str| {
         cx.run_dir
             .join(format!("aider-{}.{name}", cx.attempt))

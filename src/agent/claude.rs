@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::{
-    classify, command, push_unique, relative, tool, AgentCli, Context, FailureKind, StreamParser,
-    Var,
+    classify, command, push_unique, relative, tool, AgentCli, AgentError, Context, FailureKind,
+    StreamParser, Var,
 };
 use crate::model::event::AgentActivity;
 use crate::spec::config::Agent;
@@ -64,7 +64,7 @@ impl AgentCli for Claude {
         "npm install -g @anthropic-ai/claude-code"
     }
 
-    fn args(&self, agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, String> {
+    fn args(&self, agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, AgentError> {
         args(agent, cx)
     }
 
@@ -108,9 +108,11 @@ impl AgentCli for Claude {
     }
 }
 
-pub fn args(agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, String> {
-    let prompt = std::fs::read_to_string(cx.prompt_file)
-        .map_err(|e| format!("cannot read the prompt {}: {e}", cx.prompt_file.display()))?;
+pub fn args(agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, AgentError> {
+    let prompt = std::fs::read_to_string(cx.prompt_file).map_err(|source| AgentError::Prompt {
+        path: cx.prompt_file.to_path_buf(),
+        source,
+    })?;
     let mut args = vec!["-p".to_string(), prompt, "--allowedTools".to_string()];
     args.extend(allowed_tools(cx));
     args.extend(

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{AgentCli, Context, StreamParser, Var};
+use super::{AgentCli, AgentError, Context, StreamParser, Var};
 use crate::spec::config::Agent;
 
 /// Any program.
@@ -19,7 +19,7 @@ impl AgentCli for Command {
         ""
     }
 
-    fn args(&self, _agent: &Agent, _cx: &Context<'_>) -> Result<Vec<String>, String> {
+    fn args(&self, _agent: &Agent, _cx: &Context<'_>) -> Result<Vec<String>, AgentError> {
         Ok(Vec::new())
     }
 

@@ -29,6 +29,27 @@ use crate::spec::config::{Adapter, Agent};
 pub use report::report;
 pub use supervise::supervise;
 
+/// Why an attempt's agent cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot read the prompt {}: {source}", path.display())]
+    Prompt {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{cli} (`{program}`) is not installed or not on PATH: install it with `{hint}`, \
+         or set `command:` of agent `{agent}` in .agents/config.yaml to its path"
+    )]
+    NotInstalled {
+        cli: &'static str,
+        program: String,
+        hint: &'static str,
+        agent: String,
+    },
+}
+
 /// Looks a variable up in the orchestrator's environment.
 pub type Var<'a> = &'a dyn Fn(&str) -> Option<PathBuf>;
 
@@ -40,7 +61,7 @@ pub trait AgentCli: Sync {
     /// there is nothing to install (the `command` adapter).
     fn install_hint(&self) -> &'static str;
     /// The arguments before the user's `args`.
-    fn args(&self, agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, String>;
+    fn args(&self, agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, AgentError>;
     /// The arguments after the user's `args` (aider's files).
     fn trailing(&self, _cx: &Context<'_>) -> Vec<String> {
         Vec::new()
@@ -121,7 +142,7 @@ fn is_executable(p: &Path) -> bool {
 
 /// Builds the invocation of one attempt, or says why the agent cannot start
 /// (e.g. the CLI is not installed).
-pub fn invocation(agent: &Agent, cx: &Context<'_>) -> Result<Invocation, String> {
+pub fn invocation(agent: &Agent, cx: &Context<'_>) -> Result<Invocation, AgentError> {
     let cli = cli_for(agent.adapter);
     let adapter_args = cli.args(agent, cx)?;
     if !cli.install_hint().is_empty() {
@@ -180,7 +201,7 @@ pub fn state_paths(
 /// Fails with an install hint when the command's program is not on the
 /// agent's `PATH` (only for a plain program name or path; a shell line is
 /// left to the shell).
-fn check_installed(agent: &Agent, cx: &Context<'_>) -> Result<(), String> {
+fn check_installed(agent: &Agent, cx: &Context<'_>) -> Result<(), AgentError> {
     let program = agent.command.trim();
     if program.is_empty()
         || program
@@ -205,13 +226,12 @@ fn check_installed(agent: &Agent, cx: &Context<'_>) -> Result<(), String> {
     if found {
         return Ok(());
     }
-    Err(format!(
-        "{} (`{program}`) is not installed or not on PATH: install it with `{}`, \
-         or set `command:` of agent `{}` in .agents/config.yaml to its path",
-        cli_for(agent.adapter).name(),
-        cli_for(agent.adapter).install_hint(),
-        agent.name
-    ))
+    Err(AgentError::NotInstalled {
+        cli: cli_for(agent.adapter).name(),
+        program: program.to_string(),
+        hint: cli_for(agent.adapter).install_hint(),
+        agent: agent.name.clone(),
+    })
 }
 
 /// What kind of failure an agent's CLI reported.

@@ -29,9 +29,10 @@ pub struct CliError {
 }
 
 impl CliError {
-    pub fn usage(message: impl Into<String>) -> Self {
+    /// Bad input: `message` is a library error or any text.
+    pub fn usage(message: impl fmt::Display) -> Self {
         CliError {
-            message: message.into(),
+            message: message.to_string(),
             causes: Vec::new(),
             hints: Vec::new(),
             exit: exit::USAGE,
@@ -39,7 +40,7 @@ impl CliError {
         }
     }
 
-    pub fn failed(message: impl Into<String>) -> Self {
+    pub fn failed(message: impl fmt::Display) -> Self {
         CliError {
             exit: exit::RUN_FAILED,
             ..CliError::usage(message)
@@ -62,15 +63,9 @@ impl CliError {
 
     /// Wraps a library error, keeping its `source()` chain as causes.
     pub fn from_error(exit: u8, context: impl Into<String>, err: &dyn std::error::Error) -> Self {
-        let mut causes = vec![err.to_string()];
-        let mut source = err.source();
-        while let Some(s) = source {
-            causes.push(s.to_string());
-            source = s.source();
-        }
         CliError {
             message: context.into(),
-            causes,
+            causes: crate::model::error_causes(err),
             hints: Vec::new(),
             exit,
             reported: false,

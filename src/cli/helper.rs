@@ -71,7 +71,7 @@ pub(crate) fn jobs(flag: Option<usize>, config: &Config) -> usize {
 pub(crate) fn forge_target(
     common: &std::path::Path,
     config: &Config,
-) -> Result<crate::deliver::Target, String> {
+) -> Result<crate::deliver::Target, crate::deliver::DeliverError> {
     let env: Vec<(String, String)> = std::env::vars().collect();
     crate::deliver::Target::discover(
         common,
@@ -153,7 +153,7 @@ pub(crate) fn load_requests(
         let agent = config
             .pick_agent(agent.or(brief.agent.as_deref()))
             .map_err(|m| {
-                CliError::usage(m)
+                CliError::usage(m.to_string())
                     .hint("define agents in .agents/config.yaml (`git agent init` writes one)")
             })?
             .clone();

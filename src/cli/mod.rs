@@ -70,7 +70,8 @@ pub struct Ctx {
 impl Ctx {
     pub fn root(&self) -> CliResult<PathBuf> {
         crate::spec::repo_files::find_root(&self.cwd).map_err(|m| {
-            CliError::usage(m).hint("run git agent inside a git repository, or pass -C <dir>")
+            CliError::usage(m.to_string())
+                .hint("run git agent inside a git repository, or pass -C <dir>")
         })
     }
 }

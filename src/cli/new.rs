@@ -30,7 +30,7 @@ pub struct Args {
 pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let root = ctx.root()?;
     let id = TaskId::parse(&args.id).map_err(|m| {
-        CliError::usage(m).hint(format!(
+        CliError::usage(m.to_string()).hint(format!(
             "for example: git agent new {}",
             suggest_id(&args.id)
         ))

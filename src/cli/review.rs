@@ -265,7 +265,7 @@ fn post(
     common: &Path,
     config: &Config,
     report: &ReviewReport,
-) -> Result<(), String> {
+) -> Result<(), crate::deliver::DeliverError> {
     let target = super::helper::forge_target(common, config)?;
     let reports = crate::deliver::review_check_reports(report);
     let notices = runtime.block_on(crate::deliver::post_checks(&target, &reports))?;

@@ -117,7 +117,7 @@ fn publish_to_actions(records: &[Result<RunRecord, String>], ctx: &Ctx) {
     let ok: Vec<&RunRecord> = records.iter().filter_map(|r| r.as_ref().ok()).collect();
     let published = super::helper::store(ctx)
         .map_err(|e| e.to_string())
-        .and_then(|store| runner.publish(&store, &ok));
+        .and_then(|store| runner.publish(&store, &ok).map_err(|e| e.to_string()));
     if let Err(e) = published {
         eprintln!("warning: GitHub Actions summary/outputs: {e}");
     }

@@ -23,7 +23,9 @@ use crate::spec::config::GithubConfig;
 
 use crate::deliver::forge::github::{GitHub, RetryPolicy};
 use crate::deliver::forge::push::{fetch_objects, push, remote_ref, PushSpec};
-use crate::deliver::forge::{parse_remote_url, CheckReport, Forge, ForgeError, IssueSpec, PrSpec};
+use crate::deliver::forge::{
+    parse_remote_url, CheckReport, Forge, ForgeError, IssueSpec, PrSpec, RemoteUrlError,
+};
 use crate::model::delivery::{DeliveryRecord, DeliveryState};
 use crate::model::event::Event;
 use crate::model::store::{RunRecord, State};
@@ -58,12 +60,33 @@ impl Deliverer for ForgeDelivery {
                 Ok(target) => deliver(&target, record, events).await,
                 Err(reason) => DeliveryRecord {
                     state: DeliveryState::Failed,
-                    reason: Some(reason),
+                    reason: Some(reason.to_string()),
                     ..DeliveryRecord::of(record)
                 },
             }
         })
     }
+}
+
+/// Why a delivery (or a forge call outside one) could not go ahead.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error("no token: set GITHUB_TOKEN or GH_TOKEN (or `github.token_env`)")]
+    NoToken,
+    #[error(transparent)]
+    RemoteUrl(#[from] RemoteUrlError),
+    #[error("could not open the repository: {}", .0.message())]
+    Open(git2::Error),
+    #[error("the repository has no `origin` remote")]
+    NoOrigin,
+    #[error("`origin` has no usable URL")]
+    OriginUrl,
+    #[error("the run has no branch to deliver")]
+    NoBranch,
+    #[error("push task: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Forge(#[from] ForgeError),
 }
 
 /// Where and with what to deliver.
@@ -86,14 +109,11 @@ pub struct Target {
 
 impl Target {
     /// The GitHub client for this remote, with the token.
-    pub fn github(&self) -> Result<GitHub, String> {
-        let (token, _) = self
-            .token
-            .as_ref()
-            .ok_or("no token: set GITHUB_TOKEN or GH_TOKEN (or `github.token_env`)")?;
+    pub fn github(&self) -> Result<GitHub, DeliverError> {
+        let (token, _) = self.token.as_ref().ok_or(DeliverError::NoToken)?;
         let repo = parse_remote_url(&self.remote_url)?;
         let api = repo.api_url(self.api_url.as_deref());
-        GitHub::new(&api, repo, token.clone(), self.retry).map_err(|e| e.to_string())
+        Ok(GitHub::new(&api, repo, token.clone(), self.retry)?)
     }
 
     /// Reads `origin` and the token (`token_env`, else `GITHUB_TOKEN`, else
@@ -103,15 +123,14 @@ impl Target {
         api_url: Option<String>,
         token_env: Option<&str>,
         env: &[(String, String)],
-    ) -> Result<Target, String> {
-        let repo = git2::Repository::open(git_dir)
-            .map_err(|e| format!("could not open the repository: {}", e.message()))?;
+    ) -> Result<Target, DeliverError> {
+        let repo = git2::Repository::open(git_dir).map_err(DeliverError::Open)?;
         let remote = repo
             .find_remote("origin")
-            .map_err(|_| "the repository has no `origin` remote".to_string())?;
+            .map_err(|_| DeliverError::NoOrigin)?;
         let url = remote
             .url()
-            .map_err(|_| "`origin` has no usable URL".to_string())?
+            .map_err(|_| DeliverError::OriginUrl)?
             .to_string();
         let (remote_url, fetch_url) = match remote.pushurl() {
             Ok(Some(push)) if push != url => (push.to_string(), Some(url)),
@@ -151,7 +170,7 @@ pub async fn deliver(target: &Target, record: &RunRecord, events: &[Event]) -> D
         }
         Err(reason) => {
             delivery.state = DeliveryState::Failed;
-            delivery.reason = Some(reason);
+            delivery.reason = Some(reason.to_string());
         }
     }
     delivery
@@ -162,13 +181,13 @@ async fn deliver_inner(
     record: &RunRecord,
     events: &[Event],
     delivery: &mut DeliveryRecord,
-) -> Result<(), String> {
+) -> Result<(), DeliverError> {
     let as_issue = delivery.as_issue(record);
     let pushed = match (&record.branch, &record.commit) {
         (Some(branch), Some(commit)) => Some((branch.clone(), commit.clone())),
         // An escalated run that committed nothing still reaches a human.
         _ if as_issue => None,
-        _ => return Err("the run has no branch to deliver".into()),
+        _ => return Err(DeliverError::NoBranch),
     };
     let token = target.token.as_ref().map(|(t, _)| t.clone());
     if let Some((branch, commit)) = &pushed {
@@ -177,9 +196,7 @@ async fn deliver_inner(
         let notice = tokio::task::spawn_blocking(move || {
             push_run(&target2, token2.as_deref(), &branch2, &commit2, &task)
         })
-        .await
-        .map_err(|e| format!("push task: {e}"))?
-        .map_err(|e| e.to_string())?;
+        .await??;
         delivery.pushed = Some(commit.clone());
         delivery.notices.extend(notice);
     }
@@ -193,7 +210,7 @@ async fn deliver_inner(
         None => unreachable!("checked above: no commit means an issue"),
     };
     delivery.notices.extend(gh.take_notices());
-    result.map_err(|e| e.to_string())
+    Ok(result?)
 }
 
 /// The token's variables, removed from git's environment.
@@ -351,10 +368,13 @@ pub async fn deliver_issue(
 
 /// Posts `reports` (checks of a review) for their head commits. Returns
 /// the notices (the fallback to statuses).
-pub async fn post_checks(target: &Target, reports: &[CheckReport]) -> Result<Vec<String>, String> {
+pub async fn post_checks(
+    target: &Target,
+    reports: &[CheckReport],
+) -> Result<Vec<String>, DeliverError> {
     let gh = target.github()?;
     for report in reports {
-        gh.post_check(report).await.map_err(|e| e.to_string())?;
+        gh.post_check(report).await?;
     }
     Ok(gh.take_notices())
 }
@@ -473,13 +493,9 @@ pub fn pr_body(markdown: &str, limit: usize) -> String {
 pub async fn review_comments(
     target: &Target,
     number: u64,
-) -> Result<Vec<forge::ReviewComment>, String> {
+) -> Result<Vec<forge::ReviewComment>, DeliverError> {
     use crate::deliver::forge::Forge as _;
-    target
-        .github()?
-        .list_review_comments(number)
-        .await
-        .map_err(|e| e.to_string())
+    Ok(target.github()?.list_review_comments(number).await?)
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ impl Run {
         })?;
         let sandbox = match self.prepare_sandbox(&start.wt, &req.agent) {
             Ok(s) => s,
-            Err(reason) => return Ok(End::failed(reason)),
+            Err(e) => return Ok(End::failed(e.to_string())),
         };
         let run = Attempts {
             req,
@@ -225,7 +225,7 @@ impl Run {
         )?;
         let spec = match self.agent_spec(run, attempt) {
             Ok(spec) => spec,
-            Err(message) => return Ok(Step::Stop(End::failed(message))),
+            Err(e) => return Ok(Step::Stop(End::failed(e.to_string()))),
         };
         let head_path = run.wt.admin_dir.join("HEAD");
         let head_before = std::fs::read(&head_path).ok();
@@ -294,7 +294,11 @@ impl Run {
 
     /// The agent's process: the adapter's command line (a missing CLI is
     /// the error), the allowlisted environment, the run's limits.
-    fn agent_spec(&self, run: &Attempts<'_>, attempt: u32) -> Result<ProcessSpec, String> {
+    fn agent_spec(
+        &self,
+        run: &Attempts<'_>,
+        attempt: u32,
+    ) -> Result<ProcessSpec, crate::agent::AgentError> {
         let req = run.req;
         let invocation = crate::agent::invocation(
             &req.agent,

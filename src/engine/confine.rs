@@ -3,10 +3,27 @@
 
 use std::sync::Arc;
 
-use crate::engine::run::{error_chain, Run};
+use std::path::PathBuf;
+
+use crate::engine::run::{error_chain, Run, RunError};
+use crate::exec::sandbox::SandboxError;
 use crate::git::Worktree;
 use crate::model::event::EventKind;
 use crate::spec::config::Agent;
+
+/// Why the run's sandbox could not be prepared: the reason the run fails.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfineError {
+    #[error("could not create {}: {error}", path.display())]
+    Create {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("{}", error_chain(.0))]
+    Record(#[from] RunError),
+}
 
 impl Run {
     /// The run's sandbox, prepared once (ruleset built, paths opened) and
@@ -16,7 +33,7 @@ impl Run {
         &self,
         wt: &Worktree,
         agent: &Agent,
-    ) -> Result<Option<Arc<crate::exec::sandbox::Prepared>>, String> {
+    ) -> Result<Option<Arc<crate::exec::sandbox::Prepared>>, ConfineError> {
         let config = &self.engine.sandbox;
         let decisions = self.dir.decisions_path();
         // Only this file of the run dir is writable, and only as an
@@ -25,12 +42,17 @@ impl Run {
             .create(true)
             .append(true)
             .open(&decisions)
-            .map_err(|e| format!("could not create {}: {e}", decisions.display()))?;
+            .map_err(|error| ConfineError::Create {
+                path: decisions.clone(),
+                error,
+            })?;
         // What `git add`/`git commit` in a detached worktree writes: objects
         // (into the run's own store), and the worktree's HEAD, index, logs.
         let objects = self.dir.objects_dir();
-        std::fs::create_dir_all(&objects)
-            .map_err(|e| format!("could not create {}: {e}", objects.display()))?;
+        std::fs::create_dir_all(&objects).map_err(|error| ConfineError::Create {
+            path: objects.clone(),
+            error,
+        })?;
         let mut write_dirs = vec![wt.path.clone(), self.dir.tmp_dir(), objects];
         write_dirs.push(wt.admin_dir.clone());
         write_dirs.extend(config.write_paths.iter().cloned());
@@ -46,8 +68,7 @@ impl Run {
             read_deny: config.read_deny.clone(),
             network: config.network,
         };
-        let prepared =
-            crate::exec::sandbox::Prepared::new(config.mode, &policy).map_err(|e| e.to_string())?;
+        let prepared = crate::exec::sandbox::Prepared::new(config.mode, &policy)?;
         let Some(prepared) = prepared else {
             self.event(EventKind::Sandbox {
                 policy: crate::model::sandbox::Effective {
@@ -59,8 +80,7 @@ impl Run {
                     user_namespace: false,
                     note: Some("`sandbox.mode: off` in the config".into()),
                 },
-            })
-            .map_err(|e| error_chain(&e))?;
+            })?;
             return Ok(None);
         };
         if let Some(note) = &prepared.effective.note {
@@ -68,8 +88,7 @@ impl Run {
         }
         self.event(EventKind::Sandbox {
             policy: prepared.effective.clone(),
-        })
-        .map_err(|e| error_chain(&e))?;
+        })?;
         Ok(Some(Arc::new(prepared)))
     }
 }

@@ -223,11 +223,7 @@ struct Findings {
 
 /// The verifier's findings on the change, worded for a reviewer: what it
 /// must not do (violations) and what a human must look at.
-fn judge(
-    repo: &Repo,
-    req: &ReviewRequest,
-    wt: &Worktree,
-) -> Result<Findings, ReviewError> {
+fn judge(repo: &Repo, req: &ReviewRequest, wt: &Worktree) -> Result<Findings, ReviewError> {
     let verifier = Verifier {
         brief: &req.brief,
         root: &wt.path,

@@ -53,9 +53,28 @@ pub enum SandboxError {
     #[error(
         "`sandbox.network: none` needs user namespaces, which this system does not allow ({0})"
     )]
-    NoUserNamespace(String),
+    NoUserNamespace(ProbeError),
     #[error("could not build the Landlock ruleset: {0}")]
-    Ruleset(String),
+    Ruleset(#[from] landlock::RulesetError),
+    #[error("could not build the Landlock ruleset: {}: {source}", path.display())]
+    Rule {
+        path: PathBuf,
+        #[source]
+        source: landlock::RulesetError,
+    },
+    #[error("could not build the Landlock ruleset: {0}")]
+    Io(#[from] io::Error),
+    #[error("could not build the Landlock ruleset: the kernel returned no ruleset")]
+    NoRuleset,
+}
+
+/// Why this process may not create a user namespace.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProbeError {
+    #[error("probe exited with {0}")]
+    Exited(std::process::ExitStatus),
+    #[error("{0}")]
+    Spawn(std::sync::Arc<io::Error>),
 }
 
 /// Set in git-agent's environment, makes it behave as on a kernel without
@@ -89,8 +108,8 @@ pub fn landlock_abi() -> i32 {
 
 /// Whether this process may create a user namespace (probed once with a
 /// short-lived child).
-pub fn user_namespaces() -> Result<(), String> {
-    static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
+pub fn user_namespaces() -> Result<(), ProbeError> {
+    static PROBE: OnceLock<Result<(), ProbeError>> = OnceLock::new();
     PROBE
         .get_or_init(|| {
             use std::os::unix::process::CommandExt;
@@ -110,8 +129,8 @@ pub fn user_namespaces() -> Result<(), String> {
             }
             match cmd.status() {
                 Ok(s) if s.success() => Ok(()),
-                Ok(s) => Err(format!("probe exited with {s}")),
-                Err(e) => Err(e.to_string()),
+                Ok(s) => Err(ProbeError::Exited(s)),
+                Err(e) => Err(ProbeError::Spawn(std::sync::Arc::new(e))),
             }
         })
         .clone()
@@ -180,7 +199,7 @@ impl Prepared {
             }
         });
         let ruleset = if abi > 0 {
-            Some(build_ruleset(policy).map_err(SandboxError::Ruleset)?)
+            Some(build_ruleset(policy)?)
         } else {
             None
         };
@@ -316,18 +335,14 @@ unsafe fn loopback_up() -> io::Result<()> {
 }
 
 /// Creates and fills the ruleset (in the parent) and returns its fd.
-fn build_ruleset(policy: &Policy) -> Result<OwnedFd, String> {
-    let e = |err: &dyn std::fmt::Display| err.to_string();
+fn build_ruleset(policy: &Policy) -> Result<OwnedFd, SandboxError> {
     let all = AccessFs::from_all(TARGET_ABI);
     let read = AccessFs::from_read(TARGET_ABI);
     let file_read = read & AccessFs::from_file(TARGET_ABI);
     let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(all)
-        .map_err(|x| e(&x))?;
-    ruleset = ruleset
-        .scope(Scope::from_all(TARGET_ABI))
-        .map_err(|x| e(&x))?;
+        .handle_access(all)?;
+    ruleset = ruleset.scope(Scope::from_all(TARGET_ABI))?;
     let mut rules: Vec<(PathBuf, BitFlags<AccessFs>)> = Vec::new();
 
     // Reads: everywhere, except the denied subtrees.
@@ -361,7 +376,7 @@ fn build_ruleset(policy: &Policy) -> Result<OwnedFd, String> {
         rules.push((file.clone(), file_read | AccessFs::WriteFile));
     }
 
-    let mut created = ruleset.create().map_err(|x| e(&x))?;
+    let mut created = ruleset.create()?;
     for (path, access) in rules {
         let fd = match PathFd::new(&path) {
             Ok(fd) => fd,
@@ -379,16 +394,16 @@ fn build_ruleset(policy: &Policy) -> Result<OwnedFd, String> {
             // socket) grant nothing.
             Ok(copy) => match copy.add_rule(PathBeneath::new(fd, access)) {
                 Ok(next) => created = next,
-                Err(err) if writable_path(policy, &path) => {
-                    return Err(format!("{}: {err}", path.display()))
+                Err(source) if writable_path(policy, &path) => {
+                    return Err(SandboxError::Rule { path, source })
                 }
                 Err(_) => {}
             },
-            Err(err) => return Err(err.to_string()),
+            Err(err) => return Err(err.into()),
         }
     }
     let fd: Option<OwnedFd> = created.into();
-    fd.ok_or_else(|| "the kernel returned no ruleset".to_string())
+    fd.ok_or(SandboxError::NoRuleset)
 }
 
 fn writable_path(policy: &Policy, path: &Path) -> bool {

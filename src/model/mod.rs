@@ -10,15 +10,19 @@ pub mod sandbox;
 pub mod store;
 pub mod time;
 
-/// An error and its causes on one line: the one walk of `source()` chains
-/// that every reason and message uses.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
+/// An error and its causes, outermost first: the one walk of `source()`
+/// chains that every reason and message uses.
+pub fn error_causes(err: &dyn std::error::Error) -> Vec<String> {
+    let mut causes = vec![err.to_string()];
     let mut source = err.source();
     while let Some(e) = source {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
+        causes.push(e.to_string());
         source = e.source();
     }
-    s
+    causes
+}
+
+/// An error and its causes on one line, for reasons in records.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    error_causes(err).join(": ")
 }

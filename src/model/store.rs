@@ -198,10 +198,8 @@ impl Store {
     }
 
     /// Finds a run by exact id, unique id prefix, or task id (its latest run).
-    pub fn resolve(&self, query: &str) -> Result<RunRecord, String> {
-        let all = self
-            .list()
-            .map_err(|e| format!("could not read runs: {e}"))?;
+    pub fn resolve(&self, query: &str) -> Result<RunRecord, ResolveError> {
+        let all = self.list().map_err(ResolveError::Read)?;
         if let Some(r) = all.iter().find(|r| r.run_id == query) {
             return Ok(r.clone());
         }
@@ -211,17 +209,24 @@ impl Store {
         let matches: Vec<&RunRecord> = all.iter().filter(|r| r.run_id.starts_with(query)).collect();
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
-            [] => Err(format!("no run or task named `{query}`")),
-            many => Err(format!(
-                "`{query}` matches {} runs: {}",
-                many.len(),
-                many.iter()
-                    .map(|r| r.run_id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
+            [] => Err(ResolveError::NotFound(query.to_string())),
+            many => Err(ResolveError::Ambiguous {
+                query: query.to_string(),
+                runs: many.iter().map(|r| r.run_id.clone()).collect(),
+            }),
         }
     }
+}
+
+/// Why [`Store::resolve`] found no single run.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("could not read runs: {0}")]
+    Read(#[source] io::Error),
+    #[error("no run or task named `{0}`")]
+    NotFound(String),
+    #[error("`{query}` matches {} runs: {}", runs.len(), runs.join(", "))]
+    Ambiguous { query: String, runs: Vec<String> },
 }
 
 /// One run's directory.

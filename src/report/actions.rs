@@ -16,6 +16,14 @@ use crate::model::store::{RunRecord, State, Store};
 /// GitHub's limit on one step's summary, in bytes.
 pub const SUMMARY_LIMIT: usize = 1024 * 1024;
 
+/// A runner file (summary, outputs) that could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("could not write {}: {error}", path.display())]
+pub struct PublishError {
+    pub path: PathBuf,
+    pub error: std::io::Error,
+}
+
 /// Where the runner wants the step's results, from its environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Runner {
@@ -37,7 +45,7 @@ impl Runner {
     }
 
     /// Appends the summary and the outputs. Errors name the file.
-    pub fn publish(&self, store: &Store, records: &[&RunRecord]) -> Result<(), String> {
+    pub fn publish(&self, store: &Store, records: &[&RunRecord]) -> Result<(), PublishError> {
         if let Some(path) = &self.summary {
             append(path, summary(store, records).as_bytes())?;
         }
@@ -53,7 +61,7 @@ impl Runner {
         &self,
         report: &crate::model::review::ReviewReport,
         text: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), PublishError> {
         if let Some(path) = &self.summary {
             let md = format!("## git-agent review\n\n```\n{}\n```\n", text.trim_end());
             append(path, md.as_bytes())?;
@@ -73,13 +81,16 @@ impl Runner {
     }
 }
 
-fn append(path: &Path, bytes: &[u8]) -> Result<(), String> {
+fn append(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .and_then(|mut f| f.write_all(bytes))
-        .map_err(|e| format!("could not write {}: {e}", path.display()))
+        .map_err(|error| PublishError {
+            path: path.to_path_buf(),
+            error,
+        })
 }
 
 /// The worst outcome among `records`, in the order of the exit codes.

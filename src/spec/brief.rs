@@ -153,35 +153,46 @@ pub fn schema() -> &'static serde_json::Value {
 // ---------------------------------------------------------------------------
 // Validated domain types.
 
+/// Why a task id was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskIdError {
+    #[error("the task id is empty")]
+    Empty,
+    #[error("the task id `{0}` is longer than 64 characters")]
+    TooLong(String),
+    #[error("the task id `{0}` must start with a lowercase letter or digit")]
+    BadStart(String),
+    #[error("the task id `{id}` contains `{ch}`; ids use lowercase letters, digits, `-` and `_`")]
+    BadChar { id: String, ch: String },
+}
+
 /// A validated task id: the file stem, safe in branch names and paths.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct TaskId(String);
 
 impl TaskId {
-    pub fn parse(s: &str) -> Result<TaskId, String> {
+    pub fn parse(s: &str) -> Result<TaskId, TaskIdError> {
         if s.is_empty() {
-            return Err("the task id is empty".into());
+            return Err(TaskIdError::Empty);
         }
         if s.len() > 64 {
-            return Err(format!("the task id `{s}` is longer than 64 characters"));
+            return Err(TaskIdError::TooLong(s.to_string()));
         }
         if !s
             .chars()
             .next()
             .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         {
-            return Err(format!(
-                "the task id `{s}` must start with a lowercase letter or digit"
-            ));
+            return Err(TaskIdError::BadStart(s.to_string()));
         }
         if let Some(bad) = s
             .chars()
             .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
         {
-            return Err(format!(
-                "the task id `{s}` contains `{}`; ids use lowercase letters, digits, `-` and `_`",
-                bad.escape_default()
-            ));
+            return Err(TaskIdError::BadChar {
+                id: s.to_string(),
+                ch: bad.escape_default().to_string(),
+            });
         }
         Ok(TaskId(s.to_string()))
     }
@@ -377,7 +388,7 @@ fn parse_into(
         Ok(id) => Some(id),
         Err(message) => {
             problems.push(
-                Problem::error("brief::bad-id", Span::new(0, 0), message)
+                Problem::error("brief::bad-id", Span::new(0, 0), message.to_string())
                     .label("the task id is the file name")
                     .help(format!(
                         "rename the file, e.g. to `{}.md`",
@@ -456,7 +467,7 @@ fn parse_into(
         Ok(raw) => raw,
         Err(message) => {
             problems.push(
-                Problem::error("brief::invalid-value", parts.fence, message)
+                Problem::error("brief::invalid-value", parts.fence, message.to_string())
                     .label("in this frontmatter")
                     .help("`git agent schema brief` prints what each key accepts"),
             );

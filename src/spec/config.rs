@@ -195,36 +195,47 @@ impl Config {
     }
 
     /// The agent a brief runs with: `--agent`, then the brief's, then the default.
-    pub fn pick_agent(&self, wanted: Option<&str>) -> Result<&Agent, String> {
+    pub fn pick_agent(&self, wanted: Option<&str>) -> Result<&Agent, AgentChoiceError> {
         let name = match wanted.or(self.default_agent.as_deref()) {
             Some(n) => n,
             None if self.agents.len() == 1 => {
-                return Ok(self.agents.values().next().expect("one agent"))
+                return self
+                    .agents
+                    .values()
+                    .next()
+                    .ok_or(AgentChoiceError::NoDefault)
             }
-            None if !self.present => {
-                return Err(format!(
-                    "there is no {CONFIG_PATH}; run `git agent init` to create one"
-                ))
-            }
-            None => {
-                return Err(format!(
-                    "no agent given and no `default_agent` in {CONFIG_PATH}"
-                ))
-            }
+            None if !self.present => return Err(AgentChoiceError::NoConfig),
+            None => return Err(AgentChoiceError::NoDefault),
         };
         self.agents.get(name).ok_or_else(|| {
             let known = self.agent_names();
-            match did_you_mean(name, known.iter().map(String::as_str)) {
-                Some(best) => {
-                    format!("no agent named `{name}` in {CONFIG_PATH}; did you mean `{best}`?")
-                }
-                None => format!(
-                    "no agent named `{name}` in {CONFIG_PATH} (agents: {})",
-                    known.join(", ")
-                ),
+            AgentChoiceError::Unknown {
+                name: name.to_string(),
+                suggestion: did_you_mean(name, known.iter().map(String::as_str))
+                    .map(str::to_string),
+                known,
             }
         })
     }
+}
+
+/// Why no agent could be chosen for a brief.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgentChoiceError {
+    #[error("there is no {CONFIG_PATH}; run `git agent init` to create one")]
+    NoConfig,
+    #[error("no agent given and no `default_agent` in {CONFIG_PATH}")]
+    NoDefault,
+    #[error("no agent named `{name}` in {CONFIG_PATH}{}", match suggestion {
+        Some(best) => format!("; did you mean `{best}`?"),
+        None => format!(" (agents: {})", known.join(", ")),
+    })]
+    Unknown {
+        name: String,
+        suggestion: Option<String>,
+        known: Vec<String>,
+    },
 }
 
 /// Loads the config of the repository at `root`; a missing file is an empty config.
@@ -282,7 +293,7 @@ fn parse_into(text: &str, root: &Path, problems: &mut Vec<Problem>) -> Option<Co
         Ok(r) => r,
         Err(message) => {
             problems.push(
-                Problem::error("config::invalid-value", node.span, message)
+                Problem::error("config::invalid-value", node.span, message.to_string())
                     .help("`git agent schema config` prints what each key accepts"),
             );
             return None;
@@ -518,11 +529,10 @@ fn validate_github(raw: &RawConfig, node: &Node, problems: &mut Vec<Problem>) ->
             );
         }
     }
-    let github = GithubConfig {
+    GithubConfig {
         api_url: raw_github.api_url,
         token_env: raw_github.token_env,
-    };
-    github
+    }
 }
 
 /// The names written under `agents:` in a config file, whether or not the

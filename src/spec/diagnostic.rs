@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use miette::{Diagnostic, LabeledSpan, NamedSource, Severity, SourceCode};
 
+use crate::spec::duration::DurationError;
 use crate::spec::yaml::Span;
 
 /// One problem in a file.
@@ -260,26 +261,24 @@ pub fn fit_span(source: &str, span: Span) -> Span {
 }
 
 /// The message of a problem about a duration that `duration::parse` refused
-/// with `message`. Its own messages (no unit, zero) say what is wrong;
+/// with `error`. Its own errors (no unit, zero) say what is wrong;
 /// humantime's (`expected number at 0`) talk about its parser, so they are
 /// replaced by what the user wrote.
-pub fn duration_message(text: &str, message: &str) -> String {
+pub fn duration_message(text: &str, error: &DurationError) -> String {
     let text = text.trim();
-    if text.is_empty() {
-        return "the duration is empty".into();
-    }
-    if text.chars().all(|c| c.is_ascii_digit()) {
-        return format!("invalid duration: {message}");
-    }
-    match humantime::parse_duration(text) {
-        Ok(_) => format!("invalid duration `{text}`: {message}"),
-        Err(humantime::DurationError::UnknownUnit { unit, .. }) if !unit.is_empty() => {
+    match error {
+        DurationError::Empty => "the duration is empty".into(),
+        DurationError::NoUnit(_) => format!("invalid duration: {error}"),
+        DurationError::Zero => format!("invalid duration `{text}`: {error}"),
+        DurationError::Unreadable(humantime::DurationError::UnknownUnit { unit, .. })
+            if !unit.is_empty() =>
+        {
             format!("`{text}` is not a duration: `{unit}` is not a unit")
         }
-        Err(humantime::DurationError::NumberOverflow) => {
+        DurationError::Unreadable(humantime::DurationError::NumberOverflow) => {
             format!("`{text}` is not a duration: the number is too large")
         }
-        Err(_) => format!("`{text}` is not a duration"),
+        DurationError::Unreadable(_) => format!("`{text}` is not a duration"),
     }
 }
 
@@ -346,24 +345,16 @@ mod tests {
 
     #[test]
     fn duration_messages_name_what_was_written() {
+        let message = |text: &str| {
+            let error = crate::spec::duration::parse(text).expect_err("refused");
+            duration_message(text, &error)
+        };
+        assert_eq!(message("soon"), "`soon` is not a duration");
+        assert_eq!(message("5x"), "`5x` is not a duration: `x` is not a unit");
+        assert_eq!(message("20"), "invalid duration: `20` has no unit");
+        assert_eq!(message(" "), "the duration is empty");
         assert_eq!(
-            duration_message("soon", "expected number at 0"),
-            "`soon` is not a duration"
-        );
-        assert_eq!(
-            duration_message("5x", "unknown time unit"),
-            "`5x` is not a duration: `x` is not a unit"
-        );
-        assert_eq!(
-            duration_message("20", "`20` has no unit"),
-            "invalid duration: `20` has no unit"
-        );
-        assert_eq!(
-            duration_message(" ", "empty duration"),
-            "the duration is empty"
-        );
-        assert_eq!(
-            duration_message("0s", "a duration of zero would stop at once"),
+            message("0s"),
             "invalid duration `0s`: a duration of zero would stop at once"
         );
     }

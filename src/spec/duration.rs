@@ -2,19 +2,32 @@
 
 use std::time::Duration;
 
+/// Why a duration was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration")]
+    Empty,
+    #[error("`{0}` has no unit")]
+    NoUnit(String),
+    #[error(transparent)]
+    Unreadable(#[from] humantime::DurationError),
+    #[error("a duration of zero would stop at once")]
+    Zero,
+}
+
 /// Parses a human duration. A bare number is refused: `timeout: 20` could
 /// mean seconds or minutes, and a policy must not be guessed.
-pub fn parse(text: &str) -> Result<Duration, String> {
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("empty duration".into());
+        return Err(DurationError::Empty);
     }
     if text.chars().all(|c| c.is_ascii_digit()) {
-        return Err(format!("`{text}` has no unit"));
+        return Err(DurationError::NoUnit(text.to_string()));
     }
-    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    let duration = humantime::parse_duration(text)?;
     if duration.is_zero() {
-        return Err("a duration of zero would stop at once".into());
+        return Err(DurationError::Zero);
     }
     Ok(duration)
 }

@@ -4,13 +4,20 @@ use std::path::{Path, PathBuf};
 
 use crate::spec::brief::TASKS_DIR;
 
+/// Why no working tree was found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RootError {
+    #[error("`{}` is not inside a git repository", .0.display())]
+    NotARepository(PathBuf),
+    #[error("this is a bare repository; run git agent inside a working tree")]
+    Bare,
+}
+
 /// The root of the working tree that contains `start`.
-pub fn find_root(start: &Path) -> Result<PathBuf, String> {
+pub fn find_root(start: &Path) -> Result<PathBuf, RootError> {
     let repo = git2::Repository::discover(start)
-        .map_err(|_| format!("`{}` is not inside a git repository", start.display()))?;
-    repo.workdir()
-        .map(Path::to_path_buf)
-        .ok_or_else(|| "this is a bare repository; run git agent inside a working tree".to_string())
+        .map_err(|_| RootError::NotARepository(start.to_path_buf()))?;
+    repo.workdir().map(Path::to_path_buf).ok_or(RootError::Bare)
 }
 
 /// Every `*.md` file in `.agents/tasks/`, sorted by name. Not recursive:

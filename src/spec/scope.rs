@@ -7,22 +7,41 @@ use crate::model::event::VerdictRecord;
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Serialize;
 
+/// Why a glob was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GlobError {
+    #[error("empty glob")]
+    Empty,
+    #[error("globs are relative to the repository root and must not start with `/`")]
+    Absolute,
+    #[error("globs must not contain `..`")]
+    ParentDir,
+    #[error("{0}")]
+    Syntax(globset::ErrorKind),
+    #[error("`{pattern}`: {source}")]
+    In {
+        pattern: String,
+        #[source]
+        source: Box<GlobError>,
+    },
+}
+
 /// Compiles one scope glob the way every scope glob is compiled.
-pub fn compile(pattern: &str) -> Result<Glob, String> {
+pub fn compile(pattern: &str) -> Result<Glob, GlobError> {
     if pattern.is_empty() {
-        return Err("empty glob".into());
+        return Err(GlobError::Empty);
     }
     if pattern.starts_with('/') {
-        return Err("globs are relative to the repository root and must not start with `/`".into());
+        return Err(GlobError::Absolute);
     }
     if pattern.split('/').any(|part| part == "..") {
-        return Err("globs must not contain `..`".into());
+        return Err(GlobError::ParentDir);
     }
     GlobBuilder::new(pattern)
         .literal_separator(true)
         .backslash_escape(true)
         .build()
-        .map_err(|e| e.kind().to_string())
+        .map_err(|e| GlobError::Syntax(e.kind().clone()))
 }
 
 /// A named list of globs, compiled once.
@@ -34,14 +53,19 @@ pub struct GlobList {
 
 impl GlobList {
     /// Compiles already-validated patterns.
-    pub fn new(patterns: &[String]) -> Result<Self, String> {
+    pub fn new(patterns: &[String]) -> Result<Self, GlobError> {
         let mut builder = GlobSetBuilder::new();
         for p in patterns {
-            builder.add(compile(p).map_err(|e| format!("`{p}`: {e}"))?);
+            builder.add(compile(p).map_err(|e| GlobError::In {
+                pattern: p.clone(),
+                source: Box::new(e),
+            })?);
         }
         Ok(GlobList {
             patterns: patterns.to_vec(),
-            set: builder.build().map_err(|e| e.to_string())?,
+            set: builder
+                .build()
+                .map_err(|e| GlobError::Syntax(e.kind().clone()))?,
         })
     }
 

@@ -223,10 +223,16 @@ fn char_span(text: &str, base: usize, offset: usize) -> Span {
     Span::new(base + offset, len)
 }
 
-/// Decodes a validated tree into a raw serde type. Errors here mean the
-/// structural check missed something; the message is still shown.
-pub fn decode<T: DeserializeOwned>(text: &str) -> Result<T, String> {
-    serde_yaml::from_str(text).map_err(|e| clean_serde_yaml_message(&e.to_string()))
+/// A validated tree that serde could still not decode: the structural
+/// check missed something. Its message (without serde_yaml's position,
+/// which the diagnostic shows) is still shown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(String);
+
+/// Decodes a validated tree into a raw serde type.
+pub fn decode<T: DeserializeOwned>(text: &str) -> Result<T, DecodeError> {
+    serde_yaml::from_str(text).map_err(|e| DecodeError(clean_serde_yaml_message(&e.to_string())))
 }
 
 fn clean_serde_yaml_message(message: &str) -> String {

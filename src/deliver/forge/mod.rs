@@ -34,11 +34,16 @@ impl RepoId {
     }
 }
 
+/// A remote URL that names no owner and repository.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot tell owner and repository from the remote URL `{0}`")]
+pub struct RemoteUrlError(pub String);
+
 /// Parses `https://host/owner/repo(.git)`, `ssh://git@host(:port)/owner/repo`
 /// and the scp form `git@host:owner/repo.git`.
-pub fn parse_remote_url(url: &str) -> Result<RepoId, String> {
+pub fn parse_remote_url(url: &str) -> Result<RepoId, RemoteUrlError> {
     let url = url.trim();
-    let bad = || format!("cannot tell owner and repository from the remote URL `{url}`");
+    let bad = || RemoteUrlError(url.to_string());
     let (host, path) = if let Some(rest) = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
