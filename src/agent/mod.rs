@@ -172,7 +172,6 @@ pub fn invocation(agent: &Agent, cx: &Context<'_>) -> Result<Invocation, AgentEr
     })
 }
 
-/// How to install each CLI, for the "not installed" message.
 /// Where an agent CLI keeps its own state (sessions, logs, settings): it
 /// must be able to write there under the sandbox. Only paths that exist
 /// are returned (a sandbox rule needs an open file descriptor).

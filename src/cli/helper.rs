@@ -186,7 +186,7 @@ pub(crate) fn execute(
     jobs: usize,
     allow_overlap: bool,
     ctx: &Ctx,
-) -> CliResult<Vec<Result<RunRecord, String>>> {
+) -> CliResult<Vec<Result<RunRecord, NoRecord>>> {
     let repo = git2::Repository::discover(root)
         .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
     let mut engine = Engine::new(
@@ -229,14 +229,32 @@ pub(crate) fn execute(
         .into_iter()
         .map(|f| match f {
             Finished::Ran(Ok(record)) => Ok(record),
-            Finished::Ran(Err(e)) => Err(error_chain(&e)),
-            Finished::NotStarted { task } => Err(format!("{task}: not started (interrupted)")),
+            Finished::Ran(Err(e)) => Err(NoRecord::Error(error_chain(&e))),
+            Finished::NotStarted { task } => Err(NoRecord::NotStarted { task }),
         })
         .collect())
 }
 
+/// A request of a batch that left no run record.
+#[derive(Debug)]
+pub(crate) enum NoRecord {
+    /// Even the record could not be written.
+    Error(String),
+    /// The batch was interrupted before the run started.
+    NotStarted { task: String },
+}
+
+impl std::fmt::Display for NoRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoRecord::Error(message) => f.write_str(message),
+            NoRecord::NotStarted { task } => write!(f, "{task}: not started (interrupted)"),
+        }
+    }
+}
+
 /// Prints the summary (or JSON) and picks the exit code.
-pub(crate) fn report(records: &[Result<RunRecord, String>], json: bool) -> CliResult {
+pub(crate) fn report(records: &[Result<RunRecord, NoRecord>], json: bool) -> CliResult {
     let ok: Vec<&RunRecord> = records.iter().filter_map(|r| r.as_ref().ok()).collect();
     if json {
         print_json(&ok.iter().map(|r| to_json(r)).collect::<Vec<_>>())?;
@@ -250,7 +268,7 @@ pub(crate) fn report(records: &[Result<RunRecord, String>], json: bool) -> CliRe
     let code = if any(State::Interrupted)
         || records
             .iter()
-            .any(|r| matches!(r, Err(e) if e.contains("not started")))
+            .any(|r| matches!(r, Err(NoRecord::NotStarted { .. })))
     {
         exit::INTERRUPTED
     } else if any(State::Failed)

@@ -110,7 +110,7 @@ fn address_review(
 
 /// As a GitHub Actions step: the job summary and the step outputs. A failure
 /// to write them is said, and does not change the runs' exit code.
-fn publish_to_actions(records: &[Result<RunRecord, String>], ctx: &Ctx) {
+fn publish_to_actions(records: &[Result<RunRecord, super::helper::NoRecord>], ctx: &Ctx) {
     let Some(runner) = crate::report::actions::Runner::detect(|k| std::env::var(k).ok()) else {
         return;
     };

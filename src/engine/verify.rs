@@ -11,7 +11,7 @@ use std::path::Path;
 
 use crate::engine::symlink;
 use crate::git::{Change, ChangeKind};
-use crate::model::event::{ScopedChange, VerdictRecord};
+use crate::model::event::{ChangeKindRecord, ScopedChange, VerdictRecord};
 use crate::spec::brief::Brief;
 
 /// Largest file a run may leave in its worktree (GitHub refuses bigger
@@ -160,7 +160,7 @@ pub fn scope_changes(brief: &Brief, changes: &[Change]) -> Vec<ScopedChange> {
             ScopedChange {
                 path: c.path.clone(),
                 old_path: c.old_path.clone(),
-                kind: kind_name(c).into(),
+                kind: kind_of(c),
                 lines_added: c.lines_added,
                 lines_removed: c.lines_removed,
                 verdict: verdict.into(),
@@ -192,14 +192,14 @@ pub fn symlink_escapes(path: &str, target: &str) -> bool {
     false
 }
 
-fn kind_name(c: &Change) -> &'static str {
+fn kind_of(c: &Change) -> ChangeKindRecord {
     match c.kind {
-        ChangeKind::Added => "added",
-        ChangeKind::Modified if c.old_mode != c.new_mode => "mode changed",
-        ChangeKind::Modified => "modified",
-        ChangeKind::Deleted => "deleted",
-        ChangeKind::Renamed => "renamed",
-        ChangeKind::TypeChanged => "type changed",
+        ChangeKind::Added => ChangeKindRecord::Added,
+        ChangeKind::Modified if c.old_mode != c.new_mode => ChangeKindRecord::ModeChanged,
+        ChangeKind::Modified => ChangeKindRecord::Modified,
+        ChangeKind::Deleted => ChangeKindRecord::Deleted,
+        ChangeKind::Renamed => ChangeKindRecord::Renamed,
+        ChangeKind::TypeChanged => ChangeKindRecord::TypeChanged,
     }
 }
 

@@ -64,13 +64,51 @@ pub struct ScopedChange {
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_path: Option<String>,
-    pub kind: String,
+    pub kind: ChangeKindRecord,
     pub lines_added: usize,
     pub lines_removed: usize,
     #[serde(flatten)]
     pub verdict: VerdictRecord,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symlink_target: Option<String>,
+}
+
+/// What happened to a path, as the log and reports name it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ChangeKindRecord {
+    #[serde(rename = "added")]
+    Added,
+    #[serde(rename = "modified")]
+    Modified,
+    /// Content unchanged, mode changed (made executable, say).
+    #[serde(rename = "mode changed")]
+    ModeChanged,
+    #[serde(rename = "deleted")]
+    Deleted,
+    #[serde(rename = "renamed")]
+    Renamed,
+    /// A file became a symlink or the other way round.
+    #[serde(rename = "type changed")]
+    TypeChanged,
+}
+
+impl ChangeKindRecord {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKindRecord::Added => "added",
+            ChangeKindRecord::Modified => "modified",
+            ChangeKindRecord::ModeChanged => "mode changed",
+            ChangeKindRecord::Deleted => "deleted",
+            ChangeKindRecord::Renamed => "renamed",
+            ChangeKindRecord::TypeChanged => "type changed",
+        }
+    }
+}
+
+impl std::fmt::Display for ChangeKindRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 /// The scope's verdict on a path, as stored (owned, deserializable).

@@ -279,7 +279,7 @@ fn render_scope(md: &mut String, events: &[Event]) {
         };
         let kind = match &c.symlink_target {
             Some(t) => format!("{} (symlink → `{}`)", c.kind, escape_cell(t)),
-            None => c.kind.clone(),
+            None => c.kind.to_string(),
         };
         let _ = writeln!(
             md,
