@@ -226,6 +226,9 @@ impl Repo {
         self.snapshot_commit(onto, tree).map(Some)
     }
 
+    /// A commit of `tree` on `base` that no ref points at: a fixed point to
+    /// diff against and restore to (e.g. the worktree before the checks ran).
+    /// Unreferenced, it is collected by git's next gc.
     pub fn snapshot_commit(&self, base: Oid, tree: Oid) -> Result<Oid> {
         let repo = self.open()?;
         let sig = signature().map_err(self.git2_err("make", "a signature"))?;

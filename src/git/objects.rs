@@ -17,9 +17,6 @@ pub struct ImportedObjects {
 }
 
 impl Repo {
-    /// A commit of `tree` on `base` that no ref points at: a fixed point to
-    /// diff against and restore to (e.g. the worktree before the checks ran).
-    /// Unreferenced, it is collected by git's next gc.
     /// Copies the objects an agent's git wrote into `dir` (its own object
     /// store) into the repository's, each re-hashed first: an object whose
     /// content does not match its name, or that cannot be read, stays out
