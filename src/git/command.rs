@@ -13,7 +13,7 @@ use git2::Oid;
 use super::error::{Result, WorkspaceError};
 
 /// Attempts for git operations that fail on someone else's `*.lock`.
-pub(super) const LOCK_RETRIES: u32 = 8;
+const LOCK_RETRIES: u32 = 8;
 /// Longest stderr kept in an error.
 const STDERR_LIMIT: usize = 8 * 1024;
 
@@ -93,7 +93,7 @@ impl Git {
         self
     }
 
-    fn command_line(&self, sub: &[&OsStr]) -> String {
+    pub(super) fn command_line(&self, sub: &[&OsStr]) -> String {
         let mut parts: Vec<String> = Vec::new();
         for (k, v) in &self.env {
             if k.to_string_lossy().starts_with("GIT_") {
@@ -173,6 +173,22 @@ impl Git {
         }
     }
 
+    /// Like [`Git::run_os`] without stdin, for [`retry_on_lock`]: a failure
+    /// caused by someone else's lock file is [`AttemptError::Locked`].
+    pub(super) fn try_run(
+        &self,
+        sub: &[&OsStr],
+    ) -> std::result::Result<Output, AttemptError<WorkspaceError>> {
+        let (out, command) = self.run_unchecked(sub, None)?;
+        if out.status.success() {
+            Ok(out)
+        } else if is_lock_contention(&out.stderr) {
+            Err(AttemptError::Locked(self.failure(command, &out)))
+        } else {
+            Err(AttemptError::Failed(self.failure(command, &out)))
+        }
+    }
+
     pub(super) fn failure(&self, command: String, out: &Output) -> WorkspaceError {
         WorkspaceError::GitCommand {
             command,
@@ -218,7 +234,7 @@ pub(super) fn parse_oid(stdout: &[u8], git: &Git, what: &str) -> Result<Oid> {
 }
 
 /// Stderr says another process held a lock file we needed.
-pub(super) fn is_lock_contention(stderr: &[u8]) -> bool {
+fn is_lock_contention(stderr: &[u8]) -> bool {
     let s = String::from_utf8_lossy(stderr);
     s.contains(".lock") && (s.contains("File exists") || s.contains("nable to create"))
         || s.contains("could not lock")
@@ -229,4 +245,104 @@ pub(super) fn backoff(attempt: u32) -> Duration {
     // 20 ms, 40 ms, ... capped at 1 s, plus jitter so racers spread out.
     let base = 20u64.saturating_mul(1 << attempt.min(6)).min(1000);
     Duration::from_millis(base + rand::random_range(0..=base / 2))
+}
+
+/// How often [`retry_on_lock`] tries an operation, and how long it waits in
+/// between.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LockRetries {
+    /// Tries in all, the first one included.
+    pub(super) attempts: u32,
+    /// The [`backoff`] step of the first wait; each later wait takes the next.
+    pub(super) first_step: u32,
+}
+
+impl LockRetries {
+    /// For git CLI calls that fail on someone else's `*.lock`.
+    pub(super) const GIT_CLI: LockRetries = LockRetries {
+        attempts: LOCK_RETRIES,
+        first_step: 0,
+    };
+    /// For creating or moving a branch while another writer updates it.
+    pub(super) const BRANCH: LockRetries = LockRetries {
+        attempts: 20,
+        first_step: 1,
+    };
+    /// For writing a note while another writer holds the notes ref.
+    pub(super) const NOTE: LockRetries = LockRetries {
+        attempts: 30,
+        first_step: 0,
+    };
+}
+
+/// Why one try of an operation run by [`retry_on_lock`] failed.
+#[derive(Debug)]
+pub(super) enum AttemptError<E> {
+    /// Another process held a lock we needed: worth another try.
+    Locked(E),
+    /// Anything else: trying again would not help.
+    Failed(E),
+}
+
+impl<E> From<E> for AttemptError<E> {
+    fn from(e: E) -> Self {
+        AttemptError::Failed(e)
+    }
+}
+
+/// Runs `op` (given the number of the try, from 0) until it succeeds, fails
+/// with [`AttemptError::Failed`], or has been tried `retries.attempts` times,
+/// sleeping a [`backoff`] between tries; returns the last error. For the
+/// steps where git and libgit2 give up at once when another process holds a
+/// lock file instead of waiting for it.
+pub(super) fn retry_on_lock<T, E>(
+    retries: LockRetries,
+    mut op: impl FnMut(u32) -> std::result::Result<T, AttemptError<E>>,
+) -> std::result::Result<T, E> {
+    let mut attempt = 0;
+    loop {
+        match op(attempt) {
+            Ok(value) => return Ok(value),
+            Err(AttemptError::Locked(_)) if attempt + 1 < retries.attempts => {
+                std::thread::sleep(backoff(retries.first_step + attempt));
+                attempt += 1;
+            }
+            Err(AttemptError::Locked(e) | AttemptError::Failed(e)) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_on_lock_retries_only_lock_failures_and_only_so_often() {
+        let three = LockRetries {
+            attempts: 3,
+            first_step: 0,
+        };
+        let mut tries = Vec::new();
+        let locked: std::result::Result<(), &str> = retry_on_lock(three, |n| {
+            tries.push(n);
+            Err(AttemptError::Locked("locked"))
+        });
+        assert_eq!((locked, tries.as_slice()), (Err("locked"), &[0, 1, 2][..]));
+
+        tries.clear();
+        let failed: std::result::Result<(), &str> = retry_on_lock(three, |n| {
+            tries.push(n);
+            Err(AttemptError::Failed("broken"))
+        });
+        assert_eq!((failed, tries.as_slice()), (Err("broken"), &[0][..]));
+
+        let third_time = retry_on_lock(three, |n| {
+            if n < 2 {
+                Err(AttemptError::Locked("locked"))
+            } else {
+                Ok(n)
+            }
+        });
+        assert_eq!(third_time, Ok(2));
+    }
 }

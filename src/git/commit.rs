@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use git2::{ErrorCode, Oid};
 
 use super::changes::{Change, ChangeKind};
-use super::command::backoff;
+use super::command::{retry_on_lock, AttemptError, LockRetries};
 use super::error::{Result, WorkspaceError};
 use super::lock::LockFile;
 use super::repo::Repo;
@@ -140,37 +140,29 @@ impl Repo {
                 continue;
             }
             let log = format!("git-agent: commit {commit}");
-            let mut tries = 0;
-            let used = loop {
-                tries += 1;
+            let used = retry_on_lock(LockRetries::BRANCH, |_| {
                 match repo.find_reference(&refname) {
-                    Err(e) if e.code() == ErrorCode::NotFound => {
-                        match repo.reference(&refname, commit, false, &log) {
-                            Ok(_) => break true,
-                            Err(e) if retryable_ref_error(&e) && tries < 20 => {}
-                            Err(e) => return Err(self.git2_err("creating branch", refname)(e)),
-                        }
-                    }
-                    Err(e) => return Err(self.git2_err("reading branch", refname)(e)),
+                    Err(e) if e.code() == ErrorCode::NotFound => repo
+                        .reference(&refname, commit, false, &log)
+                        .map(|_| true)
+                        .map_err(|e| self.ref_failure("creating branch", &refname, e)),
+                    Err(e) => Err(self.git2_err("reading branch", refname.as_str())(e).into()),
                     Ok(reference) => {
                         let Some(tip) = reference.target() else {
-                            break false; // symbolic ref: not ours to move
+                            return Ok(false); // symbolic ref: not ours to move
                         };
                         let ours = tip == base
                             || tip == commit
                             || repo.find_commit(tip).is_ok_and(|c| is_ours(&c));
                         if !ours {
-                            break false;
+                            return Ok(false);
                         }
-                        match repo.reference_matching(&refname, commit, true, tip, &log) {
-                            Ok(_) => break true,
-                            Err(e) if retryable_ref_error(&e) && tries < 20 => {}
-                            Err(e) => return Err(self.git2_err("moving branch", refname)(e)),
-                        }
+                        repo.reference_matching(&refname, commit, true, tip, &log)
+                            .map(|_| true)
+                            .map_err(|e| self.ref_failure("moving branch", &refname, e))
                     }
                 }
-                std::thread::sleep(backoff(tries));
-            };
+            })?;
             if used {
                 return Ok((name, commit));
             }
@@ -257,21 +249,29 @@ impl Repo {
         // writers lose notes. Serialize them (threads, then processes).
         let _thread = NOTES.lock().unwrap_or_else(|e| e.into_inner());
         let _process = LockFile::acquire(&self.common_dir.join("agent/notes.lock"))?;
-        let mut attempt = 0;
-        loop {
-            match repo.note(&sig, &sig, Some(NOTES_REF), commit, text, true) {
-                Ok(_) => return Ok(()),
-                Err(e) if attempt + 1 < 30 && retryable_ref_error(&e) => {
-                    std::thread::sleep(backoff(attempt));
-                    attempt += 1;
-                }
-                Err(e) => {
-                    return Err(self
-                        .git2_err("writing note", format!("{NOTES_REF} on {commit}"))(
-                        e
-                    ))
-                }
-            }
+        retry_on_lock(LockRetries::NOTE, |_| {
+            repo.note(&sig, &sig, Some(NOTES_REF), commit, text, true)
+                .map(drop)
+                .map_err(|e| {
+                    self.ref_failure("writing note", &format!("{NOTES_REF} on {commit}"), e)
+                })
+        })
+    }
+
+    /// A failed ref update, as [`AttemptError::Locked`] when another writer
+    /// held the ref (see [`retryable_ref_error`]).
+    fn ref_failure(
+        &self,
+        action: &'static str,
+        context: &str,
+        e: git2::Error,
+    ) -> AttemptError<WorkspaceError> {
+        let locked = retryable_ref_error(&e);
+        let err = self.git2_err(action, context)(e);
+        if locked {
+            AttemptError::Locked(err)
+        } else {
+            AttemptError::Failed(err)
         }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use git2::Oid;
 
-use super::command::{arg_eq, backoff, is_lock_contention, parse_oid, Git, LOCK_RETRIES};
+use super::command::{arg_eq, parse_oid, retry_on_lock, Git, LockRetries};
 use super::error::{io_err, Result, WorkspaceError};
 use super::lock::LockFile;
 use super::repo::Repo;
@@ -260,22 +260,18 @@ impl Repo {
             path.as_os_str(),
             hex.as_ref(),
         ];
-        let mut attempt = 0;
-        loop {
-            let (out, command) = git.run_unchecked(&args, None)?;
-            if out.status.success() {
-                return Ok(());
+        retry_on_lock(LockRetries::GIT_CLI, |attempt| {
+            if attempt > 0 {
+                // Undo what the try that hit the lock left behind.
+                let command = git.command_line(&args);
+                tracing::debug!(%command, attempt, "worktree add hit a lock; retrying");
+                if !existed && path.exists() {
+                    let _ = fs::remove_dir_all(path);
+                }
             }
-            if attempt + 1 >= LOCK_RETRIES || !is_lock_contention(&out.stderr) {
-                return Err(git.failure(command, &out));
-            }
-            tracing::debug!(%command, attempt, "worktree add hit a lock; retrying");
-            if !existed && path.exists() {
-                let _ = fs::remove_dir_all(path);
-            }
-            std::thread::sleep(backoff(attempt));
-            attempt += 1;
-        }
+            git.try_run(&args)
+        })
+        .map(drop)
     }
 
     fn enable_worktree_config(&self) -> Result<()> {
@@ -294,18 +290,7 @@ impl Repo {
             "extensions.worktreeConfig".as_ref(),
             "true".as_ref(),
         ];
-        let mut attempt = 0;
-        loop {
-            let (out, command) = git.run_unchecked(&args, None)?;
-            if out.status.success() {
-                return Ok(());
-            }
-            if attempt + 1 >= LOCK_RETRIES || !is_lock_contention(&out.stderr) {
-                return Err(git.failure(command, &out));
-            }
-            std::thread::sleep(backoff(attempt));
-            attempt += 1;
-        }
+        retry_on_lock(LockRetries::GIT_CLI, |_| git.try_run(&args)).map(drop)
     }
 
     fn populate(&self, wt: &Worktree, commit: Oid, patterns: Option<&[String]>) -> Result<()> {
