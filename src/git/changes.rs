@@ -110,63 +110,11 @@ impl Repo {
     /// index is left alone), writes it as a tree and diffs `base`'s tree
     /// against it.
     pub fn change_set(&self, wt: &Worktree, base: Oid) -> Result<ChangeSet> {
-        let common = wt.common_dir().map(Path::to_path_buf);
-        if common.as_deref().map(fs::canonicalize).and_then(|r| r.ok())
-            != Some(self.common_dir.clone())
-        {
-            return Err(WorkspaceError::InvalidWorktreePath {
-                path: wt.path.clone(),
-                reason: format!(
-                    "admin dir {} does not belong to {}",
-                    wt.admin_dir.display(),
-                    self.common_dir.display()
-                ),
-            });
-        }
+        self.check_owns(wt)?;
         let index = TempIndex::new(wt)?;
-        let mut git = wt
-            .git(&self.git_env)
-            .env("GIT_INDEX_FILE", &index.path)
-            .config(if wt.sparse {
-                "core.sparseCheckout=true"
-            } else {
-                "core.sparseCheckout=false"
-            })
-            .config("sparse.expectFilesOutsideOfPatterns=false")
-            .config("core.splitIndex=false");
-        for kv in worktree_filter_overrides(&git)? {
-            git = git.config(&kv);
-        }
+        let git = self.staging_git(wt, &index)?;
         clear_index_bits(&git, !wt.sparse)?;
-
-        let (out, command) = git.run_unchecked(
-            &[
-                "add".as_ref(),
-                "-A".as_ref(),
-                "--sparse".as_ref(),
-                "--ignore-errors".as_ref(),
-            ],
-            None,
-        )?;
-        let mut nested = Vec::new();
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let mut unknown = false;
-            for line in stderr.lines() {
-                if let Some(rest) = line.strip_prefix("error: '") {
-                    if let Some(p) = rest.strip_suffix("/' does not have a commit checked out") {
-                        nested.push(p.to_string());
-                        continue;
-                    }
-                }
-                if line.starts_with("error:") || line.starts_with("fatal:") {
-                    unknown = true;
-                }
-            }
-            if unknown || nested.is_empty() {
-                return Err(git.failure(command, &out));
-            }
-        }
+        let nested = stage_all(&git)?;
         let out = git.run(&["write-tree"])?;
         let tree = parse_oid(&out.stdout, &git, "write-tree")?;
         drop(index);
@@ -188,6 +136,77 @@ impl Repo {
             uncommitted_nested_repos: nested,
         })
     }
+
+    /// `wt`'s admin dir is in this repository's common dir.
+    fn check_owns(&self, wt: &Worktree) -> Result<()> {
+        let common = wt.common_dir().map(Path::to_path_buf);
+        if common.as_deref().map(fs::canonicalize).and_then(|r| r.ok())
+            != Some(self.common_dir.clone())
+        {
+            return Err(WorkspaceError::InvalidWorktreePath {
+                path: wt.path.clone(),
+                reason: format!(
+                    "admin dir {} does not belong to {}",
+                    wt.admin_dir.display(),
+                    self.common_dir.display()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// git on `wt` with the private `index`, the sparse setting `wt` was
+    /// created with, and the filter drivers the agent defined switched off.
+    fn staging_git(&self, wt: &Worktree, index: &TempIndex) -> Result<Git> {
+        let mut git = wt
+            .git(&self.git_env)
+            .env("GIT_INDEX_FILE", &index.path)
+            .config(if wt.sparse {
+                "core.sparseCheckout=true"
+            } else {
+                "core.sparseCheckout=false"
+            })
+            .config("sparse.expectFilesOutsideOfPatterns=false")
+            .config("core.splitIndex=false");
+        for kv in worktree_filter_overrides(&git)? {
+            git = git.config(&kv);
+        }
+        Ok(git)
+    }
+}
+
+/// `git add -A` of the whole worktree. Nested repositories without a commit
+/// cannot be staged: they are returned; any other error fails.
+fn stage_all(git: &Git) -> Result<Vec<String>> {
+    let (out, command) = git.run_unchecked(
+        &[
+            "add".as_ref(),
+            "-A".as_ref(),
+            "--sparse".as_ref(),
+            "--ignore-errors".as_ref(),
+        ],
+        None,
+    )?;
+    let mut nested = Vec::new();
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let mut unknown = false;
+        for line in stderr.lines() {
+            if let Some(rest) = line.strip_prefix("error: '") {
+                if let Some(p) = rest.strip_suffix("/' does not have a commit checked out") {
+                    nested.push(p.to_string());
+                    continue;
+                }
+            }
+            if line.starts_with("error:") || line.starts_with("fatal:") {
+                unknown = true;
+            }
+        }
+        if unknown || nested.is_empty() {
+            return Err(git.failure(command, &out));
+        }
+    }
+    Ok(nested)
 }
 
 /// Private copy of a worktree's index, removed on drop.
@@ -333,72 +352,105 @@ fn diff_trees(
 
     let mut changes = Vec::with_capacity(diff.deltas().len());
     for (idx, delta) in diff.deltas().enumerate() {
-        let kind = match delta.status() {
-            Delta::Added | Delta::Copied | Delta::Untracked => ChangeKind::Added,
-            Delta::Deleted => ChangeKind::Deleted,
-            Delta::Renamed => ChangeKind::Renamed,
-            Delta::Typechange => ChangeKind::TypeChanged,
-            Delta::Modified
-            | Delta::Ignored
-            | Delta::Unmodified
-            | Delta::Conflicted
-            | Delta::Unreadable => ChangeKind::Modified,
-        };
-        let (old_f, new_f) = (delta.old_file(), delta.new_file());
-        let utf8 = |f: &git2::DiffFile| -> std::result::Result<String, String> {
-            let bytes = f.path_bytes().unwrap_or_default();
-            std::str::from_utf8(bytes)
-                .map(str::to_string)
-                .map_err(|_| String::from_utf8_lossy(bytes).into_owned())
-        };
-        let (path, old_path) = match kind {
-            ChangeKind::Deleted => (utf8(&old_f), None),
-            ChangeKind::Renamed => (utf8(&new_f), Some(utf8(&old_f))),
-            _ => (utf8(&new_f), None),
-        };
-        let path = match path {
-            Ok(p) => p,
+        match change_of(repo, &diff, idx, &delta)? {
+            Ok(change) => changes.push(change),
             Err(lossy) => return Ok(Err(lossy)),
-        };
-        let old_path = match old_path.transpose() {
-            Ok(p) => p,
-            Err(lossy) => return Ok(Err(lossy)),
-        };
-        let mode = |f: &git2::DiffFile| u32::from(f.mode());
-        let old_mode = (kind != ChangeKind::Added).then(|| mode(&old_f));
-        let new_mode = (kind != ChangeKind::Deleted).then(|| mode(&new_f));
-        let gitlink = old_mode == Some(MODE_GITLINK) || new_mode == Some(MODE_GITLINK);
-        let (mut lines_added, mut lines_removed, mut binary) = (0, 0, false);
-        if !gitlink {
-            if let Some(patch) = git2::Patch::from_diff(&diff, idx)? {
-                binary = patch.delta().flags().is_binary();
-                let (_, added, removed) = patch.line_stats()?;
-                lines_added = added;
-                lines_removed = removed;
-            }
         }
-        let new_blob = new_mode.map(|_| new_f.id());
-        let symlink_target = match (new_mode, new_blob) {
-            (Some(MODE_LINK), Some(id)) => {
-                Some(String::from_utf8_lossy(repo.find_blob(id)?.content()).into_owned())
-            }
-            _ => None,
-        };
-        changes.push(Change {
-            path,
-            old_path,
-            kind,
-            old_mode,
-            new_mode,
-            new_blob,
-            lines_added,
-            lines_removed,
-            binary,
-            symlink_target,
-            gitlink,
-        });
     }
     Ok(Ok(changes))
+}
+
+/// Delta `idx` of `diff` as a [`Change`]. The inner error is a non-UTF-8
+/// path.
+fn change_of(
+    repo: &Repository,
+    diff: &git2::Diff,
+    idx: usize,
+    delta: &git2::DiffDelta,
+) -> std::result::Result<std::result::Result<Change, String>, git2::Error> {
+    let kind = change_kind(delta.status());
+    let (old_f, new_f) = (delta.old_file(), delta.new_file());
+    let (path, old_path) = match change_paths(kind, &old_f, &new_f) {
+        Ok(paths) => paths,
+        Err(lossy) => return Ok(Err(lossy)),
+    };
+    let mode = |f: &git2::DiffFile| u32::from(f.mode());
+    let old_mode = (kind != ChangeKind::Added).then(|| mode(&old_f));
+    let new_mode = (kind != ChangeKind::Deleted).then(|| mode(&new_f));
+    let gitlink = old_mode == Some(MODE_GITLINK) || new_mode == Some(MODE_GITLINK);
+    let (lines_added, lines_removed, binary) = if gitlink {
+        (0, 0, false)
+    } else {
+        line_stats(diff, idx)?
+    };
+    let new_blob = new_mode.map(|_| new_f.id());
+    let symlink_target = match (new_mode, new_blob) {
+        (Some(MODE_LINK), Some(id)) => {
+            Some(String::from_utf8_lossy(repo.find_blob(id)?.content()).into_owned())
+        }
+        _ => None,
+    };
+    Ok(Ok(Change {
+        path,
+        old_path,
+        kind,
+        old_mode,
+        new_mode,
+        new_blob,
+        lines_added,
+        lines_removed,
+        binary,
+        symlink_target,
+        gitlink,
+    }))
+}
+
+fn change_kind(status: Delta) -> ChangeKind {
+    match status {
+        Delta::Added | Delta::Copied | Delta::Untracked => ChangeKind::Added,
+        Delta::Deleted => ChangeKind::Deleted,
+        Delta::Renamed => ChangeKind::Renamed,
+        Delta::Typechange => ChangeKind::TypeChanged,
+        Delta::Modified
+        | Delta::Ignored
+        | Delta::Unmodified
+        | Delta::Conflicted
+        | Delta::Unreadable => ChangeKind::Modified,
+    }
+}
+
+/// The change's path and, for a rename, its old path; the error is the
+/// first one that is not UTF-8, lossily decoded.
+fn change_paths(
+    kind: ChangeKind,
+    old_f: &git2::DiffFile,
+    new_f: &git2::DiffFile,
+) -> std::result::Result<(String, Option<String>), String> {
+    let utf8 = |f: &git2::DiffFile| -> std::result::Result<String, String> {
+        let bytes = f.path_bytes().unwrap_or_default();
+        std::str::from_utf8(bytes)
+            .map(str::to_string)
+            .map_err(|_| String::from_utf8_lossy(bytes).into_owned())
+    };
+    Ok(match kind {
+        ChangeKind::Deleted => (utf8(old_f)?, None),
+        ChangeKind::Renamed => (utf8(new_f)?, Some(utf8(old_f)?)),
+        _ => (utf8(new_f)?, None),
+    })
+}
+
+/// Lines added and removed by delta `idx` of `diff`, and whether it is
+/// binary.
+fn line_stats(
+    diff: &git2::Diff,
+    idx: usize,
+) -> std::result::Result<(usize, usize, bool), git2::Error> {
+    let Some(patch) = git2::Patch::from_diff(diff, idx)? else {
+        return Ok((0, 0, false));
+    };
+    let binary = patch.delta().flags().is_binary();
+    let (_, added, removed) = patch.line_stats()?;
+    Ok((added, removed, binary))
 }
 
 #[cfg(test)]

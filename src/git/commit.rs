@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::Mutex;
 
-use git2::{ErrorCode, Oid};
+use git2::{ErrorCode, Oid, Repository};
 
 use super::changes::{Change, ChangeKind};
 use super::command::{retry_on_lock, AttemptError, LockRetries};
@@ -103,12 +103,7 @@ impl Repo {
         is_ours: &dyn Fn(&git2::Commit) -> bool,
     ) -> Result<(String, Oid)> {
         const MAX_CANDIDATES: usize = 100;
-        let valid = |name: &str| {
-            !name.is_empty()
-                && !name.starts_with('-')
-                && git2::Reference::is_valid_name(&format!("refs/heads/{name}"))
-        };
-        if !valid(branch) {
+        if !valid_branch_name(branch) {
             return Err(WorkspaceError::InvalidBranch {
                 branch: branch.to_string(),
             });
@@ -133,37 +128,13 @@ impl Repo {
                 format!("{branch}-{n}")
             };
             let refname = format!("refs/heads/{name}");
-            if !valid(&name) {
+            if !valid_branch_name(&name) {
                 return Err(WorkspaceError::InvalidBranch { branch: name });
             }
             if checked_out.contains(&refname) {
                 continue;
             }
-            let log = format!("git-agent: commit {commit}");
-            let used = retry_on_lock(LockRetries::BRANCH, |_| {
-                match repo.find_reference(&refname) {
-                    Err(e) if e.code() == ErrorCode::NotFound => repo
-                        .reference(&refname, commit, false, &log)
-                        .map(|_| true)
-                        .map_err(|e| self.ref_failure("creating branch", &refname, e)),
-                    Err(e) => Err(self.git2_err("reading branch", refname.as_str())(e).into()),
-                    Ok(reference) => {
-                        let Some(tip) = reference.target() else {
-                            return Ok(false); // symbolic ref: not ours to move
-                        };
-                        let ours = tip == base
-                            || tip == commit
-                            || repo.find_commit(tip).is_ok_and(|c| is_ours(&c));
-                        if !ours {
-                            return Ok(false);
-                        }
-                        repo.reference_matching(&refname, commit, true, tip, &log)
-                            .map(|_| true)
-                            .map_err(|e| self.ref_failure("moving branch", &refname, e))
-                    }
-                }
-            })?;
-            if used {
+            if self.claim_branch(&repo, &refname, base, commit, is_ours)? {
                 return Ok((name, commit));
             }
         }
@@ -171,6 +142,44 @@ impl Repo {
             branch: branch.to_string(),
             repo: self.common_dir.clone(),
             tried: MAX_CANDIDATES,
+        })
+    }
+
+    /// Points `refname` at `commit` if it is free: creates it, or moves it
+    /// from a tip that is `base`, `commit` itself or accepted by `is_ours`
+    /// (compare-and-swap, so a concurrent writer's update is never lost).
+    /// `false` when the branch holds someone else's work.
+    fn claim_branch(
+        &self,
+        repo: &Repository,
+        refname: &str,
+        base: Oid,
+        commit: Oid,
+        is_ours: &dyn Fn(&git2::Commit) -> bool,
+    ) -> Result<bool> {
+        let log = format!("git-agent: commit {commit}");
+        retry_on_lock(LockRetries::BRANCH, |_| {
+            match repo.find_reference(refname) {
+                Err(e) if e.code() == ErrorCode::NotFound => repo
+                    .reference(refname, commit, false, &log)
+                    .map(|_| true)
+                    .map_err(|e| self.ref_failure("creating branch", refname, e)),
+                Err(e) => Err(self.git2_err("reading branch", refname)(e).into()),
+                Ok(reference) => {
+                    let Some(tip) = reference.target() else {
+                        return Ok(false); // symbolic ref: not ours to move
+                    };
+                    let ours = tip == base
+                        || tip == commit
+                        || repo.find_commit(tip).is_ok_and(|c| is_ours(&c));
+                    if !ours {
+                        return Ok(false);
+                    }
+                    repo.reference_matching(refname, commit, true, tip, &log)
+                        .map(|_| true)
+                        .map_err(|e| self.ref_failure("moving branch", refname, e))
+                }
+            }
         })
     }
 
@@ -274,6 +283,13 @@ impl Repo {
             AttemptError::Failed(err)
         }
     }
+}
+
+/// A name `refs/heads/<name>` can take (and that does not read as an option).
+fn valid_branch_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('-')
+        && git2::Reference::is_valid_name(&format!("refs/heads/{name}"))
 }
 
 fn signature() -> std::result::Result<git2::Signature<'static>, git2::Error> {

@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use git2::Oid;
+use git2::{Oid, Repository};
 
 use super::changes::{Change, ChangeKind, MODE_EXEC, MODE_GITLINK, MODE_LINK, MODE_TREE};
 use super::error::{io_err, Result, WorkspaceError};
@@ -43,48 +43,70 @@ impl Repo {
         }
         // Pass 2: write back what the base had.
         for change in changes {
-            let (path, gitlink_in_way) = match change.kind {
-                ChangeKind::Added => continue,
-                ChangeKind::Renamed => (
-                    change
-                        .old_path
-                        .as_deref()
-                        .ok_or_else(|| WorkspaceError::InvalidChange {
-                            path: change.path.clone(),
-                            reason: "rename without old path".into(),
-                        })?,
-                    false,
-                ),
-                ChangeKind::Deleted | ChangeKind::Modified | ChangeKind::TypeChanged => {
-                    (change.path.as_str(), change.gitlink)
-                }
+            let Some((path, gitlink_in_way)) = base_side(change)? else {
+                continue;
             };
-            let entry =
-                base_tree
-                    .get_path(Path::new(path))
-                    .map_err(|e| WorkspaceError::InvalidChange {
-                        path: path.to_string(),
-                        reason: format!("not in base {base}: {e}"),
-                    })?;
-            let mode = entry.filemode() as u32;
-            let content = match mode {
-                MODE_GITLINK => None,
-                MODE_TREE => {
-                    return Err(WorkspaceError::InvalidChange {
-                        path: path.to_string(),
-                        reason: "is a directory in the base".into(),
-                    })
-                }
-                _ => Some(
-                    repo.find_blob(entry.id())
-                        .map_err(self.git2_err("reading blob", path))?
-                        .content()
-                        .to_vec(),
-                ),
-            };
+            let (mode, content) = self.base_content(&repo, &base_tree, base, path)?;
             fs_tree.write(path, mode, content.as_deref(), gitlink_in_way)?;
         }
         Ok(())
+    }
+
+    /// The mode and content `path` has in `base_tree` (the tree of `base`);
+    /// no content for a gitlink.
+    fn base_content(
+        &self,
+        repo: &Repository,
+        base_tree: &git2::Tree,
+        base: Oid,
+        path: &str,
+    ) -> Result<(u32, Option<Vec<u8>>)> {
+        let entry =
+            base_tree
+                .get_path(Path::new(path))
+                .map_err(|e| WorkspaceError::InvalidChange {
+                    path: path.to_string(),
+                    reason: format!("not in base {base}: {e}"),
+                })?;
+        let mode = entry.filemode() as u32;
+        let content = match mode {
+            MODE_GITLINK => None,
+            MODE_TREE => {
+                return Err(WorkspaceError::InvalidChange {
+                    path: path.to_string(),
+                    reason: "is a directory in the base".into(),
+                })
+            }
+            _ => Some(
+                repo.find_blob(entry.id())
+                    .map_err(self.git2_err("reading blob", path))?
+                    .content()
+                    .to_vec(),
+            ),
+        };
+        Ok((mode, content))
+    }
+}
+
+/// Where undoing `change` writes the base's content back: the path and
+/// whether a nested repository there belongs to the change (and may be
+/// deleted). `None` for an added path, which the base did not have.
+fn base_side(change: &Change) -> Result<Option<(&str, bool)>> {
+    match change.kind {
+        ChangeKind::Added => Ok(None),
+        ChangeKind::Renamed => {
+            let old = change
+                .old_path
+                .as_deref()
+                .ok_or_else(|| WorkspaceError::InvalidChange {
+                    path: change.path.clone(),
+                    reason: "rename without old path".into(),
+                })?;
+            Ok(Some((old, false)))
+        }
+        ChangeKind::Deleted | ChangeKind::Modified | ChangeKind::TypeChanged => {
+            Ok(Some((change.path.as_str(), change.gitlink)))
+        }
     }
 }
 
