@@ -38,6 +38,7 @@ impl Repo {
 
     /// Adds an environment variable to every git CLI call (e.g.
     /// `GIT_CONFIG_GLOBAL=/dev/null` for hermetic tests).
+    #[cfg_attr(not(test), expect(dead_code, reason = "only tests use it"))]
     pub fn with_git_env(mut self, key: &str, value: impl AsRef<OsStr>) -> Repo {
         self.git_env
             .push((key.into(), value.as_ref().to_os_string()));
@@ -51,11 +52,13 @@ impl Repo {
 
     /// The git dir `discover` found (differs from `common_dir` when started
     /// inside a linked worktree).
+    #[expect(dead_code, reason = "no caller since git became crate-private")]
     pub fn git_dir(&self) -> &Path {
         &self.git_dir
     }
 
     /// The user's checkout; `None` for a bare repository.
+    #[cfg_attr(not(test), expect(dead_code, reason = "only tests use it"))]
     pub fn workdir(&self) -> Option<&Path> {
         self.workdir.as_deref()
     }

@@ -72,6 +72,7 @@ impl Worktree {
 
     /// Every sign that the agent rewired its worktree: the `.git` file, the
     /// admin dir's `commondir` and `gitdir` files. Empty when intact.
+    #[cfg_attr(not(test), expect(dead_code, reason = "only tests use it"))]
     pub fn integrity_problems(&self) -> Vec<String> {
         let mut problems: Vec<String> = self.git_file_problem().into_iter().collect();
         let commondir = self.admin_dir.join("commondir");
@@ -113,6 +114,7 @@ impl Worktree {
 
     /// The commit the worktree's HEAD points at (it moves if the agent
     /// committed).
+    #[cfg_attr(not(test), expect(dead_code, reason = "only tests use it"))]
     pub fn head(&self) -> Result<Oid> {
         let git = self.git(&[]);
         let out = git.run(&["rev-parse", "--verify", "-q", "HEAD^{commit}"])?;
