@@ -1,0 +1,165 @@
+//! Worktree creation on a synthetic 20,000-file repository: git-agent's,
+//! for a full checkout and for a `scope.read` of 5% of the tree (sparse),
+//! beside a plain `git worktree add` of the same repository measured in the
+//! same run, interleaved round by round so that both see the same machine.
+//!
+//! The worktree API (`Repo::create_worktree`) is crate-private, so this
+//! drives the `git-agent` binary instead: every `git agent run` logs a
+//! `worktree_ready` event carrying the milliseconds its worktree creation
+//! took, read back with `git agent log --format json`. The rest of the run
+//! (agent, checks, commit, removal) is not counted.
+//!
+//! Run: `cargo bench --bench worktree` (prints numbers; asserts nothing).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const DIRS: usize = 200;
+const FILES_PER_DIR: usize = 100;
+const ROUNDS: usize = 3;
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=b", "-c", "user.email=b@b"])
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git {args:?}");
+}
+
+/// The 20,000-file repository, built with the plain git CLI, with a
+/// do-nothing-much agent and two briefs: `full` and `sparse` (`d000`..`d009`
+/// read, 10 of 200 directories).
+fn build_repo(base: &Path) -> std::path::PathBuf {
+    let repo = base.join("big");
+    std::fs::create_dir_all(repo.join(".agents/tasks")).expect("repo dir");
+    git(&repo, &["init", "-q", "-b", "main"]);
+    for d in 0..DIRS {
+        let dir = repo.join(format!("d{d:03}"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        for f in 0..FILES_PER_DIR {
+            std::fs::write(
+                dir.join(format!("f{f:03}.txt")),
+                format!("file {d} {f}\n{}", "x".repeat(80)),
+            )
+            .expect("file");
+        }
+    }
+    std::fs::write(
+        repo.join(".agents/config.yaml"),
+        format!(
+            "default_agent: touch\nagents:\n  touch:\n    adapter: command\n    command: echo changed >> d000/f000.txt\nworktree_dir: {}\n",
+            base.join("agent-wts").display()
+        ),
+    )
+    .expect("config");
+    let brief = |read: &str| {
+        format!("---\ntitle: Touch one file\nscope:\n  write: [\"d000/**\"]\n{read}checks:\n  - name: ok\n    run: \"true\"\nescalate:\n  attempts: 1\n---\n# Goal\nTouch.\n")
+    };
+    std::fs::write(repo.join(".agents/tasks/full.md"), brief("")).expect("brief");
+    std::fs::write(
+        repo.join(".agents/tasks/sparse.md"),
+        brief("  read: [\"d00?/**\"]\n"),
+    )
+    .expect("brief");
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "big"]);
+    git(&repo, &["repack", "-adq"]);
+    repo
+}
+
+/// `git worktree add --detach` of HEAD, timed; the removal is not.
+fn plain_add(repo: &Path, path: &Path, workers: &str) -> Duration {
+    let path = path.to_str().expect("utf-8 path");
+    let t = Instant::now();
+    git(
+        repo,
+        &[
+            "-c", workers, "worktree", "add", "-q", "--detach", path, "HEAD",
+        ],
+    );
+    let took = t.elapsed();
+    git(repo, &["worktree", "remove", "--force", path]);
+    took
+}
+
+/// One `git agent run <task>`; returns the worktree creation time it logged.
+fn agent_add(bin: &str, repo: &Path, task: &str) -> Duration {
+    let out = Command::new(bin)
+        .current_dir(repo)
+        .args(["run", task, "--json"])
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git-agent runs");
+    assert!(
+        out.status.success(),
+        "git agent run {task}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = Command::new(bin)
+        .current_dir(repo)
+        .args(["log", task, "--format", "json"])
+        .output()
+        .expect("git agent log runs");
+    let v: serde_json::Value = serde_json::from_slice(&log.stdout).expect("log json");
+    let ms = v["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "worktree_ready")
+        .and_then(|e| e["ms"].as_u64())
+        .expect("a worktree_ready event with ms");
+    // Move the branch back so the next round is the same work.
+    git(repo, &["branch", "-D", "-q", &format!("agent/{task}")]);
+    Duration::from_millis(ms)
+}
+
+fn main() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = build_repo(tmp.path());
+    println!("repo: {} files", DIRS * FILES_PER_DIR + 3);
+    let bin = env!("CARGO_BIN_EXE_git-agent");
+
+    let configs = [
+        "plain git worktree add",
+        "plain git, checkout.workers=0",
+        "git-agent, full",
+        "git-agent, sparse 5%",
+    ];
+    let mut best = [Duration::MAX; 4];
+    for round in 0..ROUNDS {
+        let plain = |n: usize, workers| {
+            plain_add(
+                &repo,
+                &tmp.path().join(format!("plain-{round}-{n}")),
+                workers,
+            )
+        };
+        let times = [
+            plain(0, "checkout.workers=1"),
+            plain(1, "checkout.workers=0"),
+            agent_add(bin, &repo, "full"),
+            agent_add(bin, &repo, "sparse"),
+        ];
+        for (b, t) in best.iter_mut().zip(times) {
+            *b = (*b).min(t);
+        }
+    }
+    let baseline = best[0].as_secs_f64();
+    println!(
+        "{:<32} {:>10} {:>12}",
+        "worktree creation, min of 3", "wall s", "x plain git"
+    );
+    for (label, t) in configs.iter().zip(best) {
+        println!(
+            "{label:<32} {:>10.3} {:>12.2}",
+            t.as_secs_f64(),
+            t.as_secs_f64() / baseline
+        );
+    }
+}

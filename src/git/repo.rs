@@ -1,0 +1,133 @@
+//! [`Repo`], the user's repository: how it is found and opened, and the
+//! handles every other part of [`crate::git`] starts from.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use git2::{Oid, Repository};
+
+use super::command::{arg_eq, Git};
+use super::error::{io_err, Result, WorkspaceError};
+
+/// The user's repository. Holds paths only; see the module docs.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    pub(super) git_dir: PathBuf,
+    pub(super) common_dir: PathBuf,
+    pub(super) workdir: Option<PathBuf>,
+    pub(super) git_env: Vec<(OsString, OsString)>,
+}
+
+impl Repo {
+    /// Finds the repository containing `start`.
+    pub fn discover(start: &Path) -> Result<Repo> {
+        let repo =
+            Repository::discover(start).map_err(|source| WorkspaceError::NotARepository {
+                path: start.to_path_buf(),
+                source,
+            })?;
+        let canon = |p: &Path| fs::canonicalize(p).map_err(io_err("resolving", p));
+        Ok(Repo {
+            git_dir: canon(repo.path())?,
+            common_dir: canon(repo.commondir())?,
+            workdir: repo.workdir().map(canon).transpose()?,
+            git_env: Vec::new(),
+        })
+    }
+
+    /// Adds an environment variable to every git CLI call (e.g.
+    /// `GIT_CONFIG_GLOBAL=/dev/null` for hermetic tests).
+    #[cfg_attr(not(test), expect(dead_code, reason = "only tests use it"))]
+    pub fn with_git_env(mut self, key: &str, value: impl AsRef<OsStr>) -> Repo {
+        self.git_env
+            .push((key.into(), value.as_ref().to_os_string()));
+        self
+    }
+
+    /// The shared git dir (`.git` of the main checkout).
+    pub fn common_dir(&self) -> &Path {
+        &self.common_dir
+    }
+
+    /// The git dir `discover` found (differs from `common_dir` when started
+    /// inside a linked worktree).
+    #[expect(dead_code, reason = "no caller since git became crate-private")]
+    pub fn git_dir(&self) -> &Path {
+        &self.git_dir
+    }
+
+    /// The user's checkout; `None` for a bare repository.
+    #[cfg_attr(not(test), expect(dead_code, reason = "only tests use it"))]
+    pub fn workdir(&self) -> Option<&Path> {
+        self.workdir.as_deref()
+    }
+
+    /// A fresh libgit2 handle (`Repository` is not `Sync`; open one per thread).
+    pub fn open(&self) -> Result<Repository> {
+        Repository::open(&self.git_dir).map_err(|source| WorkspaceError::NotARepository {
+            path: self.git_dir.clone(),
+            source,
+        })
+    }
+
+    pub(super) fn git2_err(
+        &self,
+        action: &'static str,
+        context: impl Into<String>,
+    ) -> impl FnOnce(git2::Error) -> WorkspaceError {
+        let repo = self.common_dir.clone();
+        let context = context.into();
+        move |source| WorkspaceError::Git2 {
+            action,
+            context,
+            repo,
+            source,
+        }
+    }
+
+    /// git CLI on the main repository (never its work tree).
+    pub(super) fn git(&self) -> Git {
+        Git::new(&self.common_dir, &self.git_env).arg(arg_eq("--git-dir=", &self.git_dir))
+    }
+
+    pub fn resolve_commit(&self, rev: &str) -> Result<Oid> {
+        let repo = self.open()?;
+        let commit = repo
+            .revparse_single(rev)
+            .and_then(|o| o.peel_to_commit())
+            .map_err(|source| WorkspaceError::UnknownRevision {
+                rev: rev.to_string(),
+                repo: self.common_dir.clone(),
+                source,
+            })?;
+        Ok(commit.id())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::test_support::*;
+
+    #[test]
+    fn discover_and_resolve_errors_name_their_subject() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let err = Repo::discover(tmp.path()).expect_err("not a repo");
+        let msg = err.to_string();
+        assert!(msg.contains("not a git repository"), "{msg}");
+        assert!(msg.contains(&tmp.path().display().to_string()), "{msg}");
+
+        let fx = fixture();
+        let err = fx
+            .repo
+            .resolve_commit("no-such-branch")
+            .expect_err("unknown rev");
+        assert!(err.to_string().contains("\"no-such-branch\""), "{err}");
+        assert_eq!(
+            fx.repo.workdir(),
+            Some(fs::canonicalize(&fx.root).expect("canon").as_path())
+        );
+        assert!(fx.repo.common_dir().ends_with(".git"));
+    }
+}
