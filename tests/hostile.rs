@@ -396,6 +396,56 @@ fn replace_the_worktree_git_file() {
 }
 
 #[test]
+fn rewire_the_worktree_admin_dir() {
+    // Control: in a worktree made by plain git, the same rewrite of the
+    // admin dir's `commondir` sends every later git command there (the
+    // agent's, and the user's when they inspect a kept worktree) to a
+    // repository of the attacker's choosing.
+    let control = TestRepo::with_files(&[("README.md", "# Project\n")]);
+    let plain = control.tmp.join("plain-wt");
+    let plain_arg = plain.display().to_string();
+    control.git(&["worktree", "add", "-q", "--detach", &plain_arg]);
+    let in_plain = |args: &[&str]| {
+        let mut all = vec!["-C", plain_arg.as_str()];
+        all.extend_from_slice(args);
+        control.git(&all).trim().to_string()
+    };
+    let admin = PathBuf::from(in_plain(&[
+        "rev-parse",
+        "--path-format=absolute",
+        "--git-dir",
+    ]));
+    let decoy = control.tmp.join("decoy.git");
+    control.git(&["init", "-q", "--bare", &decoy.display().to_string()]);
+    std::fs::write(admin.join("commondir"), format!("{}\n", decoy.display())).expect("rewire");
+    let common = in_plain(&["rev-parse", "--path-format=absolute", "--git-common-dir"]);
+    assert_eq!(
+        std::fs::canonicalize(common).expect("common dir"),
+        std::fs::canonicalize(&decoy).expect("decoy"),
+        "control: plain git follows the rewired admin dir"
+    );
+
+    let (a, o) = attacked("attack_admin_dir.sh", "admin-dir");
+    escalated_naming(&o, "admin dir");
+    // The kept worktree is wired back: the user's git there works on the
+    // repository, not on the decoy.
+    let kept = o.run["worktree"]
+        .as_str()
+        .expect("an escalated run keeps its worktree");
+    let common = a.repo.git(&[
+        "-C",
+        kept,
+        "rev-parse",
+        "--path-format=absolute",
+        "--git-common-dir",
+    ]);
+    assert_eq!(
+        std::fs::canonicalize(common.trim()).expect("common dir"),
+        std::fs::canonicalize(a.repo.root.join(".git")).expect("repository"),
+    );
+}
+
+#[test]
 fn symlink_in_scope_pointing_out() {
     let (a, o) = attacked("attack_symlink_scope.sh", "symlink-in-scope");
     escalated_naming(&o, "symlink pointing outside");

@@ -77,13 +77,28 @@ impl Run {
             ));
         }
         escalations.extend(self.reattached_head(run, attempt, head_before)?);
-        if run.wt.git_file_tampered() {
+        let git_file = run.wt.git_file_tampered();
+        if git_file {
             self.event(EventKind::Violation {
                 attempt,
-                what: "rewrote the worktree's .git file".into(),
+                what: "rewrote the worktree's .git file (restored)".into(),
                 path: Some(".git".into()),
             })?;
             escalations.push("the agent rewrote the worktree's .git file".into());
+        }
+        let rewired = run.wt.admin_dir_problems();
+        for problem in &rewired {
+            self.event(EventKind::Violation {
+                attempt,
+                what: format!("rewired the worktree's admin dir (restored): {problem}"),
+                path: None,
+            })?;
+        }
+        if !rewired.is_empty() {
+            escalations.push("the agent rewired its worktree's admin dir".into());
+        }
+        if git_file || !rewired.is_empty() {
+            run.wt.restore_links()?;
         }
         Ok(escalations)
     }

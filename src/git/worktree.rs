@@ -72,9 +72,48 @@ impl Worktree {
 
     /// Every sign that the agent rewired its worktree: the `.git` file, the
     /// admin dir's `commondir` and `gitdir` files. Empty when intact.
-    #[cfg_attr(not(test), expect(dead_code, reason = "only tests use it"))]
     pub fn integrity_problems(&self) -> Vec<String> {
         let mut problems: Vec<String> = self.git_file_problem().into_iter().collect();
+        problems.extend(self.admin_dir_problems());
+        problems
+    }
+
+    /// Writes the worktree's links back as git made them: the `.git` file
+    /// pointing at the admin dir, `commondir` at the repository, `gitdir`
+    /// back at the `.git` file. A kept worktree must not send the user's
+    /// git somewhere the agent chose.
+    pub fn restore_links(&self) -> Result<()> {
+        let dotgit = self.path.join(".git");
+        if self.git_file_problem().is_some() {
+            match fs::symlink_metadata(&dotgit) {
+                Ok(m) if m.is_dir() => fs::remove_dir_all(&dotgit),
+                Ok(_) => fs::remove_file(&dotgit),
+                Err(_) => Ok(()),
+            }
+            .map_err(io_err("removing", &dotgit))?;
+            let text = format!("gitdir: {}\n", self.admin_dir.display());
+            fs::write(&dotgit, text).map_err(io_err("writing", &dotgit))?;
+        }
+        if !self.admin_dir_problems().is_empty() {
+            for (name, text) in [
+                ("commondir", "../..\n".to_string()),
+                ("gitdir", format!("{}\n", dotgit.display())),
+            ] {
+                let path = self.admin_dir.join(name);
+                // Replaced, not written through: it may now be a symlink.
+                let _ = fs::remove_file(&path);
+                fs::write(&path, text).map_err(io_err("writing", &path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The admin dir's `commondir` and `gitdir` no longer lead to this
+    /// repository and back to this worktree (the admin dir is writable:
+    /// git needs it to commit). git-agent's own calls never follow these
+    /// files; the agent's git, and the user's later, would.
+    pub fn admin_dir_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
         let commondir = self.admin_dir.join("commondir");
         match (fs::read_to_string(&commondir), self.common_dir()) {
             (Ok(text), Some(common)) => {
