@@ -62,7 +62,7 @@ impl Change {
     }
 
     /// The new side is executable.
-    #[cfg_attr(not(test), expect(dead_code, reason = "only tests use it"))]
+    #[cfg(test)]
     pub fn is_executable(&self) -> bool {
         self.new_mode == Some(MODE_EXEC)
     }
@@ -84,16 +84,9 @@ pub struct ChangeSet {
 }
 
 impl ChangeSet {
-    #[cfg_attr(not(test), expect(dead_code, reason = "only tests use it"))]
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
-    }
-    #[expect(dead_code, reason = "no caller since git became crate-private")]
-    pub fn lines_changed(&self) -> usize {
-        self.changes
-            .iter()
-            .map(|c| c.lines_added + c.lines_removed)
-            .sum()
     }
 }
 

@@ -1,7 +1,7 @@
 //! [`Repo`], the user's repository: how it is found and opened, and the
 //! handles every other part of [`crate::git`] starts from.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -38,8 +38,8 @@ impl Repo {
 
     /// Adds an environment variable to every git CLI call (e.g.
     /// `GIT_CONFIG_GLOBAL=/dev/null` for hermetic tests).
-    #[cfg_attr(not(test), expect(dead_code, reason = "only tests use it"))]
-    pub fn with_git_env(mut self, key: &str, value: impl AsRef<OsStr>) -> Repo {
+    #[cfg(test)]
+    pub fn with_git_env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Repo {
         self.git_env
             .push((key.into(), value.as_ref().to_os_string()));
         self
@@ -50,15 +50,8 @@ impl Repo {
         &self.common_dir
     }
 
-    /// The git dir `discover` found (differs from `common_dir` when started
-    /// inside a linked worktree).
-    #[expect(dead_code, reason = "no caller since git became crate-private")]
-    pub fn git_dir(&self) -> &Path {
-        &self.git_dir
-    }
-
     /// The user's checkout; `None` for a bare repository.
-    #[cfg_attr(not(test), expect(dead_code, reason = "only tests use it"))]
+    #[cfg(test)]
     pub fn workdir(&self) -> Option<&Path> {
         self.workdir.as_deref()
     }

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use git2::Oid;
 
-use super::command::{arg_eq, parse_oid, retry_on_lock, Git, LockRetries};
+use super::command::{arg_eq, retry_on_lock, Git, LockRetries};
 use super::error::{io_err, Result, WorkspaceError};
 use super::lock::LockFile;
 use super::repo::Repo;
@@ -72,6 +72,7 @@ impl Worktree {
 
     /// Every sign that the agent rewired its worktree: the `.git` file, the
     /// admin dir's `commondir` and `gitdir` files. Empty when intact.
+    #[cfg(test)]
     pub fn integrity_problems(&self) -> Vec<String> {
         let mut problems: Vec<String> = self.git_file_problem().into_iter().collect();
         problems.extend(self.admin_dir_problems());
@@ -153,11 +154,11 @@ impl Worktree {
 
     /// The commit the worktree's HEAD points at (it moves if the agent
     /// committed).
-    #[cfg_attr(not(test), expect(dead_code, reason = "only tests use it"))]
+    #[cfg(test)]
     pub fn head(&self) -> Result<Oid> {
         let git = self.git(&[]);
         let out = git.run(&["rev-parse", "--verify", "-q", "HEAD^{commit}"])?;
-        parse_oid(&out.stdout, &git, "rev-parse HEAD")
+        super::command::parse_oid(&out.stdout, &git, "rev-parse HEAD")
     }
 
     pub(super) fn git(&self, env: &[(OsString, OsString)]) -> Git {
