@@ -15,62 +15,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const DIRS: usize = 200;
-const FILES_PER_DIR: usize = 100;
+mod common;
+
+use common::{big_repo, git, DIRS, FILES_PER_DIR};
+
 const ROUNDS: usize = 3;
-
-fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .current_dir(dir)
-        .args(["-c", "user.name=b", "-c", "user.email=b@b"])
-        .args(args)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .status()
-        .expect("git runs");
-    assert!(status.success(), "git {args:?}");
-}
-
-/// The 20,000-file repository, built with the plain git CLI, with a
-/// do-nothing-much agent and two briefs: `full` and `sparse` (`d000`..`d009`
-/// read, 10 of 200 directories).
-fn build_repo(base: &Path) -> std::path::PathBuf {
-    let repo = base.join("big");
-    std::fs::create_dir_all(repo.join(".agents/tasks")).expect("repo dir");
-    git(&repo, &["init", "-q", "-b", "main"]);
-    for d in 0..DIRS {
-        let dir = repo.join(format!("d{d:03}"));
-        std::fs::create_dir_all(&dir).expect("dir");
-        for f in 0..FILES_PER_DIR {
-            std::fs::write(
-                dir.join(format!("f{f:03}.txt")),
-                format!("file {d} {f}\n{}", "x".repeat(80)),
-            )
-            .expect("file");
-        }
-    }
-    std::fs::write(
-        repo.join(".agents/config.yaml"),
-        format!(
-            "default_agent: touch\nagents:\n  touch:\n    adapter: command\n    command: echo changed >> d000/f000.txt\nworktree_dir: {}\n",
-            base.join("agent-wts").display()
-        ),
-    )
-    .expect("config");
-    let brief = |read: &str| {
-        format!("---\ntitle: Touch one file\nscope:\n  write: [\"d000/**\"]\n{read}checks:\n  - name: ok\n    run: \"true\"\nescalate:\n  attempts: 1\n---\n# Goal\nTouch.\n")
-    };
-    std::fs::write(repo.join(".agents/tasks/full.md"), brief("")).expect("brief");
-    std::fs::write(
-        repo.join(".agents/tasks/sparse.md"),
-        brief("  read: [\"d00?/**\"]\n"),
-    )
-    .expect("brief");
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "-q", "-m", "big"]);
-    git(&repo, &["repack", "-adq"]);
-    repo
-}
 
 /// `git worktree add --detach` of HEAD, timed; the removal is not.
 fn plain_add(repo: &Path, path: &Path, workers: &str) -> Duration {
@@ -121,7 +70,8 @@ fn agent_add(bin: &str, repo: &Path, task: &str) -> Duration {
 
 fn main() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let repo = build_repo(tmp.path());
+    let repo = big_repo(tmp.path(), &tmp.path().join("agent-wts"));
+    git(&repo, &["repack", "-adq"]);
     println!("repo: {} files", DIRS * FILES_PER_DIR + 3);
     let bin = env!("CARGO_BIN_EXE_git-agent");
 
