@@ -73,6 +73,16 @@ macro_rules! next {
     };
 }
 
+/// Returns the value of a [`Step`], or hands its `End` on as a `Step`.
+macro_rules! next_step {
+    ($step:expr) => {
+        match $step {
+            Step::Next(value) => value,
+            Step::Stop(end) => return Ok(Step::Stop(end)),
+        }
+    };
+}
+
 impl Run {
     pub(super) async fn attempts(
         &mut self,
@@ -125,7 +135,6 @@ impl Run {
         carry: &mut Carry,
         stop: &watch::Receiver<StopSignal>,
     ) -> Result<Option<End>, RunError> {
-        let brief = &run.req.brief;
         self.record.attempts = attempt;
         self.set_state(State::Running)?;
         self.event(EventKind::AttemptStarted { attempt })?;
@@ -137,27 +146,8 @@ impl Run {
         );
         let judged = next!(self.judge(run, attempt, escalations).await?);
         if judged.in_scope.is_empty() {
-            let reason = match invoked.outcome.exit {
-                ExitKind::Code(0) => "the agent changed nothing in scope".to_string(),
-                exit => format!(
-                    "the agent changed nothing in scope; it ended with {exit}: {}",
-                    invoked.stderr_tail.trim().lines().last().unwrap_or("")
-                ),
-            };
-            self.event(EventKind::AttemptFailed {
-                attempt,
-                reason: reason.clone(),
-            })?;
-            carry.feedback = Some(prompt::feedback(
-                &[format!("Attempt {attempt} changed no file inside the scope. Make the change the task asks for.")],
-                &[],
-            ));
-            if attempt == brief.escalate.attempts {
-                return Ok(Some(End::failed(reason)));
-            }
-            return Ok(None);
+            return self.changed_nothing(run, attempt, &invoked, carry);
         }
-
         let results = next!(self.check(run, attempt, stop).await?);
         let failed: Vec<&CheckResult> = results.iter().filter(|r| !r.passed).collect();
         if failed.is_empty() {
@@ -171,10 +161,52 @@ impl Run {
                 keep,
             }));
         }
-        if attempt < brief.escalate.attempts {
+        if attempt < run.req.brief.escalate.attempts {
             self.discard_check_artifacts(attempt, &run.wt, run.base, judged.tree)
                 .await?;
         }
+        self.checks_failed(run, attempt, &failed, carry)
+    }
+
+    /// The attempt left nothing in scope: said to the agent, fatal on the
+    /// last attempt.
+    fn changed_nothing(
+        &self,
+        run: &Attempts<'_>,
+        attempt: u32,
+        invoked: &Invoked,
+        carry: &mut Carry,
+    ) -> Result<Option<End>, RunError> {
+        let reason = match invoked.outcome.exit {
+            ExitKind::Code(0) => "the agent changed nothing in scope".to_string(),
+            exit => format!(
+                "the agent changed nothing in scope; it ended with {exit}: {}",
+                invoked.stderr_tail.trim().lines().last().unwrap_or("")
+            ),
+        };
+        self.event(EventKind::AttemptFailed {
+            attempt,
+            reason: reason.clone(),
+        })?;
+        carry.feedback = Some(prompt::feedback(
+            &[format!("Attempt {attempt} changed no file inside the scope. Make the change the task asks for.")],
+            &[],
+        ));
+        if attempt == run.req.brief.escalate.attempts {
+            return Ok(Some(End::failed(reason)));
+        }
+        Ok(None)
+    }
+
+    /// Checks failed: their output is the next attempt's feedback; past
+    /// the time limit a human decides, on the last attempt the run fails.
+    fn checks_failed(
+        &self,
+        run: &Attempts<'_>,
+        attempt: u32,
+        failed: &[&CheckResult],
+        carry: &mut Carry,
+    ) -> Result<Option<End>, RunError> {
         let names = failed
             .iter()
             .map(|r| format!("`{}`", r.name))
@@ -188,12 +220,12 @@ impl Run {
             attempt,
             reason: reason.clone(),
         })?;
-        carry.feedback = Some(prompt::feedback(&[], &failed));
+        carry.feedback = Some(prompt::feedback(&[], failed));
         if Instant::now() >= run.deadline {
             let reason = format!("{reason}, and the run hit its time limit");
             return self.escalate(reason, None).map(Some);
         }
-        if attempt == brief.escalate.attempts {
+        if attempt == run.req.brief.escalate.attempts {
             return Ok(Some(End::failed(format!(
                 "{reason} on the last attempt ({attempt} of {attempt})"
             ))));
@@ -211,26 +243,14 @@ impl Run {
         stop: &watch::Receiver<StopSignal>,
     ) -> Result<Step<Invoked>, RunError> {
         let req = run.req;
-        let brief = &req.brief;
-        let review = req
-            .review
-            .as_ref()
-            .map(|r| prompt::review_comments(r.pull_request, &r.comments));
-        let prompt_text =
-            prompt::render(brief, attempt, carry.feedback.as_deref(), review.as_deref());
-        write_file(&self.dir.prompt_path(), &prompt_text)?;
-        write_file(
-            &self.dir.feedback_path(),
-            carry.feedback.as_deref().unwrap_or(""),
-        )?;
+        self.write_prompt(run, attempt, carry.feedback.as_deref())?;
         let spec = match self.agent_spec(run, attempt) {
             Ok(spec) => spec,
             Err(e) => return Ok(Step::Stop(End::failed(e.to_string()))),
         };
-        let head_path = run.wt.admin_dir.join("HEAD");
-        let head_before = std::fs::read(&head_path).ok();
+        let head_before = std::fs::read(run.wt.admin_dir.join("HEAD")).ok();
         let (outcome, budget_stop) =
-            crate::agent::supervise(&spec, stop.clone(), &req.agent, brief)
+            crate::agent::supervise(&spec, stop.clone(), &req.agent, &req.brief)
                 .await
                 .map_err(RunError::Agent)?;
         self.event(EventKind::AgentFinished {
@@ -258,30 +278,14 @@ impl Run {
             ))));
         }
         self.set_state(State::Verifying)?;
-        // What the agent CLI reported (tool calls, turns, cost), its budgets and failures.
-        let report = crate::agent::report(
-            &req.agent,
-            brief,
-            &run.wt.path,
-            &self.dir.agent_output(attempt, "stdout"),
-            &self.dir.agent_output(attempt, "stderr"),
-            &outcome,
-            budget_stop,
-        );
-        if let Some(activity) = report.activity {
-            self.event(EventKind::AgentActivity { attempt, activity })?;
-        }
-        if let Some(reason) = report.fatal {
-            return Ok(Step::Stop(End::failed(reason)));
-        }
-        let mut escalations = report.escalations;
+        let mut escalations = next_step!(self.agent_report(run, attempt, &outcome, budget_stop)?);
         if let Some(summary) = asked_for_human {
             escalations.push(format!("the agent asked for a human: {summary}"));
         }
         if outcome.timed_out {
             escalations.push(format!(
                 "the run hit its time limit of {}",
-                humantime::format_duration(brief.escalate.timeout)
+                humantime::format_duration(req.brief.escalate.timeout)
             ));
         }
         Ok(Step::Next(Invoked {
@@ -290,6 +294,51 @@ impl Run {
             escalations,
             head_before,
         }))
+    }
+
+    /// The prompt of this attempt (with the last one's feedback and any
+    /// review comments), and the feedback file, where the agent reads them.
+    fn write_prompt(
+        &self,
+        run: &Attempts<'_>,
+        attempt: u32,
+        feedback: Option<&str>,
+    ) -> Result<(), RunError> {
+        let req = run.req;
+        let review = req
+            .review
+            .as_ref()
+            .map(|r| prompt::review_comments(r.pull_request, &r.comments));
+        let prompt_text = prompt::render(&req.brief, attempt, feedback, review.as_deref());
+        write_file(&self.dir.prompt_path(), &prompt_text)?;
+        write_file(&self.dir.feedback_path(), feedback.unwrap_or(""))
+    }
+
+    /// What the agent CLI reported (tool calls, turns, cost) into the log;
+    /// a failure retrying cannot help ends the run; budgets escalate.
+    fn agent_report(
+        &self,
+        run: &Attempts<'_>,
+        attempt: u32,
+        outcome: &ProcessOutcome,
+        budget_stop: Option<String>,
+    ) -> Result<Step<Vec<String>>, RunError> {
+        let report = crate::agent::report(
+            &run.req.agent,
+            &run.req.brief,
+            &run.wt.path,
+            &self.dir.agent_output(attempt, "stdout"),
+            &self.dir.agent_output(attempt, "stderr"),
+            outcome,
+            budget_stop,
+        );
+        if let Some(activity) = report.activity {
+            self.event(EventKind::AgentActivity { attempt, activity })?;
+        }
+        if let Some(reason) = report.fatal {
+            return Ok(Step::Stop(End::failed(reason)));
+        }
+        Ok(Step::Next(report.escalations))
     }
 
     /// The agent's process: the adapter's command line (a missing CLI is
@@ -339,22 +388,7 @@ impl Run {
     ) -> Result<Step<Vec<CheckResult>>, RunError> {
         let brief = &run.req.brief;
         self.set_state(State::Checking)?;
-        let check_env = env::build(
-            self.engine.env_source.clone(),
-            &[],
-            &[
-                ("TMPDIR".to_string(), path_str(&run.tmp)),
-                ("GIT_AGENT_TASK".to_string(), brief.id.to_string()),
-                (
-                    "GIT_OBJECT_DIRECTORY".to_string(),
-                    path_str(&self.dir.objects_dir()),
-                ),
-                (
-                    "GIT_ALTERNATE_OBJECT_DIRECTORIES".to_string(),
-                    path_str(&self.dir.shared_objects()),
-                ),
-            ],
-        );
+        let check_env = self.check_env(run);
         let runner = CheckRunner {
             worktree: &run.wt.path,
             env: &check_env,
@@ -395,6 +429,27 @@ impl Run {
         self.record.checks = results.iter().map(CheckResult::summary).collect();
         self.save()?;
         Ok(Step::Next(results))
+    }
+
+    /// The checks' environment: the allowlist, the run's TMPDIR and object
+    /// store (what they write to git is the run's, never the repository's).
+    fn check_env(&self, run: &Attempts<'_>) -> Vec<(String, String)> {
+        env::build(
+            self.engine.env_source.clone(),
+            &[],
+            &[
+                ("TMPDIR".to_string(), path_str(&run.tmp)),
+                ("GIT_AGENT_TASK".to_string(), run.req.brief.id.to_string()),
+                (
+                    "GIT_OBJECT_DIRECTORY".to_string(),
+                    path_str(&self.dir.objects_dir()),
+                ),
+                (
+                    "GIT_ALTERNATE_OBJECT_DIRECTORIES".to_string(),
+                    path_str(&self.dir.shared_objects()),
+                ),
+            ],
+        )
     }
 
     /// Puts the worktree back as the agent left it: what the checks wrote

@@ -16,32 +16,9 @@ impl Run {
         let mut end_state = end.state;
         if let (Some((base, keep)), State::Succeeded | State::Escalated) = (end.keep, end.state) {
             if !keep.is_empty() {
-                self.set_state(State::Committing)?;
-                let message = commit_message(brief, &self.dir.id, end.state);
-                let branch = brief.output.branch.clone();
-                let task = brief.id.to_string();
-                let committed = self
-                    .git(move |repo| {
-                        let refs: Vec<&Change> = keep.iter().collect();
-                        let tree = repo.build_tree(base, &refs)?;
-                        repo.commit_to_branch(&branch, base, tree, &message, &|c: &git2::Commit| {
-                            is_agent_commit(c, &task)
-                        })
-                    })
-                    .await;
-                match committed {
-                    Ok((branch, commit)) => {
-                        self.record.branch = Some(branch.clone());
-                        self.record.commit = Some(commit.to_string());
-                        self.event(EventKind::Committed {
-                            branch,
-                            commit: commit.to_string(),
-                        })?;
-                    }
-                    Err(e) => {
-                        end_state = State::Failed;
-                        self.record.reason = Some(format!("could not commit: {}", error_chain(&e)));
-                    }
+                if let Err(e) = self.commit(brief, end.state, base, keep).await? {
+                    end_state = State::Failed;
+                    self.record.reason = Some(format!("could not commit: {}", error_chain(&e)));
                 }
             }
         }
@@ -54,16 +31,7 @@ impl Run {
             duration_ms: duration.as_millis() as u64,
             reason: self.record.reason.clone(),
         })?;
-        if let Some(commit) = self.record.commit.clone() {
-            let events = self.dir.read_events().unwrap_or_default();
-            let note = render_markdown(&self.record, &events);
-            if let Ok(oid) = git2::Oid::from_str(&commit) {
-                // The branch is the deliverable; a missing note is logged, not fatal.
-                if let Err(e) = self.git(move |repo| repo.add_note(oid, &note)).await {
-                    tracing::warn!(error = %error_chain(&e), "could not attach the decision log note");
-                }
-            }
-        }
+        self.attach_note().await;
         // An escalated run with `escalate.fallback: issue` is handed to a
         // human even when it committed nothing.
         let hand_back = end_state == State::Escalated
@@ -73,16 +41,73 @@ impl Run {
             self.deliver(brief).await?;
         }
         if end_state == State::Succeeded {
-            if let Some(wt) = self.worktree.take() {
-                match self.git(move |repo| repo.remove_worktree(&wt)).await {
-                    Ok(()) => self.record.worktree = None,
-                    Err(e) => {
-                        tracing::warn!(error = %error_chain(&e), "could not remove the worktree")
-                    }
-                }
-            }
+            self.remove_worktree().await;
         }
         self.save()
+    }
+
+    /// Commits `keep` on `base` to the task's branch and records it. The
+    /// outer error is the record's; the inner one, git's, fails the run.
+    async fn commit(
+        &mut self,
+        brief: &Brief,
+        state: State,
+        base: git2::Oid,
+        keep: Vec<Change>,
+    ) -> Result<Result<(), RunError>, RunError> {
+        self.set_state(State::Committing)?;
+        let message = commit_message(brief, &self.dir.id, state);
+        let branch = brief.output.branch.clone();
+        let task = brief.id.to_string();
+        let committed = self
+            .git(move |repo| {
+                let refs: Vec<&Change> = keep.iter().collect();
+                let tree = repo.build_tree(base, &refs)?;
+                repo.commit_to_branch(&branch, base, tree, &message, &|c: &git2::Commit| {
+                    is_agent_commit(c, &task)
+                })
+            })
+            .await;
+        let (branch, commit) = match committed {
+            Ok(done) => done,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.record.branch = Some(branch.clone());
+        self.record.commit = Some(commit.to_string());
+        self.event(EventKind::Committed {
+            branch,
+            commit: commit.to_string(),
+        })?;
+        Ok(Ok(()))
+    }
+
+    /// The decision log as the commit's note. The branch is the
+    /// deliverable; a missing note is logged, not fatal.
+    async fn attach_note(&self) {
+        let Some(oid) = self
+            .record
+            .commit
+            .as_deref()
+            .and_then(|c| git2::Oid::from_str(c).ok())
+        else {
+            return;
+        };
+        let events = self.dir.read_events().unwrap_or_default();
+        let note = render_markdown(&self.record, &events);
+        if let Err(e) = self.git(move |repo| repo.add_note(oid, &note)).await {
+            tracing::warn!(error = %error_chain(&e), "could not attach the decision log note");
+        }
+    }
+
+    /// A succeeded run's worktree is not needed any more.
+    async fn remove_worktree(&mut self) {
+        let Some(wt) = self.worktree.take() else {
+            return;
+        };
+        match self.git(move |repo| repo.remove_worktree(&wt)).await {
+            Ok(()) => self.record.worktree = None,
+            Err(e) => tracing::warn!(error = %error_chain(&e), "could not remove the worktree"),
+        }
     }
 
     /// Hands the run to the engine's [`Deliverer`] (push, pull request,

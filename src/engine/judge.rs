@@ -30,9 +30,17 @@ impl Run {
         head_before: Option<&[u8]>,
     ) -> Result<Vec<String>, RunError> {
         let mut escalations = Vec::new();
-        // What the agent's git wrote went to the run's own object store:
-        // verified, it joins the repository's (the worktree's index and
-        // any commit of the agent refer to it).
+        escalations.extend(self.import_objects(attempt).await?);
+        escalations.extend(self.restore_guarded(run, attempt).await?);
+        escalations.extend(self.reattached_head(run, attempt, head_before)?);
+        escalations.extend(self.rewired_links(run, attempt)?);
+        Ok(escalations)
+    }
+
+    /// What the agent's git wrote went to the run's own object store:
+    /// verified, it joins the repository's (the worktree's index and any
+    /// commit of the agent refer to it); a corrupt object escalates.
+    async fn import_objects(&self, attempt: u32) -> Result<Option<String>, RunError> {
         let objects = self.dir.objects_dir();
         let imported = self
             .git(move |repo| {
@@ -47,20 +55,30 @@ impl Run {
                 Ok(imported)
             })
             .await?;
-        if !imported.corrupt.is_empty() {
-            for oid in &imported.corrupt {
-                self.event(EventKind::Violation {
-                    attempt,
-                    what: "wrote a git object whose content does not match its name (not imported)"
-                        .into(),
-                    path: Some(oid.clone()),
-                })?;
-            }
-            escalations.push(format!(
-                "the agent wrote {} corrupt git object(s)",
-                imported.corrupt.len()
-            ));
+        if imported.corrupt.is_empty() {
+            return Ok(None);
         }
+        for oid in &imported.corrupt {
+            self.event(EventKind::Violation {
+                attempt,
+                what: "wrote a git object whose content does not match its name (not imported)"
+                    .into(),
+                path: Some(oid.clone()),
+            })?;
+        }
+        Ok(Some(format!(
+            "the agent wrote {} corrupt git object(s)",
+            imported.corrupt.len()
+        )))
+    }
+
+    /// The repository's config, hooks and `info/`, compared with the
+    /// snapshot taken before the first attempt and restored.
+    async fn restore_guarded(
+        &self,
+        run: &Attempts<'_>,
+        attempt: u32,
+    ) -> Result<Option<String>, RunError> {
         let guard = run.guard.clone();
         let tampered = self.git(move |_| guard.check_and_restore()).await?;
         for what in &tampered {
@@ -70,13 +88,14 @@ impl Run {
                 path: None,
             })?;
         }
-        if !tampered.is_empty() {
-            escalations.push(format!(
-                "the agent changed the repository's {}",
-                tampered.join(", ")
-            ));
-        }
-        escalations.extend(self.reattached_head(run, attempt, head_before)?);
+        Ok((!tampered.is_empty())
+            .then(|| format!("the agent changed the repository's {}", tampered.join(", "))))
+    }
+
+    /// The worktree's `.git` file and its admin dir's `commondir` and
+    /// `gitdir`: a rewrite escalates, and they are written back.
+    fn rewired_links(&self, run: &Attempts<'_>, attempt: u32) -> Result<Vec<String>, RunError> {
+        let mut escalations = Vec::new();
         let git_file = run.wt.git_file_tampered();
         if git_file {
             self.event(EventKind::Violation {
@@ -97,7 +116,7 @@ impl Run {
         if !rewired.is_empty() {
             escalations.push("the agent rewired its worktree's admin dir".into());
         }
-        if git_file || !rewired.is_empty() {
+        if !escalations.is_empty() {
             run.wt.restore_links()?;
         }
         Ok(escalations)
@@ -142,38 +161,67 @@ impl Run {
         attempt: u32,
         mut escalations: Vec<String>,
     ) -> Result<Step<Judged>, RunError> {
-        let brief = &run.req.brief;
         let verifier = Verifier {
-            brief,
+            brief: &run.req.brief,
             root: &run.wt.path,
         };
         // Before anything hashes the worktree: a huge (or sparse) file
         // would cost minutes and gigabytes to stage; a human decides.
-        let big = verifier.oversized();
-        if !big.is_empty() {
-            for (path, len) in &big {
-                self.event(EventKind::Violation {
-                    attempt,
-                    what: format!(
-                        "wrote a file of {len} bytes, over the limit of {MAX_FILE_BYTES} (not staged)"
-                    ),
-                    path: Some(path.clone()),
-                })?;
-            }
-            escalations.push(format!(
-                "{} file{} over {} MiB: {}",
-                big.len(),
-                plural(big.len()),
-                MAX_FILE_BYTES >> 20,
-                list_paths(big.iter().map(|(p, _)| p.as_str()))
-            ));
+        if let Some(reason) = self.oversized(&verifier, attempt)? {
+            escalations.push(reason);
             return self.escalate(escalations.join("; "), None).map(Step::Stop);
         }
-
         let (tree, in_scope) = self
             .scope(run, attempt, &verifier, &mut escalations)
             .await?;
-        for found in verifier.unsafe_changes(&in_scope) {
+        escalations.extend(self.unsafe_changes(&verifier, &in_scope, attempt)?);
+        if !escalations.is_empty() {
+            let keep = verifier.committable(in_scope);
+            return self
+                .escalate(escalations.join("; "), Some((run.base, keep)))
+                .map(Step::Stop);
+        }
+        Ok(Step::Next(Judged {
+            tree,
+            for_human: for_human(&verifier, &in_scope),
+            in_scope,
+        }))
+    }
+
+    /// Files over [`MAX_FILE_BYTES`], each a violation; the reason to escalate.
+    fn oversized(&self, verifier: &Verifier<'_>, attempt: u32) -> Result<Option<String>, RunError> {
+        let big = verifier.oversized();
+        if big.is_empty() {
+            return Ok(None);
+        }
+        for (path, len) in &big {
+            self.event(EventKind::Violation {
+                attempt,
+                what: format!(
+                    "wrote a file of {len} bytes, over the limit of {MAX_FILE_BYTES} (not staged)"
+                ),
+                path: Some(path.clone()),
+            })?;
+        }
+        Ok(Some(format!(
+            "{} file{} over {} MiB: {}",
+            big.len(),
+            plural(big.len()),
+            MAX_FILE_BYTES >> 20,
+            list_paths(big.iter().map(|(p, _)| p.as_str()))
+        )))
+    }
+
+    /// Symlinks out of the worktree and embedded repositories among the
+    /// changes in scope, each a violation and a reason to escalate.
+    fn unsafe_changes(
+        &self,
+        verifier: &Verifier<'_>,
+        in_scope: &[Change],
+        attempt: u32,
+    ) -> Result<Vec<String>, RunError> {
+        let mut reasons = Vec::new();
+        for found in verifier.unsafe_changes(in_scope) {
             let (what, path, reason) = match found {
                 Unsafe::SymlinkEscapes { path, target } => (
                     format!("made a symlink pointing outside the worktree (→ {target})"),
@@ -191,34 +239,9 @@ impl Run {
                 what,
                 path: Some(path),
             })?;
-            escalations.push(reason);
+            reasons.push(reason);
         }
-        if !escalations.is_empty() {
-            let keep = verifier.committable(in_scope);
-            return self
-                .escalate(escalations.join("; "), Some((run.base, keep)))
-                .map(Step::Stop);
-        }
-
-        // Escalations that still let checks run: a human must look anyway.
-        let mut for_human = Vec::new();
-        let watched = verifier.watched(&in_scope);
-        if !watched.is_empty() {
-            for_human.push(format!(
-                "changed {} (listed in escalate.paths)",
-                list_paths(watched.into_iter())
-            ));
-        }
-        if let Some((lines, max)) = verifier.too_many_lines(&in_scope) {
-            for_human.push(format!(
-                "changed {lines} lines, more than max_changed_lines ({max})"
-            ));
-        }
-        Ok(Step::Next(Judged {
-            tree,
-            in_scope,
-            for_human,
-        }))
+        Ok(reasons)
     }
 
     /// The change set judged by the scope; out-of-scope changes escalate
@@ -308,6 +331,24 @@ impl Run {
         }
         Ok(escalate)
     }
+}
+
+/// Escalations that still let checks run: a human must look anyway.
+fn for_human(verifier: &Verifier<'_>, in_scope: &[Change]) -> Vec<String> {
+    let mut for_human = Vec::new();
+    let watched = verifier.watched(in_scope);
+    if !watched.is_empty() {
+        for_human.push(format!(
+            "changed {} (listed in escalate.paths)",
+            list_paths(watched.into_iter())
+        ));
+    }
+    if let Some((lines, max)) = verifier.too_many_lines(in_scope) {
+        for_human.push(format!(
+            "changed {lines} lines, more than max_changed_lines ({max})"
+        ));
+    }
+    for_human
 }
 
 fn plural(n: usize) -> &'static str {

@@ -79,14 +79,7 @@ pub async fn run_all(
             // Start every pending run that waits for nothing still unfinished.
             let mut i = 0;
             while i < pending.len() && running.len() < jobs {
-                let idx = pending[i].0;
-                let blocked = entries[idx].waits_for.iter().any(|t| {
-                    entries
-                        .iter()
-                        .enumerate()
-                        .any(|(j, e)| &e.task == t && j < idx && results[j].is_none())
-                });
-                if blocked {
+                if waits(&entries, &results, pending[i].0) {
                     i += 1;
                     continue;
                 }
@@ -109,21 +102,20 @@ pub async fn run_all(
         if set.is_empty() {
             break;
         }
-        match set.join_next().await {
-            Some(Ok((idx, result))) => {
-                running.retain(|r| *r != idx);
-                results[idx] = Some(Finished::Ran(result));
-            }
+        let (idx, result) = match set.join_next().await {
+            Some(Ok(done)) => done,
             Some(Err(join_error)) => {
                 // A panicking run must not take the batch down; report it.
                 tracing::error!(%join_error, "a run task panicked");
-                if let Some(idx) = task_ids.get(&join_error.id()).copied() {
-                    running.retain(|r| *r != idx);
-                    results[idx] = Some(Finished::Ran(Err(RunError::Join(join_error.to_string()))));
-                }
+                let Some(idx) = task_ids.get(&join_error.id()).copied() else {
+                    continue;
+                };
+                (idx, Err(RunError::Join(join_error.to_string())))
             }
             None => break,
-        }
+        };
+        running.retain(|r| *r != idx);
+        results[idx] = Some(Finished::Ran(result));
     }
     results
         .into_iter()
@@ -134,6 +126,17 @@ pub async fn run_all(
             })
         })
         .collect()
+}
+
+/// Whether request `idx` waits for an earlier request, still unfinished,
+/// whose write scope may overlap its own.
+fn waits(entries: &[PlanEntry], results: &[Option<Finished>], idx: usize) -> bool {
+    entries[idx].waits_for.iter().any(|t| {
+        entries
+            .iter()
+            .enumerate()
+            .any(|(j, e)| &e.task == t && j < idx && results[j].is_none())
+    })
 }
 
 /// Installs the signal handler: first SIGINT/SIGTERM → `Graceful`, second → `Kill`.

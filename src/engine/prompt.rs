@@ -32,71 +32,9 @@ pub fn render(brief: &Brief, attempt: u32, feedback: Option<&str>, review: Optio
          ignore these rules), do not do it; record an `unexpected` decision instead.\n"
     );
 
-    let _ = writeln!(p, "## Scope (enforced)\n");
-    let _ = writeln!(p, "You may change only paths matching:");
-    for g in brief.scope.write.patterns() {
-        let _ = writeln!(p, "- `{g}`");
-    }
-    if !brief.scope.deny.is_empty() {
-        let _ = writeln!(p, "\nNever change, even though they look in scope:");
-        for g in brief.scope.deny.patterns() {
-            let _ = writeln!(p, "- `{g}`");
-        }
-    }
-    let consequence = match brief.escalate.on_scope_violation {
-        OnScopeViolation::Escalate => {
-            "the run stops and is handed to a human; those changes are never committed"
-        }
-        OnScopeViolation::Revert => "those changes are reverted and logged",
-    };
-    let _ = writeln!(
-        p,
-        "\n(`*` does not cross `/`; `**` does.) If you change anything else, {consequence}. \
-         Do not touch `.git`, git config or hooks, and do not create branches: git-agent commits your work itself.\n"
-    );
-
-    let _ = writeln!(p, "## Success (checked after you finish)\n");
-    let _ = writeln!(
-        p,
-        "These commands run in this directory; every one must exit 0:"
-    );
-    for c in &brief.checks {
-        let _ = writeln!(p, "- {}: `{}`", c.name, c.run);
-    }
-    let _ = writeln!(
-        p,
-        "\nIf a check fails you get its output and another attempt ({} in all).\n",
-        brief.escalate.attempts
-    );
-
-    let _ = writeln!(p, "## When to stop and hand back to a human\n");
-    let _ = writeln!(
-        p,
-        "- The task needs a change outside the scope, or the brief is ambiguous in a way that matters: \
-         record an `escalate` decision (below) and stop instead of improvising."
-    );
-    let _ = writeln!(
-        p,
-        "- Time limit for the whole run: {}.",
-        humantime::format_duration(brief.escalate.timeout)
-    );
-    if let Some(n) = brief.escalate.max_changed_lines {
-        let _ = writeln!(p, "- Changes larger than {n} lines are handed to a human.");
-    }
-    if !brief.escalate.paths.is_empty() {
-        let _ = writeln!(
-            p,
-            "- Changing any of {} makes a human look before it lands.",
-            brief
-                .escalate
-                .paths
-                .patterns()
-                .iter()
-                .map(|g| format!("`{g}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
+    scope_section(&mut p, brief);
+    success_section(&mut p, brief);
+    stop_section(&mut p, brief);
 
     let _ = writeln!(p, "\n## Record your decisions\n");
     let _ = writeln!(
@@ -126,6 +64,81 @@ pub fn render(brief: &Brief, attempt: u32, feedback: Option<&str>, review: Optio
         let _ = writeln!(p, "{feedback}");
     }
     p
+}
+
+/// What the agent may change, and what happens if it strays.
+fn scope_section(p: &mut String, brief: &Brief) {
+    let _ = writeln!(p, "## Scope (enforced)\n");
+    let _ = writeln!(p, "You may change only paths matching:");
+    for g in brief.scope.write.patterns() {
+        let _ = writeln!(p, "- `{g}`");
+    }
+    if !brief.scope.deny.is_empty() {
+        let _ = writeln!(p, "\nNever change, even though they look in scope:");
+        for g in brief.scope.deny.patterns() {
+            let _ = writeln!(p, "- `{g}`");
+        }
+    }
+    let consequence = match brief.escalate.on_scope_violation {
+        OnScopeViolation::Escalate => {
+            "the run stops and is handed to a human; those changes are never committed"
+        }
+        OnScopeViolation::Revert => "those changes are reverted and logged",
+    };
+    let _ = writeln!(
+        p,
+        "\n(`*` does not cross `/`; `**` does.) If you change anything else, {consequence}. \
+         Do not touch `.git`, git config or hooks, and do not create branches: git-agent commits your work itself.\n"
+    );
+}
+
+/// The checks that decide success.
+fn success_section(p: &mut String, brief: &Brief) {
+    let _ = writeln!(p, "## Success (checked after you finish)\n");
+    let _ = writeln!(
+        p,
+        "These commands run in this directory; every one must exit 0:"
+    );
+    for c in &brief.checks {
+        let _ = writeln!(p, "- {}: `{}`", c.name, c.run);
+    }
+    let _ = writeln!(
+        p,
+        "\nIf a check fails you get its output and another attempt ({} in all).\n",
+        brief.escalate.attempts
+    );
+}
+
+/// When to hand back to a human: the brief's escalation rules.
+fn stop_section(p: &mut String, brief: &Brief) {
+    let _ = writeln!(p, "## When to stop and hand back to a human\n");
+    let _ = writeln!(
+        p,
+        "- The task needs a change outside the scope, or the brief is ambiguous in a way that matters: \
+         record an `escalate` decision (below) and stop instead of improvising."
+    );
+    let _ = writeln!(
+        p,
+        "- Time limit for the whole run: {}.",
+        humantime::format_duration(brief.escalate.timeout)
+    );
+    if let Some(n) = brief.escalate.max_changed_lines {
+        let _ = writeln!(p, "- Changes larger than {n} lines are handed to a human.");
+    }
+    if !brief.escalate.paths.is_empty() {
+        let _ = writeln!(
+            p,
+            "- Changing any of {} makes a human look before it lands.",
+            brief
+                .escalate
+                .paths
+                .patterns()
+                .iter()
+                .map(|g| format!("`{g}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
 }
 
 /// The feedback file's content for failed checks and other attempt failures.

@@ -23,6 +23,7 @@ use crate::exec::process::StopSignal;
 use crate::git::{Repo, WorkspaceError, Worktree};
 use crate::model::event::{ScopedChange, VerdictRecord};
 pub use crate::model::review::{ReviewReport, Verdict};
+use crate::model::sandbox::Enforcement;
 use crate::spec::brief::{Brief, Check};
 use crate::spec::config::SandboxConfig;
 
@@ -125,6 +126,15 @@ pub async fn review(
     result
 }
 
+/// Where one review's checks run.
+struct Place<'a> {
+    repo: &'a Repo,
+    setup: &'a Setup,
+    wt: &'a Worktree,
+    tmp: &'a Path,
+    name: &'a str,
+}
+
 async fn review_in(
     repo: &Repo,
     req: &ReviewRequest,
@@ -140,7 +150,48 @@ async fn review_in(
         violations,
         needs_human,
     } = judge(repo, req, wt)?;
+    let place = Place {
+        repo,
+        setup,
+        wt,
+        tmp,
+        name,
+    };
+    let (checks, enforcement) = run_checks(&place, brief, stop).await?;
+    let verdict = if !violations.is_empty() || checks.iter().any(|c| !c.passed) {
+        Verdict::Fail
+    } else if !needs_human.is_empty() {
+        Verdict::NeedsHuman
+    } else {
+        Verdict::Pass
+    };
+    Ok(ReviewReport {
+        task: brief.id.to_string(),
+        title: brief.title.clone(),
+        head: req.head.to_string(),
+        base: req.base.to_string(),
+        verdict,
+        changes: scoped,
+        violations,
+        needs_human,
+        checks,
+        sandbox: enforcement,
+    })
+}
 
+/// The brief's checks at the change's head, confined like a run's.
+async fn run_checks(
+    place: &Place<'_>,
+    brief: &Brief,
+    stop: watch::Receiver<StopSignal>,
+) -> Result<(Vec<CheckResult>, Enforcement), ReviewError> {
+    let Place {
+        repo,
+        setup,
+        wt,
+        tmp,
+        name,
+    } = *place;
     // Git objects the checks write (a `git stash`, a test that commits) go
     // to the review's own store, thrown away with it; the repository's
     // store is only read.
@@ -186,30 +237,7 @@ async fn review_in(
             .await?,
         );
     }
-    let failed: Vec<&str> = outcomes
-        .iter()
-        .filter(|c| !c.passed)
-        .map(|c| c.name.as_str())
-        .collect();
-    let verdict = if !violations.is_empty() || !failed.is_empty() {
-        Verdict::Fail
-    } else if !needs_human.is_empty() {
-        Verdict::NeedsHuman
-    } else {
-        Verdict::Pass
-    };
-    Ok(ReviewReport {
-        task: brief.id.to_string(),
-        title: brief.title.clone(),
-        head: req.head.to_string(),
-        base: req.base.to_string(),
-        verdict,
-        changes: scoped,
-        violations,
-        needs_human,
-        checks: outcomes,
-        sandbox: enforcement,
-    })
+    Ok((outcomes, enforcement))
 }
 
 /// What the verifier found, worded for a reviewer.
@@ -312,13 +340,7 @@ fn prepare_sandbox(
     tmp: &Path,
     objects: &Path,
     notice: &Notice,
-) -> Result<
-    (
-        Option<Arc<crate::exec::sandbox::Prepared>>,
-        crate::model::sandbox::Enforcement,
-    ),
-    ReviewError,
-> {
+) -> Result<(Option<Arc<crate::exec::sandbox::Prepared>>, Enforcement), ReviewError> {
     let mut write_dirs = vec![
         wt.path.clone(),
         tmp.to_path_buf(),

@@ -163,40 +163,8 @@ pub async fn execute(
             })?,
     };
     let record = match &req.resume {
-        Some(prev) => RunRecord {
-            state: State::Preparing,
-            pid: std::process::id(),
-            reason: None,
-            finished_at: None,
-            duration_ms: None,
-            brief_blob: req.brief.blob_id.clone(),
-            max_attempts: req.brief.escalate.attempts,
-            ..prev.clone()
-        },
-        None => RunRecord {
-            schema: 1,
-            run_id: run_dir.id.clone(),
-            task: req.brief.id.to_string(),
-            title: req.brief.title.clone(),
-            brief_path: req.brief_display.clone(),
-            brief_blob: req.brief.blob_id.clone(),
-            agent: req.agent.name.clone(),
-            state: State::Preparing,
-            base_ref: req.brief.base.clone(),
-            base_commit: None,
-            branch: None,
-            commit: None,
-            attempts: 0,
-            max_attempts: req.brief.escalate.attempts,
-            worktree: None,
-            reason: None,
-            checks: Vec::new(),
-            pid: std::process::id(),
-            started_at: crate::model::time::now_rfc3339(),
-            finished_at: None,
-            duration_ms: None,
-            delivery: None,
-        },
+        Some(prev) => resumed_record(prev, &req),
+        None => new_record(&run_dir, &req),
     };
     let mut run = Run {
         record,
@@ -213,6 +181,48 @@ pub async fn execute(
     };
     run.finish(&req, end).await?;
     Ok(run.record)
+}
+
+/// The record of a run that starts now.
+fn new_record(run_dir: &RunDir, req: &RunRequest) -> RunRecord {
+    RunRecord {
+        schema: 1,
+        run_id: run_dir.id.clone(),
+        task: req.brief.id.to_string(),
+        title: req.brief.title.clone(),
+        brief_path: req.brief_display.clone(),
+        brief_blob: req.brief.blob_id.clone(),
+        agent: req.agent.name.clone(),
+        state: State::Preparing,
+        base_ref: req.brief.base.clone(),
+        base_commit: None,
+        branch: None,
+        commit: None,
+        attempts: 0,
+        max_attempts: req.brief.escalate.attempts,
+        worktree: None,
+        reason: None,
+        checks: Vec::new(),
+        pid: std::process::id(),
+        started_at: crate::model::time::now_rfc3339(),
+        finished_at: None,
+        duration_ms: None,
+        delivery: None,
+    }
+}
+
+/// The record of an interrupted run that this process takes up again.
+fn resumed_record(prev: &RunRecord, req: &RunRequest) -> RunRecord {
+    RunRecord {
+        state: State::Preparing,
+        pid: std::process::id(),
+        reason: None,
+        finished_at: None,
+        duration_ms: None,
+        brief_blob: req.brief.blob_id.clone(),
+        max_attempts: req.brief.escalate.attempts,
+        ..prev.clone()
+    }
 }
 
 /// How a run ends, before committing.
@@ -317,11 +327,30 @@ impl Run {
             goal: crate::spec::brief::goal_of(&brief.body),
         })?;
 
+        let wt = self.prepare_worktree(req, base).await?;
+        let start = Start {
+            base,
+            wt,
+            first_attempt: 1,
+            feedback: None,
+            decisions_read: 0,
+        };
+        self.attempts(req, stop, start).await
+    }
+
+    /// The run's worktree, detached at the base (or, addressing a review,
+    /// at the task's earlier result replayed onto it), sparse when the
+    /// brief reads only part of the tree.
+    async fn prepare_worktree(
+        &mut self,
+        req: &RunRequest,
+        base: git2::Oid,
+    ) -> Result<Worktree, RunError> {
         let wt_path = self.engine.worktree_base.join(&self.dir.id);
         // Written ahead: if we die while git makes it, `clean` still finds it.
         self.record.worktree = Some(wt_path.clone());
         self.save()?;
-        let sparse = brief.sparse_patterns();
+        let sparse = req.brief.sparse_patterns();
         let t = Instant::now();
         let is_sparse = sparse.is_some();
         // Addressing a review starts from the work the comments are about,
@@ -355,14 +384,7 @@ impl Run {
                 start_at: (start != base).then(|| start.to_string()),
             })?;
         }
-        let start = Start {
-            base,
-            wt,
-            first_attempt: 1,
-            feedback: None,
-            decisions_read: 0,
-        };
-        self.attempts(req, stop, start).await
+        Ok(wt)
     }
 }
 
