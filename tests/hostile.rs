@@ -446,6 +446,60 @@ fn rewire_the_worktree_admin_dir() {
 }
 
 #[test]
+fn plant_a_filter_in_the_worktree_config() {
+    // Control: a clean filter planted in a worktree's `config.worktree`
+    // runs in whichever git stages there next — here plain git's.
+    let control = TestRepo::with_files(&[("README.md", "# Project\n")]);
+    control.git(&["config", "extensions.worktreeConfig", "true"]);
+    let plain = control.tmp.join("plain-wt");
+    let plain_arg = plain.display().to_string();
+    control.git(&["worktree", "add", "-q", "--detach", &plain_arg]);
+    let in_plain = |args: &[&str]| {
+        let mut all = vec!["-C", plain_arg.as_str()];
+        all.extend_from_slice(args);
+        control.git(&all).trim().to_string()
+    };
+    let admin = PathBuf::from(in_plain(&[
+        "rev-parse",
+        "--path-format=absolute",
+        "--git-dir",
+    ]));
+    let marker = control.tmp.join("ran");
+    let filter = control.tmp.join("clean.sh");
+    std::fs::write(
+        &filter,
+        format!("#!/bin/sh\ntouch {}\nexec cat\n", marker.display()),
+    )
+    .expect("filter");
+    std::fs::set_permissions(&filter, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    std::fs::write(
+        admin.join("config.worktree"),
+        format!("[filter \"a=b\"]\n\tclean = {}\n", filter.display()),
+    )
+    .expect("plant");
+    std::fs::write(plain.join(".gitattributes"), "* filter=a=b\n").expect("attributes");
+    std::fs::write(plain.join("README.md"), "changed\n").expect("edit");
+    in_plain(&["-c", "filter.a=b.clean=", "add", "-A"]);
+    assert!(
+        marker.exists(),
+        "control: the planted filter runs, even past a -c override"
+    );
+
+    // The user's repository has per-worktree config on (a sparse run did it).
+    let mut a = arena("attack_filter.sh", "");
+    a.repo.git(&["config", "extensions.worktreeConfig", "true"]);
+    a.before = a.snapshot();
+    let o = attack(&a, &[]);
+    judge("worktree-config-filter", &a, &o);
+    assert!(
+        !a.repo.home.join("filter-ran").exists(),
+        "git-agent's git ran the agent's filter"
+    );
+    delivered_anyway(&a, &o);
+}
+
+#[test]
 fn symlink_in_scope_pointing_out() {
     let (a, o) = attacked("attack_symlink_scope.sh", "symlink-in-scope");
     escalated_naming(&o, "symlink pointing outside");

@@ -1347,6 +1347,46 @@ fn check_artifacts_are_not_scope_violations_on_retry() {
     assert_eq!(run["attempts"], 2);
 }
 
+/// The checks judge the tree that is committed: a file the agent left
+/// where git ignores it (build output, a stale artefact, a planted helper)
+/// is out of their sight.
+#[test]
+fn a_check_does_not_pass_on_a_file_the_commit_does_not_have() {
+    let check = "test -f src/work.txt && test -f src/helper.txt";
+    let (repo, _) = project(
+        "ignored_helper.sh",
+        "ignored",
+        Brief::new(&["src/**"]).check("helper", check).attempts(1),
+    );
+    let (code, run, stderr) = repo.run_one("ignored");
+    assert_eq!(run["outcome"], "failed", "stderr:\n{stderr}\nrun: {run:#}");
+    assert_eq!(code, 1);
+    let id = s(&run["run_id"]);
+    let events = repo.events(id);
+    let aside = of_type(&events, "set_aside");
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(aside[0]["paths"], serde_json::json!(["src/helper.txt"]));
+    // Control: in the worktree as the agent left it the check passes; the
+    // file is back there for a later attempt, and it is not in the tree.
+    let wt = std::path::PathBuf::from(s(&run["worktree"]));
+    let status = std::process::Command::new("sh")
+        .args(["-c", check])
+        .current_dir(&wt)
+        .status()
+        .expect("sh");
+    assert!(
+        status.success(),
+        "control: the check passes where the file is"
+    );
+    let tracked = repo.git(&[
+        "-C",
+        &wt.display().to_string(),
+        "check-ignore",
+        "src/helper.txt",
+    ]);
+    assert_eq!(tracked.trim(), "src/helper.txt");
+}
+
 /// A daemon that leaves the process group and drops the run marker from
 /// its environment is out of reach of the sweep.
 #[test]

@@ -148,7 +148,12 @@ impl Run {
         if judged.in_scope.is_empty() {
             return self.changed_nothing(run, attempt, &invoked, carry);
         }
-        let results = next!(self.check(run, attempt, stop).await?);
+        // The checks judge the tree that would be committed: what it does
+        // not have is out of their sight while they run.
+        let aside = self.set_aside(run, attempt, judged.tree).await?;
+        let checked = self.check(run, attempt, stop).await;
+        self.put_back(run, &aside)?;
+        let results = next!(checked?);
         let failed: Vec<&CheckResult> = results.iter().filter(|r| !r.passed).collect();
         if failed.is_empty() {
             let keep = Some((run.base, judged.in_scope));
@@ -450,6 +455,69 @@ impl Run {
                 ),
             ],
         )
+    }
+
+    /// Moves what the candidate tree `tree` does not have out of the
+    /// worktree (into `<worktree>.aside/`, on the same file system);
+    /// returns the paths moved.
+    async fn set_aside(
+        &self,
+        run: &Attempts<'_>,
+        attempt: u32,
+        tree: git2::Oid,
+    ) -> Result<Vec<String>, RunError> {
+        let wt = run.wt.clone();
+        let paths = self.git(move |repo| repo.not_in_tree(&wt, tree)).await?;
+        if paths.is_empty() {
+            return Ok(paths);
+        }
+        let aside = run.wt.aside_dir();
+        for path in &paths {
+            let to = aside.join(path);
+            if let Some(dir) = to.parent() {
+                std::fs::create_dir_all(dir).map_err(|source| RunError::Store {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            }
+            std::fs::rename(run.wt.path.join(path), &to).map_err(|source| RunError::Store {
+                path: to.clone(),
+                source,
+            })?;
+        }
+        self.event(EventKind::SetAside {
+            attempt,
+            paths: paths.clone(),
+        })?;
+        Ok(paths)
+    }
+
+    /// Puts what [`Run::set_aside`] moved back where the agent left it (a
+    /// later attempt builds on it). Whatever a check wrote in its place
+    /// gives way.
+    fn put_back(&self, run: &Attempts<'_>, paths: &[String]) -> Result<(), RunError> {
+        let aside = run.wt.aside_dir();
+        for path in paths {
+            let to = run.wt.path.join(path);
+            if let Ok(meta) = std::fs::symlink_metadata(&to) {
+                let _ = if meta.is_dir() {
+                    std::fs::remove_dir_all(&to)
+                } else {
+                    std::fs::remove_file(&to)
+                };
+            }
+            if let Some(dir) = to.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            std::fs::rename(aside.join(path), &to).map_err(|source| RunError::Store {
+                path: to.clone(),
+                source,
+            })?;
+        }
+        if !paths.is_empty() {
+            let _ = std::fs::remove_dir_all(&aside);
+        }
+        Ok(())
     }
 
     /// Puts the worktree back as the agent left it: what the checks wrote

@@ -28,9 +28,9 @@ impl Run {
             .worktree
             .clone()
             .ok_or_else(|| RunError::Resume("the run has no worktree".into()))?;
-        let sparse = req.brief.sparse_patterns().is_some();
+        let sparse = req.brief.sparse_patterns();
         let wt = self
-            .git(move |repo| Ok(repo.find_worktree(&path, sparse)))
+            .git(move |repo| Ok(repo.find_worktree(&path, sparse.as_deref())))
             .await?
             .ok_or_else(|| {
                 RunError::Resume("its worktree is gone (removed by `git agent clean`?)".into())

@@ -2,7 +2,6 @@
 //! [`Repo::change_set`], which stages a worktree in a private index and
 //! diffs the result against the base tree.
 
-use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
@@ -133,6 +132,29 @@ impl Repo {
         })
     }
 
+    /// The paths on disk in `wt` that `tree` does not have — untracked or
+    /// ignored, whatever `.gitignore` (which the agent writes) says —
+    /// collapsed to their topmost directory: what checks would see that a
+    /// commit of `tree` would not.
+    pub fn not_in_tree(&self, wt: &Worktree, tree: Oid) -> Result<Vec<String>> {
+        self.check_owns(wt)?;
+        wt.sanitize_admin()?;
+        let index = TempIndex::fresh(wt);
+        let git = wt
+            .git(&self.git_env)
+            .env("GIT_INDEX_FILE", &index.path)
+            .config("core.sparseCheckout=false")
+            .config("core.splitIndex=false");
+        git.run(&["read-tree", &tree.to_string()])?;
+        let out = git.run(&["ls-files", "--others", "--directory", "-z"])?;
+        Ok(out
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| String::from_utf8_lossy(p).trim_end_matches('/').to_string())
+            .collect())
+    }
+
     /// `wt`'s admin dir is in this repository's common dir.
     fn check_owns(&self, wt: &Worktree) -> Result<()> {
         let common = wt.common_dir().map(Path::to_path_buf);
@@ -151,10 +173,13 @@ impl Repo {
         Ok(())
     }
 
-    /// git on `wt` with the private `index`, the sparse setting `wt` was
-    /// created with, and the filter drivers the agent defined switched off.
+    /// git on `wt` with the private `index` and the sparse setting `wt` was
+    /// created with, after its admin dir is rewritten from git-agent's own
+    /// record: nothing the agent configured there (a filter, fsmonitor or
+    /// pager command, `core.trustctime=false`) reaches this git.
     fn staging_git(&self, wt: &Worktree, index: &TempIndex) -> Result<Git> {
-        let mut git = wt
+        wt.sanitize_admin()?;
+        Ok(wt
             .git(&self.git_env)
             .env("GIT_INDEX_FILE", &index.path)
             .config(if wt.sparse {
@@ -163,11 +188,11 @@ impl Repo {
                 "core.sparseCheckout=false"
             })
             .config("sparse.expectFilesOutsideOfPatterns=false")
-            .config("core.splitIndex=false");
-        for kv in worktree_filter_overrides(&git)? {
-            git = git.config(&kv);
-        }
-        Ok(git)
+            .config("core.splitIndex=false")
+            // Stat data is trusted only with the change time, which no
+            // process can set back.
+            .config("core.trustctime=true")
+            .config("core.checkStat=default"))
     }
 }
 
@@ -211,8 +236,27 @@ struct TempIndex {
 }
 
 impl TempIndex {
+    /// A path for a new, empty index.
+    fn fresh(wt: &Worktree) -> TempIndex {
+        TempIndex {
+            path: wt.admin_dir.join(format!(
+                "git-agent-index.{}.{}",
+                std::process::id(),
+                unique()
+            )),
+        }
+    }
+
+    /// A copy of the index git-agent wrote when it checked the worktree out
+    /// (kept where the agent cannot write), never of the agent's own: its
+    /// stat data, skip-worktree and assume-unchanged bits are git-agent's.
+    /// Worktrees made before that copy existed fall back to the admin dir's.
     fn new(wt: &Worktree) -> Result<TempIndex> {
-        let source = wt.admin_dir.join("index");
+        let pristine = wt.pristine_index();
+        let source = match &pristine {
+            Some(p) if p.is_file() => p.clone(),
+            _ => wt.admin_dir.join("index"),
+        };
         let path = wt.admin_dir.join(format!(
             "git-agent-index.{}.{}",
             std::process::id(),
@@ -243,54 +287,6 @@ impl Drop for TempIndex {
         lock.push(".lock");
         let _ = fs::remove_file(lock);
     }
-}
-
-/// `-c` overrides that switch off filter drivers defined in the worktree's
-/// own `config.worktree` (written by the agent, never by us): `git add` would
-/// otherwise run their clean commands in our process.
-fn worktree_filter_overrides(git: &Git) -> Result<Vec<String>> {
-    let (out, command) = git.run_unchecked(
-        &[
-            "config".as_ref(),
-            "--show-scope".as_ref(),
-            "--name-only".as_ref(),
-            "--get-regexp".as_ref(),
-            r"^filter\.".as_ref(),
-        ],
-        None,
-    )?;
-    match out.status.code() {
-        Some(0) => {}
-        Some(1) => return Ok(Vec::new()), // none defined
-        _ => return Err(git.failure(command, &out)),
-    }
-    let mut drivers = BTreeSet::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some((scope, key)) = line.split_once('\t') else {
-            continue;
-        };
-        if scope != "worktree" {
-            continue;
-        }
-        if let Some(driver) = key
-            .strip_prefix("filter.")
-            .and_then(|k| k.rsplit_once('.'))
-            .map(|(d, _)| d.to_string())
-        {
-            drivers.insert(driver);
-        }
-    }
-    Ok(drivers
-        .iter()
-        .flat_map(|d| {
-            [
-                format!("filter.{d}.clean="),
-                format!("filter.{d}.smudge="),
-                format!("filter.{d}.process="),
-                format!("filter.{d}.required=false"),
-            ]
-        })
-        .collect())
 }
 
 /// Clears assume-unchanged bits (which would hide edits from `add`) and, for
@@ -644,8 +640,10 @@ mod tests {
             &format!("#!/bin/sh\ntouch {}\nexec cat\n", marker.display()),
         );
         fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+        // Two drivers: a plain name, and one whose name holds `=` (a `-c
+        // filter.<name>.clean=` override of it would set another key).
         let config = format!(
-            "[filter \"evil\"]\n\tclean = {}\n\trequired = true\n",
+            "[filter \"evil\"]\n\tclean = {0}\n\trequired = true\n[filter \"a=b\"]\n\tclean = {0}\n",
             script.display()
         );
         let mut f = fs::OpenOptions::new()
@@ -653,16 +651,28 @@ mod tests {
             .open(wt.admin_dir.join("config.worktree"))
             .expect("config.worktree exists in a sparse worktree");
         f.write_all(config.as_bytes()).expect("plant filter");
-        write(&wt.path.join(".gitattributes"), "* filter=evil\n");
-        write(&wt.path.join("src/lib.rs"), "edit\n");
-        // Sanity: the agent's own git would run it.
+        for (attributes, file) in [
+            ("* filter=evil\n", "src/lib.rs"),
+            ("* filter=a=b\n", "src/b.rs"),
+        ] {
+            write(&wt.path.join(".gitattributes"), attributes);
+            write(&wt.path.join(file), "edit\n");
+            // Control: the agent's own git runs the planted filter.
+            git_in(&wt.path, &["add", file]);
+            assert!(marker.exists(), "control: {attributes} runs for the agent");
+            fs::remove_file(&marker).expect("reset");
+        }
         let cs = fx.repo.change_set(&wt, fx.base).expect("change set");
-        assert!(!marker.exists(), "the planted clean filter ran");
-        assert_eq!(by_path(&cs, "src/lib.rs").kind, ChangeKind::Modified);
-        git_in(&wt.path, &["add", "src/lib.rs"]);
         assert!(
-            marker.exists(),
-            "test setup: the filter should be active for the agent"
+            !marker.exists(),
+            "a planted clean filter ran in git-agent's git"
+        );
+        assert_eq!(by_path(&cs, "src/lib.rs").kind, ChangeKind::Modified);
+        assert!(
+            !fs::read_to_string(wt.admin_dir.join("config.worktree"))
+                .expect("config.worktree")
+                .contains("filter"),
+            "the admin dir is rewritten from git-agent's record"
         );
     }
 }

@@ -29,6 +29,9 @@ pub struct Worktree {
     pub admin_dir: PathBuf,
     /// Created with sparse patterns.
     pub sparse: bool,
+    /// The sparse patterns as git-agent wrote them (normalized); the admin
+    /// dir is rewritten from these, never read.
+    pub patterns: Option<Vec<String>>,
 }
 
 impl Worktree {
@@ -109,6 +112,76 @@ impl Worktree {
         Ok(())
     }
 
+    /// A directory beside the worktree (one file system, so a move is a
+    /// rename) where the engine keeps what the checks must not see; it goes
+    /// with the worktree.
+    pub fn aside_dir(&self) -> PathBuf {
+        let mut name = self.path.as_os_str().to_os_string();
+        name.push(".aside");
+        PathBuf::from(name)
+    }
+
+    /// Where git-agent keeps its own copy of the index it wrote when it
+    /// checked this worktree out: under `<common>/agent/`, which the
+    /// agent's sandbox cannot write.
+    pub fn pristine_index(&self) -> Option<PathBuf> {
+        let name = self.admin_dir.file_name()?;
+        let mut file = name.to_os_string();
+        file.push(".index");
+        Some(self.common_dir()?.join("agent/indexes").join(file))
+    }
+
+    /// Keeps git-agent's copy of the freshly populated index.
+    fn save_pristine_index(&self) -> Result<()> {
+        let Some(to) = self.pristine_index() else {
+            return Ok(());
+        };
+        if let Some(dir) = to.parent() {
+            fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+        }
+        let from = self.admin_dir.join("index");
+        match fs::copy(&from, &to) {
+            Ok(_) => Ok(()),
+            // A full worktree of an empty tree has no index.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("copying index", &from)(e)),
+        }
+    }
+
+    /// Rewrites what git reads from the worktree's admin dir — its own
+    /// config (`config.worktree`) and sparse patterns — from git-agent's
+    /// record, and its links ([`Worktree::restore_links`]). The admin dir is
+    /// writable by the agent (git needs it to commit): what it planted there
+    /// (a filter or fsmonitor command, hooks path, pager, `core.trustctime`,
+    /// a symlink or a FIFO in place of a file) must never reach git-agent's
+    /// own, unconfined, git commands. Nothing there is read or followed.
+    pub fn sanitize_admin(&self) -> Result<()> {
+        self.restore_links()?;
+        let config = self.admin_dir.join("config.worktree");
+        replace_entry(
+            &config,
+            self.patterns.as_ref().map(|_| SPARSE_CONFIG.to_string()),
+        )?;
+        let info = self.admin_dir.join("info");
+        let sparse_file = info.join("sparse-checkout");
+        match &self.patterns {
+            Some(patterns) => {
+                if !fs::symlink_metadata(&info).is_ok_and(|m| m.is_dir()) {
+                    replace_entry(&info, None)?;
+                    fs::create_dir(&info).map_err(io_err("creating", &info))?;
+                }
+                let mut text = patterns.join("\n");
+                text.push('\n');
+                replace_entry(&sparse_file, Some(text))?;
+            }
+            None if fs::symlink_metadata(&info).is_ok_and(|m| m.is_dir()) => {
+                replace_entry(&sparse_file, None)?;
+            }
+            None => replace_entry(&info, None)?,
+        }
+        Ok(())
+    }
+
     /// The admin dir's `commondir` and `gitdir` no longer lead to this
     /// repository and back to this worktree (the admin dir is writable:
     /// git needs it to commit). git-agent's own calls never follow these
@@ -173,6 +246,30 @@ impl Worktree {
 }
 
 /// Paths refer to the same existing file system object.
+/// `config.worktree` of a sparse worktree, as `git sparse-checkout set
+/// --no-cone` writes it.
+const SPARSE_CONFIG: &str = "[core]\n\tsparseCheckout = true\n\tsparseCheckoutCone = false\n";
+
+/// Removes whatever is at `path` (file, symlink, FIFO, directory) without
+/// following or opening it, then writes `content` there as a new file.
+fn replace_entry(path: &Path, content: Option<String>) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path).map_err(io_err("removing", path))?,
+        Ok(_) => fs::remove_file(path).map_err(io_err("removing", path))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("inspecting", path)(e)),
+    }
+    if let Some(content) = content {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, content.as_bytes()))
+            .map_err(io_err("writing", path))?;
+    }
+    Ok(())
+}
+
 fn same_file(a: &Path, b: &Path) -> bool {
     match (fs::metadata(a), fs::metadata(b)) {
         (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
@@ -230,8 +327,12 @@ impl Repo {
             admin_dir,
             path,
             sparse: patterns.is_some(),
+            patterns: patterns.clone(),
         };
-        if let Err(e) = self.populate(&wt, commit, patterns.as_deref()) {
+        if let Err(e) = self
+            .populate(&wt, commit, patterns.as_deref())
+            .and_then(|()| wt.save_pristine_index())
+        {
             if let Err(cleanup) = self.remove_worktree(&wt) {
                 tracing::warn!(error = %cleanup, "could not remove half-created worktree");
             }
@@ -390,6 +491,10 @@ impl Repo {
         {
             return Err(unsafe_path("refusing to delete the repository itself"));
         }
+        // `git worktree remove` reads the worktree's admin dir.
+        if let Err(e) = wt.sanitize_admin() {
+            tracing::debug!(error = %e, "could not rewrite the admin dir before removing it");
+        }
         let (out, command) = self.git().run_unchecked(
             &[
                 "worktree".as_ref(),
@@ -406,6 +511,12 @@ impl Repo {
         }
         remove_tree(&wt.path)?;
         remove_tree(&wt.admin_dir)?;
+        if wt.aside_dir().exists() {
+            remove_tree(&wt.aside_dir())?;
+        }
+        if let Some(index) = wt.pristine_index() {
+            let _ = fs::remove_file(index);
+        }
         Ok(())
     }
 
@@ -415,7 +526,7 @@ impl Repo {
     pub fn remove_worktree_path(&self, path: &Path) -> Result<()> {
         let canonical = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let path = canonical.as_path();
-        match self.find_worktree(path, false) {
+        match self.find_worktree(path, None) {
             Some(wt) => self.remove_worktree(&wt),
             None => {
                 if self.workdir.as_deref().is_some_and(|w| w.starts_with(path))
@@ -434,7 +545,8 @@ impl Repo {
     /// The worktree checked out at `path`, found through the admin entry
     /// that points at it (never through the worktree's own `.git` file,
     /// which the agent may have rewritten).
-    pub fn find_worktree(&self, path: &Path, sparse: bool) -> Option<Worktree> {
+    pub fn find_worktree(&self, path: &Path, sparse: Option<&[String]>) -> Option<Worktree> {
+        let patterns = sparse.map(sparse_patterns).transpose().ok()?;
         let path = fs::canonicalize(path).ok()?;
         let wanted = path.join(".git");
         let admin_dir = fs::read_dir(self.common_dir.join("worktrees"))
@@ -449,7 +561,8 @@ impl Repo {
         Some(Worktree {
             path,
             admin_dir,
-            sparse,
+            sparse: patterns.is_some(),
+            patterns,
         })
     }
 

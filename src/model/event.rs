@@ -244,6 +244,13 @@ pub enum EventKind {
         attempt: u32,
         paths: Vec<String>,
     },
+    /// Files on disk that the candidate tree does not have (ignored or
+    /// untracked: build output, caches), moved out of the worktree while
+    /// the checks ran, so that the checks judge the tree that is committed.
+    SetAside {
+        attempt: u32,
+        paths: Vec<String>,
+    },
     /// Files the failing checks wrote, removed before the next attempt.
     CheckArtifactsRemoved {
         attempt: u32,
