@@ -847,6 +847,42 @@ fn a_branch_checked_out_by_the_user_is_not_moved() {
 // ---------------------------------------------------------------------------
 // 12. Decisions
 
+/// The decisions file is the agent's: a huge line or a huge file costs
+/// git-agent a bounded amount of memory and log, and says so.
+#[test]
+fn a_flood_of_decisions_is_read_up_to_a_bound() {
+    let (repo, _) = project("decisions_flood.sh", "flood", Brief::new(&["src/**"]));
+    let (code, run, stderr) = repo.run_one("flood");
+    assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
+    let id = s(&run["run_id"]);
+    // Control: the agent really wrote that much.
+    let written = std::fs::metadata(repo.run_dir(id).join("decisions.jsonl"))
+        .expect("decisions file")
+        .len();
+    assert!(written > 3_000_000, "{written}");
+    let events = repo.events(id);
+    let rejected = of_type(&events, "decision_rejected");
+    assert!(
+        rejected.iter().any(|r| r["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("longer than 16 KiB"))),
+        "{rejected:?}"
+    );
+    assert!(
+        rejected.iter().any(|r| r["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the rest is not read"))),
+        "{rejected:?}"
+    );
+    // Decisions up to the bound are read, the rest are not.
+    let read = of_type(&events, "decision").len();
+    assert!(read > 1000 && read < 5000, "{read} decisions read");
+    let log = std::fs::metadata(repo.run_dir(id).join("events.jsonl"))
+        .expect("events")
+        .len();
+    assert!(log < 1_000_000, "events.jsonl is {log} bytes");
+}
+
 #[test]
 fn decisions_from_json_lines_and_decide_land_in_the_log() {
     let (repo, _) = project("decide.sh", "decisions", Brief::new(&["src/**"]));

@@ -43,7 +43,7 @@ pub(super) struct Attempts<'r> {
 /// What an attempt carries to the next one.
 struct Carry {
     feedback: Option<String>,
-    decisions_read: usize,
+    decisions_read: crate::engine::decisions::Progress,
 }
 
 /// How the agent's part of an attempt ended, when the run goes on.

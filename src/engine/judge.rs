@@ -3,10 +3,11 @@
 //! into violation events and escalation reasons.
 
 use crate::engine::attempt::{Attempts, Step};
+use crate::engine::decisions;
 use crate::engine::run::{write_file, Run, RunError};
 use crate::engine::verify::{Unsafe, Verifier, MAX_FILE_BYTES};
 use crate::git::Change;
-use crate::model::event::{Decision, DecisionKind, EventKind, ScopedChange};
+use crate::model::event::{DecisionKind, EventKind, ScopedChange};
 use crate::spec::brief::OnScopeViolation;
 
 /// The change set of an attempt that may go on to the checks.
@@ -301,32 +302,30 @@ impl Run {
         self.event(EventKind::ScopeReport { attempt, changes })
     }
 
-    /// Reads decisions appended since the last read; returns the summary of
-    /// an `escalate` decision if the agent recorded one.
+    /// Reads decisions appended since the last read (bounded: see
+    /// [`decisions`]); returns the summary of an `escalate` decision if
+    /// the agent recorded one.
     pub(super) fn read_decisions(
         &self,
         attempt: u32,
-        read: &mut usize,
+        read: &mut decisions::Progress,
     ) -> Result<Option<String>, RunError> {
-        let text = std::fs::read_to_string(self.dir.decisions_path()).unwrap_or_default();
         let mut escalate = None;
-        for line in text.lines().skip(*read) {
-            *read += 1;
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<Decision>(line) {
-                Ok(decision) => {
+        for line in decisions::read_new(&self.dir.decisions_path(), read) {
+            match line {
+                decisions::Line::Decision(decision) => {
                     if decision.kind == DecisionKind::Escalate {
                         escalate = Some(decision.summary.clone());
                     }
                     self.event(EventKind::Decision { attempt, decision })?;
                 }
-                Err(e) => self.event(EventKind::DecisionRejected {
-                    attempt,
-                    line: line.chars().take(500).collect(),
-                    error: e.to_string(),
-                })?,
+                decisions::Line::Rejected { line, error } => {
+                    self.event(EventKind::DecisionRejected {
+                        attempt,
+                        line,
+                        error,
+                    })?
+                }
             }
         }
         Ok(escalate)

@@ -14,6 +14,7 @@
 pub mod attempt;
 pub mod checks;
 mod confine;
+pub mod decisions;
 pub mod finish;
 pub mod judge;
 pub mod orchestrator;

@@ -42,9 +42,7 @@ impl Run {
         let feedback = std::fs::read_to_string(self.dir.feedback_path())
             .ok()
             .filter(|f| !f.trim().is_empty());
-        let decisions_read = std::fs::read_to_string(self.dir.decisions_path())
-            .map(|t| t.lines().count())
-            .unwrap_or(0);
+        let decisions_read = crate::engine::decisions::lines_in(&self.dir.decisions_path());
         let start = Start {
             base,
             wt,

@@ -260,7 +260,7 @@ pub(super) struct Start {
     pub(super) wt: Worktree,
     pub(super) first_attempt: u32,
     pub(super) feedback: Option<String>,
-    pub(super) decisions_read: usize,
+    pub(super) decisions_read: crate::engine::decisions::Progress,
 }
 
 impl Run {
@@ -333,7 +333,7 @@ impl Run {
             wt,
             first_attempt: 1,
             feedback: None,
-            decisions_read: 0,
+            decisions_read: crate::engine::decisions::Progress::Lines(0),
         };
         self.attempts(req, stop, start).await
     }
