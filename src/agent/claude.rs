@@ -270,6 +270,22 @@ impl Parser {
 
     fn result(&mut self, v: &Value) {
         self.result_seen = true;
+        self.record_usage(v);
+        if let Some(r) = v["result"].as_str() {
+            if !r.trim().is_empty() {
+                self.a.final_message = Some(r.to_string());
+            }
+        }
+        self.record_denials(v);
+        let subtype = v["subtype"].as_str().unwrap_or("");
+        self.record_limit_stop(subtype);
+        if v["is_error"].as_bool().unwrap_or(false) && self.a.stopped.is_none() {
+            self.record_failure(v, subtype);
+        }
+    }
+
+    /// Turns, cost and tokens (cache reads and writes count as input).
+    fn record_usage(&mut self, v: &Value) {
         self.a.turns = v["num_turns"].as_u64().map(|n| n as u32);
         self.a.cost_usd = v["total_cost_usd"].as_f64();
         let usage = &v["usage"];
@@ -285,11 +301,10 @@ impl Parser {
             self.a.input_tokens = Some(input);
             self.a.output_tokens = usage["output_tokens"].as_u64();
         }
-        if let Some(r) = v["result"].as_str() {
-            if !r.trim().is_empty() {
-                self.a.final_message = Some(r.to_string());
-            }
-        }
+    }
+
+    /// The tool calls Claude Code refused.
+    fn record_denials(&mut self, v: &Value) {
         for d in v["permission_denials"].as_array().into_iter().flatten() {
             let name = d["tool_name"].as_str().unwrap_or("?");
             let detail = detail(name, &d["tool_input"], self.cwd.as_deref());
@@ -310,7 +325,10 @@ impl Parser {
         self.a
             .commands
             .retain(|c| !denied.contains(&c.command.as_str()));
-        let subtype = v["subtype"].as_str().unwrap_or("");
+    }
+
+    /// A stop at the brief's turn or spending limit, from the result's subtype.
+    fn record_limit_stop(&mut self, subtype: &str) {
         match subtype {
             "error_max_turns" => {
                 // At `--max-turns N` Claude Code takes N model turns and
@@ -329,25 +347,28 @@ impl Parser {
             }
             _ => {}
         }
-        if v["is_error"].as_bool().unwrap_or(false) && self.a.stopped.is_none() {
-            let msg = v["result"]
-                .as_str()
-                .map(str::to_string)
-                .or_else(|| {
-                    v["errors"].as_array().map(|e| {
-                        e.iter()
-                            .filter_map(|x| x.as_str())
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    })
+    }
+
+    /// An error result: its message, and what kind of failure it is (a kind
+    /// already known, other than a crash, stands).
+    fn record_failure(&mut self, v: &Value, subtype: &str) {
+        let msg = v["result"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| {
+                v["errors"].as_array().map(|e| {
+                    e.iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 })
-                .unwrap_or_else(|| subtype.to_string());
-            let kind = match &self.failure {
-                Some((k, _)) if *k != FailureKind::Crash => *k,
-                _ => classify(&msg),
-            };
-            self.failure = Some((kind, msg));
-        }
+            })
+            .unwrap_or_else(|| subtype.to_string());
+        let kind = match &self.failure {
+            Some((k, _)) if *k != FailureKind::Crash => *k,
+            _ => classify(&msg),
+        };
+        self.failure = Some((kind, msg));
     }
 }
 

@@ -32,34 +32,14 @@ pub fn report(
     outcome: &ProcessOutcome,
     budget_stop: Option<String>,
 ) -> AgentReport {
-    let stdout = std::fs::read(stdout_path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let stderr = std::fs::read(stderr_path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
+    let stdout = read_lossy(stdout_path);
+    let stderr = read_lossy(stderr_path);
     let Some(parser) = parse(agent.adapter, worktree, &stdout, &stderr) else {
         return AgentReport::default();
     };
     let mut activity = parser.activity();
     let mut out = AgentReport::default();
-    let budget = Budget::of(brief);
-    if let Some(reason) = budget_stop {
-        activity.stopped = Some(format!("stopped while running: {reason}"));
-        out.escalations.push(reason);
-    } else if let Some(reason) = budget.exceeded(&activity) {
-        activity.stopped = Some(reason.clone());
-        out.escalations.push(reason);
-    } else if let Some(reason) = activity.stopped.clone() {
-        // The CLI stopped itself at a budget it was given (claude --max-turns, --max-budget-usd).
-        out.escalations.push(reason);
-    }
-    if budget.max_cost_usd.is_some() && activity.cost_usd.is_none() {
-        activity.notes.push(format!(
-            "{} does not report cost: escalate.max_cost_usd was not enforced",
-            cli_for(agent.adapter).name()
-        ));
-    }
+    check_budget(agent, brief, budget_stop, &mut activity, &mut out);
     let exit_ok = matches!(outcome.exit, process::ExitKind::Code(0));
     let name = cli_for(agent.adapter).name();
     match parser.failure() {
@@ -85,4 +65,40 @@ pub fn report(
     }
     out.activity = Some(activity);
     out
+}
+
+/// A recorded output file as text (empty when it cannot be read).
+fn read_lossy(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// A budget the attempt went over (stopped while running, found after, or
+/// stopped at by the CLI itself) escalates; a cost limit the CLI cannot
+/// report is noted.
+fn check_budget(
+    agent: &Agent,
+    brief: &Brief,
+    budget_stop: Option<String>,
+    activity: &mut AgentActivity,
+    out: &mut AgentReport,
+) {
+    let budget = Budget::of(brief);
+    if let Some(reason) = budget_stop {
+        activity.stopped = Some(format!("stopped while running: {reason}"));
+        out.escalations.push(reason);
+    } else if let Some(reason) = budget.exceeded(activity) {
+        activity.stopped = Some(reason.clone());
+        out.escalations.push(reason);
+    } else if let Some(reason) = activity.stopped.clone() {
+        // The CLI stopped itself at a budget it was given (claude --max-turns, --max-budget-usd).
+        out.escalations.push(reason);
+    }
+    if budget.max_cost_usd.is_some() && activity.cost_usd.is_none() {
+        activity.notes.push(format!(
+            "{} does not report cost: escalate.max_cost_usd was not enforced",
+            cli_for(agent.adapter).name()
+        ));
+    }
 }

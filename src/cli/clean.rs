@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{exit, CliError, CliResult, Ctx};
 use crate::git::Repo;
-use crate::model::store::{RunRecord, State};
+use crate::model::store::{RunRecord, State, Store};
 
 /// Remove the worktrees of finished runs and abandoned reviews (branches are kept)
 #[derive(Debug, clap::Args)]
@@ -17,6 +17,13 @@ pub struct Args {
     /// Only runs that finished longer ago than this, e.g. `7d`
     #[arg(long, value_name = "AGE")]
     pub older_than: Option<String>,
+}
+
+/// What cleaning removed so far.
+#[derive(Default)]
+struct Removed {
+    worktrees: usize,
+    bytes: u64,
 }
 
 pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
@@ -36,70 +43,90 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     };
     let repo = Repo::discover(&root)
         .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
-    let mut removed = 0;
-    let mut freed = 0u64;
-    for mut r in records {
-        let state = r.effective_state();
-        if !state.is_terminal() {
-            continue; // a live run owns its worktree
-        }
-        if r.is_orphaned() {
-            // Its orchestrator died; what the agent or a check left running goes now.
-            let killed = crate::exec::process::kill_marked("GIT_AGENT_RUN_ID", &r.run_id);
-            if killed > 0 {
-                eprintln!(
-                    "{}: killed {killed} process(es) left by the interrupted run",
-                    r.run_id
-                );
-            }
-        }
-
-        if let Some(age) = older {
-            if !finished_before(&r, age) {
-                continue;
-            }
-        }
-        if let Some(wt) = &r.worktree {
-            freed += remove_worktree(&repo, wt, &mut removed)?;
-        }
-        r.worktree = None;
-        let dir = store.open(&r.run_id);
-        if state == State::Interrupted && r.state != State::Interrupted {
-            r.state = State::Interrupted;
-            r.reason
-                .get_or_insert_with(|| "the orchestrator died while the run was working".into());
-        }
-        if args.records {
-            let _ = std::fs::remove_dir_all(&dir.path);
-        } else {
-            dir.write_record(&r).map_err(|e| {
-                CliError::from_error(exit::RUN_FAILED, "could not update the run record", &e)
-            })?;
-        }
+    let mut removed = Removed::default();
+    for r in records {
+        clean_run(&repo, &store, r, &args, older, &mut removed)?;
     }
     if args.run.is_none() {
-        // Reviews keep no record; one whose process died left its worktree.
-        let reviews = store.dir().with_file_name("reviews");
-        for (name, worktree) in crate::engine::review::abandoned(&reviews) {
-            let killed = crate::exec::process::kill_marked("GIT_AGENT_RUN_ID", &name);
-            if killed > 0 {
-                eprintln!("{name}: killed {killed} process(es) left by the review");
-            }
-            if let Some(wt) = &worktree {
-                freed += remove_worktree(&repo, wt, &mut removed)?;
-            }
-            let _ = std::fs::remove_dir_all(reviews.join(&name));
-        }
+        clean_reviews(&repo, &store, &mut removed)?;
     }
     repo.prune_worktrees().map_err(|e| {
         CliError::from_error(exit::RUN_FAILED, "could not prune worktree entries", &e)
     })?;
     println!(
-        "removed {removed} worktree{}, {} freed",
-        if removed == 1 { "" } else { "s" },
-        super::helper::human_bytes(freed)
+        "removed {} worktree{}, {} freed",
+        removed.worktrees,
+        if removed.worktrees == 1 { "" } else { "s" },
+        super::helper::human_bytes(removed.bytes)
     );
     Ok(exit::OK)
+}
+
+/// Clean one finished run (older than `older`, if given): kill what an
+/// interrupted run left running, remove its worktree, then update or remove
+/// its record.
+fn clean_run(
+    repo: &Repo,
+    store: &Store,
+    mut r: RunRecord,
+    args: &Args,
+    older: Option<Duration>,
+    removed: &mut Removed,
+) -> CliResult<()> {
+    let state = r.effective_state();
+    if !state.is_terminal() {
+        return Ok(()); // a live run owns its worktree
+    }
+    if r.is_orphaned() {
+        // Its orchestrator died; what the agent or a check left running goes now.
+        let killed = crate::exec::process::kill_marked("GIT_AGENT_RUN_ID", &r.run_id);
+        if killed > 0 {
+            eprintln!(
+                "{}: killed {killed} process(es) left by the interrupted run",
+                r.run_id
+            );
+        }
+    }
+
+    if let Some(age) = older {
+        if !finished_before(&r, age) {
+            return Ok(());
+        }
+    }
+    if let Some(wt) = &r.worktree {
+        removed.bytes += remove_worktree(repo, wt, &mut removed.worktrees)?;
+    }
+    r.worktree = None;
+    let dir = store.open(&r.run_id);
+    if state == State::Interrupted && r.state != State::Interrupted {
+        r.state = State::Interrupted;
+        r.reason
+            .get_or_insert_with(|| "the orchestrator died while the run was working".into());
+    }
+    if args.records {
+        let _ = std::fs::remove_dir_all(&dir.path);
+    } else {
+        dir.write_record(&r).map_err(|e| {
+            CliError::from_error(exit::RUN_FAILED, "could not update the run record", &e)
+        })?;
+    }
+    Ok(())
+}
+
+/// Reviews keep no record; one whose process died left its worktree.
+fn clean_reviews(repo: &Repo, store: &Store, removed: &mut Removed) -> CliResult<()> {
+    let reviews = store.dir().with_file_name("reviews");
+    for (name, worktree) in crate::engine::review::abandoned(&reviews) {
+        let killed = crate::exec::process::kill_marked("GIT_AGENT_RUN_ID", &name);
+        if killed > 0 {
+            eprintln!("{name}: killed {killed} process(es) left by the review");
+        }
+        if let Some(wt) = &worktree {
+            removed.bytes += remove_worktree(repo, wt, &mut removed.worktrees)?;
+        }
+        let _ = std::fs::remove_dir_all(reviews.join(&name));
+    }
+    Ok(())
 }
 
 /// Removes `wt` when it exists (counting it); returns the bytes freed.

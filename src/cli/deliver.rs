@@ -3,6 +3,7 @@
 
 use super::{exit, print_json, CliError, CliResult, Ctx};
 use crate::model::delivery::{Deliver, DeliveryRecord};
+use crate::model::store::{RunDir, RunRecord};
 
 /// Push a finished run's branch and notes; open or update its pull request
 #[derive(Debug, clap::Args)]
@@ -32,27 +33,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let mut record = store
         .resolve(&args.run)
         .map_err(|m| CliError::usage(m).hint("list runs with `git agent status`"))?;
-    if !record.effective_state().is_terminal() {
-        return Err(CliError::usage(format!(
-            "run {} has not finished; deliver it when it has",
-            record.run_id
-        )));
-    }
-    let mut delivery = DeliveryRecord::of(&record);
-    if let Some(mode) = args.mode {
-        delivery.mode = match mode {
-            Mode::Push => Deliver::Push,
-            Mode::Pr => Deliver::Pr,
-            Mode::DraftPr => Deliver::DraftPr,
-        };
-    }
-    if record.commit.is_none() && !delivery.as_issue(&record) {
-        return Err(CliError::usage(format!(
-            "run {} made no commit: there is nothing to deliver",
-            record.run_id
-        )));
-    }
-    record.delivery = Some(delivery);
+    record.delivery = Some(planned_delivery(&record, args.mode)?);
     let dir = store.open(&record.run_id);
     let events = dir
         .read_events()
@@ -62,12 +43,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let runtime = super::helper::small_runtime()?;
     let delivery = runtime.block_on(crate::deliver::deliver(&target, &record, &events));
     record.delivery = Some(delivery.clone());
-    dir.append_event(&crate::model::event::Event::now(delivery.event()))
-        .map_err(|e| {
-            CliError::from_error(exit::RUN_FAILED, "could not write the run's events", &e)
-        })?;
-    dir.write_record(&record)
-        .map_err(|e| CliError::from_error(exit::RUN_FAILED, "could not write run.json", &e))?;
+    save_delivery(&dir, &record, &delivery)?;
     for notice in &delivery.notices {
         eprintln!("note: {notice}");
     }
@@ -89,4 +65,40 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         None => eprintln!("pushed {}", record.branch.as_deref().unwrap_or("")),
     }
     Ok(exit::OK)
+}
+
+/// The delivery to attempt (the brief's, or `--mode`), once the run is
+/// known to have finished with something to deliver.
+fn planned_delivery(record: &RunRecord, mode: Option<Mode>) -> CliResult<DeliveryRecord> {
+    if !record.effective_state().is_terminal() {
+        return Err(CliError::usage(format!(
+            "run {} has not finished; deliver it when it has",
+            record.run_id
+        )));
+    }
+    let mut delivery = DeliveryRecord::of(record);
+    if let Some(mode) = mode {
+        delivery.mode = match mode {
+            Mode::Push => Deliver::Push,
+            Mode::Pr => Deliver::Pr,
+            Mode::DraftPr => Deliver::DraftPr,
+        };
+    }
+    if record.commit.is_none() && !delivery.as_issue(record) {
+        return Err(CliError::usage(format!(
+            "run {} made no commit: there is nothing to deliver",
+            record.run_id
+        )));
+    }
+    Ok(delivery)
+}
+
+/// Record the delivery in the run's events and its run.json.
+fn save_delivery(dir: &RunDir, record: &RunRecord, delivery: &DeliveryRecord) -> CliResult<()> {
+    dir.append_event(&crate::model::event::Event::now(delivery.event()))
+        .map_err(|e| {
+            CliError::from_error(exit::RUN_FAILED, "could not write the run's events", &e)
+        })?;
+    dir.write_record(record)
+        .map_err(|e| CliError::from_error(exit::RUN_FAILED, "could not write run.json", &e))
 }

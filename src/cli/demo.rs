@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
+use super::helper::NoRecord;
 use super::{exit, CliError, CliResult, Ctx};
+use crate::model::store::RunRecord;
 use crate::report::markdown::render_markdown;
 
 /// Run a built-in demo: a temporary repo, three briefs and a scripted agent (no API key)
@@ -14,7 +16,44 @@ pub struct Args {
 }
 
 pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
-    let base = match args.dir {
+    let base = demo_dir(args.dir)?;
+    let repo = crate::cli::demo_repo::create(&base).map_err(|e| {
+        CliError::from_error(exit::RUN_FAILED, "could not create the demo repository", &e)
+    })?;
+    eprintln!("demo repository: {}", repo.display());
+    eprintln!("running 3 briefs with a scripted agent: one succeeds, one needs a second attempt, one strays out of scope\n");
+    let demo_ctx = Ctx {
+        cwd: repo.clone(),
+        stderr_tty: ctx.stderr_tty,
+    };
+    let config = super::helper::load_config(&repo, &demo_ctx)?;
+    let ids: Vec<String> = crate::cli::demo_repo::EXPECTED
+        .iter()
+        .map(|(t, _)| t.to_string())
+        .collect();
+    let reqs = super::helper::load_requests(&repo, &config, &ids, None, &demo_ctx)?;
+    let records = super::helper::execute(&repo, &config, reqs, 3, false, &demo_ctx)?;
+    super::print_out("\n");
+    super::helper::report(&records, false)?;
+
+    print_decision_log(&records, &demo_ctx)?;
+    super::print_out(&format!(
+        "Explore it:\n  cd {}\n  git log --oneline agent/fix-greeting\n  git notes --ref agent show agent/add-farewell\n  git agent status && git agent log tidy-readme\n",
+        repo.display()
+    ));
+
+    if ended_as_expected(&records) {
+        Ok(exit::OK)
+    } else {
+        Err(CliError::failed(
+            "the demo did not end as expected (see above)",
+        ))
+    }
+}
+
+/// The demo's directory: `--dir` when new or empty, else a kept temporary one.
+fn demo_dir(dir: Option<PathBuf>) -> CliResult<PathBuf> {
+    Ok(match dir {
         Some(d) => {
             if d.exists()
                 && std::fs::read_dir(&d)
@@ -37,27 +76,12 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
                 )
             })?
             .keep(),
-    };
-    let repo = crate::cli::demo_repo::create(&base).map_err(|e| {
-        CliError::from_error(exit::RUN_FAILED, "could not create the demo repository", &e)
-    })?;
-    eprintln!("demo repository: {}", repo.display());
-    eprintln!("running 3 briefs with a scripted agent: one succeeds, one needs a second attempt, one strays out of scope\n");
-    let demo_ctx = Ctx {
-        cwd: repo.clone(),
-        stderr_tty: ctx.stderr_tty,
-    };
-    let config = super::helper::load_config(&repo, &demo_ctx)?;
-    let ids: Vec<String> = crate::cli::demo_repo::EXPECTED
-        .iter()
-        .map(|(t, _)| t.to_string())
-        .collect();
-    let reqs = super::helper::load_requests(&repo, &config, &ids, None, &demo_ctx)?;
-    let records = super::helper::execute(&repo, &config, reqs, 3, false, &demo_ctx)?;
-    super::print_out("\n");
-    super::helper::report(&records, false)?;
+    })
+}
 
-    let store = super::helper::store(&demo_ctx)?;
+/// The decision log of add-farewell, the run a reviewer would read.
+fn print_decision_log(records: &[Result<RunRecord, NoRecord>], demo_ctx: &Ctx) -> CliResult<()> {
+    let store = super::helper::store(demo_ctx)?;
     if let Some(Ok(record)) = records
         .iter()
         .find(|r| matches!(r, Ok(r) if r.task == "add-farewell"))
@@ -68,23 +92,16 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
             render_markdown(record, &events)
         ));
     }
-    super::print_out(&format!(
-        "Explore it:\n  cd {}\n  git log --oneline agent/fix-greeting\n  git notes --ref agent show agent/add-farewell\n  git agent status && git agent log tidy-readme\n",
-        repo.display()
-    ));
+    Ok(())
+}
 
-    let as_expected = crate::cli::demo_repo::EXPECTED
+/// Whether every demo brief ended with the outcome it is scripted for.
+fn ended_as_expected(records: &[Result<RunRecord, NoRecord>]) -> bool {
+    crate::cli::demo_repo::EXPECTED
         .iter()
         .all(|(task, outcome)| {
             records
                 .iter()
                 .any(|r| matches!(r, Ok(r) if r.task == *task && r.state.outcome() == *outcome))
-        });
-    if as_expected {
-        Ok(exit::OK)
-    } else {
-        Err(CliError::failed(
-            "the demo did not end as expected (see above)",
-        ))
-    }
+        })
 }

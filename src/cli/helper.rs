@@ -124,18 +124,7 @@ pub(crate) fn load_requests(
     for id in ids {
         let path = repo_files::brief_path(root, id);
         if brief::TaskId::parse(id).is_err() || !path.is_file() {
-            let known: Vec<String> = repo_files::list_briefs(root)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-                .collect();
-            let mut err = CliError::usage(format!("no brief `{id}` in {}", brief::TASKS_DIR));
-            if let Some(best) = did_you_mean(id, known.iter().map(String::as_str)) {
-                err = err.hint(format!("did you mean `{best}`?"));
-            } else if !known.is_empty() {
-                err = err.hint(format!("briefs: {}", known.join(", ")));
-            }
-            return Err(err);
+            return Err(no_such_brief(root, id));
         }
         let display = repo_files::display(root, &path);
         let (parsed, report) = brief::load(&path, display.clone(), &brief_ctx).map_err(|e| {
@@ -168,6 +157,29 @@ pub(crate) fn load_requests(
     if bad {
         return Err(CliError::reported(exit::USAGE));
     }
+    reject_duplicates(&reqs)?;
+    Ok(reqs)
+}
+
+/// The error for a task id with no brief, with the closest brief's name (or
+/// all of them) as a hint.
+fn no_such_brief(root: &std::path::Path, id: &str) -> CliError {
+    let known: Vec<String> = repo_files::list_briefs(root)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    let mut err = CliError::usage(format!("no brief `{id}` in {}", brief::TASKS_DIR));
+    if let Some(best) = did_you_mean(id, known.iter().map(String::as_str)) {
+        err = err.hint(format!("did you mean `{best}`?"));
+    } else if !known.is_empty() {
+        err = err.hint(format!("briefs: {}", known.join(", ")));
+    }
+    err
+}
+
+/// A task named twice is a usage error.
+fn reject_duplicates(reqs: &[RunRequest]) -> CliResult<()> {
     let mut seen = std::collections::HashSet::new();
     if let Some(dup) = reqs.iter().find(|r| !seen.insert(r.brief.id.clone())) {
         return Err(CliError::usage(format!(
@@ -175,7 +187,7 @@ pub(crate) fn load_requests(
             dup.brief.id
         )));
     }
-    Ok(reqs)
+    Ok(())
 }
 
 /// Runs the requests on a fresh runtime; returns the records in order.
@@ -290,31 +302,7 @@ pub(crate) fn print_summary(records: &[&RunRecord]) {
     if records.is_empty() {
         return;
     }
-    let rows: Vec<[String; 6]> = records
-        .iter()
-        .map(|r| {
-            let passed = r.checks.iter().filter(|c| c.passed).count();
-            [
-                r.task.clone(),
-                match &r.delivery {
-                    Some(d) if d.failed() => {
-                        format!("{} (delivery failed)", r.effective_state().outcome())
-                    }
-                    _ => r.effective_state().outcome().to_string(),
-                },
-                format!("{}/{}", r.attempts, r.max_attempts),
-                if r.checks.is_empty() {
-                    "-".into()
-                } else {
-                    format!("{passed}/{} passed", r.checks.len())
-                },
-                r.branch.clone().unwrap_or_else(|| "-".into()),
-                r.duration_ms
-                    .map(|ms| crate::spec::duration::short(Duration::from_millis(ms)))
-                    .unwrap_or_else(|| "-".into()),
-            ]
-        })
-        .collect();
+    let rows: Vec<[String; 6]> = records.iter().map(|r| summary_row(r)).collect();
     let header = [
         "TASK", "OUTCOME", "ATTEMPTS", "CHECKS", "BRANCH", "DURATION",
     ];
@@ -342,6 +330,36 @@ pub(crate) fn print_summary(records: &[&RunRecord]) {
         out.push_str(&line(r.iter().map(String::as_str).collect()));
         out.push('\n');
     }
+    push_reasons(&mut out, records);
+    super::print_out(&out);
+}
+
+/// A run's cells in the summary table.
+fn summary_row(r: &RunRecord) -> [String; 6] {
+    let passed = r.checks.iter().filter(|c| c.passed).count();
+    [
+        r.task.clone(),
+        match &r.delivery {
+            Some(d) if d.failed() => {
+                format!("{} (delivery failed)", r.effective_state().outcome())
+            }
+            _ => r.effective_state().outcome().to_string(),
+        },
+        format!("{}/{}", r.attempts, r.max_attempts),
+        if r.checks.is_empty() {
+            "-".into()
+        } else {
+            format!("{passed}/{} passed", r.checks.len())
+        },
+        r.branch.clone().unwrap_or_else(|| "-".into()),
+        r.duration_ms
+            .map(|ms| crate::spec::duration::short(Duration::from_millis(ms)))
+            .unwrap_or_else(|| "-".into()),
+    ]
+}
+
+/// Why each run that did not succeed ended, and where its worktree is kept.
+fn push_reasons(out: &mut String, records: &[&RunRecord]) {
     for r in records
         .iter()
         .filter(|r| r.reason.is_some() && r.state != State::Succeeded)
@@ -357,7 +375,6 @@ pub(crate) fn print_summary(records: &[&RunRecord]) {
             r.reason.as_deref().unwrap_or("")
         ));
     }
-    super::print_out(&out);
 }
 
 pub(crate) fn store(ctx: &Ctx) -> CliResult<Store> {

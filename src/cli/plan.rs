@@ -154,71 +154,8 @@ fn planned(repo: &git2::Repository, req: &RunRequest, waits_for: Vec<String>) ->
 /// The human plan.
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
-    let short = |d: u64| crate::spec::duration::short(Duration::from_secs(d));
     for r in &plan.runs {
-        let _ = writeln!(out, "{}  {}", r.task, r.title);
-        let _ = writeln!(
-            out,
-            "  agent     {} ({}: {})",
-            r.agent, r.adapter, r.command
-        );
-        let _ = writeln!(
-            out,
-            "  base      {} → {}",
-            r.base,
-            r.base_commit
-                .as_deref()
-                .map(|c| &c[..10])
-                .unwrap_or("does not resolve: the run would fail")
-        );
-        let _ = writeln!(
-            out,
-            "  worktree  {}",
-            match &r.sparse {
-                Some(p) => format!("sparse: {}", p.join(", ")),
-                None => "full checkout".into(),
-            }
-        );
-        let _ = write!(out, "  writes    {}", r.write.join(", "));
-        if !r.deny.is_empty() {
-            let _ = write!(out, " (never: {})", r.deny.join(", "));
-        }
-        let _ = writeln!(out, "; outside → {}", r.on_scope_violation);
-        for c in &r.checks {
-            let _ = writeln!(
-                out,
-                "  check     {}: `{}` ({})",
-                c.name,
-                c.run,
-                short(c.timeout_secs)
-            );
-        }
-        let mut esc = format!(
-            "{} attempt{}, {} in all",
-            r.attempts,
-            if r.attempts == 1 { "" } else { "s" },
-            short(r.timeout_secs)
-        );
-        if let Some(n) = r.max_changed_lines {
-            let _ = write!(esc, ", at most {n} lines");
-        }
-        if !r.escalate_paths.is_empty() {
-            let _ = write!(esc, ", a human looks at {}", r.escalate_paths.join(", "));
-        }
-        let _ = writeln!(out, "  escalate  {esc}");
-        let _ = write!(out, "  deliver   {} on {}", r.deliver, r.branch);
-        if r.deliver == "pr" || r.deliver == "draft-pr" {
-            let _ = write!(out, "; escalated → {}", r.fallback);
-        }
-        out.push('\n');
-        if !r.waits_for.is_empty() {
-            let _ = writeln!(
-                out,
-                "  waits for {} (overlapping write scopes)",
-                r.waits_for.join(", ")
-            );
-        }
-        out.push('\n');
+        render_run(&mut out, r);
     }
     let _ = writeln!(
         out,
@@ -228,4 +165,87 @@ pub fn render(plan: &Plan) -> String {
         plan.jobs
     );
     out
+}
+
+/// A duration in seconds, the short way (`90s`, `5m`).
+fn short(d: u64) -> String {
+    crate::spec::duration::short(Duration::from_secs(d))
+}
+
+/// One planned run: a line per aspect, then a blank line.
+fn render_run(out: &mut String, r: &Planned) {
+    let _ = writeln!(out, "{}  {}", r.task, r.title);
+    let _ = writeln!(
+        out,
+        "  agent     {} ({}: {})",
+        r.agent, r.adapter, r.command
+    );
+    let _ = writeln!(
+        out,
+        "  base      {} → {}",
+        r.base,
+        r.base_commit
+            .as_deref()
+            .map(|c| &c[..10])
+            .unwrap_or("does not resolve: the run would fail")
+    );
+    let _ = writeln!(
+        out,
+        "  worktree  {}",
+        match &r.sparse {
+            Some(p) => format!("sparse: {}", p.join(", ")),
+            None => "full checkout".into(),
+        }
+    );
+    let _ = write!(out, "  writes    {}", r.write.join(", "));
+    if !r.deny.is_empty() {
+        let _ = write!(out, " (never: {})", r.deny.join(", "));
+    }
+    let _ = writeln!(out, "; outside → {}", r.on_scope_violation);
+    for c in &r.checks {
+        let _ = writeln!(
+            out,
+            "  check     {}: `{}` ({})",
+            c.name,
+            c.run,
+            short(c.timeout_secs)
+        );
+    }
+    let _ = writeln!(out, "  escalate  {}", escalation(r));
+    render_delivery(out, r);
+    out.push('\n');
+}
+
+/// When the run escalates: its attempts and time, and the limits a human
+/// must look past.
+fn escalation(r: &Planned) -> String {
+    let mut esc = format!(
+        "{} attempt{}, {} in all",
+        r.attempts,
+        if r.attempts == 1 { "" } else { "s" },
+        short(r.timeout_secs)
+    );
+    if let Some(n) = r.max_changed_lines {
+        let _ = write!(esc, ", at most {n} lines");
+    }
+    if !r.escalate_paths.is_empty() {
+        let _ = write!(esc, ", a human looks at {}", r.escalate_paths.join(", "));
+    }
+    esc
+}
+
+/// How the run is delivered, and which runs it waits for.
+fn render_delivery(out: &mut String, r: &Planned) {
+    let _ = write!(out, "  deliver   {} on {}", r.deliver, r.branch);
+    if r.deliver == "pr" || r.deliver == "draft-pr" {
+        let _ = write!(out, "; escalated → {}", r.fallback);
+    }
+    out.push('\n');
+    if !r.waits_for.is_empty() {
+        let _ = writeln!(
+            out,
+            "  waits for {} (overlapping write scopes)",
+            r.waits_for.join(", ")
+        );
+    }
 }

@@ -36,64 +36,14 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let root = ctx.root()?;
     let repo = git2::Repository::discover(&root)
         .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
-    let head_rev = args.rev.as_deref().unwrap_or("HEAD");
-    let head = commit_of(&repo, head_rev)?;
-    let base_rev = match &args.base {
-        Some(b) => b.clone(),
-        None if repo.revparse_single("refs/remotes/origin/HEAD").is_ok() => {
-            "refs/remotes/origin/HEAD".into()
-        }
-        None => {
-            return Err(
-                CliError::usage("cannot tell which branch the change targets")
-                    .hint("pass --base <branch>, e.g. `--base main`"),
-            )
-        }
-    };
-    let target = commit_of(&repo, &base_rev)?;
-    let base = repo.merge_base(target, head).map_err(|_| {
-        CliError::usage(format!(
-            "`{head_rev}` and `{base_rev}` have no common history"
-        ))
-    })?;
-    let short = |o: git2::Oid| o.to_string()[..10].to_string();
-    let task = match &args.task {
-        Some(t) => t.clone(),
-        None => task_from_trailers(&repo, head, base)?.ok_or_else(|| {
-            CliError::usage(format!(
-                "no commit in {}..{} names its task (an `Agent-Task:` trailer)",
-                short(base),
-                short(head)
-            ))
-            .hint("pass --task <id>")
-        })?,
-    };
+    let change = resolve_change(&repo, &args)?;
     // The rules come from the merge base: a change cannot rewrite them.
-    let config = config_at(&repo, &root, base, ctx)?;
-    let brief = brief_at(&repo, &root, base, &task, &config, ctx)?;
+    let config = config_at(&repo, &root, change.base, ctx)?;
+    let brief = brief_at(&repo, &root, change.base, &change.task, &config, ctx)?;
     let common = repo.commondir().to_path_buf();
     drop(repo);
 
-    let engine = crate::engine::run::Engine::new(
-        &root,
-        &common,
-        config.worktree_dir.clone(),
-        config.kill_grace.unwrap_or(Duration::from_secs(5)),
-    );
-    let name = format!(
-        "review-{}-{}-{:04x}",
-        crate::model::time::now_compact(),
-        task,
-        rand::random::<u16>()
-    );
-    let setup = Setup {
-        worktree_base: engine.worktree_base.clone(),
-        dir: common.join("agent").join("reviews").join(&name),
-        sandbox: config.sandbox.clone(),
-        env_source: engine.env_source.clone(),
-        grace: engine.grace,
-        notice: super::stderr_notice(),
-    };
+    let setup = review_setup(&root, &common, &config, &change.task);
     let workspace = Repo::discover(&root)
         .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
     crate::exec::sandbox::harden_self();
@@ -103,23 +53,17 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         .build()
         .map_err(|e| CliError::from_error(exit::RUN_FAILED, "could not start the runtime", &e))?;
     eprintln!(
-        "reviewing {} against `{task}` (base {})",
-        short(head),
-        short(base)
+        "reviewing {} against `{}` (base {})",
+        short(change.head),
+        change.task,
+        short(change.base)
     );
-    let req = ReviewRequest { brief, head, base };
-    let result = runtime.block_on(async {
-        let (tx, rx) = watch::channel(StopSignal::Run);
-        crate::engine::orchestrator::install_signal_handler(tx, super::announce_stopping);
-        review::review(&workspace, &req, &setup, rx).await
-    });
-    let _ = std::fs::remove_dir_all(&setup.dir);
-    let report = result.map_err(|e| {
-        CliError::failed(format!(
-            "the review could not finish: {}",
-            crate::engine::run::error_chain(&e)
-        ))
-    })?;
+    let req = ReviewRequest {
+        brief,
+        head: change.head,
+        base: change.base,
+    };
+    let report = run_review(&runtime, &workspace, &req, &setup)?;
     if args.post {
         // A fork's pull request gets a read-only token: the verdict (the
         // exit code) still stands when the checks cannot be posted.
@@ -127,22 +71,128 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
             eprintln!("warning: could not post the review to GitHub: {e}");
         }
     }
-    let text = render(&report);
-    if let Some(runner) = crate::report::actions::Runner::detect(|k| std::env::var(k).ok()) {
-        if let Err(e) = runner.publish_review(&report, &text) {
-            eprintln!("warning: GitHub Actions summary/outputs: {e}");
-        }
-    }
-    if args.json {
-        print_json(&report)?;
-    } else {
-        super::print_out(&text);
-    }
+    publish(&report, args.json)?;
     Ok(match report.verdict {
         Verdict::Pass => exit::OK,
         Verdict::Fail => exit::RUN_FAILED,
         Verdict::NeedsHuman => exit::ESCALATED,
     })
+}
+
+/// The change under review: its head, its merge base with the target, and
+/// the task it is judged by.
+struct Change {
+    head: git2::Oid,
+    base: git2::Oid,
+    task: String,
+}
+
+/// The first ten hex digits of a commit id.
+fn short(o: git2::Oid) -> String {
+    o.to_string()[..10].to_string()
+}
+
+/// Resolve the head, the merge base with the target branch and the task
+/// from the arguments (and, without `--task`, the commits' trailers).
+fn resolve_change(repo: &git2::Repository, args: &Args) -> CliResult<Change> {
+    let head_rev = args.rev.as_deref().unwrap_or("HEAD");
+    let head = commit_of(repo, head_rev)?;
+    let base_rev = target_rev(repo, args)?;
+    let target = commit_of(repo, &base_rev)?;
+    let base = repo.merge_base(target, head).map_err(|_| {
+        CliError::usage(format!(
+            "`{head_rev}` and `{base_rev}` have no common history"
+        ))
+    })?;
+    let task = match &args.task {
+        Some(t) => t.clone(),
+        None => task_from_trailers(repo, head, base)?.ok_or_else(|| {
+            CliError::usage(format!(
+                "no commit in {}..{} names its task (an `Agent-Task:` trailer)",
+                short(base),
+                short(head)
+            ))
+            .hint("pass --task <id>")
+        })?,
+    };
+    Ok(Change { head, base, task })
+}
+
+/// The branch the change targets: `--base`, else `origin/HEAD`.
+fn target_rev(repo: &git2::Repository, args: &Args) -> CliResult<String> {
+    match &args.base {
+        Some(b) => Ok(b.clone()),
+        None if repo.revparse_single("refs/remotes/origin/HEAD").is_ok() => {
+            Ok("refs/remotes/origin/HEAD".into())
+        }
+        None => Err(
+            CliError::usage("cannot tell which branch the change targets")
+                .hint("pass --base <branch>, e.g. `--base main`"),
+        ),
+    }
+}
+
+/// Where and how the review runs: a fresh directory under the common dir,
+/// the config's sandbox and grace.
+fn review_setup(root: &Path, common: &Path, config: &Config, task: &str) -> Setup {
+    let engine = crate::engine::run::Engine::new(
+        root,
+        common,
+        config.worktree_dir.clone(),
+        config.kill_grace.unwrap_or(Duration::from_secs(5)),
+    );
+    let name = format!(
+        "review-{}-{}-{:04x}",
+        crate::model::time::now_compact(),
+        task,
+        rand::random::<u16>()
+    );
+    Setup {
+        worktree_base: engine.worktree_base.clone(),
+        dir: common.join("agent").join("reviews").join(&name),
+        sandbox: config.sandbox.clone(),
+        env_source: engine.env_source.clone(),
+        grace: engine.grace,
+        notice: super::stderr_notice(),
+    }
+}
+
+/// Run the review (stoppable by a signal) and remove its directory after.
+fn run_review(
+    runtime: &tokio::runtime::Runtime,
+    workspace: &Repo,
+    req: &ReviewRequest,
+    setup: &Setup,
+) -> CliResult<ReviewReport> {
+    let result = runtime.block_on(async {
+        let (tx, rx) = watch::channel(StopSignal::Run);
+        crate::engine::orchestrator::install_signal_handler(tx, super::announce_stopping);
+        review::review(workspace, req, setup, rx).await
+    });
+    let _ = std::fs::remove_dir_all(&setup.dir);
+    result.map_err(|e| {
+        CliError::failed(format!(
+            "the review could not finish: {}",
+            crate::engine::run::error_chain(&e)
+        ))
+    })
+}
+
+/// Print the report (text or JSON), and hand it to GitHub Actions when
+/// running there.
+fn publish(report: &ReviewReport, json: bool) -> CliResult<()> {
+    let text = render(report);
+    if let Some(runner) = crate::report::actions::Runner::detect(|k| std::env::var(k).ok()) {
+        if let Err(e) = runner.publish_review(report, &text) {
+            eprintln!("warning: GitHub Actions summary/outputs: {e}");
+        }
+    }
+    if json {
+        print_json(report)?;
+    } else {
+        super::print_out(&text);
+    }
+    Ok(())
 }
 
 fn commit_of(repo: &git2::Repository, rev: &str) -> CliResult<git2::Oid> {
@@ -288,6 +338,21 @@ pub fn render(r: &ReviewReport) -> String {
         r.title,
         &r.base[..10]
     );
+    render_changes(&mut out, r);
+    render_checks(&mut out, r);
+    for v in &r.violations {
+        let _ = writeln!(out, "\nviolation: {v}");
+    }
+    for n in &r.needs_human {
+        let _ = writeln!(out, "\nneeds a human: {n}");
+    }
+    let _ = writeln!(out, "\nverdict: {}", verdict_text(r));
+    out
+}
+
+/// Each changed path with the scope's verdict on it.
+fn render_changes(out: &mut String, r: &ReviewReport) {
+    use std::fmt::Write as _;
     let _ = writeln!(out, "\nchanges ({}):", r.changes.len());
     for c in &r.changes {
         let verdict = match &c.verdict {
@@ -297,6 +362,11 @@ pub fn render(r: &ReviewReport) -> String {
         };
         let _ = writeln!(out, "  {:<13} {}  {verdict}", c.kind, c.path);
     }
+}
+
+/// Each check's outcome, with the last lines of a failing one's output.
+fn render_checks(out: &mut String, r: &ReviewReport) {
+    use std::fmt::Write as _;
     let _ = writeln!(out, "\nchecks (sandbox: {}):", r.sandbox);
     for c in &r.checks {
         let _ = writeln!(
@@ -324,24 +394,17 @@ pub fn render(r: &ReviewReport) -> String {
             let _ = writeln!(out, "       | {line}");
         }
     }
-    for v in &r.violations {
-        let _ = writeln!(out, "\nviolation: {v}");
-    }
-    for n in &r.needs_human {
-        let _ = writeln!(out, "\nneeds a human: {n}");
-    }
+}
+
+/// The verdict line's text; a failure says what failed.
+fn verdict_text(r: &ReviewReport) -> String {
     let failed = r.checks.iter().filter(|c| !c.passed).count();
-    let _ = writeln!(
-        out,
-        "\nverdict: {}",
-        match r.verdict {
-            Verdict::Pass => "pass".to_string(),
-            Verdict::NeedsHuman => "needs a human".to_string(),
-            Verdict::Fail => format!(
-                "fail ({} scope problem(s), {failed} failing check(s))",
-                r.violations.len()
-            ),
-        }
-    );
-    out
+    match r.verdict {
+        Verdict::Pass => "pass".to_string(),
+        Verdict::NeedsHuman => "needs a human".to_string(),
+        Verdict::Fail => format!(
+            "fail ({} scope problem(s), {failed} failing check(s))",
+            r.violations.len()
+        ),
+    }
 }

@@ -1,6 +1,6 @@
 //! `git agent validate`: check briefs and the config.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -35,11 +35,39 @@ struct JsonProblem {
     help: Option<String>,
 }
 
+/// What was checked and what was found.
+struct Checked {
+    reports: Vec<FileReport>,
+    /// Briefs checked, and how many of them have errors.
+    briefs: usize,
+    invalid: usize,
+    /// The config is reported (and counted): everything was checked.
+    config_checked: bool,
+    config_invalid: bool,
+    /// The config is invalid and names no agents: the briefs' `agent:` went unchecked.
+    agents_unchecked: bool,
+    errors: usize,
+    warnings: usize,
+}
+
 pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let root = ctx.root()?;
+    let checked = check(&args, &root, ctx)?;
+    if args.json {
+        print_problems_json(&checked)?;
+        note_unchecked_agents(&checked);
+    } else {
+        print_problems_text(&checked, &args, ctx);
+    }
+    let failed = checked.errors > 0 || (args.strict && checked.warnings > 0);
+    Ok(if failed { exit::USAGE } else { exit::OK })
+}
+
+/// Check the config and the briefs the arguments name (all of them by default).
+fn check(args: &Args, root: &Path, ctx: &Ctx) -> CliResult<Checked> {
     let mut reports: Vec<FileReport> = Vec::new();
 
-    let (config, config_report) = config::load(&root).map_err(|e| {
+    let (config, config_report) = config::load(root).map_err(|e| {
         CliError::from_error(
             exit::USAGE,
             format!("could not read {}", config::CONFIG_PATH),
@@ -59,7 +87,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let config_checked = args.paths.is_empty() && config_report.is_some();
     let files = if args.paths.is_empty() {
         reports.extend(config_report);
-        repo_files::list_briefs(&root)
+        repo_files::list_briefs(root)
             .map_err(|e| CliError::from_error(exit::USAGE, "could not list .agents/tasks", &e))?
     } else {
         expand(&args.paths, ctx)?
@@ -67,7 +95,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let mut briefs = 0;
     let mut invalid = 0;
     for path in &files {
-        let display = repo_files::display(&root, path);
+        let display = repo_files::display(root, path);
         let (_, report) = brief::load(path, display.clone(), &brief_ctx).map_err(|e| {
             CliError::from_error(exit::USAGE, format!("could not read {display}"), &e)
         })?;
@@ -80,69 +108,91 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
 
     let errors: usize = reports.iter().map(FileReport::errors).sum();
     let warnings: usize = reports.iter().map(FileReport::warnings).sum();
-    let note_unchecked_agents = || {
-        if agents_unchecked && briefs > 0 {
-            eprintln!(
-                "note: the `agent:` of briefs was not checked: {} is invalid",
-                config::CONFIG_PATH
-            );
-        }
-    };
-    if args.json {
-        let problems: Vec<JsonProblem> = reports
-            .iter()
-            .flat_map(|r| {
-                r.problems.iter().map(move |p| {
-                    let (line, column) = r.line_col(p.span.offset);
-                    JsonProblem {
-                        file: r.display_path.clone(),
-                        line,
-                        column,
-                        severity: if p.is_error() { "error" } else { "warning" },
-                        code: p.code,
-                        message: p.message.clone(),
-                        help: p.help.clone(),
-                    }
-                })
-            })
-            .collect();
-        print_json(&serde_json::json!({
-            "briefs": briefs,
-            "errors": errors,
-            "warnings": warnings,
-            "problems": problems,
-        }))?;
-        note_unchecked_agents();
-    } else {
-        let width = terminal_width();
-        for report in &reports {
-            if !report.problems.is_empty() {
-                eprint!("{}", report.render(ctx.stderr_tty, width));
-            }
-        }
-        note_unchecked_agents();
-        if briefs == 0 && args.paths.is_empty() {
-            eprintln!(
-                "no briefs in {}; create one with `git agent new <id>`",
-                brief::TASKS_DIR
-            );
-        }
-        // The config is not a brief: it is only named when it is invalid.
-        let config_status = if config_checked && config_invalid {
-            "; config: invalid"
-        } else {
-            ""
-        };
-        println!(
-            "{briefs} brief{} checked: {} valid, {invalid} invalid{config_status} ({errors} error{}, {warnings} warning{})",
-            plural(briefs),
-            briefs - invalid,
-            plural(errors),
-            plural(warnings)
+    Ok(Checked {
+        reports,
+        briefs,
+        invalid,
+        config_checked,
+        config_invalid,
+        agents_unchecked,
+        errors,
+        warnings,
+    })
+}
+
+/// Say that the briefs' `agent:` went unchecked, when it did.
+fn note_unchecked_agents(checked: &Checked) {
+    if checked.agents_unchecked && checked.briefs > 0 {
+        eprintln!(
+            "note: the `agent:` of briefs was not checked: {} is invalid",
+            config::CONFIG_PATH
         );
     }
-    let failed = errors > 0 || (args.strict && warnings > 0);
-    Ok(if failed { exit::USAGE } else { exit::OK })
+}
+
+/// `--json`: every problem, and the counts, on stdout.
+fn print_problems_json(checked: &Checked) -> CliResult<()> {
+    let problems: Vec<JsonProblem> = checked
+        .reports
+        .iter()
+        .flat_map(|r| {
+            r.problems.iter().map(move |p| {
+                let (line, column) = r.line_col(p.span.offset);
+                JsonProblem {
+                    file: r.display_path.clone(),
+                    line,
+                    column,
+                    severity: if p.is_error() { "error" } else { "warning" },
+                    code: p.code,
+                    message: p.message.clone(),
+                    help: p.help.clone(),
+                }
+            })
+        })
+        .collect();
+    print_json(&serde_json::json!({
+        "briefs": checked.briefs,
+        "errors": checked.errors,
+        "warnings": checked.warnings,
+        "problems": problems,
+    }))
+}
+
+/// The problems rendered on stderr, and a one-line summary on stdout.
+fn print_problems_text(checked: &Checked, args: &Args, ctx: &Ctx) {
+    let Checked {
+        briefs,
+        invalid,
+        errors,
+        warnings,
+        ..
+    } = *checked;
+    let width = terminal_width();
+    for report in &checked.reports {
+        if !report.problems.is_empty() {
+            eprint!("{}", report.render(ctx.stderr_tty, width));
+        }
+    }
+    note_unchecked_agents(checked);
+    if briefs == 0 && args.paths.is_empty() {
+        eprintln!(
+            "no briefs in {}; create one with `git agent new <id>`",
+            brief::TASKS_DIR
+        );
+    }
+    // The config is not a brief: it is only named when it is invalid.
+    let config_status = if checked.config_checked && checked.config_invalid {
+        "; config: invalid"
+    } else {
+        ""
+    };
+    println!(
+        "{briefs} brief{} checked: {} valid, {invalid} invalid{config_status} ({errors} error{}, {warnings} warning{})",
+        plural(briefs),
+        briefs - invalid,
+        plural(errors),
+        plural(warnings)
+    );
 }
 
 /// Files named on the command line; directories expand to their `*.md`.

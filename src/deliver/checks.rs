@@ -8,6 +8,27 @@ use crate::model::store::RunRecord;
 
 /// One report per check of the last attempt, plus `git-agent / scope`.
 pub fn check_reports(record: &RunRecord, events: &[Event], commit: &str) -> Vec<CheckReport> {
+    let mut out = last_attempt_checks(events, commit);
+    let bad = scope_problems(events);
+    let scope_passed = bad.is_empty();
+    out.push(CheckReport {
+        name: "git-agent / scope".into(),
+        head_sha: commit.to_string(),
+        passed: scope_passed,
+        summary: if scope_passed {
+            "every change is inside the brief's write scope".into()
+        } else {
+            format!("{} change(s) outside the scope", bad.len())
+        },
+        text: (!scope_passed).then(|| bad.join("\n")),
+        started_at: None,
+        completed_at: record.finished_at.clone(),
+    });
+    out
+}
+
+/// A report for each check that finished in the last attempt.
+fn last_attempt_checks(events: &[Event], commit: &str) -> Vec<CheckReport> {
     let last = events
         .iter()
         .filter_map(|e| match &e.kind {
@@ -15,7 +36,7 @@ pub fn check_reports(record: &RunRecord, events: &[Event], commit: &str) -> Vec<
             _ => None,
         })
         .max();
-    let mut out: Vec<CheckReport> = events
+    events
         .iter()
         .filter_map(|e| match &e.kind {
             EventKind::CheckFinished {
@@ -51,7 +72,11 @@ pub fn check_reports(record: &RunRecord, events: &[Event], commit: &str) -> Vec<
             }),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// The run's violations and its out-of-scope or denied changes, one line each.
+fn scope_problems(events: &[Event]) -> Vec<String> {
     let mut bad: Vec<String> = Vec::new();
     for e in events {
         match &e.kind {
@@ -72,21 +97,7 @@ pub fn check_reports(record: &RunRecord, events: &[Event], commit: &str) -> Vec<
         }
     }
     bad.dedup();
-    let scope_passed = bad.is_empty();
-    out.push(CheckReport {
-        name: "git-agent / scope".into(),
-        head_sha: commit.to_string(),
-        passed: scope_passed,
-        summary: if scope_passed {
-            "every change is inside the brief's write scope".into()
-        } else {
-            format!("{} change(s) outside the scope", bad.len())
-        },
-        text: (!scope_passed).then(|| bad.join("\n")),
-        started_at: None,
-        completed_at: record.finished_at.clone(),
-    });
-    out
+    bad
 }
 
 /// When a check that ended at `ended` (RFC 3339) and took `ms` started.

@@ -216,15 +216,7 @@ pub async fn run(
         program: spec.program.clone(),
         source,
     })?;
-    let lost = |source: io::Error| ProcessError::Wait {
-        program: spec.program.clone(),
-        pid: 0,
-        source,
-    };
-    let pid = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .ok_or_else(|| lost(io::Error::other("child has no pid right after spawn")))?;
+    let pid = child_pid(&child, spec)?;
     let lost = |source: io::Error| ProcessError::Wait {
         program: spec.program.clone(),
         pid,
@@ -232,43 +224,11 @@ pub async fn run(
     };
     debug!(pid, program = %spec.program, "spawned child in its own process group");
     // From here on, any early return or drop of this future kills the run.
-    let mut sweep = Sweep::new(pid, spec.marker.as_ref());
-    if spec
-        .sandbox
-        .as_ref()
-        .is_some_and(|s| s.uses_user_namespace())
-    {
-        // The leader has unshared before exec: its user namespace is the
-        // run's, and no process can leave it (`setsid`, `env -i` do not).
-        let own = crate::exec::sandbox::user_namespace_of(std::process::id() as i32);
-        sweep.userns =
-            crate::exec::sandbox::user_namespace_of(pid).filter(|ns| Some(ns) != own.as_ref());
-    }
-    let mut guard = RunGuard { sweep, armed: true };
-
-    let (give_up, give_up_rx) = watch::channel(false);
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| lost(io::Error::other("stdout pipe missing")))?;
-    let stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| lost(io::Error::other("stderr pipe missing")))?;
-    let stdout_task = tokio::spawn(drain(
-        stdout,
-        stdout_file,
-        spec.stdout_path.clone(),
-        spec.output_limit,
-        give_up_rx.clone(),
-    ));
-    let stderr_task = tokio::spawn(drain(
-        stderr,
-        stderr_file,
-        spec.stderr_path.clone(),
-        spec.output_limit,
-        give_up_rx,
-    ));
+    let mut guard = RunGuard {
+        sweep: sweep_of(spec, pid),
+        armed: true,
+    };
+    let drains = start_drains(&mut child, spec, stdout_file, stderr_file).map_err(lost)?;
 
     let deadline = spec
         .timeout
@@ -283,7 +243,7 @@ pub async fn run(
     let leaked = guard.sweep.run().await;
     guard.armed = false;
     let (out, err, pipes_left_open) =
-        close_pipes(pid, stdout_task, stderr_task, give_up, spec).await?;
+        close_pipes(pid, drains.stdout, drains.stderr, drains.give_up, spec).await?;
 
     Ok(ProcessOutcome {
         exit,
@@ -295,6 +255,81 @@ pub async fn run(
         truncated: out.truncated || err.truncated,
         leaked,
         pipes_left_open,
+    })
+}
+
+/// The pid of the child just spawned.
+fn child_pid(child: &tokio::process::Child, spec: &ProcessSpec) -> Result<i32, ProcessError> {
+    child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .ok_or_else(|| ProcessError::Wait {
+            program: spec.program.clone(),
+            pid: 0,
+            source: io::Error::other("child has no pid right after spawn"),
+        })
+}
+
+/// The sweep of the run led by `pid`: its process group, its marker, and
+/// its own user namespace when the sandbox gave it one.
+fn sweep_of(spec: &ProcessSpec, pid: i32) -> Sweep {
+    let mut sweep = Sweep::new(pid, spec.marker.as_ref());
+    if spec
+        .sandbox
+        .as_ref()
+        .is_some_and(|s| s.uses_user_namespace())
+    {
+        // The leader has unshared before exec: its user namespace is the
+        // run's, and no process can leave it (`setsid`, `env -i` do not).
+        let own = crate::exec::sandbox::user_namespace_of(std::process::id() as i32);
+        sweep.userns =
+            crate::exec::sandbox::user_namespace_of(pid).filter(|ns| Some(ns) != own.as_ref());
+    }
+    sweep
+}
+
+/// The tasks draining the child's stdout and stderr, and the switch that
+/// tells them to give up.
+struct Drains {
+    give_up: watch::Sender<bool>,
+    stdout: tokio::task::JoinHandle<Result<StreamStats, ProcessError>>,
+    stderr: tokio::task::JoinHandle<Result<StreamStats, ProcessError>>,
+}
+
+/// Takes the child's pipes and starts draining them into the output files.
+fn start_drains(
+    child: &mut tokio::process::Child,
+    spec: &ProcessSpec,
+    stdout_file: tokio::fs::File,
+    stderr_file: tokio::fs::File,
+) -> io::Result<Drains> {
+    let (give_up, give_up_rx) = watch::channel(false);
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| io::Error::other("stdout pipe missing"))?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| io::Error::other("stderr pipe missing"))?;
+    let stdout_task = tokio::spawn(drain(
+        stdout,
+        stdout_file,
+        spec.stdout_path.clone(),
+        spec.output_limit,
+        give_up_rx.clone(),
+    ));
+    let stderr_task = tokio::spawn(drain(
+        stderr,
+        stderr_file,
+        spec.stderr_path.clone(),
+        spec.output_limit,
+        give_up_rx,
+    ));
+    Ok(Drains {
+        give_up,
+        stdout: stdout_task,
+        stderr: stderr_task,
     })
 }
 
@@ -559,15 +594,7 @@ async fn drain<R: AsyncRead + Unpin>(
     }
     let truncated = total > kept;
     if truncated && write_error.is_none() {
-        let newline = if matches!(last_kept, None | Some(b'\n')) {
-            ""
-        } else {
-            "\n"
-        };
-        let note = format!(
-            "{newline}[git-agent: output truncated after {kept} bytes; {} bytes discarded]\n",
-            total - kept
-        );
+        let note = truncation_note(kept, total, last_kept);
         if let Err(err) = file.write_all(note.as_bytes()).await {
             write_error = Some(err);
         }
@@ -581,6 +608,20 @@ async fn drain<R: AsyncRead + Unpin>(
         Some(source) => Err(ProcessError::Io { path, source }),
         None => Ok(StreamStats { total, truncated }),
     }
+}
+
+/// The line that ends a truncated output file: what was kept and what
+/// discarded, on a line of its own.
+fn truncation_note(kept: u64, total: u64, last_kept: Option<u8>) -> String {
+    let newline = if matches!(last_kept, None | Some(b'\n')) {
+        ""
+    } else {
+        "\n"
+    };
+    format!(
+        "{newline}[git-agent: output truncated after {kept} bytes; {} bytes discarded]\n",
+        total - kept
+    )
 }
 
 /// Kills the run if `run()` returns early or its future is dropped.
@@ -701,16 +742,7 @@ impl Sweep {
             };
             let in_group = info.pgrp == self.pgid;
             if info.state == 'Z' || info.state == 'X' {
-                // A zombie's environment is gone; only known ones are ours.
-                if !(in_group || self.killed.contains(&pid)) {
-                    continue;
-                }
-                if info.ppid == self.me {
-                    reap(pid);
-                } else if self.killed.contains(&info.ppid) {
-                    // Its parent is dying; it will reparent to us.
-                    pending = true;
-                }
+                pending |= self.settle_zombie(pid, &info, in_group);
                 continue;
             }
             let ours = in_group
@@ -720,18 +752,7 @@ impl Sweep {
             if !ours {
                 continue;
             }
-            if self.killed.insert(pid) {
-                debug!(
-                    pid,
-                    ppid = info.ppid,
-                    in_group,
-                    "killing leftover process of the run"
-                );
-            }
-            match kill(Pid::from_raw(pid), Signal::SIGKILL) {
-                Ok(()) | Err(Errno::ESRCH) => {}
-                Err(err) => warn!(pid, %err, "cannot kill leftover process"),
-            }
+            self.kill_leftover(pid, &info, in_group);
             group_alive |= in_group;
             pending = true;
         }
@@ -740,6 +761,38 @@ impl Sweep {
             signal_group(self.pgid, Signal::SIGKILL);
         }
         pending
+    }
+
+    /// Reaps a zombie of the run that is our child. Returns whether one of
+    /// the run's is still to reparent to us.
+    fn settle_zombie(&self, pid: i32, info: &ProcInfo, in_group: bool) -> bool {
+        // A zombie's environment is gone; only known ones are ours.
+        if !(in_group || self.killed.contains(&pid)) {
+            return false;
+        }
+        if info.ppid == self.me {
+            reap(pid);
+        } else if self.killed.contains(&info.ppid) {
+            // Its parent is dying; it will reparent to us.
+            return true;
+        }
+        false
+    }
+
+    /// SIGKILLs a live process of the run, remembering it.
+    fn kill_leftover(&mut self, pid: i32, info: &ProcInfo, in_group: bool) {
+        if self.killed.insert(pid) {
+            debug!(
+                pid,
+                ppid = info.ppid,
+                in_group,
+                "killing leftover process of the run"
+            );
+        }
+        match kill(Pid::from_raw(pid), Signal::SIGKILL) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(err) => warn!(pid, %err, "cannot kill leftover process"),
+        }
     }
 
     fn in_user_namespace(&self, pid: i32) -> bool {

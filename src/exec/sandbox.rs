@@ -162,6 +162,21 @@ struct UserNs {
     gid_map: Vec<u8>,
 }
 
+impl UserNs {
+    /// A user namespace that maps the current user and group to themselves.
+    fn of_current_user() -> UserNs {
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        UserNs {
+            setgroups: CString::new("/proc/self/setgroups").expect("no NUL"),
+            uid_map_path: CString::new("/proc/self/uid_map").expect("no NUL"),
+            gid_map_path: CString::new("/proc/self/gid_map").expect("no NUL"),
+            uid_map: format!("{uid} {uid} 1\n").into_bytes(),
+            gid_map: format!("{gid} {gid} 1\n").into_bytes(),
+        }
+    }
+}
+
 impl Prepared {
     /// Builds the sandbox for `policy` under `mode`. Returns `Ok(None)` when
     /// the mode is `off`. Under `auto`, a kernel without Landlock gives a
@@ -187,31 +202,12 @@ impl Prepared {
                 return Err(SandboxError::NoUserNamespace(e.clone()));
             }
         }
-        let userns = userns_ok.is_ok().then(|| {
-            // SAFETY: getuid/getgid cannot fail.
-            let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-            UserNs {
-                setgroups: CString::new("/proc/self/setgroups").expect("no NUL"),
-                uid_map_path: CString::new("/proc/self/uid_map").expect("no NUL"),
-                gid_map_path: CString::new("/proc/self/gid_map").expect("no NUL"),
-                uid_map: format!("{uid} {uid} 1\n").into_bytes(),
-                gid_map: format!("{gid} {gid} 1\n").into_bytes(),
-            }
-        });
+        let userns = userns_ok.is_ok().then(UserNs::of_current_user);
         let ruleset = if abi > 0 {
             Some(build_ruleset(policy)?)
         } else {
             None
         };
-        let mut writable: Vec<String> = policy
-            .write_dirs
-            .iter()
-            .chain(&policy.write_files)
-            .map(|p| p.display().to_string())
-            .collect();
-        if abi > 0 {
-            writable.extend(DEVICES.iter().map(|d| d.to_string()));
-        }
         Ok(Some(Prepared {
             effective: Effective {
                 enforcement: if ruleset.is_some() {
@@ -221,7 +217,7 @@ impl Prepared {
                 },
                 landlock_abi: abi,
                 network: policy.network,
-                writable,
+                writable: writable_paths(policy, abi),
                 read_deny: policy
                     .read_deny
                     .iter()
@@ -290,6 +286,21 @@ impl Prepared {
     }
 }
 
+/// The paths the agent may write, as reported: the policy's, and the
+/// devices when Landlock is there to grant them.
+fn writable_paths(policy: &Policy, abi: i32) -> Vec<String> {
+    let mut writable: Vec<String> = policy
+        .write_dirs
+        .iter()
+        .chain(&policy.write_files)
+        .map(|p| p.display().to_string())
+        .collect();
+    if abi > 0 {
+        writable.extend(DEVICES.iter().map(|d| d.to_string()));
+    }
+    writable
+}
+
 /// Device files a shell and common tools need to write.
 const DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/shm"];
 
@@ -337,12 +348,48 @@ unsafe fn loopback_up() -> io::Result<()> {
 /// Creates and fills the ruleset (in the parent) and returns its fd.
 fn build_ruleset(policy: &Policy) -> Result<OwnedFd, SandboxError> {
     let all = AccessFs::from_all(TARGET_ABI);
-    let read = AccessFs::from_read(TARGET_ABI);
-    let file_read = read & AccessFs::from_file(TARGET_ABI);
     let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(all)?;
     ruleset = ruleset.scope(Scope::from_all(TARGET_ABI))?;
+    let rules = access_rules(policy);
+
+    let mut created = ruleset.create()?;
+    for (path, access) in rules {
+        let fd = match PathFd::new(&path) {
+            Ok(fd) => fd,
+            // A path that does not exist grants nothing.
+            Err(_) => continue,
+        };
+        let is_dir = fs::metadata(&path).is_ok_and(|m| m.is_dir());
+        let access = if is_dir {
+            access
+        } else {
+            access & AccessFs::from_file(TARGET_ABI)
+        };
+        match created.try_clone() {
+            // Objects Landlock does not take (a pipe behind /dev/stderr, a
+            // socket) grant nothing.
+            Ok(copy) => match copy.add_rule(PathBeneath::new(fd, access)) {
+                Ok(next) => created = next,
+                Err(source) if writable_path(policy, &path) => {
+                    return Err(SandboxError::Rule { path, source })
+                }
+                Err(_) => {}
+            },
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let fd: Option<OwnedFd> = created.into();
+    fd.ok_or(SandboxError::NoRuleset)
+}
+
+/// What the ruleset grants, path by path: reads everywhere but the denied
+/// subtrees, the devices, and writes where the policy allows them.
+fn access_rules(policy: &Policy) -> Vec<(PathBuf, BitFlags<AccessFs>)> {
+    let all = AccessFs::from_all(TARGET_ABI);
+    let read = AccessFs::from_read(TARGET_ABI);
+    let file_read = read & AccessFs::from_file(TARGET_ABI);
     let mut rules: Vec<(PathBuf, BitFlags<AccessFs>)> = Vec::new();
 
     // Reads: everywhere, except the denied subtrees.
@@ -375,35 +422,7 @@ fn build_ruleset(policy: &Policy) -> Result<OwnedFd, SandboxError> {
     for file in &policy.write_files {
         rules.push((file.clone(), file_read | AccessFs::WriteFile));
     }
-
-    let mut created = ruleset.create()?;
-    for (path, access) in rules {
-        let fd = match PathFd::new(&path) {
-            Ok(fd) => fd,
-            // A path that does not exist grants nothing.
-            Err(_) => continue,
-        };
-        let is_dir = fs::metadata(&path).is_ok_and(|m| m.is_dir());
-        let access = if is_dir {
-            access
-        } else {
-            access & AccessFs::from_file(TARGET_ABI)
-        };
-        match created.try_clone() {
-            // Objects Landlock does not take (a pipe behind /dev/stderr, a
-            // socket) grant nothing.
-            Ok(copy) => match copy.add_rule(PathBeneath::new(fd, access)) {
-                Ok(next) => created = next,
-                Err(source) if writable_path(policy, &path) => {
-                    return Err(SandboxError::Rule { path, source })
-                }
-                Err(_) => {}
-            },
-            Err(err) => return Err(err.into()),
-        }
-    }
-    let fd: Option<OwnedFd> = created.into();
-    fd.ok_or(SandboxError::NoRuleset)
+    rules
 }
 
 fn writable_path(policy: &Policy, path: &Path) -> bool {

@@ -18,6 +18,29 @@ fn icon(state: State) -> &'static str {
 /// Renders the decision log as GitHub-flavoured Markdown.
 pub fn render_markdown(record: &RunRecord, events: &[Event]) -> String {
     let mut md = String::new();
+    render_header(&mut md, record);
+
+    if let Some(goal) = events.iter().find_map(|e| match &e.kind {
+        EventKind::RunStarted { goal, .. } => Some(goal.clone()),
+        _ => None,
+    }) {
+        if !goal.is_empty() {
+            let _ = writeln!(md, "### Goal\n\n{goal}\n");
+        }
+    }
+
+    render_decisions(&mut md, events);
+    render_agent(&mut md, events);
+    render_scope(&mut md, events);
+    render_checks(&mut md, events);
+    render_problems(&mut md, events);
+    render_footer(&mut md, record, events);
+    md
+}
+
+/// The outcome and title, a line of facts about the run, and why it ended
+/// so (when it says).
+fn render_header(md: &mut String, record: &RunRecord) {
     let state = record.effective_state();
     let _ = writeln!(
         md,
@@ -55,22 +78,11 @@ pub fn render_markdown(record: &RunRecord, events: &[Event]) -> String {
             reason
         );
     }
+}
 
-    if let Some(goal) = events.iter().find_map(|e| match &e.kind {
-        EventKind::RunStarted { goal, .. } => Some(goal.clone()),
-        _ => None,
-    }) {
-        if !goal.is_empty() {
-            let _ = writeln!(md, "### Goal\n\n{goal}\n");
-        }
-    }
-
-    render_decisions(&mut md, events);
-    render_agent(&mut md, events);
-    render_scope(&mut md, events);
-    render_checks(&mut md, events);
-    render_problems(&mut md, events);
-
+/// The small print: what the run started from, its brief, its id and its
+/// confinement.
+fn render_footer(md: &mut String, record: &RunRecord, events: &[Event]) {
     let _ = writeln!(md, "---");
     let base = record
         .base_commit
@@ -78,7 +90,18 @@ pub fn render_markdown(record: &RunRecord, events: &[Event]) -> String {
         .map(|c| &c[..c.len().min(10)])
         .unwrap_or("?");
     let blob = &record.brief_blob[..record.brief_blob.len().min(10)];
-    let sandbox = events
+    let sandbox = confinement(events);
+    let _ = writeln!(
+        md,
+        "<sub>base `{}` @ `{base}` · brief `{}` (blob `{blob}`) · run `{}`{sandbox}</sub>",
+        record.base_ref, record.brief_path, record.run_id
+    );
+}
+
+/// The last Landlock confinement of the run, as a footer fragment (empty
+/// when the agent ran unconfined).
+fn confinement(events: &[Event]) -> String {
+    events
         .iter()
         .rev()
         .find_map(|e| match &e.kind {
@@ -95,13 +118,7 @@ pub fn render_markdown(record: &RunRecord, events: &[Event]) -> String {
             }
             _ => None,
         })
-        .unwrap_or_default();
-    let _ = writeln!(
-        md,
-        "<sub>base `{}` @ `{base}` · brief `{}` (blob `{blob}`) · run `{}`{sandbox}</sub>",
-        record.base_ref, record.brief_path, record.run_id
-    );
-    md
+        .unwrap_or_default()
 }
 
 fn render_decisions(md: &mut String, events: &[Event]) {
@@ -168,72 +185,83 @@ fn render_agent(md: &mut String, events: &[Event]) {
     }
     let _ = writeln!(md, "### What the agent did\n");
     for (attempt, a) in attempts {
-        let mut facts = Vec::new();
-        if let Some(t) = a.turns {
-            facts.push(format!("{t} turn{}", if t == 1 { "" } else { "s" }));
-        }
-        if let (Some(i), Some(o)) = (a.input_tokens, a.output_tokens) {
-            facts.push(format!("{i} tokens in, {o} out"));
-        }
-        if let Some(c) = a.cost_usd {
-            facts.push(format!("${c:.4}"));
-        }
-        facts.push(format!(
-            "{} tool call{}",
-            a.tool_calls.len(),
-            if a.tool_calls.len() == 1 { "" } else { "s" }
-        ));
-        let _ = writeln!(md, "**Attempt {attempt}** — {}\n", facts.join(" · "));
-        if !a.files_edited.is_empty() {
-            let _ = writeln!(
-                md,
-                "- Edited: {}",
-                a.files_edited
-                    .iter()
-                    .map(|f| format!("`{}`", escape_cell(f)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        for c in &a.commands {
-            let exit = match c.exit_code {
-                Some(code) => format!("exit {code}"),
-                None => "no exit code".to_string(),
-            };
-            let _ = writeln!(md, "- Ran `{}` → {exit}", escape_cell(&c.command));
-        }
-        for d in &a.permission_denials {
-            let _ = writeln!(md, "- ⛔ Denied: `{}`", escape_cell(d));
-        }
-        if let Some(s) = &a.stopped {
-            let _ = writeln!(md, "- ✋ {}", one_line(s));
-        }
-        if let Some(e) = &a.error {
-            let _ = writeln!(md, "- ❌ {}", one_line(e));
-        }
-        for n in &a.notes {
-            let _ = writeln!(md, "- {}", one_line(n));
-        }
-        if !a.tool_calls.is_empty() {
-            let _ = writeln!(
-                md,
-                "- Tool calls: {}",
-                a.tool_calls
-                    .iter()
-                    .map(|t| if t.detail.is_empty() {
-                        format!("`{}`", escape_cell(&t.name))
-                    } else {
-                        format!("`{}` {}", escape_cell(&t.name), escape_cell(&t.detail))
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" · ")
-            );
-        }
-        if let Some(m) = &a.final_message {
-            let quoted: Vec<String> = m.trim().lines().map(|l| format!("> {l}")).collect();
-            let _ = writeln!(md, "\nFinal message:\n\n{}", quoted.join("\n"));
-        }
+        let _ = writeln!(md, "**Attempt {attempt}** — {}\n", activity_facts(a));
+        render_activity(md, a);
         let _ = writeln!(md);
+    }
+}
+
+/// An attempt's turns, tokens, cost and tool calls, on one line.
+fn activity_facts(a: &AgentActivity) -> String {
+    let mut facts = Vec::new();
+    if let Some(t) = a.turns {
+        facts.push(format!("{t} turn{}", if t == 1 { "" } else { "s" }));
+    }
+    if let (Some(i), Some(o)) = (a.input_tokens, a.output_tokens) {
+        facts.push(format!("{i} tokens in, {o} out"));
+    }
+    if let Some(c) = a.cost_usd {
+        facts.push(format!("${c:.4}"));
+    }
+    facts.push(format!(
+        "{} tool call{}",
+        a.tool_calls.len(),
+        if a.tool_calls.len() == 1 { "" } else { "s" }
+    ));
+    facts.join(" · ")
+}
+
+/// An attempt's files, commands, denials, stops, errors, notes and tool
+/// calls as a list, then its final message quoted.
+fn render_activity(md: &mut String, a: &AgentActivity) {
+    if !a.files_edited.is_empty() {
+        let _ = writeln!(
+            md,
+            "- Edited: {}",
+            a.files_edited
+                .iter()
+                .map(|f| format!("`{}`", escape_cell(f)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for c in &a.commands {
+        let exit = match c.exit_code {
+            Some(code) => format!("exit {code}"),
+            None => "no exit code".to_string(),
+        };
+        let _ = writeln!(md, "- Ran `{}` → {exit}", escape_cell(&c.command));
+    }
+    for d in &a.permission_denials {
+        let _ = writeln!(md, "- ⛔ Denied: `{}`", escape_cell(d));
+    }
+    if let Some(s) = &a.stopped {
+        let _ = writeln!(md, "- ✋ {}", one_line(s));
+    }
+    if let Some(e) = &a.error {
+        let _ = writeln!(md, "- ❌ {}", one_line(e));
+    }
+    for n in &a.notes {
+        let _ = writeln!(md, "- {}", one_line(n));
+    }
+    if !a.tool_calls.is_empty() {
+        let _ = writeln!(
+            md,
+            "- Tool calls: {}",
+            a.tool_calls
+                .iter()
+                .map(|t| if t.detail.is_empty() {
+                    format!("`{}`", escape_cell(&t.name))
+                } else {
+                    format!("`{}` {}", escape_cell(&t.name), escape_cell(&t.detail))
+                })
+                .collect::<Vec<_>>()
+                .join(" · ")
+        );
+    }
+    if let Some(m) = &a.final_message {
+        let quoted: Vec<String> = m.trim().lines().map(|l| format!("> {l}")).collect();
+        let _ = writeln!(md, "\nFinal message:\n\n{}", quoted.join("\n"));
     }
 }
 
@@ -290,8 +318,42 @@ fn render_scope(md: &mut String, events: &[Event]) {
     let _ = writeln!(md);
 }
 
+/// A finished check: attempt, name, passed, duration (ms), timed out, and
+/// the tail of its output.
+type CheckRun<'a> = (u32, &'a str, bool, u64, bool, &'a str);
+
 fn render_checks(md: &mut String, events: &[Event]) {
-    let checks: Vec<(u32, &str, bool, u64, bool, &str)> = events
+    let checks = finished_checks(events);
+    if checks.is_empty() {
+        return;
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for c in &checks {
+        if !names.contains(&c.1) {
+            names.push(c.1);
+        }
+    }
+    let mut attempts: Vec<u32> = checks.iter().map(|c| c.0).collect();
+    attempts.dedup();
+    let _ = writeln!(md, "### Checks\n");
+    render_check_table(md, &names, &attempts, &checks);
+    if attempts.len() > 1 {
+        render_timeline(md, events, &attempts, &checks);
+    }
+    for c in checks.iter().filter(|c| !c.2) {
+        let _ = writeln!(
+            md,
+            "<details><summary>❌ <code>{}</code> failed on attempt {}</summary>\n\n```text\n{}\n```\n\n</details>\n",
+            html_escape(c.1),
+            c.0,
+            c.5.replace("```", "`\u{200b}``").trim_end()
+        );
+    }
+}
+
+/// Every check that finished, in order.
+fn finished_checks(events: &[Event]) -> Vec<CheckRun<'_>> {
+    events
         .iter()
         .filter_map(|e| match &e.kind {
             EventKind::CheckFinished {
@@ -312,19 +374,11 @@ fn render_checks(md: &mut String, events: &[Event]) {
             )),
             _ => None,
         })
-        .collect();
-    if checks.is_empty() {
-        return;
-    }
-    let mut names: Vec<&str> = Vec::new();
-    for c in &checks {
-        if !names.contains(&c.1) {
-            names.push(c.1);
-        }
-    }
-    let mut attempts: Vec<u32> = checks.iter().map(|c| c.0).collect();
-    attempts.dedup();
-    let _ = writeln!(md, "### Checks\n");
+        .collect()
+}
+
+/// A table of the checks' verdicts: a row per attempt, a column per check.
+fn render_check_table(md: &mut String, names: &[&str], attempts: &[u32], checks: &[CheckRun<'_>]) {
     let _ = writeln!(
         md,
         "| Attempt | {} |",
@@ -335,7 +389,7 @@ fn render_checks(md: &mut String, events: &[Event]) {
             .join(" | ")
     );
     let _ = writeln!(md, "|---|{}", "---|".repeat(names.len()));
-    for a in &attempts {
+    for a in attempts {
         let cells: Vec<String> = names
             .iter()
             .map(|n| match checks.iter().find(|c| c.0 == *a && c.1 == *n) {
@@ -351,28 +405,11 @@ fn render_checks(md: &mut String, events: &[Event]) {
         let _ = writeln!(md, "| {a} | {} |", cells.join(" | "));
     }
     let _ = writeln!(md);
-    if attempts.len() > 1 {
-        render_timeline(md, events, &attempts, &checks);
-    }
-    for c in checks.iter().filter(|c| !c.2) {
-        let _ = writeln!(
-            md,
-            "<details><summary>❌ <code>{}</code> failed on attempt {}</summary>\n\n```text\n{}\n```\n\n</details>\n",
-            html_escape(c.1),
-            c.0,
-            c.5.replace("```", "`\u{200b}``").trim_end()
-        );
-    }
 }
 
 /// A mermaid timeline of the attempts (GitHub renders it in the PR body):
 /// the agent's time, then each check's verdict, one period per attempt.
-fn render_timeline(
-    md: &mut String,
-    events: &[Event],
-    attempts: &[u32],
-    checks: &[(u32, &str, bool, u64, bool, &str)],
-) {
+fn render_timeline(md: &mut String, events: &[Event], attempts: &[u32], checks: &[CheckRun<'_>]) {
     // `:` separates events and `#`/`;` end a line in mermaid: keep names plain.
     let plain = |s: &str| s.replace([':', '#', ';', '\n'], " ");
     let _ = writeln!(md, "```mermaid\ntimeline\n    title Attempts and checks");
@@ -402,84 +439,93 @@ fn render_timeline(
 }
 
 fn render_problems(md: &mut String, events: &[Event]) {
-    let mut lines = Vec::new();
-    for e in events {
-        match &e.kind {
-            EventKind::Violation {
-                attempt,
-                what,
-                path,
-            } => lines.push(match path {
-                Some(p) => format!("- ⛔ attempt {attempt}: {what}: `{}`", escape_cell(p)),
-                None => format!("- ⛔ attempt {attempt}: {what}"),
-            }),
-            EventKind::Reverted { attempt, paths } => lines.push(format!(
-                "- ↩️ attempt {attempt}: reverted {} out-of-scope path{}: {}",
-                paths.len(),
-                if paths.len() == 1 { "" } else { "s" },
-                paths
-                    .iter()
-                    .map(|p| format!("`{}`", escape_cell(p)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            EventKind::AttemptFailed { attempt, reason } => {
-                lines.push(format!("- attempt {attempt} failed: {}", one_line(reason)))
-            }
-            EventKind::AgentFinished {
-                attempt,
-                timed_out: true,
-                ..
-            } => lines.push(format!(
-                "- ⏱️ attempt {attempt}: the agent hit the time limit and was stopped"
-            )),
-            EventKind::AgentFinished {
-                attempt, leaked, ..
-            } if *leaked > 0 => lines.push(format!(
-                "- attempt {attempt}: {leaked} process(es) left behind by the agent were killed"
-            )),
-            EventKind::DecisionRejected { attempt, error, .. } => lines.push(format!(
-                "- attempt {attempt}: a decision line was not valid JSON ({})",
-                one_line(error)
-            )),
-            EventKind::Escalated { reason } => {
-                lines.push(format!("- ✋ escalated: {}", one_line(reason)))
-            }
-            EventKind::ReviewFeedback {
-                pull_request,
-                comments,
-                ..
-            } => lines.push(format!(
-                "- 💬 addressed {comments} review comment{} on #{pull_request}",
-                if *comments == 1 { "" } else { "s" }
-            )),
-            EventKind::Delivered { mode, url, .. } => lines.push(match url {
-                Some(url) => format!("- 📦 delivered ({mode}): {url}"),
-                None => format!("- 📦 delivered ({mode})"),
-            }),
-            EventKind::DeliveryFailed { mode, reason } => lines.push(format!(
-                "- ⚠️ delivery ({mode}) failed: {}; the branch stays local",
-                one_line(reason)
-            )),
-            EventKind::Sandbox { policy }
-                if policy.enforcement != crate::model::sandbox::Enforcement::Landlock =>
-            {
-                lines.push(format!(
-                    "- ⚠️ the agent ran unconfined ({})",
-                    one_line(policy.note.as_deref().unwrap_or("sandbox off"))
-                ))
-            }
-            EventKind::Sandbox { policy }
-                if policy.network == crate::model::sandbox::NetworkPolicy::None =>
-            {
-                lines.push("- 🔒 the agent ran without network (loopback only)".to_string())
-            }
-            _ => {}
-        }
-    }
+    let lines: Vec<String> = events
+        .iter()
+        .filter_map(|e| attempt_problem(&e.kind).or_else(|| run_problem(&e.kind)))
+        .collect();
     if !lines.is_empty() {
         let _ = writeln!(md, "### What happened\n\n{}\n", lines.join("\n"));
     }
+}
+
+/// The line for what went wrong in an attempt, if the event is one.
+fn attempt_problem(kind: &EventKind) -> Option<String> {
+    Some(match kind {
+        EventKind::Violation {
+            attempt,
+            what,
+            path,
+        } => match path {
+            Some(p) => format!("- ⛔ attempt {attempt}: {what}: `{}`", escape_cell(p)),
+            None => format!("- ⛔ attempt {attempt}: {what}"),
+        },
+        EventKind::Reverted { attempt, paths } => format!(
+            "- ↩️ attempt {attempt}: reverted {} out-of-scope path{}: {}",
+            paths.len(),
+            if paths.len() == 1 { "" } else { "s" },
+            paths
+                .iter()
+                .map(|p| format!("`{}`", escape_cell(p)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        EventKind::AttemptFailed { attempt, reason } => {
+            format!("- attempt {attempt} failed: {}", one_line(reason))
+        }
+        EventKind::AgentFinished {
+            attempt,
+            timed_out: true,
+            ..
+        } => format!("- ⏱️ attempt {attempt}: the agent hit the time limit and was stopped"),
+        EventKind::AgentFinished {
+            attempt, leaked, ..
+        } if *leaked > 0 => format!(
+            "- attempt {attempt}: {leaked} process(es) left behind by the agent were killed"
+        ),
+        EventKind::DecisionRejected { attempt, error, .. } => format!(
+            "- attempt {attempt}: a decision line was not valid JSON ({})",
+            one_line(error)
+        ),
+        _ => return None,
+    })
+}
+
+/// The line for what happened to the run as a whole (escalation, review,
+/// delivery, confinement), if the event is one.
+fn run_problem(kind: &EventKind) -> Option<String> {
+    Some(match kind {
+        EventKind::Escalated { reason } => format!("- ✋ escalated: {}", one_line(reason)),
+        EventKind::ReviewFeedback {
+            pull_request,
+            comments,
+            ..
+        } => format!(
+            "- 💬 addressed {comments} review comment{} on #{pull_request}",
+            if *comments == 1 { "" } else { "s" }
+        ),
+        EventKind::Delivered { mode, url, .. } => match url {
+            Some(url) => format!("- 📦 delivered ({mode}): {url}"),
+            None => format!("- 📦 delivered ({mode})"),
+        },
+        EventKind::DeliveryFailed { mode, reason } => format!(
+            "- ⚠️ delivery ({mode}) failed: {}; the branch stays local",
+            one_line(reason)
+        ),
+        EventKind::Sandbox { policy }
+            if policy.enforcement != crate::model::sandbox::Enforcement::Landlock =>
+        {
+            format!(
+                "- ⚠️ the agent ran unconfined ({})",
+                one_line(policy.note.as_deref().unwrap_or("sandbox off"))
+            )
+        }
+        EventKind::Sandbox { policy }
+            if policy.network == crate::model::sandbox::NetworkPolicy::None =>
+        {
+            "- 🔒 the agent ran without network (loopback only)".to_string()
+        }
+        _ => return None,
+    })
 }
 
 fn capitalize(s: &str) -> String {

@@ -383,6 +383,38 @@ fn parse_into(
     ctx: &Context,
     problems: &mut Vec<Problem>,
 ) -> Option<Brief> {
+    let id = check_file_name(path, problems);
+    let parts = match split(text) {
+        Ok(p) => p,
+        Err(problem) => {
+            problems.push(problem);
+            return None;
+        }
+    };
+    if !has_goal(parts.body) {
+        let body_offset = text.len() - parts.body.len();
+        problems.push(
+            Problem::warning(
+                "brief::no-goal",
+                Span::new(body_offset, 0),
+                "the brief has no goal",
+            )
+            .label("the body starts here")
+            .help("add a `# Goal` section: what should be true when the run is done, and why"),
+        );
+    }
+    let root = frontmatter_tree(text, &parts, problems)?;
+    let raw = decode_frontmatter(&root, &parts, problems)?;
+    let mut c = Checker {
+        root: &root,
+        problems,
+    };
+    validate(path, id, raw, &parts, text, ctx, &mut c)
+}
+
+/// The task id the file name gives (a problem when it is not one), and a
+/// warning when the file does not end in `.md`.
+fn check_file_name(path: &Path, problems: &mut Vec<Problem>) -> Option<TaskId> {
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
     let id = match TaskId::parse(stem) {
         Ok(id) => Some(id),
@@ -405,25 +437,11 @@ fn parse_into(
                 .help("rename it to end in `.md`; `git agent validate` without paths only looks at `.md` files"),
         );
     }
-    let parts = match split(text) {
-        Ok(p) => p,
-        Err(problem) => {
-            problems.push(problem);
-            return None;
-        }
-    };
-    if !has_goal(parts.body) {
-        let body_offset = text.len() - parts.body.len();
-        problems.push(
-            Problem::warning(
-                "brief::no-goal",
-                Span::new(body_offset, 0),
-                "the brief has no goal",
-            )
-            .label("the body starts here")
-            .help("add a `# Goal` section: what should be true when the run is done, and why"),
-        );
-    }
+    id
+}
+
+/// The frontmatter's YAML tree, when it parses and is a mapping.
+fn frontmatter_tree(text: &str, parts: &Parts<'_>, problems: &mut Vec<Problem>) -> Option<Node> {
     let root = match yaml::parse(parts.frontmatter, parts.frontmatter_offset) {
         Ok(root) => root,
         Err(e) => {
@@ -452,29 +470,31 @@ fn parse_into(
         );
         return None;
     }
+    Some(root)
+}
+
+/// The frontmatter as raw serde types, when it passes the schema check.
+fn decode_frontmatter(
+    root: &Node,
+    parts: &Parts<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<RawBrief> {
     let before = problems.len();
-    schema::check(
-        schema(),
-        &root,
-        schema::Prefix::Brief,
-        parts.fence,
-        problems,
-    );
+    schema::check(schema(), root, schema::Prefix::Brief, parts.fence, problems);
     if problems[before..].iter().any(Problem::is_error) {
         return None;
     }
-    let raw: RawBrief = match yaml::decode(parts.frontmatter) {
-        Ok(raw) => raw,
+    match yaml::decode(parts.frontmatter) {
+        Ok(raw) => Some(raw),
         Err(message) => {
             problems.push(
                 Problem::error("brief::invalid-value", parts.fence, message.to_string())
                     .label("in this frontmatter")
                     .help("`git agent schema brief` prints what each key accepts"),
             );
-            return None;
+            None
         }
-    };
-    validate(path, id, raw, &root, &parts, text, ctx, problems)
+    }
 }
 
 /// What the brief's frontmatter is checked with: its YAML tree (for spans)
@@ -494,21 +514,15 @@ impl Checker<'_> {
     }
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site; a struct would only rename these"
-)]
 fn validate(
     path: &Path,
     id: Option<TaskId>,
     raw: RawBrief,
-    root: &Node,
     parts: &Parts<'_>,
     text: &str,
     ctx: &Context,
-    problems: &mut Vec<Problem>,
+    c: &mut Checker<'_>,
 ) -> Option<Brief> {
-    let mut c = Checker { root, problems };
     let before = c.errors();
     if raw.title.trim().is_empty() {
         let span = c.span(&["title"]);
@@ -517,23 +531,11 @@ fn validate(
                 .help("write one line that says what the run does"),
         );
     }
-    check_agent(&raw, ctx, &mut c);
-    if raw.scope.write.is_empty() {
-        let span = c.span(&["scope", "write"]);
-        c.problems.push(
-            Problem::error("brief::empty-scope", span, "`scope.write` is empty: the run could change nothing")
-                .label("no globs here")
-                .help("list the paths this run may change, e.g. `write: [\"src/http/**\", \"tests/http_*.rs\"]`"),
-        );
-    }
-    let write = glob_list(&raw.scope.write, &["scope", "write"], root, c.problems);
-    let deny = glob_list(&raw.scope.deny, &["scope", "deny"], root, c.problems);
-    if let Some(read) = &raw.scope.read {
-        glob_list(read, &["scope", "read"], root, c.problems);
-    }
-    let checks = validate_checks(&raw, &mut c);
-    let (esc, attempts, timeout, paths) = validate_escalate(&raw, &mut c);
-    let (out, branch) = validate_output(&raw, id.as_ref(), &mut c);
+    check_agent(&raw, ctx, c);
+    let (write, deny) = validate_scope(&raw, c);
+    let checks = validate_checks(&raw, c);
+    let (esc, attempts, timeout, paths) = validate_escalate(&raw, c);
+    let (out, branch) = validate_output(&raw, id.as_ref(), c);
     let new_errors = c.errors() > before;
     let (id, write, deny, paths) = match (id, write, deny, paths) {
         (Some(id), Some(w), Some(d), Some(p)) if !new_errors => (id, w, d, p),
@@ -570,6 +572,25 @@ fn validate(
             .unwrap_or_default(),
         raw,
     })
+}
+
+/// `scope:` writes something, and its globs compile: the write and deny
+/// globs, when they do.
+fn validate_scope(raw: &RawBrief, c: &mut Checker<'_>) -> (Option<GlobList>, Option<GlobList>) {
+    if raw.scope.write.is_empty() {
+        let span = c.span(&["scope", "write"]);
+        c.problems.push(
+            Problem::error("brief::empty-scope", span, "`scope.write` is empty: the run could change nothing")
+                .label("no globs here")
+                .help("list the paths this run may change, e.g. `write: [\"src/http/**\", \"tests/http_*.rs\"]`"),
+        );
+    }
+    let write = glob_list(&raw.scope.write, &["scope", "write"], c.root, c.problems);
+    let deny = glob_list(&raw.scope.deny, &["scope", "deny"], c.root, c.problems);
+    if let Some(read) = &raw.scope.read {
+        glob_list(read, &["scope", "read"], c.root, c.problems);
+    }
+    (write, deny)
 }
 
 /// `agent:` names an agent of the config.
@@ -619,36 +640,7 @@ fn validate_checks(raw: &RawBrief, c: &mut Checker<'_>) -> Vec<Check> {
     let mut checks = Vec::new();
     for (i, check) in raw.checks.iter().enumerate() {
         let idx = i.to_string();
-        if check.name.trim().is_empty() {
-            problems.push(
-                Problem::error(
-                    "brief::empty",
-                    span(&["checks", &idx, "name"]),
-                    "the check's `name` is empty",
-                )
-                .help("name the check, e.g. `name: tests`"),
-            );
-        } else if !check
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_ .".contains(c))
-        {
-            problems.push(
-                Problem::error("brief::invalid-value", span(&["checks", &idx, "name"]), format!("the check name `{}` has characters other than letters, digits, `-`, `_`, `.` and spaces", check.name))
-                    .help("use a short plain name; it is used in file names and PR check names"),
-            );
-        }
-        if raw.checks[..i].iter().any(|c| c.name == check.name) {
-            problems.push(
-                Problem::error(
-                    "brief::duplicate-check",
-                    span(&["checks", &idx, "name"]),
-                    format!("two checks are named `{}`", check.name),
-                )
-                .label("second check with this name")
-                .help("give each check its own name"),
-            );
-        }
+        validate_check_name(raw, i, root, problems);
         if check.run.trim().is_empty() {
             problems.push(
                 Problem::error(
@@ -672,6 +664,44 @@ fn validate_checks(raw: &RawBrief, c: &mut Checker<'_>) -> Vec<Check> {
     }
 
     checks
+}
+
+/// The name of check `i` is not empty, is plain, and is not an earlier
+/// check's.
+fn validate_check_name(raw: &RawBrief, i: usize, root: &Node, problems: &mut Vec<Problem>) {
+    let check = &raw.checks[i];
+    let idx = i.to_string();
+    let span = |path: &[&str]| root.span_of(path);
+    if check.name.trim().is_empty() {
+        problems.push(
+            Problem::error(
+                "brief::empty",
+                span(&["checks", &idx, "name"]),
+                "the check's `name` is empty",
+            )
+            .help("name the check, e.g. `name: tests`"),
+        );
+    } else if !check
+        .name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_ .".contains(c))
+    {
+        problems.push(
+            Problem::error("brief::invalid-value", span(&["checks", &idx, "name"]), format!("the check name `{}` has characters other than letters, digits, `-`, `_`, `.` and spaces", check.name))
+                .help("use a short plain name; it is used in file names and PR check names"),
+        );
+    }
+    if raw.checks[..i].iter().any(|c| c.name == check.name) {
+        problems.push(
+            Problem::error(
+                "brief::duplicate-check",
+                span(&["checks", &idx, "name"]),
+                format!("two checks are named `{}`", check.name),
+            )
+            .label("second check with this name")
+            .help("give each check its own name"),
+        );
+    }
 }
 
 /// `escalate:` with its defaults: attempts in range, durations and globs

@@ -401,6 +401,20 @@ fn validate_agent(name: &str, agent: &RawAgent, node: &Node, problems: &mut Vec<
             .help("give the program or shell command to run, e.g. `command: ./scripts/agent.sh`"),
         );
     }
+    check_pass_env(name, agent, node, problems);
+    Agent {
+        name: name.to_string(),
+        adapter: agent.adapter,
+        command,
+        args: agent.args.clone(),
+        pass_env: agent.pass_env.clone(),
+        model: agent.model.clone(),
+    }
+}
+
+/// `pass_env` of agent `name` lists variable names, and no forge token.
+fn check_pass_env(name: &str, agent: &RawAgent, node: &Node, problems: &mut Vec<Problem>) {
+    let span = |p: &[&str]| node.span_of(p);
     for (i, var) in agent.pass_env.iter().enumerate() {
         if var.is_empty() || var.contains('=') || var.contains('\0') {
             problems.push(
@@ -424,14 +438,6 @@ fn validate_agent(name: &str, agent: &RawAgent, node: &Node, problems: &mut Vec<
                 ),
             );
         }
-    }
-    Agent {
-        name: name.to_string(),
-        adapter: agent.adapter,
-        command,
-        args: agent.args.clone(),
-        pass_env: agent.pass_env.clone(),
-        model: agent.model.clone(),
     }
 }
 

@@ -241,6 +241,18 @@ impl<'a> Checker<'a> {
             self.check(value_schema, value, path, Some(key.span), out);
             path.pop();
         }
+        self.check_required(schema, entries, path, anchor, out);
+    }
+
+    /// Each key the schema requires is among the entries.
+    fn check_required(
+        &self,
+        schema: &Json,
+        entries: &[(Node, Node)],
+        path: &[String],
+        anchor: Option<Span>,
+        out: &mut Vec<Problem>,
+    ) {
         if let Some(required) = schema.get("required").and_then(Json::as_array) {
             for name in required.iter().filter_map(Json::as_str) {
                 if !entries

@@ -44,6 +44,19 @@ enum Method {
     Patch,
 }
 
+/// Why one try of a request failed.
+enum Failure {
+    /// No answer (a transport error).
+    Transport(ForgeError),
+    /// GitHub answered with an error: whether to retry, and when it asked to.
+    Status {
+        status: u16,
+        error: ForgeError,
+        retryable: bool,
+        retry_after: Option<Duration>,
+    },
+}
+
 pub struct GitHub {
     client: Octocrab,
     api: String,
@@ -112,63 +125,14 @@ impl GitHub {
     ) -> Result<Value, ForgeError> {
         let mut attempt = 0u32;
         loop {
-            let response = match method {
-                Method::Get => self.client._get(url).await,
-                Method::Patch => self.client._patch(url, body).await,
-                Method::Post => self.client._post(url, body).await,
-            };
-            let failure = match response {
-                Err(e) => ForgeError {
-                    status: None,
-                    operation: operation.into(),
-                    message: e.to_string(),
-                    fields: Vec::new(),
-                },
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    let retry_after = response
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    let remaining_zero = response
-                        .headers()
-                        .get("x-ratelimit-remaining")
-                        .is_some_and(|v| v.as_bytes() == b"0");
-                    let text = self
-                        .client
-                        .body_to_string(response)
-                        .await
-                        .unwrap_or_default();
-                    let json: Value = if text.trim().is_empty() {
-                        Value::Null
-                    } else {
-                        serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
-                    };
-                    if (200..300).contains(&status) {
-                        return Ok(json);
-                    }
-                    let message = json
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or(text.as_str())
-                        .to_string();
-                    let rate_limited = (status == 403 || status == 429)
-                        && (retry_after.is_some()
-                            || remaining_zero
-                            || message.to_lowercase().contains("rate limit"));
-                    let retryable = status >= 500 || rate_limited;
-                    let error = ForgeError {
-                        status: Some(status),
-                        operation: operation.into(),
-                        fields: if status == 422 {
-                            rejected_fields(&json)
-                        } else {
-                            Vec::new()
-                        },
-                        message,
-                    };
+            match self.try_once(operation, method, url, body).await {
+                Ok(json) => return Ok(json),
+                Err(Failure::Status {
+                    status,
+                    error,
+                    retryable,
+                    retry_after,
+                }) => {
                     if !retryable || attempt >= self.retry.retries {
                         return Err(error);
                     }
@@ -186,17 +150,68 @@ impl GitHub {
                     }
                     tracing::warn!(%operation, status, wait_ms = wait.as_millis() as u64, "retrying");
                     tokio::time::sleep(wait).await;
-                    attempt += 1;
-                    continue;
                 }
-            };
-            // Transport errors: retried like a 5xx.
-            if attempt >= self.retry.retries {
-                return Err(failure);
+                // Transport errors: retried like a 5xx.
+                Err(Failure::Transport(failure)) => {
+                    if attempt >= self.retry.retries {
+                        return Err(failure);
+                    }
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                }
             }
-            tokio::time::sleep(self.backoff(attempt)).await;
             attempt += 1;
         }
+    }
+
+    /// One try of a request: the parsed JSON body of a 2xx, or what went
+    /// wrong and whether GitHub asked (or may be asked) again.
+    async fn try_once(
+        &self,
+        operation: &str,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, Failure> {
+        let response = match method {
+            Method::Get => self.client._get(url).await,
+            Method::Patch => self.client._patch(url, body).await,
+            Method::Post => self.client._post(url, body).await,
+        };
+        let response = response.map_err(|e| {
+            Failure::Transport(ForgeError {
+                status: None,
+                operation: operation.into(),
+                message: e.to_string(),
+                fields: Vec::new(),
+            })
+        })?;
+        let status = response.status().as_u16();
+        let hints = RetryHints {
+            retry_after: response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs),
+            remaining_zero: response
+                .headers()
+                .get("x-ratelimit-remaining")
+                .is_some_and(|v| v.as_bytes() == b"0"),
+        };
+        let text = self
+            .client
+            .body_to_string(response)
+            .await
+            .unwrap_or_default();
+        let json: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
+        };
+        if (200..300).contains(&status) {
+            return Ok(json);
+        }
+        Err(status_failure(operation, status, &text, &json, hints))
     }
 
     /// Exponential backoff with full jitter in [d/2, d].
@@ -208,6 +223,51 @@ impl GitHub {
             .min(self.retry.max_delay);
         let half = d / 2;
         half + half.mul_f64(rand::random::<f64>())
+    }
+}
+
+/// What an error response said about retrying.
+#[derive(Debug, Clone, Copy)]
+struct RetryHints {
+    /// `Retry-After`, in seconds.
+    retry_after: Option<Duration>,
+    /// `X-RateLimit-Remaining: 0`.
+    remaining_zero: bool,
+}
+
+/// The failure an error status is: its message (and for a 422, the fields
+/// GitHub rejected), and whether it is worth retrying (5xx, rate limits).
+fn status_failure(
+    operation: &str,
+    status: u16,
+    text: &str,
+    json: &Value,
+    hints: RetryHints,
+) -> Failure {
+    let message = json
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or(text)
+        .to_string();
+    let rate_limited = (status == 403 || status == 429)
+        && (hints.retry_after.is_some()
+            || hints.remaining_zero
+            || message.to_lowercase().contains("rate limit"));
+    let error = ForgeError {
+        status: Some(status),
+        operation: operation.into(),
+        fields: if status == 422 {
+            rejected_fields(json)
+        } else {
+            Vec::new()
+        },
+        message,
+    };
+    Failure::Status {
+        status,
+        error,
+        retryable: status >= 500 || rate_limited,
+        retry_after: hints.retry_after,
     }
 }
 

@@ -169,20 +169,7 @@ fn git_with_token(
     }
     let mut read_end: Option<OwnedFd> = None;
     if let Some(token) = token {
-        if token.contains(['\n', '\r']) {
-            return Err(err(operation, "the token contains a line break".into()));
-        }
-        let (r, w) = nix::unistd::pipe().map_err(|e| err(operation, format!("pipe: {e}")))?;
-        let mut w = std::fs::File::from(w);
-        let line = format!("{token}\n");
-        if line.len() * COPIES > 32 * 1024 {
-            return Err(err(operation, "the token is implausibly long".into()));
-        }
-        for _ in 0..COPIES {
-            w.write_all(line.as_bytes())
-                .map_err(|e| err(operation, format!("pipe: {e}")))?;
-        }
-        drop(w);
+        let r = token_pipe(token, operation)?;
         let fd = r.as_raw_fd();
         // SAFETY: only async-signal-safe calls (dup2, fcntl) between fork and
         // exec; `fd` stays open in the parent until the child is spawned.
@@ -204,4 +191,24 @@ fn git_with_token(
         .map_err(|e| err(operation, format!("could not run git: {e}")))?;
     drop(read_end);
     Ok(output)
+}
+
+/// A pipe holding `COPIES` lines of `token` (one per credential request),
+/// its write end closed: the read end for the credential helper.
+fn token_pipe(token: &str, operation: &str) -> Result<OwnedFd, ForgeError> {
+    if token.contains(['\n', '\r']) {
+        return Err(err(operation, "the token contains a line break".into()));
+    }
+    let (r, w) = nix::unistd::pipe().map_err(|e| err(operation, format!("pipe: {e}")))?;
+    let mut w = std::fs::File::from(w);
+    let line = format!("{token}\n");
+    if line.len() * COPIES > 32 * 1024 {
+        return Err(err(operation, "the token is implausibly long".into()));
+    }
+    for _ in 0..COPIES {
+        w.write_all(line.as_bytes())
+            .map_err(|e| err(operation, format!("pipe: {e}")))?;
+    }
+    drop(w);
+    Ok(r)
 }
