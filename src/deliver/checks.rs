@@ -100,7 +100,6 @@ fn scope_problems(events: &[Event]) -> Vec<String> {
     bad
 }
 
-/// When a check that ended at `ended` (RFC 3339) and took `ms` started.
 /// The commit-status / check-run reports of a review, for `--post`.
 pub fn review_check_reports(report: &ReviewReport) -> Vec<CheckReport> {
     let mut out: Vec<CheckReport> = report
@@ -150,6 +149,7 @@ pub fn review_check_reports(report: &ReviewReport) -> Vec<CheckReport> {
     out
 }
 
+/// When a check that ended at `ended` (RFC 3339) and took `ms` started.
 fn started_at(ended: &str, ms: u64) -> Option<String> {
     use time::format_description::well_known::Rfc3339;
     let end = time::OffsetDateTime::parse(ended, &Rfc3339).ok()?;
