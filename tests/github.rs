@@ -517,6 +517,30 @@ async fn fallback_issue_opens_one_issue_and_no_pull_request() {
     assert_clean(&fake);
 }
 
+/// An open `needs-human` issue that only quotes the task's marker (an
+/// agent's text in another run's log, say) is not the task's issue: the
+/// marker counts only as the body's last line, where git-agent writes it.
+#[tokio::test]
+async fn a_quoted_marker_does_not_capture_the_tasks_issue() {
+    let (server, fake) = fake_github().await;
+    fake.state().issues.push((
+        41,
+        "the agent wrote: <!-- git-agent task=hello --> and more\n\n<!-- git-agent task=other -->"
+            .into(),
+        vec!["needs-human".into()],
+    ));
+    let gh = client(&server);
+    let rec = record(State::Escalated, Some("stuck"));
+    let mut d = delivery("pr");
+    d.fallback = EscalateFallback::Issue;
+    deliver_issue(&gh, &rec, &events(), &mut d)
+        .await
+        .expect("delivery");
+    assert_eq!(fake.count("issues/create"), 1, "a new issue for the task");
+    assert_eq!(fake.count("issues/update"), 0, "issue 41 is left alone");
+    assert_ne!(d.issue_number, Some(41));
+}
+
 #[tokio::test]
 async fn check_runs_refused_fall_back_to_statuses_said_once() {
     let (server, fake) = fake_github().await;

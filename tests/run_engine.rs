@@ -883,6 +883,60 @@ fn a_flood_of_decisions_is_read_up_to_a_bound() {
     assert!(log < 1_000_000, "events.jsonl is {log} bytes");
 }
 
+/// What the agent wrote is shown, never obeyed: in the Markdown log (the
+/// note, the PR body) no HTML, image, link, mention or forged marker of
+/// its survives as markup, and on the terminal no escape sequence.
+#[test]
+fn untrusted_text_is_neither_markup_nor_terminal_control() {
+    let check = "printf 'out ````\\n</details>\\n\\033[31mred\\n'; false";
+    let (repo, _) = project(
+        "markup.sh",
+        "markup",
+        Brief::new(&["src/**"]).check("shows", check),
+    );
+    let (_, run, stderr) = repo.run_one("markup");
+    let id = s(&run["run_id"]);
+    // Control: the payload reached git-agent as written.
+    let decisions =
+        std::fs::read_to_string(repo.run_dir(id).join("decisions.jsonl")).expect("decisions");
+    assert!(
+        decisions.contains("<!-- git-agent task=other -->"),
+        "{decisions}"
+    );
+    let events = repo.events(id);
+    let decision = &of_type(&events, "decision")[0];
+    assert!(s(&decision["summary"]).contains("<img src=x"), "{decision}");
+    assert!(s(&decision["summary"]).contains('\u{1b}'), "{decision}");
+
+    let md = repo.log_md("markup");
+    for raw in ["<!--", "<img", "![t]", "[click](", "@octocat", "\u{1b}"] {
+        assert!(!md.contains(raw), "`{raw}` survives in:\n{md}");
+    }
+    // A chosen option with backticks stays one code span (where `<b>` is
+    // text): its fence is longer than the backticks inside.
+    assert!(md.contains("chose ``x` <b>bold</b> `y``"), "{md}");
+    // Closing tags in the agent's text are text.
+    assert!(md.contains("&lt;/details&gt;"), "{md}");
+    // The check's output stays inside its block: the fence is longer than
+    // the backticks the output holds.
+    let block = md
+        .split("<summary>")
+        .nth(1)
+        .expect("a failed check's block");
+    assert!(block.contains("`````text"), "{block}");
+
+    let out = repo.run(&["log", "markup"]);
+    let terminal = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !terminal.contains('\u{1b}'),
+        "an escape reached the terminal"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "an escape reached the progress lines"
+    );
+}
+
 #[test]
 fn decisions_from_json_lines_and_decide_land_in_the_log() {
     let (repo, _) = project("decide.sh", "decisions", Brief::new(&["src/**"]));

@@ -274,7 +274,7 @@ pub(crate) fn report(records: &[Result<RunRecord, NoRecord>], json: bool) -> Cli
         print_summary(&ok);
     }
     for err in records.iter().filter_map(|r| r.as_ref().err()) {
-        eprintln!("error: {err}");
+        eprintln!("error: {}", super::terminal::clean(&err.to_string()));
     }
     let any = |s: State| ok.iter().any(|r| r.state == s);
     let code = if any(State::Interrupted)

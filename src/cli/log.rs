@@ -29,7 +29,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         .read_events()
         .map_err(|e| CliError::from_error(exit::USAGE, "could not read the run's events", &e))?;
     match args.format {
-        Format::Md => print!("{}", render_markdown(&record, &events)),
+        Format::Md => super::print_out(&render_markdown(&record, &events)),
         Format::Json => print_json(&serde_json::json!({
             "run": super::helper::to_json(&record),
             "events": events,

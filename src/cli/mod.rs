@@ -17,6 +17,7 @@ mod review;
 mod run;
 mod schema;
 mod status;
+mod terminal;
 mod validate;
 
 use std::io::IsTerminal;
@@ -106,7 +107,7 @@ pub fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             if !err.reported {
-                eprintln!("{err}");
+                eprintln!("{}", terminal::clean(&err.to_string()));
             }
             ExitCode::from(err.exit)
         }
@@ -172,17 +173,24 @@ fn init_tracing() {
 
 /// Prints a JSON value on stdout.
 pub(crate) fn print_json(value: &impl serde::Serialize) -> CliResult<()> {
+    use std::io::Write;
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| CliError::failed(format!("could not encode JSON: {e}")))?;
-    print_out(&format!("{text}\n"));
+    // JSON is data: its strings are escaped by the encoder, not cleaned.
+    let _ = std::io::stdout()
+        .lock()
+        .write_all(format!("{text}\n").as_bytes());
     Ok(())
 }
 
-/// Writes results to stdout; a closed stdout (`| head`) is not an error for
-/// the commands that keep SIGPIPE ignored (a run must finish its cleanup).
+/// Writes results to stdout, without terminal control (see [`terminal`]); a
+/// closed stdout (`| head`) is not an error for the commands that keep
+/// SIGPIPE ignored (a run must finish its cleanup).
 pub(crate) fn print_out(text: &str) {
     use std::io::Write;
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    let _ = std::io::stdout()
+        .lock()
+        .write_all(terminal::clean(text).as_bytes());
 }
 
 /// The engine's notices on stderr as warnings, each message once per process.

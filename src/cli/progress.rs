@@ -55,7 +55,7 @@ fn describe(r: &RunRecord) -> String {
             let mut s = format!("{}{attempt}", r.state.outcome());
             if let Some(reason) = &r.reason {
                 s.push_str(": ");
-                s.push_str(reason);
+                s.push_str(&super::terminal::clean(reason));
             }
             s
         }

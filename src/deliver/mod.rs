@@ -338,8 +338,9 @@ pub async fn deliver_issue(
     };
     let marker = format!("<!-- git-agent task={} -->", record.task);
     let head = format!(
-        "**git-agent escalated task `{}` and needs a human.**\n\nTrigger: {why}\n\n{work}\n\n---\n\n",
-        record.task
+        "**git-agent escalated task `{}` and needs a human.**\n\nTrigger: {}\n\n{work}\n\n---\n\n",
+        record.task,
+        crate::report::escape::message(why)
     );
     let room = BODY_LIMIT.saturating_sub(head.chars().count() + marker.chars().count() + 2);
     let body = format!(

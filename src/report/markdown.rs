@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use crate::model::event::{AgentActivity, Decision, DecisionKind, Event, EventKind, VerdictRecord};
 use crate::model::store::{RunRecord, State};
+use crate::report::escape;
 
 fn icon(state: State) -> &'static str {
     match state {
@@ -75,7 +76,7 @@ fn render_header(md: &mut String, record: &RunRecord) {
             } else {
                 "Why"
             },
-            reason
+            escape::message(reason)
         );
     }
 }
@@ -143,27 +144,27 @@ fn render_decisions(md: &mut String, events: &[Event]) {
         };
         let mut line = format!(
             "- **{label}** (attempt {attempt}): {}",
-            one_line(&d.summary)
+            escape::text(&d.summary)
         );
         if let Some(chosen) = &d.chosen {
             let others: Vec<&String> = d.options.iter().filter(|o| *o != chosen).collect();
             if others.is_empty() {
-                let _ = write!(line, " — chose `{}`", one_line(chosen));
+                let _ = write!(line, " — chose {}", escape::code(chosen));
             } else {
                 let _ = write!(
                     line,
-                    " — chose `{}` over {}",
-                    one_line(chosen),
+                    " — chose {} over {}",
+                    escape::code(chosen),
                     others
                         .iter()
-                        .map(|o| format!("`{}`", one_line(o)))
+                        .map(|o| escape::code(o))
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
             }
         }
         if let Some(why) = &d.why {
-            let _ = write!(line, ", because {}", one_line(why));
+            let _ = write!(line, ", because {}", escape::text(why));
         }
         let _ = writeln!(md, "{line}");
     }
@@ -220,7 +221,7 @@ fn render_activity(md: &mut String, a: &AgentActivity) {
             "- Edited: {}",
             a.files_edited
                 .iter()
-                .map(|f| format!("`{}`", escape_cell(f)))
+                .map(|f| escape::code(f))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -230,19 +231,19 @@ fn render_activity(md: &mut String, a: &AgentActivity) {
             Some(code) => format!("exit {code}"),
             None => "no exit code".to_string(),
         };
-        let _ = writeln!(md, "- Ran `{}` → {exit}", escape_cell(&c.command));
+        let _ = writeln!(md, "- Ran {} → {exit}", escape::code(&c.command));
     }
     for d in &a.permission_denials {
-        let _ = writeln!(md, "- ⛔ Denied: `{}`", escape_cell(d));
+        let _ = writeln!(md, "- ⛔ Denied: {}", escape::code(d));
     }
     if let Some(s) = &a.stopped {
-        let _ = writeln!(md, "- ✋ {}", one_line(s));
+        let _ = writeln!(md, "- ✋ {}", escape::message(s));
     }
     if let Some(e) = &a.error {
-        let _ = writeln!(md, "- ❌ {}", one_line(e));
+        let _ = writeln!(md, "- ❌ {}", escape::message(e));
     }
     for n in &a.notes {
-        let _ = writeln!(md, "- {}", one_line(n));
+        let _ = writeln!(md, "- {}", escape::message(n));
     }
     if !a.tool_calls.is_empty() {
         let _ = writeln!(
@@ -251,16 +252,20 @@ fn render_activity(md: &mut String, a: &AgentActivity) {
             a.tool_calls
                 .iter()
                 .map(|t| if t.detail.is_empty() {
-                    format!("`{}`", escape_cell(&t.name))
+                    escape::code(&t.name)
                 } else {
-                    format!("`{}` {}", escape_cell(&t.name), escape_cell(&t.detail))
+                    format!("{} {}", escape::code(&t.name), escape::text(&t.detail))
                 })
                 .collect::<Vec<_>>()
                 .join(" · ")
         );
     }
     if let Some(m) = &a.final_message {
-        let quoted: Vec<String> = m.trim().lines().map(|l| format!("> {l}")).collect();
+        let quoted: Vec<String> = m
+            .trim()
+            .lines()
+            .map(|l| format!("> {}", escape::text(l)))
+            .collect();
         let _ = writeln!(md, "\nFinal message:\n\n{}", quoted.join("\n"));
     }
 }
@@ -297,16 +302,16 @@ fn render_scope(md: &mut String, events: &[Event]) {
     let _ = writeln!(md, "| Path | Change | Lines | Verdict |\n|---|---|---|---|");
     for c in changes {
         let path = match &c.old_path {
-            Some(old) => format!("`{}` → `{}`", escape_cell(old), escape_cell(&c.path)),
-            None => format!("`{}`", escape_cell(&c.path)),
+            Some(old) => format!("{} → {}", escape::cell(old), escape::cell(&c.path)),
+            None => escape::cell(&c.path),
         };
         let verdict = match &c.verdict {
-            VerdictRecord::Allowed { glob } => format!("✅ `{}`", escape_cell(glob)),
-            VerdictRecord::Denied { glob } => format!("⛔ denied by `{}`", escape_cell(glob)),
+            VerdictRecord::Allowed { glob } => format!("✅ {}", escape::cell(glob)),
+            VerdictRecord::Denied { glob } => format!("⛔ denied by {}", escape::cell(glob)),
             VerdictRecord::OutOfScope => "⛔ out of scope".to_string(),
         };
         let kind = match &c.symlink_target {
-            Some(t) => format!("{} (symlink → `{}`)", c.kind, escape_cell(t)),
+            Some(t) => format!("{} (symlink → {})", c.kind, escape::cell(t)),
             None => c.kind.to_string(),
         };
         let _ = writeln!(
@@ -343,10 +348,10 @@ fn render_checks(md: &mut String, events: &[Event]) {
     for c in checks.iter().filter(|c| !c.2) {
         let _ = writeln!(
             md,
-            "<details><summary>❌ <code>{}</code> failed on attempt {}</summary>\n\n```text\n{}\n```\n\n</details>\n",
+            "<details><summary>❌ <code>{}</code> failed on attempt {}</summary>\n\n{}\n\n</details>\n",
             html_escape(c.1),
             c.0,
-            c.5.replace("```", "`\u{200b}``").trim_end()
+            escape::block(c.5, "text")
         );
     }
 }
@@ -456,8 +461,12 @@ fn attempt_problem(kind: &EventKind) -> Option<String> {
             what,
             path,
         } => match path {
-            Some(p) => format!("- ⛔ attempt {attempt}: {what}: `{}`", escape_cell(p)),
-            None => format!("- ⛔ attempt {attempt}: {what}"),
+            Some(p) => format!(
+                "- ⛔ attempt {attempt}: {}: {}",
+                escape::message(what),
+                escape::code(p)
+            ),
+            None => format!("- ⛔ attempt {attempt}: {}", escape::message(what)),
         },
         EventKind::Reverted { attempt, paths } => format!(
             "- ↩️ attempt {attempt}: reverted {} out-of-scope path{}: {}",
@@ -465,12 +474,12 @@ fn attempt_problem(kind: &EventKind) -> Option<String> {
             if paths.len() == 1 { "" } else { "s" },
             paths
                 .iter()
-                .map(|p| format!("`{}`", escape_cell(p)))
+                .map(|p| escape::code(p))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
         EventKind::AttemptFailed { attempt, reason } => {
-            format!("- attempt {attempt} failed: {}", one_line(reason))
+            format!("- attempt {attempt} failed: {}", escape::message(reason))
         }
         EventKind::AgentFinished {
             attempt,
@@ -484,7 +493,7 @@ fn attempt_problem(kind: &EventKind) -> Option<String> {
         ),
         EventKind::DecisionRejected { attempt, error, .. } => format!(
             "- attempt {attempt}: a decision line was not valid JSON ({})",
-            one_line(error)
+            escape::message(error)
         ),
         _ => return None,
     })
@@ -494,7 +503,7 @@ fn attempt_problem(kind: &EventKind) -> Option<String> {
 /// delivery, confinement), if the event is one.
 fn run_problem(kind: &EventKind) -> Option<String> {
     Some(match kind {
-        EventKind::Escalated { reason } => format!("- ✋ escalated: {}", one_line(reason)),
+        EventKind::Escalated { reason } => format!("- ✋ escalated: {}", escape::message(reason)),
         EventKind::ReviewFeedback {
             pull_request,
             comments,
@@ -509,14 +518,14 @@ fn run_problem(kind: &EventKind) -> Option<String> {
         },
         EventKind::DeliveryFailed { mode, reason } => format!(
             "- ⚠️ delivery ({mode}) failed: {}; the branch stays local",
-            one_line(reason)
+            escape::message(reason)
         ),
         EventKind::Sandbox { policy }
             if policy.enforcement != crate::model::sandbox::Enforcement::Landlock =>
         {
             format!(
                 "- ⚠️ the agent ran unconfined ({})",
-                one_line(policy.note.as_deref().unwrap_or("sandbox off"))
+                escape::message(policy.note.as_deref().unwrap_or("sandbox off"))
             )
         }
         EventKind::Sandbox { policy }

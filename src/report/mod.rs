@@ -2,5 +2,6 @@
 //! summary, rendered from records and events only.
 
 pub mod actions;
+pub mod escape;
 pub mod json;
 pub mod markdown;

@@ -502,7 +502,10 @@ impl Forge for GitHub {
                 i.get("pull_request").is_none()
                     && i["body"]
                         .as_str()
-                        .is_some_and(|b| b.contains(spec.marker.as_str()))
+                        // The marker is the body's last line, where
+                        // git-agent alone writes: quoted agent text inside
+                        // the body (escaped anyway) does not count.
+                        .is_some_and(|b| b.trim_end().ends_with(spec.marker.as_str()))
             })
         });
         let issue_of = |v: &Value| Issue {

@@ -109,7 +109,8 @@ pub struct IssueSpec {
     /// Ends with `marker`, by which a re-run finds the issue again.
     pub body: String,
     pub labels: Vec<String>,
-    /// A hidden line (`<!-- git-agent task=<id> -->`) naming the task.
+    /// A hidden line (`<!-- git-agent task=<id> -->`) naming the task: the
+    /// body's last line, by which a re-run finds the issue.
     pub marker: String,
     /// Only open issues with this label are searched for `marker`.
     pub search_label: String,
