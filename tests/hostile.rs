@@ -500,6 +500,91 @@ fn plant_a_filter_in_the_worktree_config() {
 }
 
 #[test]
+fn a_path_that_hfs_reads_as_dot_git() {
+    // Control: git itself flags a tree holding such a name (fsck's
+    // `hasDotgit`): on HFS+ it is the repository's own `.git`.
+    let control = TestRepo::with_files(&[("README.md", "# Project\n")]);
+    let blob = control.git(&["hash-object", "-w", "README.md"]);
+    let name = ".g\u{200c}it";
+    let mut mktree = std::process::Command::new("git");
+    mktree
+        .args(["mktree"])
+        .current_dir(&control.root)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = mktree.spawn().expect("mktree");
+    std::io::Write::write_all(
+        child.stdin.as_mut().expect("stdin"),
+        format!("100644 blob {}\t{name}\n", blob.trim()).as_bytes(),
+    )
+    .expect("entry");
+    let tree = child.wait_with_output().expect("mktree output");
+    let tree = String::from_utf8_lossy(&tree.stdout).trim().to_string();
+    let commit = control.git(&["commit-tree", "-m", "x", &tree]);
+    control.git(&["update-ref", "refs/heads/weird", commit.trim()]);
+    let fsck = control.git_output(&["fsck", "--strict"]);
+    let said =
+        String::from_utf8_lossy(&fsck.stderr).to_string() + &String::from_utf8_lossy(&fsck.stdout);
+    assert!(
+        said.contains("hasDotgit"),
+        "control: git fsck flags it:\n{said}"
+    );
+
+    let (a, o) = attacked("attack_dotgit_name.sh", "dotgit-name");
+    escalated_naming(&o, "`.git`");
+    // Never committed: the branch, if any, has the work but not the name.
+    let listing = a
+        .repo
+        .git_output(&["ls-tree", "-r", "--name-only", "agent/attack"]);
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(!listing.contains(name), "{listing}");
+}
+
+#[test]
+fn corrupt_the_index_of_a_kept_worktree() {
+    // Control: with one linked worktree's index corrupt, the user's
+    // `git gc` and `git fsck` fail for the whole repository.
+    let control = TestRepo::with_files(&[("README.md", "# Project\n")]);
+    let plain = control.tmp.join("plain-wt");
+    control.git(&[
+        "worktree",
+        "add",
+        "-q",
+        "--detach",
+        &plain.display().to_string(),
+    ]);
+    std::fs::write(
+        control.root.join(".git/worktrees/plain-wt/index"),
+        "garbage\n",
+    )
+    .expect("corrupt");
+    assert!(
+        !control.git_output(&["gc", "-q"]).status.success(),
+        "control: gc fails"
+    );
+    assert!(
+        !control.git_output(&["fsck"]).status.success(),
+        "control: fsck fails"
+    );
+
+    let (a, o) = attacked("attack_corrupt_index.sh", "corrupt-index");
+    assert_eq!(o.outcome(), "escalated", "{:#}", o.run);
+    assert!(o.run["worktree"].is_string(), "the worktree is kept");
+    let gc = a.repo.git_output(&["gc", "-q"]);
+    assert!(
+        gc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    let fsck = a.repo.git_output(&["fsck"]);
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+}
+
+#[test]
 fn symlink_in_scope_pointing_out() {
     let (a, o) = attacked("attack_symlink_scope.sh", "symlink-in-scope");
     escalated_naming(&o, "symlink pointing outside");

@@ -42,6 +42,13 @@ impl Run {
         }
         if end_state == State::Succeeded {
             self.remove_worktree().await;
+        } else if let Some(wt) = self.worktree.clone() {
+            // A kept worktree is the user's to inspect: what the checks
+            // left in its admin dir must not mislead their git or break
+            // their `git gc`.
+            if let Err(e) = self.git(move |_| wt.sanitize_admin()).await {
+                tracing::warn!(error = %error_chain(&e), "could not rewrite the kept worktree's admin dir");
+            }
         }
         self.save()
     }

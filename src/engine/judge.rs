@@ -234,6 +234,11 @@ impl Run {
                     path.clone(),
                     format!("`{path}` is an embedded git repository"),
                 ),
+                Unsafe::GitPath { path } => (
+                    "made a path some file systems read as `.git`".to_string(),
+                    path.clone(),
+                    format!("`{path}` is a path some file systems read as `.git`"),
+                ),
             };
             self.event(EventKind::Violation {
                 attempt,

@@ -300,6 +300,9 @@ fn judge(repo: &Repo, req: &ReviewRequest, wt: &Worktree) -> Result<Findings, Re
                     format!("`{path}` is a symlink pointing outside the repository (→ {target})")
                 }
                 Unsafe::Gitlink { path } => format!("`{path}` is an embedded git repository"),
+                Unsafe::GitPath { path } => {
+                    format!("`{path}` is a path some file systems read as `.git`")
+                }
             });
         }
     }

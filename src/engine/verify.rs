@@ -38,6 +38,10 @@ pub enum Unsafe {
     SymlinkEscapes { path: String, target: String },
     /// An embedded git repository (a gitlink).
     Gitlink { path: String },
+    /// A path with a component that some file system reads as `.git`
+    /// (`.GIT`, `.git.`, `git~1`, `.git` with HFS+-ignored code points):
+    /// checked out there, it would be a repository's own git dir.
+    GitPath { path: String },
 }
 
 /// The rules of one brief, applied to a worktree at `root`.
@@ -88,6 +92,11 @@ impl Verifier<'_> {
                     path: c.path.clone(),
                 });
             }
+            if c.kind != ChangeKind::Deleted && c.path.split('/').any(reads_as_dot_git) {
+                found.push(Unsafe::GitPath {
+                    path: c.path.clone(),
+                });
+            }
         }
         found
     }
@@ -96,13 +105,7 @@ impl Verifier<'_> {
     pub fn committable(&self, changes: Vec<Change>) -> Vec<Change> {
         changes
             .into_iter()
-            .filter(|c| {
-                !c.gitlink
-                    && !c
-                        .symlink_target
-                        .as_deref()
-                        .is_some_and(|t| self.symlink_escapes(c, t))
-            })
+            .filter(|c| self.unsafe_changes(std::slice::from_ref(c)).is_empty())
             .collect()
     }
 
@@ -134,6 +137,24 @@ impl Verifier<'_> {
     fn symlink_escapes(&self, change: &Change, target: &str) -> bool {
         symlink_escapes(&change.path, target) || symlink::escapes(self.root, &change.path)
     }
+}
+
+/// Whether a path component is `.git` to some file system, the way git's
+/// own `core.protectHFS` / `core.protectNTFS` checks (and `git fsck`'s
+/// `hasDotgit`) see it: case folded; HFS+ ignorable code points dropped;
+/// NTFS trailing dots and spaces, its 8.3 short name `git~1`, and its
+/// alternate data streams (`.git::$INDEX_ALLOCATION`).
+pub fn reads_as_dot_git(component: &str) -> bool {
+    let folded: String = component
+        .chars()
+        .filter(|c| {
+            !matches!(c, '\u{200c}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{206a}'..='\u{206f}' | '\u{feff}')
+        })
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let name = folded.split(':').next().unwrap_or("");
+    let name = name.trim_end_matches(['.', ' ']);
+    name == ".git" || name == "git~1"
 }
 
 /// Lines added plus removed over `changes`.
@@ -235,6 +256,24 @@ pub fn oversized_files(root: &Path, limit: u64) -> Vec<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::symlink_escapes;
+
+    #[test]
+    fn names_that_some_file_system_reads_as_dot_git() {
+        for name in [
+            ".git",
+            ".GIT",
+            ".Git.",
+            ".git ",
+            "GIT~1",
+            ".g\u{200c}it",
+            ".git::$INDEX_ALLOCATION",
+        ] {
+            assert!(super::reads_as_dot_git(name), "{name:?}");
+        }
+        for name in [".github", ".gitignore", "git", "x.git", ".gi"] {
+            assert!(!super::reads_as_dot_git(name), "{name:?}");
+        }
+    }
 
     #[test]
     fn symlinks_that_leave_the_worktree() {

@@ -157,6 +157,7 @@ impl Worktree {
     /// own, unconfined, git commands. Nothing there is read or followed.
     pub fn sanitize_admin(&self) -> Result<()> {
         self.restore_links()?;
+        self.repair_index()?;
         let config = self.admin_dir.join("config.worktree");
         replace_entry(
             &config,
@@ -178,6 +179,28 @@ impl Worktree {
                 replace_entry(&sparse_file, None)?;
             }
             None => replace_entry(&info, None)?,
+        }
+        Ok(())
+    }
+
+    /// An index git cannot read (or no regular file at all) breaks the
+    /// user's `git gc`, `prune` and `fsck`, which read every worktree's
+    /// index: it is replaced by git-agent's own copy from checkout time.
+    fn repair_index(&self) -> Result<()> {
+        let index = self.admin_dir.join("index");
+        let readable = match fs::symlink_metadata(&index) {
+            Ok(m) if m.is_file() => git2::Index::open(&index).is_ok(),
+            Ok(_) => false,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("inspecting", &index)(e)),
+        };
+        if readable {
+            return Ok(());
+        }
+        tracing::warn!(index = %index.display(), "the worktree's index is unreadable; replacing it with git-agent's own");
+        replace_entry(&index, None)?;
+        if let Some(pristine) = self.pristine_index().filter(|p| p.is_file()) {
+            fs::copy(&pristine, &index).map_err(io_err("copying index", &pristine))?;
         }
         Ok(())
     }
