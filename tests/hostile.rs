@@ -585,6 +585,80 @@ fn corrupt_the_index_of_a_kept_worktree() {
 }
 
 #[test]
+fn point_the_object_store_elsewhere_and_plant_a_fifo() {
+    let secret = "git-agent-alternate-secret\n";
+    // Control: a store whose `info/alternates` names another repository
+    // serves that repository's objects, and a FIFO blocks whoever reads it.
+    let control = TestRepo::with_files(&[("README.md", "# Project\n")]);
+    let other = control.tmp.join("other.git");
+    control.git(&["init", "-q", "--bare", &other.display().to_string()]);
+    let oid = {
+        let out = std::process::Command::new("git")
+            .args([
+                "--git-dir",
+                &other.display().to_string(),
+                "hash-object",
+                "-w",
+                "--stdin",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                std::io::Write::write_all(c.stdin.as_mut().expect("stdin"), secret.as_bytes())?;
+                c.wait_with_output()
+            })
+            .expect("hash-object");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let store = control.tmp.join("store");
+    std::fs::create_dir_all(store.join("info")).expect("store");
+    std::fs::write(
+        store.join("info/alternates"),
+        format!("{}\n", other.join("objects").display()),
+    )
+    .expect("alternates");
+    let through = std::process::Command::new("git")
+        .current_dir(&control.root)
+        .env("GIT_OBJECT_DIRECTORY", &store)
+        .env(
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+            control.root.join(".git/objects"),
+        )
+        .args(["cat-file", "-e", &oid])
+        .status()
+        .expect("cat-file");
+    assert!(
+        through.success(),
+        "control: the store serves the other repository's object"
+    );
+    let fifo = control.tmp.join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo")
+        .success());
+    let blocked = std::process::Command::new("timeout")
+        .args(["1", "cat"])
+        .arg(&fifo)
+        .status()
+        .expect("timeout");
+    assert_eq!(
+        blocked.code(),
+        Some(124),
+        "control: reading the FIFO blocks"
+    );
+
+    let (a, o) = attacked("attack_object_store.sh", "object-store");
+    delivered_anyway(&a, &o);
+    let imported = a.repo.git_output(&["cat-file", "-e", &oid]);
+    assert!(
+        !imported.status.success(),
+        "the other repository's object was imported into the user's"
+    );
+}
+
+#[test]
 fn symlink_in_scope_pointing_out() {
     let (a, o) = attacked("attack_symlink_scope.sh", "symlink-in-scope");
     escalated_naming(&o, "symlink pointing outside");

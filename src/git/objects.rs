@@ -1,11 +1,12 @@
 //! Importing the objects an agent's own git wrote (in its private object
 //! store) into the repository, each verified against its name.
 
+use std::fs;
 use std::path::Path;
 
 use git2::Oid;
 
-use super::error::Result;
+use super::error::{io_err, Result};
 use super::repo::Repo;
 
 /// What [`Repo::import_objects`] did.
@@ -23,9 +24,10 @@ impl Repo {
     /// and is returned by name. Loose objects and packs alike.
     pub fn import_objects(&self, dir: &Path) -> Result<ImportedObjects> {
         let mut report = ImportedObjects::default();
-        if !dir.is_dir() {
+        if !fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
             return Ok(report);
         }
+        scrub_store(dir)?;
         let odb_err =
             |what: &'static str| self.git2_err(what, format!("objects in {}", dir.display()));
         let source = git2::Odb::new().map_err(odb_err("open"))?;
@@ -56,4 +58,36 @@ impl Repo {
         }
         Ok(report)
     }
+}
+
+/// Makes the agent's object store one git-agent can read without harm:
+/// `info/alternates` (which would lead the import into repositories the
+/// agent chose) goes, and so does every entry that is neither a directory
+/// nor a regular file — a FIFO would block the reader forever, a symlink
+/// would lead elsewhere — removed without being opened.
+fn scrub_store(dir: &Path) -> Result<()> {
+    for name in ["info/alternates", "info/http-alternates"] {
+        let path = dir.join(name);
+        if fs::symlink_metadata(&path).is_ok() {
+            fs::remove_file(&path)
+                .or_else(|_| fs::remove_dir_all(&path))
+                .map_err(io_err("removing", &path))?;
+        }
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        let entries = fs::read_dir(&current).map_err(io_err("reading", &current))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                stack.push(path);
+            } else if !kind.is_file() {
+                fs::remove_file(&path).map_err(io_err("removing", &path))?;
+            }
+        }
+    }
+    Ok(())
 }
