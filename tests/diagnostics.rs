@@ -326,6 +326,10 @@ const LOCATIONS: &[(&str, &[Located])] = &[
         &[("config::token-to-agent", 7, 9)],
     ),
     (
+        "custom-token-in-pass-env.yaml",
+        &[("config::token-to-agent", 8, 9)],
+    ),
+    (
         "max-parallel-zero.yaml",
         &[("config::invalid-value", 5, 15)],
     ),

@@ -214,6 +214,7 @@ pub(crate) fn execute(
         github: config.github.clone(),
         env_source: engine.env_source.clone(),
     }));
+    engine.withhold(config.github.token_env.as_deref());
     let engine = Arc::new(engine);
     drop(repo);
     let plan = orchestrator::plan(&reqs, allow_overlap);

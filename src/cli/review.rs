@@ -147,6 +147,8 @@ fn review_setup(root: &Path, common: &Path, config: &Config, task: &str) -> Setu
         task,
         rand::random::<u16>()
     );
+    let mut engine = engine;
+    engine.withhold(config.github.token_env.as_deref());
     Setup {
         worktree_base: engine.worktree_base.clone(),
         dir: common.join("agent").join("reviews").join(&name),

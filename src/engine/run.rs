@@ -106,6 +106,17 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Takes the variable the config names as the forge token out of what
+    /// agents and checks are given (the deliverer keeps its own copy):
+    /// whatever an agent's `pass_env` says, it never sees it.
+    pub fn withhold(&mut self, variable: Option<&str>) {
+        if let Some(name) = variable {
+            self.env_source.retain(|(k, _)| k != name);
+        }
+    }
+}
+
 fn default_worktree_dir() -> PathBuf {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)

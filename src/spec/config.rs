@@ -312,7 +312,10 @@ fn validate(
     let span = |p: &[&str]| node.span_of(p);
     let mut agents = BTreeMap::new();
     for (name, agent) in &raw.agents {
-        agents.insert(name.clone(), validate_agent(name, agent, node, problems));
+        agents.insert(
+            name.clone(),
+            validate_agent(name, agent, &raw, node, problems),
+        );
     }
     check_default_agent(&raw, node, problems);
     let worktree_dir = raw.worktree_dir.as_ref().map(|d| expand_home(d, root));
@@ -360,7 +363,13 @@ fn validate(
 
 /// One entry of `agents:`: a usable name, a command (given or the
 /// adapter's), and `pass_env` names that are variables and not forge tokens.
-fn validate_agent(name: &str, agent: &RawAgent, node: &Node, problems: &mut Vec<Problem>) -> Agent {
+fn validate_agent(
+    name: &str,
+    agent: &RawAgent,
+    raw: &RawConfig,
+    node: &Node,
+    problems: &mut Vec<Problem>,
+) -> Agent {
     let span = |p: &[&str]| node.span_of(p);
     if name.is_empty()
         || !name
@@ -401,7 +410,8 @@ fn validate_agent(name: &str, agent: &RawAgent, node: &Node, problems: &mut Vec<
             .help("give the program or shell command to run, e.g. `command: ./scripts/agent.sh`"),
         );
     }
-    check_pass_env(name, agent, node, problems);
+    let token_env = raw.github.as_ref().and_then(|g| g.token_env.as_deref());
+    check_pass_env(name, agent, token_env, node, problems);
     Agent {
         name: name.to_string(),
         adapter: agent.adapter,
@@ -413,7 +423,13 @@ fn validate_agent(name: &str, agent: &RawAgent, node: &Node, problems: &mut Vec<
 }
 
 /// `pass_env` of agent `name` lists variable names, and no forge token.
-fn check_pass_env(name: &str, agent: &RawAgent, node: &Node, problems: &mut Vec<Problem>) {
+fn check_pass_env(
+    name: &str,
+    agent: &RawAgent,
+    token_env: Option<&str>,
+    node: &Node,
+    problems: &mut Vec<Problem>,
+) {
     let span = |p: &[&str]| node.span_of(p);
     for (i, var) in agent.pass_env.iter().enumerate() {
         if var.is_empty() || var.contains('=') || var.contains('\0') {
@@ -425,7 +441,7 @@ fn check_pass_env(name: &str, agent: &RawAgent, node: &Node, problems: &mut Vec<
                 )
                 .help("list variable names only, e.g. `pass_env: [ANTHROPIC_API_KEY]`"),
             );
-        } else if is_secret_forge_token(var) {
+        } else if is_secret_forge_token(var) || token_env == Some(var.as_str()) {
             problems.push(
                 Problem::error(
                     "config::token-to-agent",
