@@ -204,6 +204,13 @@ impl Respond for Fake {
                 );
             }
             "pulls/create" => {
+                // As GitHub: the base must be a branch, never `HEAD`.
+                if matches!(body["base"].as_str(), None | Some("" | "HEAD")) {
+                    return ResponseTemplate::new(422).set_body_json(json!({
+                        "message": "Validation Failed",
+                        "errors": [{"resource": "PullRequest", "field": "base", "code": "invalid"}],
+                    }));
+                }
                 let n = 1347 + st.prs.len() as u64;
                 let draft = body["draft"].as_bool().unwrap_or(false);
                 st.prs
@@ -987,6 +994,8 @@ async fn run_pushes_over_http_and_opens_the_pr_without_leaking_the_token() {
     assert_eq!(fake.count("pulls/create"), 1);
     let create = &fake.bodies("pulls/create")[0];
     assert_eq!(create["head"], "agent/hello");
+    // The brief names no base: the PR targets the branch checked out.
+    assert_eq!(create["base"], "main");
     assert!(create["body"].as_str().unwrap().contains("Say hello"));
     let checks: Vec<String> = fake
         .bodies("checks/create")

@@ -435,48 +435,40 @@ pub async fn deliver_pr(
     Ok(())
 }
 
-/// The body within `limit` characters: the longest `## ` sections are
-/// folded first (replaced by a line saying so), and a note says it was trimmed.
+/// `markdown` cut to `limit` characters for a PR or issue body. Sections
+/// start at every heading; the longest are folded first (replaced by a
+/// line saying so), the ones a reviewer needs — the outcome, the goal, the
+/// scope and the checks — only when nothing else is left to fold.
 pub fn pr_body(markdown: &str, limit: usize) -> String {
     if markdown.chars().count() <= limit {
         return markdown.to_string();
     }
-    // Split into a preamble and `## ` sections.
     let mut sections: Vec<String> = vec![String::new()];
     for line in markdown.split_inclusive('\n') {
-        if line.starts_with("## ") {
+        if line.starts_with("## ") || line.starts_with("### ") {
             sections.push(String::new());
         }
-        sections.last_mut().expect("one section").push_str(line);
+        if let Some(last) = sections.last_mut() {
+            last.push_str(line);
+        }
     }
     let note = "> **Trimmed to fit GitHub's 65,536-character limit**: the longest sections are folded; `git agent log` shows the whole decision log.\n\n";
     let mut folded = vec![false; sections.len()];
     let total =
         |s: &[String]| note.chars().count() + s.iter().map(|x| x.chars().count()).sum::<usize>();
     while total(&sections) > limit {
-        let Some((i, _)) = sections
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !folded[*i])
-            .max_by_key(|(_, s)| s.chars().count())
-        else {
+        let longest = |keep: bool| {
+            sections
+                .iter()
+                .enumerate()
+                .filter(|(i, s)| !folded[*i] && kept(s) == keep)
+                .max_by_key(|(_, s)| s.chars().count())
+                .map(|(i, _)| i)
+        };
+        let Some(i) = longest(false).or_else(|| longest(true)) else {
             break;
         };
-        let s = &sections[i];
-        let heading = if s.starts_with("## ") {
-            s.lines().next().unwrap_or("").to_string()
-        } else {
-            String::new()
-        };
-        let size = s.chars().count();
-        sections[i] = format!(
-            "{}\n_Folded: {size} characters; see `git agent log`._\n\n",
-            if heading.is_empty() {
-                "".to_string()
-            } else {
-                format!("{heading}\n")
-            }
-        );
+        sections[i] = fold(&sections[i]);
         folded[i] = true;
     }
     let mut out = String::from(note);
@@ -488,6 +480,28 @@ pub fn pr_body(markdown: &str, limit: usize) -> String {
         out.push_str("\n…");
     }
     out
+}
+
+/// The sections folded last: the outcome (the top heading), the goal, the
+/// scope and the checks.
+fn kept(section: &str) -> bool {
+    let heading = section.lines().next().unwrap_or("");
+    (heading.starts_with("## ") && !heading.starts_with("### "))
+        || ["### Goal", "### Scope", "### Checks"].contains(&heading.trim_end())
+}
+
+/// A section replaced by its heading and a line saying how much it held.
+fn fold(section: &str) -> String {
+    let heading = section
+        .lines()
+        .next()
+        .filter(|h| h.starts_with('#'))
+        .map(|h| format!("{h}\n"))
+        .unwrap_or_default();
+    format!(
+        "{heading}\n_Folded: {} characters; see `git agent log`._\n\n",
+        section.chars().count()
+    )
 }
 
 /// The review comments of pull request `number` (line comments of reviews).
@@ -524,5 +538,87 @@ mod tests {
             "the medium section stays"
         );
         assert!(body.contains("## Small\nok"));
+    }
+
+    /// A log as the renderer writes it, with tens of thousands of
+    /// decisions: the decisions fold, the outcome, goal, scope and checks
+    /// stay.
+    #[test]
+    fn a_huge_rendered_log_keeps_what_a_reviewer_needs() {
+        use crate::model::event::{Decision, DecisionKind, EventKind, ScopedChange, VerdictRecord};
+        let record: RunRecord = serde_json::from_value(serde_json::json!({
+            "schema": 1, "run_id": "20261125-120000-hello-abcd", "task": "hello",
+            "title": "Say hello", "brief_path": ".agents/tasks/hello.md", "brief_blob": "0",
+            "agent": "fx", "state": "succeeded", "base_ref": "main", "base_commit": null,
+            "branch": "agent/hello", "commit": null, "attempts": 1, "max_attempts": 1,
+            "worktree": null, "reason": null, "checks": [], "pid": 0,
+            "started_at": "2026-11-25T12:00:00Z", "finished_at": null, "duration_ms": 1
+        }))
+        .expect("record");
+        let event = |kind| Event {
+            v: 1,
+            ts: "2026-11-25T12:00:00Z".into(),
+            kind,
+        };
+        let mut events = vec![event(EventKind::RunStarted {
+            task: "hello".into(),
+            title: "Say hello".into(),
+            brief: "b".into(),
+            brief_blob: "0".into(),
+            agent: "fx".into(),
+            base_ref: "main".into(),
+            base_commit: "0".into(),
+            goal: "Greet the world.".into(),
+        })];
+        for i in 0..20_000 {
+            events.push(event(EventKind::Decision {
+                attempt: 1,
+                decision: Decision {
+                    kind: DecisionKind::Decision,
+                    summary: format!("decision number {i}"),
+                    options: Vec::new(),
+                    chosen: None,
+                    why: None,
+                },
+            }));
+        }
+        events.push(event(EventKind::ScopeReport {
+            attempt: 1,
+            changes: vec![ScopedChange {
+                path: "src/hello.rs".into(),
+                old_path: None,
+                kind: crate::model::event::ChangeKindRecord::Modified,
+                lines_added: 1,
+                lines_removed: 0,
+                verdict: VerdictRecord::Allowed {
+                    glob: "src/**".into(),
+                },
+                symlink_target: None,
+            }],
+        }));
+        events.push(event(EventKind::CheckFinished {
+            attempt: 1,
+            name: "tests".into(),
+            command: "cargo test".into(),
+            passed: true,
+            exit_code: Some(0),
+            timed_out: false,
+            duration_ms: 10,
+            output_tail: String::new(),
+        }));
+        let md = crate::report::markdown::render_markdown(&record, &events);
+        assert!(md.chars().count() > 2 * BODY_LIMIT, "the log is huge");
+        let body = pr_body(&md, BODY_LIMIT);
+        assert!(body.chars().count() <= BODY_LIMIT);
+        for kept in [
+            "Succeeded — Say hello",
+            "### Goal\n\nGreet the world.",
+            "### Scope",
+            "src/hello.rs",
+            "### Checks",
+            "### Decisions\n\n_Folded: ",
+        ] {
+            assert!(body.contains(kept), "`{kept}` missing from:\n{body}");
+        }
     }
 }

@@ -123,7 +123,16 @@ impl Run {
     /// `git agent deliver RUN` retries.
     async fn deliver(&mut self, brief: &Brief) -> Result<(), RunError> {
         let out = &brief.output;
-        let base = brief.base.strip_prefix("origin/").unwrap_or(&brief.base);
+        // A pull request's base is a branch: a brief without `base:` means
+        // the branch the user had checked out when the run started.
+        let base = self.base_branch.clone().unwrap_or_else(|| {
+            brief
+                .base
+                .strip_prefix("origin/")
+                .unwrap_or(&brief.base)
+                .to_string()
+        });
+        let base = base.as_str();
         let asked = DeliveryRecord::new(
             out.deliver,
             brief.escalate.fallback,

@@ -184,6 +184,7 @@ pub async fn execute(
         progress,
         started: Instant::now(),
         worktree: None,
+        base_branch: None,
     };
     run.save()?;
     let end = match run.steps(&req, stop).await {
@@ -262,6 +263,9 @@ pub(super) struct Run {
     progress: Progress,
     pub(super) started: Instant,
     pub(super) worktree: Option<Worktree>,
+    /// The branch the brief's base names (a pull request's base), found
+    /// when the run started.
+    pub(super) base_branch: Option<String>,
 }
 
 /// Where the attempt loop starts: a fresh run's first attempt, or the
@@ -325,6 +329,8 @@ impl Run {
         }
         let base_ref = brief.base.clone();
         let base = self.git(move |repo| repo.resolve_commit(&base_ref)).await?;
+        let base_ref = brief.base.clone();
+        self.base_branch = self.git(move |repo| Ok(repo.branch_of(&base_ref))).await?;
         self.record.base_commit = Some(base.to_string());
         self.save()?;
         self.event(EventKind::RunStarted {

@@ -84,6 +84,25 @@ impl Repo {
         Git::new(&self.common_dir, &self.git_env).arg(arg_eq("--git-dir=", &self.git_dir))
     }
 
+    /// The branch `rev` names, as a pull request's base: `HEAD` is the
+    /// branch checked out in the user's checkout (none when detached);
+    /// `origin/x` and `x` are `x` when such a branch exists here or on
+    /// `origin`.
+    pub fn branch_of(&self, rev: &str) -> Option<String> {
+        let repo = self.open().ok()?;
+        if rev == "HEAD" || rev == "@" {
+            let head = repo.head().ok()?;
+            if !head.is_branch() {
+                return None;
+            }
+            return head.shorthand().map(str::to_string).ok();
+        }
+        let name = rev.strip_prefix("origin/").unwrap_or(rev);
+        let exists = |r: String| repo.find_reference(&r).is_ok();
+        (exists(format!("refs/heads/{name}")) || exists(format!("refs/remotes/origin/{name}")))
+            .then(|| name.to_string())
+    }
+
     pub fn resolve_commit(&self, rev: &str) -> Result<Oid> {
         let repo = self.open()?;
         let commit = repo
