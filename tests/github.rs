@@ -1065,6 +1065,65 @@ async fn delivery_failure_keeps_the_run_and_deliver_retries() {
     assert_clean(&fake);
 }
 
+/// `git agent deliver` of a branch-only run decides the mode from the
+/// brief, and checks what a pull request needs before it pushes anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_checks_before_it_pushes() {
+    let (server, fake) = fake_github().await;
+    let e = e2e(&server);
+    let path_env = e.path_env.clone();
+    let repo = &e.repo;
+    // The brief asks for a local branch only.
+    let brief = std::fs::read_to_string(repo.root.join(".agents/tasks/hello.md")).unwrap();
+    repo.write(
+        ".agents/tasks/hello.md",
+        brief.replace("deliver: pr", "deliver: branch"),
+    );
+    repo.commit_all("branch only");
+    let (code, _, stderr) =
+        tokio::task::block_in_place(|| repo.run_json_env(&["hello"], &[("PATH", &path_env)]));
+    assert_eq!(code, 0, "{stderr}");
+    let remote_refs = || {
+        String::from_utf8(
+            Command::new(real_git())
+                .args(["for-each-ref", "--format=%(refname)"])
+                .current_dir(&e.remote)
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+    };
+    // No --mode: the brief's mode, a branch, is not delivered.
+    let out =
+        tokio::task::block_in_place(|| repo.run_env(&["deliver", "hello"], &[("PATH", &path_env)]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("output.deliver: branch") && err.contains("--mode"),
+        "{err}"
+    );
+    // --mode pr without a token: refused before the first push.
+    let out = tokio::task::block_in_place(|| {
+        repo.run_env(
+            &["deliver", "hello", "--mode", "pr"],
+            &[("PATH", &path_env)],
+        )
+    });
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no token") && err.contains("nothing was pushed"),
+        "{err}"
+    );
+    assert!(
+        !remote_refs().contains("agent/hello"),
+        "pushed anyway: {}",
+        remote_refs()
+    );
+    assert_eq!(fake.count("pulls/create"), 0);
+}
+
 /// A project whose `hello` run was delivered once (a PR, its branch pushed).
 async fn delivered_once() -> (MockServer, Fake, E2e) {
     let (server, fake) = fake_github().await;

@@ -130,6 +130,7 @@ const CONFIG_VALUE_ONLY: &[&str] = &[
     "duplicate-key.yaml",
     "env-name-with-equals.yaml",
     "github-token-in-pass-env.yaml",
+    "custom-token-in-pass-env.yaml",
     // `command` is required only for `adapter: command`: a value rule.
     "missing-command.yaml",
     "worktree-dir-inside-repo.yaml",

@@ -4,6 +4,7 @@
 use super::{exit, print_json, CliError, CliResult, Ctx};
 use crate::model::delivery::{Deliver, DeliveryRecord};
 use crate::model::store::{RunDir, RunRecord};
+use crate::spec::config::Config;
 
 /// Push a finished run's branch and notes; open or update its pull request
 #[derive(Debug, clap::Args)]
@@ -33,7 +34,8 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let mut record = store
         .resolve(&args.run)
         .map_err(|m| CliError::usage(m).hint("list runs with `git agent status`"))?;
-    record.delivery = Some(planned_delivery(&record, args.mode)?);
+    let asked = brief_delivery(&root, &config, &record);
+    record.delivery = Some(planned_delivery(&record, args.mode, asked)?);
     let dir = store.open(&record.run_id);
     let events = dir
         .read_events()
@@ -55,10 +57,17 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
             "delivery failed: {}",
             delivery.reason.as_deref().unwrap_or("unknown")
         ))
-        .hint(format!(
-            "the branch stays local; retry with `git agent deliver {}`",
-            record.run_id
-        )));
+        .hint(if delivery.pushed.is_some() {
+            format!(
+                "the branch is on the remote; retry the rest with `git agent deliver {}`",
+                record.run_id
+            )
+        } else {
+            format!(
+                "nothing was pushed; the branch stays local; retry with `git agent deliver {}`",
+                record.run_id
+            )
+        }));
     }
     match delivery.issue_url.as_ref().or(delivery.pr_url.as_ref()) {
         Some(url) => eprintln!("delivered: {url}"),
@@ -69,7 +78,11 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
 
 /// The delivery to attempt (the brief's, or `--mode`), once the run is
 /// known to have finished with something to deliver.
-fn planned_delivery(record: &RunRecord, mode: Option<Mode>) -> CliResult<DeliveryRecord> {
+fn planned_delivery(
+    record: &RunRecord,
+    mode: Option<Mode>,
+    brief: Option<Deliver>,
+) -> CliResult<DeliveryRecord> {
     if !record.effective_state().is_terminal() {
         return Err(CliError::usage(format!(
             "run {} has not finished; deliver it when it has",
@@ -77,12 +90,25 @@ fn planned_delivery(record: &RunRecord, mode: Option<Mode>) -> CliResult<Deliver
         )));
     }
     let mut delivery = DeliveryRecord::of(record);
-    if let Some(mode) = mode {
-        delivery.mode = match mode {
-            Mode::Push => Deliver::Push,
-            Mode::Pr => Deliver::Pr,
-            Mode::DraftPr => Deliver::DraftPr,
-        };
+    match (mode, record.delivery.is_some(), brief) {
+        (Some(mode), _, _) => {
+            delivery.mode = match mode {
+                Mode::Push => Deliver::Push,
+                Mode::Pr => Deliver::Pr,
+                Mode::DraftPr => Deliver::DraftPr,
+            };
+        }
+        // The run asked for a delivery: retry that one.
+        (None, true, _) => {}
+        (None, false, Some(Deliver::Branch)) => {
+            return Err(CliError::usage(format!(
+                "the brief of run {} delivers a local branch only (`output.deliver: branch`)",
+                record.run_id
+            ))
+            .hint("pass --mode push, pr or draft-pr to deliver it anyway"));
+        }
+        (None, false, Some(mode)) => delivery.mode = mode,
+        (None, false, None) => {}
     }
     if record.commit.is_none() && !delivery.as_issue(record) {
         return Err(CliError::usage(format!(
@@ -91,6 +117,17 @@ fn planned_delivery(record: &RunRecord, mode: Option<Mode>) -> CliResult<Deliver
         )));
     }
     Ok(delivery)
+}
+
+/// How the run's brief, as it is in the checkout now, asks to deliver
+/// (`None` when it cannot be read).
+fn brief_delivery(root: &std::path::Path, config: &Config, record: &RunRecord) -> Option<Deliver> {
+    let path = root.join(&record.brief_path);
+    let ctx = crate::spec::brief::Context {
+        known_agents: config.present.then(|| config.agent_names()),
+    };
+    let (brief, _) = crate::spec::brief::load(&path, record.brief_path.clone(), &ctx).ok()?;
+    brief.map(|b| b.output.deliver)
 }
 
 /// Record the delivery in the run's events and its run.json.

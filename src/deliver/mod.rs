@@ -83,6 +83,14 @@ pub enum DeliverError {
     OriginUrl,
     #[error("the run has no branch to deliver")]
     NoBranch,
+    #[error("`{0}` is not a branch a pull request can target: set `base:` in the brief to a branch on the remote")]
+    NoBaseBranch(String),
+    #[error("pushed {branch} ({commit}), then: {error}")]
+    AfterPush {
+        branch: String,
+        commit: String,
+        error: Box<DeliverError>,
+    },
     #[error("push task: {0}")]
     Join(#[from] tokio::task::JoinError),
     #[error(transparent)]
@@ -189,6 +197,16 @@ async fn deliver_inner(
         _ if as_issue => None,
         _ => return Err(DeliverError::NoBranch),
     };
+    // Everything a pull request or an issue needs is checked before the
+    // first push: a delivery that cannot finish does not start.
+    let gh = if delivery.wants_pr() {
+        if matches!(delivery.base.as_str(), "" | "HEAD") {
+            return Err(DeliverError::NoBaseBranch(delivery.base.clone()));
+        }
+        Some(target.github()?)
+    } else {
+        None
+    };
     let token = target.token.as_ref().map(|(t, _)| t.clone());
     if let Some((branch, commit)) = &pushed {
         let (target2, branch2, commit2) = (target.clone(), branch.clone(), commit.clone());
@@ -200,17 +218,25 @@ async fn deliver_inner(
         delivery.pushed = Some(commit.clone());
         delivery.notices.extend(notice);
     }
-    if !delivery.wants_pr() {
+    let Some(gh) = gh else {
         return Ok(());
-    }
-    let gh = target.github()?;
+    };
     let result = match &pushed {
         _ if as_issue => deliver_issue(&gh, record, events, delivery).await,
         Some((branch, commit)) => deliver_pr(&gh, record, events, branch, commit, delivery).await,
         None => unreachable!("checked above: no commit means an issue"),
     };
     delivery.notices.extend(gh.take_notices());
-    Ok(result?)
+    match (result, &pushed) {
+        (Ok(()), _) => Ok(()),
+        // Said as it is: the branch is on the remote.
+        (Err(e), Some((branch, commit))) => Err(DeliverError::AfterPush {
+            branch: branch.clone(),
+            commit: commit[..commit.len().min(12)].to_string(),
+            error: Box::new(e.into()),
+        }),
+        (Err(e), None) => Err(e.into()),
+    }
 }
 
 /// The token's variables, removed from git's environment.

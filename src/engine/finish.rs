@@ -125,7 +125,7 @@ impl Run {
         let out = &brief.output;
         // A pull request's base is a branch: a brief without `base:` means
         // the branch the user had checked out when the run started.
-        let base = self.base_branch.clone().unwrap_or_else(|| {
+        let base = self.record.base_branch.clone().unwrap_or_else(|| {
             brief
                 .base
                 .strip_prefix("origin/")

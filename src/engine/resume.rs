@@ -24,8 +24,6 @@ impl Run {
             .as_deref()
             .and_then(|b| git2::Oid::from_str(b).ok())
             .ok_or_else(|| RunError::Resume("the run never resolved its base commit".into()))?;
-        let base_ref = req.brief.base.clone();
-        self.base_branch = self.git(move |repo| Ok(repo.branch_of(&base_ref))).await?;
         let path = prev
             .worktree
             .clone()

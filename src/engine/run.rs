@@ -184,7 +184,6 @@ pub async fn execute(
         progress,
         started: Instant::now(),
         worktree: None,
-        base_branch: None,
     };
     run.save()?;
     let end = match run.steps(&req, stop).await {
@@ -208,6 +207,7 @@ fn new_record(run_dir: &RunDir, req: &RunRequest) -> RunRecord {
         state: State::Preparing,
         base_ref: req.brief.base.clone(),
         base_commit: None,
+        base_branch: None,
         branch: None,
         commit: None,
         attempts: 0,
@@ -263,9 +263,6 @@ pub(super) struct Run {
     progress: Progress,
     pub(super) started: Instant,
     pub(super) worktree: Option<Worktree>,
-    /// The branch the brief's base names (a pull request's base), found
-    /// when the run started.
-    pub(super) base_branch: Option<String>,
 }
 
 /// Where the attempt loop starts: a fresh run's first attempt, or the
@@ -330,7 +327,7 @@ impl Run {
         let base_ref = brief.base.clone();
         let base = self.git(move |repo| repo.resolve_commit(&base_ref)).await?;
         let base_ref = brief.base.clone();
-        self.base_branch = self.git(move |repo| Ok(repo.branch_of(&base_ref))).await?;
+        self.record.base_branch = self.git(move |repo| Ok(repo.branch_of(&base_ref))).await?;
         self.record.base_commit = Some(base.to_string());
         self.save()?;
         self.event(EventKind::RunStarted {

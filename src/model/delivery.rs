@@ -120,7 +120,12 @@ impl DeliveryRecord {
             DeliveryRecord::new(
                 Deliver::Pr,
                 EscalateFallback::default(),
-                &record.base_ref,
+                record.base_branch.as_deref().unwrap_or(
+                    record
+                        .base_ref
+                        .strip_prefix("origin/")
+                        .unwrap_or(&record.base_ref),
+                ),
                 &[],
                 &[],
             )

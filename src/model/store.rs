@@ -73,6 +73,10 @@ pub struct RunRecord {
     pub state: State,
     pub base_ref: String,
     pub base_commit: Option<String>,
+    /// The branch `base_ref` named when the run started (`HEAD`: the one
+    /// checked out): what a pull request targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_branch: Option<String>,
     pub branch: Option<String>,
     pub commit: Option<String>,
     pub attempts: u32,
@@ -370,6 +374,7 @@ mod tests {
             state: State::Running,
             base_ref: "HEAD".into(),
             base_commit: None,
+            base_branch: None,
             branch: None,
             commit: None,
             attempts: 1,
