@@ -899,7 +899,7 @@ fn e2e(server: &MockServer) -> E2e {
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{0}'\n[ -n \"$GITHUB_TOKEN$GH_TOKEN\" ] && printf 'HAS_TOKEN_ENV %s\\n' \"$1\" >> '{0}'\nexec '{1}' \"$@\"\n",
             argv_log.display(),
             real_git().display()
         ),
@@ -952,6 +952,12 @@ fn assert_token_nowhere(e: &E2e) {
     let argv = std::fs::read_to_string(&e.argv_log).unwrap_or_default();
     assert!(argv.contains("push"), "the wrapper saw the push: {argv}");
     assert!(!argv.contains(TOKEN), "token in argv:\n{argv}");
+    // No git child, local or talking to the remote, has the token in its
+    // environment: the push gets it through a credential helper's pipe.
+    assert!(
+        !argv.contains("HAS_TOKEN_ENV"),
+        "git children with the token in their environment:\n{argv}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -128,6 +128,11 @@ impl Git {
         for k in SCRUBBED_ENV {
             cmd.env_remove(k);
         }
+        // Local git needs no forge token; the push gets its own through a
+        // credential helper's pipe (`deliver::forge::push`).
+        for k in crate::spec::config::FORGE_TOKENS {
+            cmd.env_remove(k);
+        }
         cmd.env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_ADVICE", "0")
             .env("GIT_OPTIONAL_LOCKS", "0")
