@@ -27,6 +27,10 @@ pub struct Args {
     /// Post the checks and the scope verdict to GitHub for the head commit
     #[arg(long)]
     pub post: bool,
+    /// As --post, and a review that cannot post fails (exit 1): a CI step
+    /// must not pass without its checks
+    #[arg(long)]
+    pub post_required: bool,
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -64,14 +68,23 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         base: change.base,
     };
     let report = run_review(&runtime, &workspace, &req, &setup)?;
-    if args.post {
-        // A fork's pull request gets a read-only token: the verdict (the
-        // exit code) still stands when the checks cannot be posted.
+    let mut posting_failed = None;
+    if args.post || args.post_required {
+        // A fork's pull request gets a read-only token: with --post the
+        // verdict (the exit code) still stands when the checks cannot be
+        // posted; with --post-required it does not.
         if let Err(e) = post(&runtime, &common, &config, &report) {
             eprintln!("warning: could not post the review to GitHub: {e}");
+            posting_failed = Some(e);
         }
     }
     publish(&report, args.json)?;
+    if let (true, Some(e)) = (args.post_required, posting_failed) {
+        return Err(CliError::failed(format!(
+            "could not post the review to GitHub: {e}"
+        ))
+        .hint("--post-required: the checks must reach the pull request; give the token `checks: write` (or `statuses: write`)"));
+    }
     Ok(match report.verdict {
         Verdict::Pass => exit::OK,
         Verdict::Fail => exit::RUN_FAILED,
