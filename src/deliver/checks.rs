@@ -2,7 +2,7 @@
 //! `git-agent / scope`, built from the records alone.
 
 use crate::deliver::forge::CheckReport;
-use crate::model::event::{Event, EventKind};
+use crate::model::event::{Event, EventKind, VerdictRecord};
 use crate::model::review::ReviewReport;
 use crate::model::store::RunRecord;
 
@@ -10,17 +10,19 @@ use crate::model::store::RunRecord;
 pub fn check_reports(record: &RunRecord, events: &[Event], commit: &str) -> Vec<CheckReport> {
     let mut out = last_attempt_checks(events, commit);
     let bad = scope_problems(events);
-    let scope_passed = bad.is_empty();
+    let scope_passed = bad.lines.is_empty();
     out.push(CheckReport {
         name: "git-agent / scope".into(),
         head_sha: commit.to_string(),
         passed: scope_passed,
         summary: if scope_passed {
             "every change is inside the brief's write scope".into()
+        } else if bad.paths.len() == bad.lines.len() {
+            format!("{} path(s) outside the scope", bad.paths.len())
         } else {
-            format!("{} change(s) outside the scope", bad.len())
+            format!("{} problem(s) with the scope", bad.lines.len())
         },
-        text: (!scope_passed).then(|| bad.join("\n")),
+        text: (!scope_passed).then(|| bad.lines.join("\n")),
         started_at: None,
         completed_at: record.finished_at.clone(),
     });
@@ -66,7 +68,7 @@ fn last_attempt_checks(events: &[Event], commit: &str) -> Vec<CheckReport> {
                     *duration_ms as f64 / 1000.0
                 ),
                 text: (!passed && !output_tail.is_empty())
-                    .then(|| format!("```\n{output_tail}\n```")),
+                    .then(|| crate::report::escape::block(output_tail, "")),
                 started_at: started_at(&e.ts, *duration_ms),
                 completed_at: Some(e.ts.clone()),
             }),
@@ -75,29 +77,49 @@ fn last_attempt_checks(events: &[Event], commit: &str) -> Vec<CheckReport> {
         .collect()
 }
 
-/// The run's violations and its out-of-scope or denied changes, one line each.
-fn scope_problems(events: &[Event]) -> Vec<String> {
-    let mut bad: Vec<String> = Vec::new();
+/// What the scope check reports: each offending path once (however many
+/// attempts and events name it), and each violation that names no path.
+struct ScopeProblems {
+    paths: Vec<String>,
+    lines: Vec<String>,
+}
+
+/// The run's violations and its out-of-scope or denied changes, a line per
+/// path (its first description) and per pathless violation.
+fn scope_problems(events: &[Event]) -> ScopeProblems {
+    let mut found = ScopeProblems {
+        paths: Vec::new(),
+        lines: Vec::new(),
+    };
+    let mut add = |path: Option<&str>, line: String| {
+        match path {
+            Some(p) if found.paths.iter().any(|q| q == p) => return,
+            Some(p) => found.paths.push(p.to_string()),
+            None if found.lines.contains(&line) => return,
+            None => {}
+        }
+        found.lines.push(line);
+    };
     for e in events {
         match &e.kind {
-            EventKind::Violation { what, path, .. } => bad.push(match path {
-                Some(p) => format!("{what}: {p}"),
-                None => what.clone(),
-            }),
+            EventKind::Violation { what, path, .. } => match path {
+                Some(p) => add(Some(p), format!("{what}: {p}")),
+                None => add(None, what.clone()),
+            },
             EventKind::ScopeReport { changes, .. } => {
                 for c in changes {
-                    let v = serde_json::to_value(c).unwrap_or_default();
-                    let verdict = v.get("verdict").and_then(|v| v.as_str()).unwrap_or("");
-                    if verdict == "out_of_scope" || verdict == "denied" {
-                        bad.push(format!("{verdict}: {}", c.path));
-                    }
+                    let verdict = match &c.verdict {
+                        VerdictRecord::OutOfScope => "out_of_scope",
+                        VerdictRecord::Denied { .. } => "denied",
+                        VerdictRecord::Allowed { .. } => continue,
+                    };
+                    add(Some(&c.path), format!("{verdict}: {}", c.path));
                 }
             }
             _ => {}
         }
     }
-    bad.dedup();
-    bad
+    found
 }
 
 /// The commit-status / check-run reports of a review, for `--post`.
@@ -119,7 +141,8 @@ pub fn review_check_reports(report: &ReviewReport) -> Vec<CheckReport> {
                 },
                 c.duration_ms() as f64 / 1000.0
             ),
-            text: (!c.failing_tail().is_empty()).then(|| format!("```\n{}\n```", c.failing_tail())),
+            text: (!c.failing_tail().is_empty())
+                .then(|| crate::report::escape::block(c.failing_tail(), "")),
             started_at: None,
             completed_at: None,
         })
@@ -156,4 +179,48 @@ fn started_at(ended: &str, ms: u64) -> Option<String> {
     (end - time::Duration::milliseconds(ms as i64))
         .format(&Rfc3339)
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::event::{ChangeKindRecord, ScopedChange};
+
+    fn event(kind: EventKind) -> Event {
+        Event {
+            v: 1,
+            ts: "2026-11-25T12:00:00Z".into(),
+            kind,
+        }
+    }
+
+    /// One path out of scope, named by a violation and by the scope report
+    /// of two attempts, is one path.
+    #[test]
+    fn the_scope_check_counts_paths_not_events() {
+        let outside = || ScopedChange {
+            path: "README.md".into(),
+            old_path: None,
+            kind: ChangeKindRecord::Modified,
+            lines_added: 1,
+            lines_removed: 0,
+            verdict: VerdictRecord::OutOfScope,
+            symlink_target: None,
+        };
+        let mut events = Vec::new();
+        for attempt in 1..=2 {
+            events.push(event(EventKind::ScopeReport {
+                attempt,
+                changes: vec![outside()],
+            }));
+            events.push(event(EventKind::Violation {
+                attempt,
+                what: "changed a path outside the scope".into(),
+                path: Some("README.md".into()),
+            }));
+        }
+        let bad = scope_problems(&events);
+        assert_eq!(bad.paths, ["README.md"]);
+        assert_eq!(bad.lines, ["out_of_scope: README.md"]);
+    }
 }
