@@ -1505,3 +1505,56 @@ fn a_daemon_without_the_marker_does_not_outlive_the_run() {
     // sweep kills every process in it.
     assert!(!survived, "daemon {pid} outlived the run");
 }
+
+/// A base that does not resolve is bad input, not a failed run: exit 2, the
+/// brief's `base:` line named, nothing recorded.
+#[test]
+fn a_base_that_does_not_resolve_is_an_input_error() {
+    let (repo, _) = project("success.sh", "hello", Brief::new(&["src/**"]));
+    let text = repo
+        .read(".agents/tasks/hello.md")
+        .replacen("scope:", "base: release-9\nscope:", 1);
+    repo.write(".agents/tasks/hello.md", &text);
+    repo.commit_all("a base that does not exist");
+    let out = repo.run(&["run", "hello"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("base:"))
+        .expect("base line")
+        + 1;
+    assert!(
+        stderr.contains(&format!(
+            ".agents/tasks/hello.md:{line}:1: `base: release-9` does not resolve"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("does not resolve").count(),
+        1,
+        "said once: {stderr}"
+    );
+    assert!(
+        !repo.root.join(".git/agent/runs").exists()
+            || std::fs::read_dir(repo.root.join(".git/agent/runs"))
+                .expect("runs")
+                .next()
+                .is_none(),
+        "a run was recorded"
+    );
+}
+
+/// In a repository without a commit there is nothing to start from: said
+/// once, as bad input, with what to do.
+#[test]
+fn a_repository_without_commits_is_an_input_error() {
+    let repo = TestRepo::new();
+    repo.config("success.sh");
+    repo.brief("hello", &Brief::new(&["src/**"]));
+    let out = repo.run(&["run", "hello"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no commits yet"), "{stderr}");
+    assert!(stderr.contains("commit something first"), "{stderr}");
+}
