@@ -1558,3 +1558,21 @@ fn a_repository_without_commits_is_an_input_error() {
     assert!(stderr.contains("no commits yet"), "{stderr}");
     assert!(stderr.contains("commit something first"), "{stderr}");
 }
+
+/// The progress says why a run tries again: which check failed, and how.
+#[test]
+fn a_retry_says_which_check_failed_and_how() {
+    let (repo, _) = project(
+        "retry.sh",
+        "again",
+        Brief::new(&["src/**"])
+            .check("value-is-fixed", fixed_check())
+            .attempts(2),
+    );
+    let (code, _, stderr) = repo.run_one("again");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("[again] agent (attempt 2/2), after `value-is-fixed` (exit code 1) failed"),
+        "{stderr}"
+    );
+}

@@ -16,7 +16,9 @@ pub fn reporter(tty: bool) -> Progress {
         let bars: Mutex<HashMap<String, ProgressBar>> = Mutex::new(HashMap::new());
         let style = ProgressStyle::with_template("{spinner} {prefix:<24} {msg} [{elapsed}]")
             .expect("a valid template")
-            .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏✓");
+            .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏ ");
+        let finished = ProgressStyle::with_template("{prefix:<26} {msg} [{elapsed}]")
+            .expect("a valid template");
         Arc::new(move |r: &RunRecord| {
             let mut bars = bars.lock().unwrap_or_else(|p| p.into_inner());
             let bar = bars.entry(r.run_id.clone()).or_insert_with(|| {
@@ -28,6 +30,15 @@ pub fn reporter(tty: bool) -> Progress {
             });
             bar.set_message(describe(r));
             if r.state.is_terminal() {
+                // The mark says the outcome: only a success gets a tick.
+                let mark = match r.state {
+                    State::Succeeded => "✓",
+                    State::Escalated => "✋",
+                    State::Interrupted => "■",
+                    _ => "✗",
+                };
+                bar.set_style(finished.clone());
+                bar.set_prefix(format!("{mark} {}", r.task));
                 bar.finish();
             }
         })
@@ -58,6 +69,23 @@ fn describe(r: &RunRecord) -> String {
                 s.push_str(&super::terminal::clean(reason));
             }
             s
+        }
+        // A new attempt after failing checks says which failed, and how.
+        State::Running if r.attempts > 1 && r.checks.iter().any(|c| !c.passed) => {
+            let failed: Vec<String> = r
+                .checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| match &c.exit {
+                    Some(exit) => format!("`{}` ({exit})", c.name),
+                    None => format!("`{}`", c.name),
+                })
+                .collect();
+            format!(
+                "{}{attempt}, after {} failed",
+                r.state.as_str(),
+                failed.join(", ")
+            )
         }
         state => format!("{}{attempt}", state.as_str()),
     }

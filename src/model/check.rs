@@ -100,6 +100,7 @@ impl CheckResult {
         CheckSummary {
             name: self.name.clone(),
             passed: self.passed,
+            exit: Some(self.exit_text()),
         }
     }
 }
@@ -136,4 +137,8 @@ impl Serialize for CheckResult {
 pub struct CheckSummary {
     pub name: String,
     pub passed: bool,
+    /// How it ended (`exit code 1`, `timed out`), for live progress; not
+    /// part of `run.json`, whose shape is a contract.
+    #[serde(skip)]
+    pub exit: Option<String>,
 }
