@@ -1576,3 +1576,21 @@ fn a_retry_says_which_check_failed_and_how() {
         "{stderr}"
     );
 }
+
+/// `log` takes `--json` like every other command, and says when a task
+/// with a brief simply has not run yet.
+#[test]
+fn log_takes_json_and_knows_a_task_that_never_ran() {
+    let (repo, _) = project("success.sh", "hello", Brief::new(&["src/**"]));
+    let out = repo.run(&["log", "hello"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("task `hello` has not run yet"), "{stderr}");
+    assert!(stderr.contains("git agent run hello"), "{stderr}");
+    let (code, _, stderr) = repo.run_one("hello");
+    assert_eq!(code, 0, "{stderr}");
+    let out = repo.run(&["log", "hello", "--json"]);
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["run"]["task"], "hello");
+}

@@ -11,6 +11,9 @@ pub struct Args {
     /// Output format
     #[arg(long, value_enum, default_value = "md")]
     pub format: Format,
+    /// Same as `--format json` (the flag every other command has)
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -21,14 +24,25 @@ pub enum Format {
 
 pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let store = super::helper::store(ctx)?;
-    let record = store
-        .resolve(&args.run)
-        .map_err(|m| CliError::usage(m).hint("list runs with `git agent status`"))?;
+    let record = store.resolve(&args.run).map_err(|m| {
+        // A task with a brief but no run yet is not a typo.
+        let briefed = ctx
+            .root()
+            .ok()
+            .is_some_and(|root| crate::spec::repo_files::brief_path(&root, &args.run).is_file());
+        if briefed && matches!(m, crate::model::store::ResolveError::NotFound(_)) {
+            CliError::usage(format!("task `{}` has not run yet", args.run))
+                .hint(format!("start it with `git agent run {}`", args.run))
+        } else {
+            CliError::usage(m).hint("list runs with `git agent status`")
+        }
+    })?;
     let events = store
         .open(&record.run_id)
         .read_events()
         .map_err(|e| CliError::from_error(exit::USAGE, "could not read the run's events", &e))?;
-    match args.format {
+    let format = if args.json { Format::Json } else { args.format };
+    match format {
         Format::Md => super::print_out(&render_markdown(&record, &events)),
         Format::Json => print_json(&serde_json::json!({
             "run": super::helper::to_json(&record),
