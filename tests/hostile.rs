@@ -658,6 +658,55 @@ fn point_the_object_store_elsewhere_and_plant_a_fifo() {
     );
 }
 
+/// `git agent` started with descriptor 7 open on a secret (a parent's
+/// socket, a file): neither the agent nor a check inherits it.
+#[test]
+fn read_a_descriptor_inherited_from_the_parent() {
+    let a = arena("attack_inherited_fd.sh", "");
+    let secret = a.repo.tmp.join("secret.txt");
+    std::fs::write(&secret, "the parent's secret\n").expect("secret");
+    // Each child gets its own open file (a shared one would share the
+    // read offset between the control and the run).
+    let with_fd7 = |cmd: &mut std::process::Command| {
+        use std::os::fd::IntoRawFd;
+        use std::os::unix::process::CommandExt;
+        let fd = std::fs::File::open(&secret)
+            .expect("open secret")
+            .into_raw_fd();
+        // SAFETY: dup2 only, between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(fd, 7) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    };
+    // Control: a plain child of such a parent reads it.
+    let mut control = std::process::Command::new("sh");
+    control.args(["-c", "read line <&7 && echo \"$line\""]);
+    with_fd7(&mut control);
+    let out = control.output().expect("control");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "the parent's secret\n",
+        "control"
+    );
+
+    let mut cmd = a.repo.command(&["run", "attack", "--json"]);
+    with_fd7(&mut cmd);
+    let out = cmd.output().expect("git agent run");
+    let runs: Value = serde_json::from_slice(&out.stdout).expect("run JSON");
+    let id = runs[0]["run_id"].as_str().expect("run id");
+    let agent_stderr =
+        std::fs::read_to_string(a.repo.run_dir(id).join("agent-1.stderr")).unwrap_or_default();
+    println!("ATTACK inherited-fd: {agent_stderr}");
+    assert!(agent_stderr.contains("ATTACK BLOCKED"), "{agent_stderr}");
+    assert!(!agent_stderr.contains("ATTACK SUCCEEDED"), "{agent_stderr}");
+    assert_eq!(runs[0]["outcome"], "succeeded", "{runs:#}");
+}
+
 #[test]
 fn symlink_in_scope_pointing_out() {
     let (a, o) = attacked("attack_symlink_scope.sh", "symlink-in-scope");

@@ -378,8 +378,10 @@ fn command(spec: &ProcessSpec) -> tokio::process::Command {
     // prepared before the fork (see `sandbox::Prepared::apply_in_child`).
     unsafe {
         let sandbox = spec.sandbox.clone();
+        let max_fd = open_file_limit();
         cmd.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+            close_inherited_fds(max_fd);
             if let Some(sandbox) = &sandbox {
                 sandbox.apply_in_child()?;
             }
@@ -388,6 +390,51 @@ fn command(spec: &ProcessSpec) -> tokio::process::Command {
     }
 
     cmd
+}
+
+/// The highest file descriptor number to mark close-on-exec when the
+/// kernel lacks `close_range` (read before the fork: `getrlimit` there is
+/// fine, but a number is all the child needs).
+fn open_file_limit() -> i32 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    if ok {
+        i32::try_from(limit.rlim_cur.min(65_536)).unwrap_or(65_536)
+    } else {
+        1024
+    }
+}
+
+/// Between fork and exec: every descriptor above stderr becomes
+/// close-on-exec, so nothing whoever started git-agent left open (a socket,
+/// a secret file, a terminal) reaches the agent or a check. Descriptors the
+/// exec itself needs (std's error pipe) are close-on-exec already.
+///
+/// # Safety
+/// Only raw, async-signal-safe system calls.
+unsafe fn close_inherited_fds(max_fd: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        let done = libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) == 0;
+        if done {
+            return;
+        }
+    }
+    for fd in 3..max_fd {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+        }
+    }
 }
 
 /// Waits for the leader while enforcing the timeout (SIGTERM, grace,
