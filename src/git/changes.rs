@@ -262,7 +262,7 @@ impl TempIndex {
             std::process::id(),
             unique()
         ));
-        match fs::copy(&source, &path) {
+        match super::worktree::copy_index(&source, &path) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if wt.sparse {

@@ -140,7 +140,7 @@ impl Worktree {
             fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         }
         let from = self.admin_dir.join("index");
-        match fs::copy(&from, &to) {
+        match copy_index(&from, &to) {
             Ok(_) => Ok(()),
             // A full worktree of an empty tree has no index.
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -200,7 +200,7 @@ impl Worktree {
         tracing::warn!(index = %index.display(), "the worktree's index is unreadable; replacing it with git-agent's own");
         replace_entry(&index, None)?;
         if let Some(pristine) = self.pristine_index().filter(|p| p.is_file()) {
-            fs::copy(&pristine, &index).map_err(io_err("copying index", &pristine))?;
+            copy_index(&pristine, &index).map_err(io_err("copying index", &pristine))?;
         }
         Ok(())
     }
@@ -269,6 +269,19 @@ impl Worktree {
 }
 
 /// Paths refer to the same existing file system object.
+/// Copies an index file keeping its modification time: git decides which
+/// entries are "racily clean" (stat data too close to the index's own time
+/// to trust, so their content is compared) by that time, and a copy made
+/// now would make every entry look safe to skip.
+pub(super) fn copy_index(from: &Path, to: &Path) -> io::Result<()> {
+    fs::copy(from, to)?;
+    let modified = fs::metadata(from)?.modified()?;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(to)?
+        .set_modified(modified)
+}
+
 /// `config.worktree` of a sparse worktree, as `git sparse-checkout set
 /// --no-cone` writes it.
 const SPARSE_CONFIG: &str = "[core]\n\tsparseCheckout = true\n\tsparseCheckoutCone = false\n";
