@@ -1594,3 +1594,18 @@ fn log_takes_json_and_knows_a_task_that_never_ran() {
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(v["run"]["task"], "hello");
 }
+
+/// The note lives in the user's repository: however long the log, it is
+/// folded to 1 MiB (and says so); `git agent log` still shows all of it.
+#[test]
+fn the_note_is_bounded() {
+    let (repo, _) = project("many_files.sh", "many", Brief::new(&["src/**"]));
+    let (code, run, stderr) = repo.run_one("many");
+    assert_eq!(code, 0, "{stderr}");
+    let full = repo.run(&["log", "many"]);
+    assert!(full.stdout.len() > 1 << 20, "control: the whole log is over 1 MiB");
+    let note = repo.git(&["notes", "--ref", "agent", "show", s(&run["commit"])]);
+    assert!(note.chars().count() <= 1 << 20, "note of {} chars", note.chars().count());
+    assert!(note.contains("Trimmed to 1 MiB"), "{}", &note[..300.min(note.len())]);
+    assert!(note.contains("### Checks"), "the checks stay");
+}

@@ -29,6 +29,7 @@ use crate::deliver::forge::{
 use crate::model::delivery::{DeliveryRecord, DeliveryState};
 use crate::model::event::Event;
 use crate::model::store::{RunRecord, State};
+use crate::report::fold::fit;
 use crate::report::markdown::render_markdown;
 
 /// GitHub's limit on a pull request body, in characters.
@@ -461,72 +462,13 @@ pub async fn deliver_pr(
     Ok(())
 }
 
-/// `markdown` cut to `limit` characters for a PR or issue body. Sections
-/// start at every heading; the longest are folded first (replaced by a
-/// line saying so), the ones a reviewer needs — the outcome, the goal, the
-/// scope and the checks — only when nothing else is left to fold.
+/// `markdown` cut to `limit` characters for a PR or issue body (see
+/// [`fit`]).
 pub fn pr_body(markdown: &str, limit: usize) -> String {
-    if markdown.chars().count() <= limit {
-        return markdown.to_string();
-    }
-    let mut sections: Vec<String> = vec![String::new()];
-    for line in markdown.split_inclusive('\n') {
-        if line.starts_with("## ") || line.starts_with("### ") {
-            sections.push(String::new());
-        }
-        if let Some(last) = sections.last_mut() {
-            last.push_str(line);
-        }
-    }
-    let note = "> **Trimmed to fit GitHub's 65,536-character limit**: the longest sections are folded; `git agent log` shows the whole decision log.\n\n";
-    let mut folded = vec![false; sections.len()];
-    let total =
-        |s: &[String]| note.chars().count() + s.iter().map(|x| x.chars().count()).sum::<usize>();
-    while total(&sections) > limit {
-        let longest = |keep: bool| {
-            sections
-                .iter()
-                .enumerate()
-                .filter(|(i, s)| !folded[*i] && kept(s) == keep)
-                .max_by_key(|(_, s)| s.chars().count())
-                .map(|(i, _)| i)
-        };
-        let Some(i) = longest(false).or_else(|| longest(true)) else {
-            break;
-        };
-        sections[i] = fold(&sections[i]);
-        folded[i] = true;
-    }
-    let mut out = String::from(note);
-    for s in &sections {
-        out.push_str(s);
-    }
-    if out.chars().count() > limit {
-        out = out.chars().take(limit.saturating_sub(2)).collect();
-        out.push_str("\n…");
-    }
-    out
-}
-
-/// The sections folded last: the outcome (the top heading), the goal, the
-/// scope and the checks.
-fn kept(section: &str) -> bool {
-    let heading = section.lines().next().unwrap_or("");
-    (heading.starts_with("## ") && !heading.starts_with("### "))
-        || ["### Goal", "### Scope", "### Checks"].contains(&heading.trim_end())
-}
-
-/// A section replaced by its heading and a line saying how much it held.
-fn fold(section: &str) -> String {
-    let heading = section
-        .lines()
-        .next()
-        .filter(|h| h.starts_with('#'))
-        .map(|h| format!("{h}\n"))
-        .unwrap_or_default();
-    format!(
-        "{heading}\n_Folded: {} characters; see `git agent log`._\n\n",
-        section.chars().count()
+    fit(
+        markdown,
+        limit,
+        "> **Trimmed to fit GitHub's 65,536-character limit**: the longest sections are folded; `git agent log` shows the whole decision log.\n\n",
     )
 }
 

@@ -9,6 +9,9 @@ use crate::model::store::State;
 use crate::report::markdown::render_markdown;
 use crate::spec::brief::{goal_of, Brief};
 
+/// Characters of the decision log kept in the commit's note.
+pub const NOTE_LIMIT: usize = 1 << 20;
+
 impl Run {
     pub(super) async fn finish(&mut self, req: &RunRequest, end: End) -> Result<(), RunError> {
         let brief = &req.brief;
@@ -100,7 +103,13 @@ impl Run {
             return;
         };
         let events = self.dir.read_events().unwrap_or_default();
-        let note = render_markdown(&self.record, &events);
+        // The note lives in the user's repository: bounded, however much
+        // the agent made the log say.
+        let note = crate::report::fold::fit(
+            &render_markdown(&self.record, &events),
+            NOTE_LIMIT,
+            "> **Trimmed to 1 MiB**: the longest sections are folded; `git agent log` shows the whole decision log.\n\n",
+        );
         if let Err(e) = self.git(move |repo| repo.add_note(oid, &note)).await {
             tracing::warn!(error = %error_chain(&e), "could not attach the decision log note");
         }

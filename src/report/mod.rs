@@ -3,5 +3,6 @@
 
 pub mod actions;
 pub mod escape;
+pub mod fold;
 pub mod json;
 pub mod markdown;
