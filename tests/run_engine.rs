@@ -1603,9 +1603,20 @@ fn the_note_is_bounded() {
     let (code, run, stderr) = repo.run_one("many");
     assert_eq!(code, 0, "{stderr}");
     let full = repo.run(&["log", "many"]);
-    assert!(full.stdout.len() > 1 << 20, "control: the whole log is over 1 MiB");
+    assert!(
+        full.stdout.len() > 1 << 20,
+        "control: the whole log is over 1 MiB"
+    );
     let note = repo.git(&["notes", "--ref", "agent", "show", s(&run["commit"])]);
-    assert!(note.chars().count() <= 1 << 20, "note of {} chars", note.chars().count());
-    assert!(note.contains("Trimmed to 1 MiB"), "{}", &note[..300.min(note.len())]);
+    assert!(
+        note.chars().count() <= 1 << 20,
+        "note of {} chars",
+        note.chars().count()
+    );
+    assert!(
+        note.contains("Trimmed to 1 MiB"),
+        "{}",
+        &note[..300.min(note.len())]
+    );
     assert!(note.contains("### Checks"), "the checks stay");
 }

@@ -27,6 +27,33 @@ use crate::model::store::State;
 /// Bytes of agent output kept on disk per stream.
 pub const AGENT_OUTPUT_LIMIT: u64 = 8 * 1024 * 1024;
 
+/// Moves everything under `from` back to the same place under `to`,
+/// merging directories; what is at the destination gives way. Removes
+/// `from`. Nothing is followed: links are moved as links.
+fn merge_back(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    if !std::fs::symlink_metadata(from).is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(from)?.flatten() {
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let both_dirs = entry.file_type().is_ok_and(|t| t.is_dir())
+            && std::fs::symlink_metadata(&dst).is_ok_and(|m| m.is_dir());
+        if both_dirs {
+            merge_back(&src, &dst)?;
+            continue;
+        }
+        if let Ok(meta) = std::fs::symlink_metadata(&dst) {
+            if meta.is_dir() {
+                std::fs::remove_dir_all(&dst)?;
+            } else {
+                std::fs::remove_file(&dst)?;
+            }
+        }
+        std::fs::rename(&src, &dst)?;
+    }
+    std::fs::remove_dir_all(from)
+}
+
 /// What every attempt of one run shares.
 pub(super) struct Attempts<'r> {
     pub(super) req: &'r RunRequest,
@@ -95,6 +122,12 @@ impl Run {
         let tmp = self.dir.tmp_dir();
         std::fs::create_dir_all(&tmp).map_err(|source| RunError::Store {
             path: tmp.clone(),
+            source,
+        })?;
+        // A run interrupted while its checks ran left the agent's files
+        // set aside: they go back before the agent works again.
+        merge_back(&start.wt.aside_dir(), &start.wt.path).map_err(|source| RunError::Store {
+            path: start.wt.aside_dir(),
             source,
         })?;
         let sandbox = match self.prepare_sandbox(&start.wt, &req.agent) {
@@ -567,5 +600,30 @@ impl Run {
             reason: Some(reason),
             keep,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_back;
+
+    #[test]
+    fn set_aside_files_merge_back_into_the_worktree() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (from, to) = (tmp.path().join("wt.aside"), tmp.path().join("wt"));
+        std::fs::create_dir_all(from.join("node_modules/x")).expect("aside");
+        std::fs::write(from.join("node_modules/x/i.js"), "i").expect("file");
+        std::fs::write(from.join("helper.txt"), "kept").expect("file");
+        std::fs::create_dir_all(to.join("node_modules")).expect("wt");
+        std::fs::write(to.join("node_modules/other.js"), "o").expect("file");
+        std::fs::write(to.join("helper.txt"), "a check wrote this").expect("file");
+        merge_back(&from, &to).expect("merge back");
+        assert!(!from.exists());
+        assert_eq!(
+            std::fs::read_to_string(to.join("helper.txt")).expect("read"),
+            "kept"
+        );
+        assert!(to.join("node_modules/x/i.js").is_file());
+        assert!(to.join("node_modules/other.js").is_file());
     }
 }
