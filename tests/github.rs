@@ -119,6 +119,8 @@ struct FakeState {
     inject: VecDeque<(String, ResponseTemplate)>,
     /// Operations that always fail with this status.
     refuse: Vec<(String, u16)>,
+    /// Operations carried out whose reply is then lost (a 502), once each.
+    lose_reply: Vec<String>,
     schema_errors: Vec<String>,
 }
 
@@ -211,6 +213,15 @@ impl Respond for Fake {
                         "errors": [{"resource": "PullRequest", "field": "base", "code": "invalid"}],
                     }));
                 }
+                // As GitHub: one open pull request per head.
+                let head = body["head"].as_str().unwrap_or("");
+                if st.prs.iter().any(|p| p.0 == head) {
+                    return ResponseTemplate::new(422).set_body_json(json!({
+                        "message": "Validation Failed",
+                        "errors": [{"resource": "PullRequest", "code": "custom",
+                            "message": format!("A pull request already exists for octo:{head}.")}],
+                    }));
+                }
                 let n = 1347 + st.prs.len() as u64;
                 let draft = body["draft"].as_bool().unwrap_or(false);
                 st.prs
@@ -269,6 +280,10 @@ impl Respond for Fake {
                 example = issue_json(&example, n, &body_text, &labels);
             }
             _ => {}
+        }
+        if let Some(pos) = st.lose_reply.iter().position(|o| *o == op.id) {
+            st.lose_reply.remove(pos);
+            return ResponseTemplate::new(502).set_body_json(json!({"message": "Server Error"}));
         }
         ResponseTemplate::new(op.status).set_body_json(example)
     }
@@ -546,6 +561,34 @@ async fn a_quoted_marker_does_not_capture_the_tasks_issue() {
     assert_eq!(fake.count("issues/create"), 1, "a new issue for the task");
     assert_eq!(fake.count("issues/update"), 0, "issue 41 is left alone");
     assert_ne!(d.issue_number, Some(41));
+}
+
+/// GitHub opened the pull request but its reply was lost (a 502 after the
+/// write): the retry finds it instead of failing on "already exists", and
+/// there is one pull request.
+#[tokio::test]
+async fn a_create_whose_reply_was_lost_is_not_repeated() {
+    let (server, fake) = fake_github().await;
+    fake.state().lose_reply.push("pulls/create".into());
+    let gh = client(&server);
+    let rec = record(State::Succeeded, None);
+    let mut d = delivery("pr");
+    deliver_hello(&gh, &rec, &mut d).await.expect("delivery");
+    assert_eq!(fake.state().prs.len(), 1, "one pull request");
+    assert_eq!(d.pr_number, Some(1347));
+    assert_eq!(fake.count("pulls/create"), 1, "the create is not repeated");
+
+    // The same for an issue, which GitHub would happily open twice.
+    fake.state().lose_reply.push("issues/create".into());
+    let rec = record(State::Escalated, Some("stuck"));
+    let mut d = delivery("pr");
+    d.fallback = EscalateFallback::Issue;
+    deliver_issue(&gh, &rec, &events(), &mut d)
+        .await
+        .expect("issue delivery");
+    assert_eq!(fake.state().issues.len(), 1, "one issue");
+    assert_eq!(fake.count("issues/create"), 1);
+    assert_eq!(d.issue_number, Some(2000));
 }
 
 #[tokio::test]

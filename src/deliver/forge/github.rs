@@ -123,6 +123,92 @@ impl GitHub {
         url: &str,
         body: Option<&Value>,
     ) -> Result<Value, ForgeError> {
+        self.send_retrying(operation, method, url, body, self.retry.retries)
+            .await
+    }
+
+    /// The open issue the task's marker (the body's last line, where
+    /// git-agent alone writes: quoted agent text inside the body, escaped
+    /// anyway, does not count) names, among those labelled for it. The
+    /// issues list includes pull requests; those carry `pull_request`.
+    async fn find_issue(&self, spec: &IssueSpec) -> Result<Option<Value>, ForgeError> {
+        let url = self.repo_path(&format!(
+            "/issues?state=open&labels={}&per_page=100",
+            query_value(&spec.search_label)
+        ));
+        let list = self
+            .send("finding the issue", Method::Get, &url, None)
+            .await?;
+        Ok(list.as_array().and_then(|issues| {
+            issues
+                .iter()
+                .find(|i| {
+                    i.get("pull_request").is_none()
+                        && i["body"]
+                            .as_str()
+                            .is_some_and(|b| b.trim_end().ends_with(spec.marker.as_str()))
+                })
+                .cloned()
+        }))
+    }
+
+    /// A create (POST) is not idempotent: a retry after a reply that was
+    /// lost (a 5xx or a dropped connection after the write) would make a
+    /// second pull request or issue. Before each retry, `find` looks for
+    /// what the failed try may have made.
+    async fn create<F, Fut>(
+        &self,
+        operation: &str,
+        url: &str,
+        body: &Value,
+        find: F,
+    ) -> Result<Value, ForgeError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<Value>, ForgeError>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            let (error, wait) = match self
+                .try_once(operation, Method::Post, url, Some(body))
+                .await
+            {
+                Ok(created) => return Ok(created),
+                Err(Failure::Status {
+                    error,
+                    retryable,
+                    retry_after,
+                    ..
+                }) => {
+                    let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
+                    (error, retryable.then_some(wait))
+                }
+                Err(Failure::Transport(error)) => (error, Some(self.backoff(attempt))),
+            };
+            // What the forge may have done before the failure is looked for
+            // whatever the failure (a 422 "already exists" included).
+            if let Some(made) = find().await? {
+                return Ok(made);
+            }
+            match wait {
+                Some(wait) if attempt < self.retry.retries && wait <= self.retry.max_delay => {
+                    tracing::warn!(%operation, wait_ms = wait.as_millis() as u64, "retrying a create");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                _ => return Err(error),
+            }
+        }
+    }
+
+    async fn send_retrying(
+        &self,
+        operation: &str,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+        retries: u32,
+    ) -> Result<Value, ForgeError> {
         let mut attempt = 0u32;
         loop {
             match self.try_once(operation, method, url, body).await {
@@ -133,7 +219,7 @@ impl GitHub {
                     retryable,
                     retry_after,
                 }) => {
-                    if !retryable || attempt >= self.retry.retries {
+                    if !retryable || attempt >= retries {
                         return Err(error);
                     }
                     let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
@@ -153,7 +239,7 @@ impl GitHub {
                 }
                 // Transport errors: retried like a 5xx.
                 Err(Failure::Transport(failure)) => {
-                    if attempt >= self.retry.retries {
+                    if attempt >= retries {
                         return Err(failure);
                     }
                     tokio::time::sleep(self.backoff(attempt)).await;
@@ -371,12 +457,18 @@ impl Forge for GitHub {
             "draft": spec.draft,
             "maintainer_can_modify": true,
         });
+        let made = || async {
+            Ok(self
+                .find_pr_by_head(&spec.head)
+                .await?
+                .map(|pr| json!({ "number": pr.number, "html_url": pr.url, "draft": pr.draft })))
+        };
         let created = self
-            .send(
+            .create(
                 "opening the pull request",
-                Method::Post,
                 &self.repo_path("/pulls"),
-                Some(&body),
+                &body,
+                made,
             )
             .await?;
         Ok((pull_from(&created), true))
@@ -489,30 +581,12 @@ impl Forge for GitHub {
     }
 
     async fn open_or_update_issue(&self, spec: &IssueSpec) -> Result<(Issue, bool), ForgeError> {
-        // The issues list includes pull requests; those carry `pull_request`.
-        let url = self.repo_path(&format!(
-            "/issues?state=open&labels={}&per_page=100",
-            query_value(&spec.search_label)
-        ));
-        let list = self
-            .send("finding the issue", Method::Get, &url, None)
-            .await?;
-        let existing = list.as_array().and_then(|issues| {
-            issues.iter().find(|i| {
-                i.get("pull_request").is_none()
-                    && i["body"]
-                        .as_str()
-                        // The marker is the body's last line, where
-                        // git-agent alone writes: quoted agent text inside
-                        // the body (escaped anyway) does not count.
-                        .is_some_and(|b| b.trim_end().ends_with(spec.marker.as_str()))
-            })
-        });
+        let existing = self.find_issue(spec).await?;
         let issue_of = |v: &Value| Issue {
             number: v["number"].as_u64().unwrap_or(0),
             url: v["html_url"].as_str().unwrap_or_default().to_string(),
         };
-        if let Some(existing) = existing {
+        if let Some(existing) = &existing {
             let number = existing["number"].as_u64().unwrap_or(0);
             let url = self.repo_path(&format!("/issues/{number}"));
             let body = json!({ "title": spec.title, "body": spec.body });
@@ -527,11 +601,11 @@ impl Forge for GitHub {
         }
         let body = json!({ "title": spec.title, "body": spec.body, "labels": spec.labels });
         let created = self
-            .send(
+            .create(
                 "opening the issue",
-                Method::Post,
                 &self.repo_path("/issues"),
-                Some(&body),
+                &body,
+                || self.find_issue(spec),
             )
             .await?;
         Ok((issue_of(&created), true))
