@@ -743,3 +743,33 @@ fn usage_errors_exit_2() {
         describe(&output)
     );
 }
+
+/// A brief in a subdirectory of `.agents/tasks/` is never read: `validate`
+/// says so, with where to move it, instead of passing it by.
+#[test]
+fn a_brief_in_a_subdirectory_is_refused_by_validate() {
+    let repo = initialized();
+    repo.write(
+        ".agents/tasks/docs/nested.md",
+        &support::Brief::new(&["docs/**"]).render(),
+    );
+    let out = repo.run(&["validate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("brief::nested"), "{stderr}");
+    assert!(
+        stderr.contains("move it to .agents/tasks/nested.md"),
+        "{stderr}"
+    );
+}
+
+/// `run` and `plan` (one list of tasks) take a brief's path as well as its id.
+#[test]
+fn run_and_plan_take_a_briefs_path() {
+    let repo = initialized();
+    let out = repo.run(&["plan", ".agents/tasks/example.md", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let plan: Json = serde_json::from_slice(&out.stdout).expect("plan JSON");
+    assert_eq!(plan["runs"][0]["task"], "example");
+}

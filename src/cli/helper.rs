@@ -46,7 +46,7 @@ pub(crate) fn task_ids(
             .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
             .collect()
     } else {
-        tasks.to_vec()
+        tasks.iter().map(|t| task_of_path(root, t)).collect()
     };
     if ids.is_empty() {
         return Err(
@@ -54,6 +54,32 @@ pub(crate) fn task_ids(
         );
     }
     Ok(ids)
+}
+
+/// A task named by its brief's path (`.agents/tasks/x.md`, from the
+/// current directory or the repository root) is task `x`; anything else is
+/// taken as an id.
+fn task_of_path(root: &std::path::Path, arg: &str) -> String {
+    let path = std::path::Path::new(arg);
+    if !path.extension().is_some_and(|e| e == "md") {
+        return arg.to_string();
+    }
+    let tasks = std::fs::canonicalize(root.join(brief::TASKS_DIR)).ok();
+    let candidates = [
+        std::env::current_dir().ok().map(|c| c.join(path)),
+        Some(root.join(path)),
+    ];
+    for candidate in candidates.into_iter().flatten() {
+        let Ok(file) = std::fs::canonicalize(&candidate) else {
+            continue;
+        };
+        if file.parent().map(std::path::Path::to_path_buf) == tasks {
+            if let Some(stem) = file.file_stem() {
+                return stem.to_string_lossy().into_owned();
+            }
+        }
+    }
+    arg.to_string()
 }
 
 /// `-j`, else the config's `max_parallel`, else the CPUs.

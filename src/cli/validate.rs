@@ -87,6 +87,7 @@ fn check(args: &Args, root: &Path, ctx: &Ctx) -> CliResult<Checked> {
     let config_checked = args.paths.is_empty() && config_report.is_some();
     let files = if args.paths.is_empty() {
         reports.extend(config_report);
+        reports.extend(nested_briefs(root));
         repo_files::list_briefs(root)
             .map_err(|e| CliError::from_error(exit::USAGE, "could not list .agents/tasks", &e))?
     } else {
@@ -118,6 +119,49 @@ fn check(args: &Args, root: &Path, ctx: &Ctx) -> CliResult<Checked> {
         errors,
         warnings,
     })
+}
+
+/// Briefs in subdirectories of `.agents/tasks/`, which no command reads (a
+/// task's id is its file name): each an error saying where to move it.
+fn nested_briefs(root: &Path) -> Vec<FileReport> {
+    let tasks = root.join(brief::TASKS_DIR);
+    let mut found = Vec::new();
+    let mut stack: Vec<std::path::PathBuf> = std::fs::read_dir(&tasks)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+        .into_iter()
+        .map(|path| {
+            let display = repo_files::display(root, &path);
+            let source = std::fs::read_to_string(&path).unwrap_or_default();
+            let mut report = FileReport::new(&path, display, std::sync::Arc::from(source.as_str()));
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            report.push(
+                crate::spec::diagnostic::Problem::error(
+                    "brief::nested",
+                    crate::spec::yaml::Span::new(0, 0),
+                    "briefs in subdirectories of .agents/tasks/ are not read: a task's id is its file name",
+                )
+                .help(format!("move it to {}/{stem}.md", brief::TASKS_DIR)),
+            );
+            report
+        })
+        .collect()
 }
 
 /// Say that the briefs' `agent:` went unchecked, when it did.
