@@ -751,7 +751,7 @@ fn a_brief_in_a_subdirectory_is_refused_by_validate() {
     let repo = initialized();
     repo.write(
         ".agents/tasks/docs/nested.md",
-        &support::Brief::new(&["docs/**"]).render(),
+        support::Brief::new(&["docs/**"]).render(),
     );
     let out = repo.run(&["validate"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
