@@ -1620,3 +1620,38 @@ fn the_note_is_bounded() {
     );
     assert!(note.contains("### Checks"), "the checks stay");
 }
+
+/// `diff` shows a run's result against its base, each file under the glob
+/// that allowed it; a run that committed nothing has none.
+#[test]
+fn diff_shows_the_result_with_its_globs() {
+    let (repo, _) = project("success.sh", "hello", Brief::new(&["src/**"]));
+    let (code, _, stderr) = repo.run_one("hello");
+    assert_eq!(code, 0, "{stderr}");
+    let out = repo.run(&["diff", "hello"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(
+            "# src/hello.txt: allowed by `src/**`\ndiff --git a/src/hello.txt b/src/hello.txt\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("+hello from hello, attempt 1"), "{text}");
+
+    // Its check fails: the run fails and commits nothing.
+    let (repo, _) = project(
+        "success.sh",
+        "nothing",
+        Brief::new(&["src/**"]).check("no", "false"),
+    );
+    let (code, _, _) = repo.run_one("nothing");
+    assert_eq!(code, 1);
+    let out = repo.run(&["diff", "nothing"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("committed nothing"));
+}

@@ -5,6 +5,7 @@ mod decide;
 mod deliver;
 mod demo;
 mod demo_repo;
+mod diff;
 mod error;
 mod helper;
 mod init;
@@ -55,6 +56,7 @@ pub enum Command {
     Review(review::Args),
     Status(status::Args),
     Log(log::Args),
+    Diff(diff::Args),
     Clean(clean::Args),
     Decide(decide::Args),
     Deliver(deliver::Args),
@@ -122,6 +124,7 @@ fn dispatch(command: Command, ctx: &Ctx) -> CliResult {
         Command::Review(args) => review::exec(args, ctx),
         Command::Status(args) => status::exec(args, ctx),
         Command::Log(args) => log::exec(args, ctx),
+        Command::Diff(args) => diff::exec(args, ctx),
         Command::Clean(args) => clean::exec(args, ctx),
         Command::Decide(args) => decide::exec(args, ctx),
         Command::Deliver(args) => deliver::exec(args, ctx),
