@@ -705,6 +705,7 @@ fn top_level_help() {
       review    Verify a change against the brief it was made under: scope and checks
       status    Show runs: outcome, attempts, checks, branch; kept worktrees and their disk use
       log       Show a run's decision log: Markdown (the PR body) or JSON events
+      diff      Show a run's result as a diff against its base, each file with the glob that allowed it
       clean     Remove the worktrees of finished runs and abandoned reviews (branches are kept)
       decide    Record a decision in the running task's log (use from inside a run)
       deliver   Push a finished run's branch and notes; open or update its pull request
