@@ -68,16 +68,18 @@ impl LockFile {
         }
     }
 
-    /// Removes `path` if it is older than [`LOCK_STALE_AFTER`]. The stale
+    /// Removes `path` if it is stale: older than [`LOCK_STALE_AFTER`], or
+    /// held by a process that is gone (the pid it names is dead). The stale
     /// file is first renamed to a unique name, so that two processes breaking
     /// the same stale lock cannot delete a fresh one taken in between.
     fn break_if_stale(path: &Path) -> bool {
         let stale = |p: &Path| {
-            fs::symlink_metadata(p)
+            let old = fs::symlink_metadata(p)
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > LOCK_STALE_AFTER)
+                .is_some_and(|age| age > LOCK_STALE_AFTER);
+            old || holder_is_gone(p)
         };
         if !stale(path) {
             return false;
@@ -115,6 +117,20 @@ pub(super) fn unique() -> u64 {
     (COUNTER.fetch_add(1, Ordering::Relaxed) << 32) ^ nanos
 }
 
+/// Whether the lock file names a pid (`pid N since …`, as [`LockFile`]
+/// writes it) of a process that no longer exists. A file not yet written
+/// names none: it is not taken for abandoned.
+fn holder_is_gone(path: &Path) -> bool {
+    let Ok(text) = fs::read_to_string(path) else {
+        return false;
+    };
+    let pid = text
+        .strip_prefix("pid ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse::<u32>().ok());
+    pid.is_some_and(|pid| pid != std::process::id() && !crate::model::store::pid_alive(pid))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +150,23 @@ mod tests {
         let wt = fx.full("after-stale");
         assert!(!lock.exists());
         fx.repo.remove_worktree(&wt).expect("remove");
+    }
+
+    /// A fresh lock whose holder is dead is stale at once; one whose holder
+    /// lives is not, however the file looks.
+    #[test]
+    fn a_lock_of_a_dead_process_is_broken_at_once() {
+        let fx = fixture();
+        let lock = fx.repo.common_dir().join("agent/notes.lock");
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let dead = child.id();
+        child.wait().expect("wait");
+        write(&lock, &format!("pid {dead} since now\n"));
+        assert!(super::LockFile::break_if_stale(&lock), "the holder is gone");
+        assert!(!lock.exists());
+        let alive = std::os::unix::process::parent_id();
+        write(&lock, &format!("pid {alive} since now\n"));
+        assert!(!super::LockFile::break_if_stale(&lock), "the holder lives");
+        assert!(lock.exists());
     }
 }
