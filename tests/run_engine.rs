@@ -1655,3 +1655,37 @@ fn diff_shows_the_result_with_its_globs() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("committed nothing"));
 }
+
+/// The decision log is the product: when the notes ref cannot be written,
+/// the run fails and says why (its branch stays), and `git agent deliver`
+/// writes the missing note from the run's records once it can.
+#[test]
+fn a_run_whose_log_cannot_be_written_fails_loudly_and_recovers() {
+    let (repo, base) = project("success.sh", "hello", Brief::new(&["src/**"]));
+    // A ref below refs/notes/agent makes that name a directory: git cannot
+    // write the notes ref there (control: plain git refuses too).
+    repo.git(&["update-ref", "refs/notes/agent/blocker", &base]);
+    let control = repo.git_output(&["notes", "--ref", "agent", "add", "-m", "x", &base]);
+    assert!(
+        !control.status.success(),
+        "control: git cannot write the notes ref"
+    );
+    let (code, run, stderr) = repo.run_one("hello");
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(run["outcome"], "failed", "{run:#}");
+    let reason = s(&run["reason"]);
+    assert!(
+        reason.contains("its decision log could not be written to refs/notes/agent"),
+        "{reason}"
+    );
+    let commit = s(&run["commit"]).to_string();
+    assert_eq!(repo.rev("agent/hello"), commit, "the branch stays");
+
+    // Once the ref can be written, deliver writes the note first.
+    repo.git(&["update-ref", "-d", "refs/notes/agent/blocker"]);
+    let out = repo.run(&["deliver", "hello", "--mode", "push"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("wrote the decision log note"), "{err}");
+    let note = repo.git(&["notes", "--ref", "agent", "show", &commit]);
+    assert!(note.contains("Scripted change"), "{note}");
+}

@@ -34,6 +34,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let mut record = store
         .resolve(&args.run)
         .map_err(|m| CliError::usage(m).hint("list runs with `git agent status`"))?;
+    write_missing_note(&root, &store, &record)?;
     let asked = brief_delivery(&root, &config, &record);
     record.delivery = Some(planned_delivery(&record, args.mode, asked)?);
     let dir = store.open(&record.run_id);
@@ -117,6 +118,45 @@ fn planned_delivery(
         )));
     }
     Ok(delivery)
+}
+
+/// A run whose decision log could not be written when it finished gets it
+/// now, from its records: the log is what a delivery is about.
+fn write_missing_note(
+    root: &std::path::Path,
+    store: &crate::model::store::Store,
+    record: &RunRecord,
+) -> CliResult<()> {
+    let Some(oid) = record
+        .commit
+        .as_deref()
+        .and_then(|c| git2::Oid::from_str(c).ok())
+    else {
+        return Ok(());
+    };
+    let repo = crate::git::Repo::discover(root)
+        .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
+    let has_note = repo
+        .open()
+        .is_ok_and(|r| r.find_note(Some(crate::git::NOTES_REF), oid).is_ok());
+    if has_note {
+        return Ok(());
+    }
+    let events = store.open(&record.run_id).read_events().unwrap_or_default();
+    let note = crate::report::fold::fit(
+        &crate::report::markdown::render_markdown(record, &events),
+        crate::engine::finish::NOTE_LIMIT,
+        crate::report::fold::NOTE_TRIMMED,
+    );
+    repo.add_note(oid, &note).map_err(|e| {
+        CliError::from_error(
+            exit::RUN_FAILED,
+            "could not write the run's decision log note",
+            &e,
+        )
+    })?;
+    eprintln!("wrote the decision log note of {}", record.run_id);
+    Ok(())
 }
 
 /// How the run's brief, as it is in the checkout now, asks to deliver

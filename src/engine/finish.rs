@@ -29,18 +29,35 @@ impl Run {
         self.record.state = end_state;
         self.record.finished_at = Some(crate::model::time::now_rfc3339());
         self.record.duration_ms = Some(duration.as_millis() as u64);
+        // The decision log is the product: a run whose note could not be
+        // written is not done. It fails, loudly; its records keep all the
+        // note needs (`git agent deliver` writes a missing one).
+        let mut logged = true;
+        if let Err(e) = self.attach_note().await {
+            logged = false;
+            end_state = State::Failed;
+            self.record.state = end_state;
+            self.record.reason = Some(format!(
+                "the commit is on {}, but its decision log could not be written to {}: {}",
+                self.record.branch.as_deref().unwrap_or("its branch"),
+                crate::git::NOTES_REF,
+                error_chain(&e)
+            ));
+        }
         self.event(EventKind::RunFinished {
             outcome: end_state,
             duration_ms: duration.as_millis() as u64,
             reason: self.record.reason.clone(),
         })?;
-        self.attach_note().await;
         // An escalated run with `escalate.fallback: issue` is handed to a
         // human even when it committed nothing.
         let hand_back = end_state == State::Escalated
             && brief.escalate.fallback == EscalateFallback::Issue
             && matches!(brief.output.deliver, Deliver::Pr | Deliver::DraftPr);
-        if brief.output.deliver != Deliver::Branch && (self.record.commit.is_some() || hand_back) {
+        if logged
+            && brief.output.deliver != Deliver::Branch
+            && (self.record.commit.is_some() || hand_back)
+        {
             self.deliver(brief).await?;
         }
         if end_state == State::Succeeded {
@@ -91,16 +108,17 @@ impl Run {
         Ok(Ok(()))
     }
 
-    /// The decision log as the commit's note. The branch is the
-    /// deliverable; a missing note is logged, not fatal.
-    async fn attach_note(&self) {
+    /// The decision log as the commit's note (written under a lock, retried
+    /// while another writer holds the ref); an error means the run is not
+    /// done.
+    async fn attach_note(&self) -> Result<(), RunError> {
         let Some(oid) = self
             .record
             .commit
             .as_deref()
             .and_then(|c| git2::Oid::from_str(c).ok())
         else {
-            return;
+            return Ok(());
         };
         let events = self.dir.read_events().unwrap_or_default();
         // The note lives in the user's repository: bounded, however much
@@ -108,11 +126,9 @@ impl Run {
         let note = crate::report::fold::fit(
             &render_markdown(&self.record, &events),
             NOTE_LIMIT,
-            "> **Trimmed to 1 MiB**: the longest sections are folded; `git agent log` shows the whole decision log.\n\n",
+            crate::report::fold::NOTE_TRIMMED,
         );
-        if let Err(e) = self.git(move |repo| repo.add_note(oid, &note)).await {
-            tracing::warn!(error = %error_chain(&e), "could not attach the decision log note");
-        }
+        self.git(move |repo| repo.add_note(oid, &note)).await
     }
 
     /// A succeeded run's worktree is not needed any more.

@@ -258,11 +258,18 @@ impl Repo {
         // writers lose notes. Serialize them (threads, then processes).
         let _thread = NOTES.lock().unwrap_or_else(|e| e.into_inner());
         let _process = LockFile::acquire(&self.common_dir.join("agent/notes.lock"))?;
+        // Refs below the notes ref's name make it a directory: no wait
+        // helps (libgit2 words that as a lock failure).
+        let blocked = || self.common_dir.join(NOTES_REF).is_dir();
         retry_on_lock(LockRetries::NOTE, |_| {
             repo.note(&sig, &sig, Some(NOTES_REF), commit, text, true)
                 .map(drop)
                 .map_err(|e| {
-                    self.ref_failure("writing note", &format!("{NOTES_REF} on {commit}"), e)
+                    let context = format!("{NOTES_REF} on {commit}");
+                    match self.ref_failure("writing note", &context, e) {
+                        AttemptError::Locked(err) if blocked() => AttemptError::Failed(err),
+                        other => other,
+                    }
                 })
         })
     }

@@ -1,6 +1,9 @@
 //! Fitting a decision log into a size limit (a PR or issue body, the
 //! commit's note) by folding its longest sections.
 
+/// What a note folded to 1 MiB says first.
+pub const NOTE_TRIMMED: &str = "> **Trimmed to 1 MiB**: the longest sections are folded; `git agent log` shows the whole decision log.\n\n";
+
 /// `markdown` cut to `limit` characters, `note` (saying so) first. Sections
 /// start at every heading; the longest are folded first (replaced by a
 /// line saying so), the ones a reviewer needs — the outcome, the goal, the
