@@ -1689,3 +1689,63 @@ fn a_run_whose_log_cannot_be_written_fails_loudly_and_recovers() {
     let note = repo.git(&["notes", "--ref", "agent", "show", &commit]);
     assert!(note.contains("Scripted change"), "{note}");
 }
+
+/// A `git gc --prune=now` by the user while a run's checks run must not
+/// take the change set the run is about to commit (its objects are kept
+/// reachable from `refs/agent/runs/<run>` until the commit holds them).
+#[test]
+fn a_gc_during_the_checks_loses_nothing() {
+    let (repo, _) = project(
+        "success.sh",
+        "gc",
+        Brief::new(&["src/**"]).check(
+            "waits",
+            "while [ ! -f \"$TMPDIR/go\" ]; do sleep 0.05; done",
+        ),
+    );
+    let stdout = repo.tmp.join("gc-run.out");
+    let mut child = repo
+        .command(&["run", "gc", "--json"])
+        .stdout(std::fs::File::create(&stdout).expect("stdout"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the run");
+    // Wait until the check runs: the run's record says so.
+    let runs = repo.root.join(".git/agent/runs");
+    let start = Instant::now();
+    let run_dir = loop {
+        let checking = std::fs::read_dir(&runs).ok().and_then(|mut d| {
+            d.find_map(|e| {
+                let dir = e.ok()?.path();
+                let record = std::fs::read_to_string(dir.join("run.json")).ok()?;
+                record.contains("\"state\": \"checking\"").then_some(dir)
+            })
+        });
+        if let Some(dir) = checking {
+            break dir;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the check never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let gc = repo.git_output(&["gc", "--prune=now", "-q"]);
+    assert!(
+        gc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    std::fs::write(run_dir.join("tmp/go"), "").expect("let the check finish");
+    let status = child.wait().expect("run ends");
+    let out = std::fs::read_to_string(&stdout).expect("stdout");
+    assert!(status.success(), "{out}");
+    let content = repo
+        .show("agent/gc", "src/hello.txt")
+        .expect("the change is committed");
+    assert!(content.starts_with("hello from gc"), "{content}");
+    assert!(
+        repo.git(&["for-each-ref", "refs/agent/"]).trim().is_empty(),
+        "the protecting ref is gone"
+    );
+}

@@ -25,6 +25,11 @@ impl Run {
                 }
             }
         }
+        // The commit (or nothing) holds the change set now.
+        let id = self.dir.id.clone();
+        if let Err(e) = self.git(move |repo| repo.unprotect(&id)).await {
+            tracing::warn!(error = %error_chain(&e), "could not drop the run's protecting ref");
+        }
         let duration = self.started.elapsed();
         self.record.state = end_state;
         self.record.finished_at = Some(crate::model::time::now_rfc3339());

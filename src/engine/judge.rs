@@ -261,7 +261,16 @@ impl Run {
         escalations: &mut Vec<String>,
     ) -> Result<(git2::Oid, Vec<Change>), RunError> {
         let (base, wt) = (run.base, run.wt.clone());
-        let changes = self.git(move |repo| repo.change_set(&wt, base)).await?;
+        let id = self.dir.id.clone();
+        // Staged, the change set is objects no ref holds: kept reachable
+        // (refs/agent/runs/<run>) until the commit does.
+        let changes = self
+            .git(move |repo| {
+                let changes = repo.change_set(&wt, base)?;
+                repo.protect(&id, base, changes.tree)?;
+                Ok(changes)
+            })
+            .await?;
         let judged = verifier.scope(&changes.changes);
         self.scope_report(attempt, judged.scoped)?;
         if judged.outside.is_empty() {
@@ -294,8 +303,14 @@ impl Run {
                     attempt,
                     paths: judged.outside.iter().map(|c| c.path.clone()).collect(),
                 })?;
-                let wt = run.wt.clone();
-                let changes = self.git(move |repo| repo.change_set(&wt, base)).await?;
+                let (wt, id) = (run.wt.clone(), self.dir.id.clone());
+                let changes = self
+                    .git(move |repo| {
+                        let changes = repo.change_set(&wt, base)?;
+                        repo.protect(&id, base, changes.tree)?;
+                        Ok(changes)
+                    })
+                    .await?;
                 let judged = verifier.scope(&changes.changes);
                 self.scope_report(attempt, judged.scoped)?;
                 Ok((changes.tree, judged.allowed))

@@ -17,6 +17,8 @@ use super::repo::Repo;
 
 /// Notes ref that carries a run's decision log.
 pub const NOTES_REF: &str = "refs/notes/agent";
+/// Where a run keeps its staged change set reachable until it commits.
+pub const RUNS_REF_PREFIX: &str = "refs/agent/runs/";
 /// Name and email of every commit and note git-agent writes.
 pub const SIGNATURE_NAME: &str = "git-agent";
 /// See [`SIGNATURE_NAME`].
@@ -248,6 +250,36 @@ impl Repo {
             &[&parent],
         )
         .map_err(self.git2_err("write", "a snapshot commit"))
+    }
+
+    /// Keeps `tree` (a run's staged change set, not yet committed) reachable
+    /// from `refs/agent/runs/<run>`: a `git gc --prune=now` by the user in
+    /// the meantime must not take the objects a passed run is about to
+    /// commit.
+    pub fn protect(&self, run: &str, base: Oid, tree: Oid) -> Result<()> {
+        let snapshot = self.snapshot_commit(base, tree)?;
+        self.open()?
+            .reference(
+                &format!("{RUNS_REF_PREFIX}{run}"),
+                snapshot,
+                true,
+                "git-agent: keep a run's change set until it is committed",
+            )
+            .map(drop)
+            .map_err(self.git2_err("write", format!("{RUNS_REF_PREFIX}{run}")))
+    }
+
+    /// Drops what [`Repo::protect`] kept (the commit, when there is one,
+    /// now holds it).
+    pub fn unprotect(&self, run: &str) -> Result<()> {
+        let repo = self.open()?;
+        let deleted = match repo.find_reference(&format!("{RUNS_REF_PREFIX}{run}")) {
+            Ok(mut reference) => reference
+                .delete()
+                .map_err(self.git2_err("delete", format!("{RUNS_REF_PREFIX}{run}"))),
+            Err(_) => Ok(()),
+        };
+        deleted
     }
 
     /// Attaches `text` to `commit` under [`NOTES_REF`], replacing any note.
