@@ -477,3 +477,20 @@ fn clean_older_than_keeps_recent_worktrees() {
     assert!(!std::path::Path::new(&wt).exists());
     assert_eq!(repo.worktrees(), vec![repo.root.display().to_string()]);
 }
+
+/// A closed terminal (SIGHUP) stops the runs like Ctrl-C: supervised to
+/// the end, nothing left alive, the runs interrupted and resumable.
+#[test]
+fn a_hangup_stops_cleanly_like_ctrl_c() {
+    let repo = sleepy_repo(&["a"]);
+    let mut child = spawn_run(&repo, &["run", "a"]);
+    let pids = pids_written(&repo, 2);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGHUP).expect("SIGHUP");
+    let status = wait_child(&mut child, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(130), "a hangup is an interruption");
+    for pid in pids {
+        assert!(!alive(pid), "process {pid} outlived the hangup");
+    }
+    let runs = status_json(&repo);
+    assert_eq!(runs[0]["outcome"], "interrupted", "{}", runs[0]);
+}

@@ -143,9 +143,12 @@ fn waits(entries: &[PlanEntry], results: &[Option<Finished>], idx: usize) -> boo
 pub fn install_signal_handler(tx: watch::Sender<StopSignal>, on_first: impl Fn() + Send + 'static) {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
+        // A closed terminal or a dropped ssh session (SIGHUP) stops the runs
+        // like Ctrl-C: gracefully, supervised to the end, resumable.
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
         ) else {
             tracing::warn!("could not install signal handlers");
             return;
@@ -154,6 +157,7 @@ pub fn install_signal_handler(tx: watch::Sender<StopSignal>, on_first: impl Fn()
         loop {
             tokio::select! {
                 _ = int.recv() => {}
+                _ = hup.recv() => {}
                 _ = term.recv() => {}
             }
             count += 1;

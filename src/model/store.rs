@@ -305,14 +305,16 @@ impl RunDir {
     /// The events, skipping lines that do not parse (a crash mid-write
     /// leaves at most a truncated last line).
     pub fn read_events(&self) -> io::Result<Vec<Event>> {
-        let text = match fs::read_to_string(self.events_path()) {
-            Ok(t) => t,
+        // Bytes, not text: a write cut inside a multi-byte character (a
+        // crash, a full disk) damages its own line, not the whole log.
+        let bytes = match fs::read(self.events_path()) {
+            Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        Ok(text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
+        Ok(bytes
+            .split(|b| *b == b'\n')
+            .filter_map(|l| serde_json::from_slice(l).ok())
             .collect())
     }
 }
@@ -342,6 +344,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_line_cut_inside_a_character_damages_only_itself() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(tmp.path());
+        let run = store.create("t").expect("run dir");
+        run.append_event(&Event::now(
+            crate::model::event::EventKind::AttemptStarted { attempt: 1 },
+        ))
+        .expect("event");
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(run.events_path())
+            .expect("events");
+        // `é` is two bytes: the write stops after the first.
+        f.write_all(b"{\"v\":1,\"ts\":\"x\",\"type\":\"escalated\",\"reason\":\"caf\xc3")
+            .expect("cut line");
+        let events = run.read_events().expect("the log is still read");
+        assert_eq!(events.len(), 1);
+    }
 
     #[test]
     fn truncated_last_event_line_is_tolerated() {
