@@ -395,6 +395,22 @@ fn replace_the_worktree_git_file() {
     escalated_naming(&o, ".git file");
 }
 
+/// A worktree made by plain git (for the controls): its path and its
+/// admin dir.
+fn plain_worktree(control: &TestRepo) -> (PathBuf, PathBuf) {
+    let plain = control.tmp.join("plain-wt");
+    let plain_arg = plain.display().to_string();
+    control.git(&["worktree", "add", "-q", "--detach", &plain_arg]);
+    let admin = control.git(&[
+        "-C",
+        &plain_arg,
+        "rev-parse",
+        "--path-format=absolute",
+        "--git-dir",
+    ]);
+    (plain, PathBuf::from(admin.trim()))
+}
+
 #[test]
 fn rewire_the_worktree_admin_dir() {
     // Control: in a worktree made by plain git, the same rewrite of the
@@ -402,23 +418,19 @@ fn rewire_the_worktree_admin_dir() {
     // agent's, and the user's when they inspect a kept worktree) to a
     // repository of the attacker's choosing.
     let control = TestRepo::with_files(&[("README.md", "# Project\n")]);
-    let plain = control.tmp.join("plain-wt");
-    let plain_arg = plain.display().to_string();
-    control.git(&["worktree", "add", "-q", "--detach", &plain_arg]);
-    let in_plain = |args: &[&str]| {
-        let mut all = vec!["-C", plain_arg.as_str()];
-        all.extend_from_slice(args);
-        control.git(&all).trim().to_string()
-    };
-    let admin = PathBuf::from(in_plain(&[
-        "rev-parse",
-        "--path-format=absolute",
-        "--git-dir",
-    ]));
+    let (plain, admin) = plain_worktree(&control);
     let decoy = control.tmp.join("decoy.git");
     control.git(&["init", "-q", "--bare", &decoy.display().to_string()]);
     std::fs::write(admin.join("commondir"), format!("{}\n", decoy.display())).expect("rewire");
-    let common = in_plain(&["rev-parse", "--path-format=absolute", "--git-common-dir"]);
+    let plain_arg = plain.display().to_string();
+    let common = control.git(&[
+        "-C",
+        &plain_arg,
+        "rev-parse",
+        "--path-format=absolute",
+        "--git-common-dir",
+    ]);
+    let common = common.trim();
     assert_eq!(
         std::fs::canonicalize(common).expect("common dir"),
         std::fs::canonicalize(&decoy).expect("decoy"),
@@ -451,19 +463,7 @@ fn plant_a_filter_in_the_worktree_config() {
     // runs in whichever git stages there next — here plain git's.
     let control = TestRepo::with_files(&[("README.md", "# Project\n")]);
     control.git(&["config", "extensions.worktreeConfig", "true"]);
-    let plain = control.tmp.join("plain-wt");
-    let plain_arg = plain.display().to_string();
-    control.git(&["worktree", "add", "-q", "--detach", &plain_arg]);
-    let in_plain = |args: &[&str]| {
-        let mut all = vec!["-C", plain_arg.as_str()];
-        all.extend_from_slice(args);
-        control.git(&all).trim().to_string()
-    };
-    let admin = PathBuf::from(in_plain(&[
-        "rev-parse",
-        "--path-format=absolute",
-        "--git-dir",
-    ]));
+    let (plain, admin) = plain_worktree(&control);
     let marker = control.tmp.join("ran");
     let filter = control.tmp.join("clean.sh");
     std::fs::write(
@@ -480,7 +480,8 @@ fn plant_a_filter_in_the_worktree_config() {
     .expect("plant");
     std::fs::write(plain.join(".gitattributes"), "* filter=a=b\n").expect("attributes");
     std::fs::write(plain.join("README.md"), "changed\n").expect("edit");
-    in_plain(&["-c", "filter.a=b.clean=", "add", "-A"]);
+    let plain_arg = plain.display().to_string();
+    control.git(&["-C", &plain_arg, "-c", "filter.a=b.clean=", "add", "-A"]);
     assert!(
         marker.exists(),
         "control: the planted filter runs, even past a -c override"

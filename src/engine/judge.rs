@@ -6,7 +6,7 @@ use crate::engine::attempt::{Attempts, Step};
 use crate::engine::decisions;
 use crate::engine::run::{write_file, Run, RunError};
 use crate::engine::verify::{Unsafe, Verifier, MAX_FILE_BYTES};
-use crate::git::Change;
+use crate::git::{Change, ChangeSet};
 use crate::model::event::{DecisionKind, EventKind, ScopedChange};
 use crate::spec::brief::OnScopeViolation;
 
@@ -260,17 +260,8 @@ impl Run {
         verifier: &Verifier<'_>,
         escalations: &mut Vec<String>,
     ) -> Result<(git2::Oid, Vec<Change>), RunError> {
-        let (base, wt) = (run.base, run.wt.clone());
-        let id = self.dir.id.clone();
-        // Staged, the change set is objects no ref holds: kept reachable
-        // (refs/agent/runs/<run>) until the commit does.
-        let changes = self
-            .git(move |repo| {
-                let changes = repo.change_set(&wt, base)?;
-                repo.protect(&id, base, changes.tree)?;
-                Ok(changes)
-            })
-            .await?;
+        let base = run.base;
+        let changes = self.stage(run).await?;
         let judged = verifier.scope(&changes.changes);
         self.scope_report(attempt, judged.scoped)?;
         if judged.outside.is_empty() {
@@ -303,19 +294,25 @@ impl Run {
                     attempt,
                     paths: judged.outside.iter().map(|c| c.path.clone()).collect(),
                 })?;
-                let (wt, id) = (run.wt.clone(), self.dir.id.clone());
-                let changes = self
-                    .git(move |repo| {
-                        let changes = repo.change_set(&wt, base)?;
-                        repo.protect(&id, base, changes.tree)?;
-                        Ok(changes)
-                    })
-                    .await?;
+                let changes = self.stage(run).await?;
                 let judged = verifier.scope(&changes.changes);
                 self.scope_report(attempt, judged.scoped)?;
                 Ok((changes.tree, judged.allowed))
             }
         }
+    }
+
+    /// The worktree's change set against the base. Staged, it is objects
+    /// no ref holds: kept reachable (`refs/agent/runs/<run>`) until the
+    /// commit does.
+    async fn stage(&self, run: &Attempts<'_>) -> Result<ChangeSet, RunError> {
+        let (base, wt, id) = (run.base, run.wt.clone(), self.dir.id.clone());
+        self.git(move |repo| {
+            let changes = repo.change_set(&wt, base)?;
+            repo.protect(&id, base, changes.tree)?;
+            Ok(changes)
+        })
+        .await
     }
 
     fn scope_report(&self, attempt: u32, changes: Vec<ScopedChange>) -> Result<(), RunError> {

@@ -41,8 +41,9 @@ mod repo;
 mod safe_tree;
 mod worktree;
 
-pub use changes::{Change, ChangeKind};
+pub use changes::{Change, ChangeKind, ChangeSet};
 pub use commit::is_agent_commit;
+pub use commit::NOTES_REF;
 pub use error::WorkspaceError;
 pub use guard::RepoGuard;
 pub use repo::Repo;
@@ -54,8 +55,7 @@ pub use worktree::Worktree;
     reason = "kept so that the module's public names are the same as before the split"
 )]
 pub use {
-    changes::ChangeSet,
-    commit::{NOTES_REF, SIGNATURE_EMAIL, SIGNATURE_NAME},
+    commit::{SIGNATURE_EMAIL, SIGNATURE_NAME},
     error::Result,
     objects::ImportedObjects,
 };
