@@ -1749,3 +1749,22 @@ fn a_gc_during_the_checks_loses_nothing() {
         "the protecting ref is gone"
     );
 }
+
+/// The summary names a kept worktree only when there is one: a run that
+/// failed before its worktree was made says no "(worktree kept: …)".
+#[test]
+fn the_summary_names_only_a_worktree_that_exists() {
+    // The agent's script is missing: the run fails, its worktree is kept;
+    // then the worktree is removed by hand.
+    let (repo, _) = project("no-such-script.sh", "gone", Brief::new(&["src/**"]));
+    let (code, run, stderr) = repo.run_one("gone");
+    assert_eq!(code, 1, "{stderr}");
+    let wt = s(&run["worktree"]).to_string();
+    let out = repo.run(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("(worktree kept: {wt})")), "{text}");
+    std::fs::remove_dir_all(&wt).expect("remove the worktree");
+    let out = repo.run(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("worktree kept"), "{text}");
+}

@@ -391,9 +391,12 @@ fn push_reasons(out: &mut String, records: &[&RunRecord]) {
         .iter()
         .filter(|r| r.reason.is_some() && r.state != State::Succeeded)
     {
+        // Only a worktree that is there: a run that failed before git made
+        // it names a path that never existed.
         let wt = r
             .worktree
             .as_ref()
+            .filter(|w| w.is_dir())
             .map(|w| format!(" (worktree kept: {})", w.display()))
             .unwrap_or_default();
         out.push_str(&format!(
