@@ -143,11 +143,7 @@ fn write_missing_note(
         return Ok(());
     }
     let events = store.open(&record.run_id).read_events().unwrap_or_default();
-    let note = crate::report::fold::fit(
-        &crate::report::markdown::render_markdown(record, &events),
-        crate::engine::finish::NOTE_LIMIT,
-        crate::report::fold::NOTE_TRIMMED,
-    );
+    let note = crate::report::fold::note(record, &events);
     repo.add_note(oid, &note).map_err(|e| {
         CliError::from_error(
             exit::RUN_FAILED,

@@ -6,11 +6,7 @@ use crate::git::{is_agent_commit, Change};
 use crate::model::delivery::{Deliver, DeliveryRecord, DeliveryState, EscalateFallback};
 use crate::model::event::EventKind;
 use crate::model::store::State;
-use crate::report::markdown::render_markdown;
 use crate::spec::brief::{goal_of, Brief};
-
-/// Characters of the decision log kept in the commit's note.
-pub const NOTE_LIMIT: usize = 1 << 20;
 
 impl Run {
     pub(super) async fn finish(&mut self, req: &RunRequest, end: End) -> Result<(), RunError> {
@@ -126,13 +122,7 @@ impl Run {
             return Ok(());
         };
         let events = self.dir.read_events().unwrap_or_default();
-        // The note lives in the user's repository: bounded, however much
-        // the agent made the log say.
-        let note = crate::report::fold::fit(
-            &render_markdown(&self.record, &events),
-            NOTE_LIMIT,
-            crate::report::fold::NOTE_TRIMMED,
-        );
+        let note = crate::report::fold::note(&self.record, &events);
         self.git(move |repo| repo.add_note(oid, &note)).await
     }
 

@@ -1,8 +1,23 @@
 //! Fitting a decision log into a size limit (a PR or issue body, the
 //! commit's note) by folding its longest sections.
 
-/// What a note folded to 1 MiB says first.
-pub const NOTE_TRIMMED: &str = "> **Trimmed to 1 MiB**: the longest sections are folded; `git agent log` shows the whole decision log.\n\n";
+use crate::model::event::Event;
+use crate::model::store::RunRecord;
+use crate::report::markdown::render_markdown;
+
+/// Characters of the decision log kept in the commit's note.
+pub const NOTE_LIMIT: usize = 1 << 20;
+
+/// The commit's note: the decision log, folded to [`NOTE_LIMIT`] (the
+/// note lives in the user's repository, however much the agent made the
+/// log say).
+pub fn note(record: &RunRecord, events: &[Event]) -> String {
+    fit(
+        &render_markdown(record, events),
+        NOTE_LIMIT,
+        "> **Trimmed to 1 MiB**: the longest sections are folded; `git agent log` shows the whole decision log.\n\n",
+    )
+}
 
 /// `markdown` cut to `limit` characters, `note` (saying so) first. Sections
 /// start at every heading; the longest are folded first (replaced by a

@@ -545,12 +545,8 @@ fn capitalize(s: &str) -> String {
     }
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 fn escape_cell(s: &str) -> String {
-    one_line(s).replace('|', "\\|").replace('`', "'")
+    escape::one_line(s).replace('|', "\\|").replace('`', "'")
 }
 
 fn html_escape(s: &str) -> String {
