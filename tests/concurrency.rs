@@ -323,6 +323,44 @@ fn second_ctrl_c_kills_at_once() {
     }
 }
 
+#[test]
+fn the_kernel_ends_the_runs_processes_when_git_agent_is_killed() {
+    // Control: a background child whose parent shell is SIGKILLed lives on
+    // (the agent's own `sleep 300 &` is such a child).
+    let control = std::process::Command::new("sh")
+        .args(["-c", "sleep 300 & echo $!; exec sleep 300"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sh");
+    let mut control = control;
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(control.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("pid");
+    let orphan: i32 = line.trim().parse().expect("pid");
+    let _ = control.kill();
+    let _ = control.wait();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        support::kill_if_alive(orphan),
+        "control: the orphan outlives its killed parent"
+    );
+
+    let repo = sleepy_repo(&["a", "b"]);
+    let mut child = spawn_run(&repo, &["run", "a", "b", "-j", "2"]);
+    let pids = pids_written(&repo, 4);
+    let _ = child.kill(); // SIGKILL: no handler, no sweep, no `clean`.
+    let _ = child.wait();
+    wait_for(
+        "the kernel to end the runs' processes",
+        Duration::from_secs(5),
+        || pids.iter().all(|&pid| !alive(pid)),
+    );
+    assert!(processes_of(&repo).is_empty());
+}
+
 /// SIGKILL the orchestrator at a point of the run, then check that
 /// `status` tells the truth and `clean` leaves a clean repository.
 fn crash_at(delay: Duration, agent_seconds: &str, check: &str) {

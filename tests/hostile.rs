@@ -776,6 +776,62 @@ fn a_daemon_that_outlives_the_agent_is_killed() {
     );
 }
 
+/// The payload of `attack_nested_userns.sh`, run outside git-agent: the
+/// daemon's host pid once it is running.
+fn nested_userns_daemon(dir: &Path) -> i32 {
+    let pid_file = dir.join("nested.pid");
+    let payload = "unshare --user setsid env -i sh -c \
+        'read -r p _ < /proc/self/stat; echo \"$p\"; exec sleep 300 >/dev/null 2>&1' \
+        < /dev/null > \"$0\" 2>/dev/null &";
+    let status = std::process::Command::new("sh")
+        .args(["-c", payload, &pid_file.display().to_string()])
+        .status()
+        .expect("sh");
+    assert!(status.success());
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&pid_file) {
+            if let Ok(pid) = text.trim().parse() {
+                return pid;
+            }
+        }
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "the control daemon never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_daemon_in_a_nested_user_namespace_is_killed() {
+    // Control: outside git-agent the daemon outlives the shell that started
+    // it, its process group, and the user namespace of its parent.
+    let control = tempfile::tempdir().expect("tempdir");
+    let pid = nested_userns_daemon(control.path());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        kill_if_alive(pid),
+        "control: the nested daemon survives its starter"
+    );
+
+    let (a, o) = attacked("attack_nested_userns.sh", "nested-userns");
+    let pid: i32 = a
+        .repo
+        .show("agent/attack", "src/nested.pid")
+        .expect("nested.pid delivered")
+        .trim()
+        .parse()
+        .expect("pid");
+    let survived = kill_if_alive(pid);
+    assert!(!survived, "the nested daemon {pid} outlived the run");
+    let finished = of_type(&o.events, "agent_finished");
+    assert!(
+        finished.iter().any(|f| f["leaked"].as_u64() >= Some(1)),
+        "the run did not report the daemon: {finished:?}"
+    );
+}
+
 #[test]
 fn read_the_forge_token() {
     let a = arena("attack_token.sh", "");

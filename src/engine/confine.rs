@@ -78,6 +78,7 @@ impl Run {
                     writable: Vec::new(),
                     read_deny: Vec::new(),
                     user_namespace: false,
+                    pid_namespace: false,
                     note: Some("`sandbox.mode: off` in the config".into()),
                 },
             })?;

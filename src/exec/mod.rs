@@ -2,5 +2,6 @@
 //! kernel sandbox, and the allowlisted environment.
 
 pub mod env;
+pub mod pidns;
 pub mod process;
 pub mod sandbox;

@@ -29,6 +29,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use crate::exec::pidns::ReportPipe;
+
 /// How long to wait for stdout/stderr to close after the leader exited and
 /// the leftovers were killed (nextest's leak timeout).
 pub const PIPE_CLOSE_WAIT: Duration = Duration::from_millis(100);
@@ -210,12 +212,21 @@ pub async fn run(
     check_cwd(spec)?;
     let stdout_file = create_output(&spec.stdout_path).await?;
     let stderr_file = create_output(&spec.stderr_path).await?;
-    let mut cmd = command(spec);
-    let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
+    let spawn_error = |source| ProcessError::Spawn {
         program: spec.program.clone(),
         source,
-    })?;
+    };
+    let mut report = match &spec.sandbox {
+        Some(s) if s.uses_pid_namespace() => Some(ReportPipe::new().map_err(spawn_error)?),
+        _ => None,
+    };
+    let mut cmd = command(spec, report.as_ref().map_or(-1, ReportPipe::write_fd));
+    let started = Instant::now();
+    let spawned = cmd.spawn();
+    if let Some(report) = &mut report {
+        report.close_write();
+    }
+    let mut child = spawned.map_err(spawn_error)?;
     let pid = child_pid(&child, spec)?;
     let lost = |source: io::Error| ProcessError::Wait {
         program: spec.program.clone(),
@@ -237,10 +248,17 @@ pub async fn run(
         .await
         .map_err(lost)?;
     let duration = started.elapsed();
-    let exit = exit_of(status);
+    // In a PID namespace the leader is the waiter; the init's report has
+    // the command's own status and what was left of the step.
+    let from_init = report.as_ref().and_then(ReportPipe::read);
+    let exit = match from_init {
+        Some(r) => exit_of(ExitStatus::from_raw(r.status)),
+        None => exit_of(status),
+    };
     debug!(pid, %exit, ?duration, "leader exited");
 
-    let leaked = guard.sweep.run().await;
+    let killed_in_namespace = from_init.map_or(0, |r| r.leaked as usize);
+    let leaked = guard.sweep.run().await + killed_in_namespace;
     guard.armed = false;
     let (out, err, pipes_left_open) =
         close_pipes(pid, drains.stdout, drains.stderr, drains.give_up, spec).await?;
@@ -354,7 +372,7 @@ fn check_cwd(spec: &ProcessSpec) -> Result<(), ProcessError> {
 
 /// The child's command: exactly the spec's environment, stdin closed, its
 /// own process group (or the sandbox's session), killed with its parent.
-fn command(spec: &ProcessSpec) -> tokio::process::Command {
+fn command(spec: &ProcessSpec, report_fd: std::os::fd::RawFd) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(&spec.program);
     cmd.args(&spec.args)
         .current_dir(&spec.cwd)
@@ -383,7 +401,7 @@ fn command(spec: &ProcessSpec) -> tokio::process::Command {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
             close_inherited_fds(max_fd);
             if let Some(sandbox) = &sandbox {
-                sandbox.apply_in_child()?;
+                sandbox.apply_in_child(report_fd)?;
             }
             Ok(())
         });

@@ -17,7 +17,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -26,6 +26,7 @@ use landlock::{
     RulesetCreatedAttr, Scope, ABI,
 };
 
+use crate::exec::pidns;
 use crate::model::sandbox::{Effective, Enforcement, NetworkPolicy};
 use crate::spec::config::SandboxMode;
 
@@ -136,6 +137,50 @@ pub fn user_namespaces() -> Result<(), ProbeError> {
         .clone()
 }
 
+/// Whether this process may give a child a PID namespace inside a user
+/// namespace (probed once, like [`user_namespaces`]).
+pub fn pid_namespaces() -> bool {
+    if std::env::var_os(SIMULATE_NO_PID_NAMESPACE).is_some() {
+        return false;
+    }
+    static PROBE: OnceLock<bool> = OnceLock::new();
+    *PROBE.get_or_init(|| {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = std::process::Command::new("/bin/sh");
+        cmd.args(["-c", "exit 0"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        // SAFETY: unshare(2) and fork(2) only; the probe's own child (pid 1
+        // of the namespace) execs the shell, the probe waits for it.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                match libc::fork() {
+                    0 => Ok(()),
+                    pid if pid > 0 => {
+                        let mut status = 0;
+                        libc::waitpid(pid, &mut status, 0);
+                        libc::_exit(if libc::WIFEXITED(status) {
+                            libc::WEXITSTATUS(status)
+                        } else {
+                            1
+                        });
+                    }
+                    _ => Err(io::Error::last_os_error()),
+                }
+            });
+        }
+        matches!(cmd.status(), Ok(s) if s.success())
+    })
+}
+
+/// Set in git-agent's environment, makes it behave as on a system where
+/// PID namespaces cannot be made (tests of the fallback).
+pub const SIMULATE_NO_PID_NAMESPACE: &str = "GIT_AGENT_SIMULATE_NO_PID_NAMESPACE";
+
 /// A sandbox ready to be applied in a child: the ruleset fd and the
 /// buffers the child writes, all made before fork.
 #[derive(Debug)]
@@ -143,6 +188,8 @@ pub struct Prepared {
     ruleset: Option<OwnedFd>,
     userns: Option<UserNs>,
     network_none: bool,
+    /// Each step gets its own PID namespace (inside the user namespace).
+    pid_namespace: bool,
     pub effective: Effective,
 }
 
@@ -203,6 +250,7 @@ impl Prepared {
             }
         }
         let userns = userns_ok.is_ok().then(UserNs::of_current_user);
+        let pid_namespace = userns.is_some() && pid_namespaces();
         let ruleset = if abi > 0 {
             Some(build_ruleset(policy)?)
         } else {
@@ -224,11 +272,13 @@ impl Prepared {
                     .map(|p| p.display().to_string())
                     .collect(),
                 user_namespace: userns.is_some(),
+                pid_namespace,
                 note,
             },
             ruleset,
             userns,
             network_none,
+            pid_namespace,
         }))
     }
 
@@ -237,14 +287,21 @@ impl Prepared {
         self.userns.is_some()
     }
 
+    /// Whether each step gets its own PID namespace (see [`pidns`]), whose
+    /// init reports to the pipe given to [`Prepared::apply_in_child`].
+    pub fn uses_pid_namespace(&self) -> bool {
+        self.pid_namespace
+    }
+
     /// Applies the sandbox to the calling process. Call only between fork
     /// and exec: raw system calls on data prepared in the parent, no
     /// allocation, no locks.
     ///
     /// # Safety
     /// Must run in a freshly forked child (it changes the calling process
-    /// irrevocably).
-    pub unsafe fn apply_in_child(&self) -> io::Result<()> {
+    /// irrevocably). With a PID namespace, returns only in the command
+    /// (the waiter and the init never return; `report_fd` is the init's).
+    pub unsafe fn apply_in_child(&self, report_fd: RawFd) -> io::Result<()> {
         // A session of its own: no controlling terminal, so no `/dev/tty`
         // and no TIOCSTI into the user's shell. Also a new process group
         // whose id is the pid, which the supervisor signals.
@@ -264,6 +321,9 @@ impl Prepared {
             if self.network_none {
                 flags |= libc::CLONE_NEWNET;
             }
+            if self.pid_namespace {
+                flags |= libc::CLONE_NEWPID;
+            }
             if libc::unshare(flags) != 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -281,6 +341,16 @@ impl Prepared {
             if libc::syscall(libc::SYS_landlock_restrict_self, fd.as_raw_fd(), 0u32) != 0 {
                 return Err(io::Error::last_os_error());
             }
+        }
+        if self.pid_namespace {
+            // The waiter and the init never exec: they keep a copy of
+            // git-agent's memory and environment (tokens included), so no
+            // process of the run may read them. The command's exec makes
+            // it dumpable again.
+            if libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            pidns::split(report_fd)?;
         }
         Ok(())
     }
@@ -578,7 +648,7 @@ mod tests {
                 unsafe {
                     cmd.pre_exec(move || {
                         if sandboxed {
-                            p.apply_in_child()?;
+                            p.apply_in_child(-1)?;
                         }
                         Ok(())
                     });

@@ -64,6 +64,10 @@ pub struct Effective {
     /// Processes of the run live in their own user namespace (the sweep
     /// finds them by it).
     pub user_namespace: bool,
+    /// Each agent and check ran as the only tree of its own PID namespace:
+    /// nothing of it outlived it, nor git-agent.
+    #[serde(default)]
+    pub pid_namespace: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
