@@ -832,6 +832,138 @@ fn a_daemon_in_a_nested_user_namespace_is_killed() {
     );
 }
 
+/// Mode, modification time and `user.agent` attribute of a file.
+fn metadata_of(path: &Path) -> (u32, i64, Option<Vec<u8>>) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).expect("metadata");
+    let attr = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os, sys\ntry: sys.stdout.write(os.getxattr(sys.argv[1], 'user.agent').hex())\nexcept OSError: pass",
+        ])
+        .arg(path)
+        .output()
+        .expect("python3");
+    let attr = String::from_utf8_lossy(&attr.stdout).trim().to_string();
+    (
+        meta.mode(),
+        meta.mtime(),
+        (!attr.is_empty()).then(|| attr.into_bytes()),
+    )
+}
+
+#[test]
+fn change_metadata_outside_the_worktree() {
+    // Control: the script's own commands change a file the user owns.
+    let control = tempfile::tempdir().expect("tempdir");
+    let file = control.path().join("canary.txt");
+    std::fs::write(&file, "canary\n").expect("write");
+    let before = metadata_of(&file);
+    let script = std::fs::read_to_string(fixture("attack_metadata.sh")).expect("script");
+    let body: String = script
+        .lines()
+        .filter(|l| l.starts_with("try ") && l.contains("$HOME"))
+        .map(|l| l.trim_start_matches("try ").replace("$HOME", "$1") + "\n")
+        .collect();
+    let ran = std::process::Command::new("sh")
+        .args(["-c", &body, "sh", &control.path().display().to_string()])
+        .status()
+        .expect("sh");
+    assert!(ran.success(), "control: the payload runs");
+    let after = metadata_of(&file);
+    assert_ne!(before.0, after.0, "control: the mode changes");
+    assert_ne!(before.1, after.1, "control: the time changes");
+    assert!(after.2.is_some(), "control: the attribute is set");
+
+    let a = arena("attack_metadata.sh", "");
+    let canary = a.repo.home.join("canary.txt");
+    let readme = a.repo.root.join("README.md");
+    let (canary_before, readme_before) = (metadata_of(&canary), metadata_of(&readme));
+    let o = attack(&a, &[]);
+    judge("metadata", &a, &o);
+    if o.confined {
+        assert_eq!(metadata_of(&canary), canary_before, "the canary's metadata");
+        assert_eq!(
+            metadata_of(&readme),
+            readme_before,
+            "the checkout's metadata"
+        );
+    }
+}
+
+/// A daemon listening on a unix socket outside the worktree; the returned
+/// receiver gets every line a client sends.
+fn socket_daemon(path: &Path) -> std::sync::mpsc::Receiver<String> {
+    let listener = std::os::unix::net::UnixListener::bind(path).expect("bind");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut line = String::new();
+            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stream), &mut line);
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+#[test]
+fn talk_to_a_daemon_by_its_socket() {
+    let a = arena("attack_socket.sh", "");
+    let socket = a.repo.tmp.join("daemon.sock");
+    let heard = socket_daemon(&socket);
+    // Control: the payload, run by a plain shell, reaches the daemon.
+    let script = std::fs::read_to_string(fixture("attack_socket.sh")).expect("script");
+    let payload = script
+        .lines()
+        .find_map(|l| l.strip_prefix("try "))
+        .expect("payload");
+    let ran = std::process::Command::new("sh")
+        .args(["-c", payload])
+        .env("NET_TARGETS", &socket)
+        .status()
+        .expect("sh");
+    assert!(ran.success());
+    let said = heard
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("control: the daemon hears the payload");
+    assert_eq!(said, "pwned\n");
+
+    let o = attack(&a, &[("NET_TARGETS", &socket.display().to_string())]);
+    judge("socket", &a, &o);
+    if o.confined {
+        assert!(
+            heard
+                .recv_timeout(std::time::Duration::from_millis(200))
+                .is_err(),
+            "the agent reached the daemon"
+        );
+    }
+}
+
+#[test]
+fn a_socket_the_config_allows_is_reachable() {
+    let a = arena("attack_socket.sh", "");
+    let socket = a.repo.tmp.join("db.sock");
+    let heard = socket_daemon(&socket);
+    let config = a.repo.read(".agents/config.yaml");
+    a.repo.write(
+        ".agents/config.yaml",
+        format!(
+            "{config}  sockets: [{}]\n",
+            yaml_str(&socket.display().to_string())
+        ),
+    );
+    a.repo.commit_all("allow the database socket");
+    let o = attack(&a, &[("NET_TARGETS", &socket.display().to_string())]);
+    assert_eq!(o.outcome(), "succeeded", "{:#}\n{}", o.run, o.stderr);
+    assert_eq!(
+        heard
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the allowed socket is reached"),
+        "pwned\n"
+    );
+}
+
 #[test]
 fn read_the_forge_token() {
     let a = arena("attack_token.sh", "");

@@ -67,6 +67,7 @@ impl Run {
             write_files,
             read_deny: config.read_deny.clone(),
             network: config.network,
+            sockets: config.sockets.clone(),
         };
         let prepared = crate::exec::sandbox::Prepared::new(config.mode, &policy)?;
         let Some(prepared) = prepared else {
@@ -79,6 +80,8 @@ impl Run {
                     read_deny: Vec::new(),
                     user_namespace: false,
                     pid_namespace: false,
+                    read_only_root: false,
+                    masked_sockets: Vec::new(),
                     note: Some("`sandbox.mode: off` in the config".into()),
                 },
             })?;

@@ -356,6 +356,7 @@ fn prepare_sandbox(
         write_files: Vec::new(),
         read_deny: config.read_deny.clone(),
         network: config.network,
+        sockets: config.sockets.clone(),
     };
     let prepared = crate::exec::sandbox::Prepared::new(config.mode, &policy)
         .map_err(|e| ReviewError::Sandbox(e.to_string()))?;

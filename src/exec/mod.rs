@@ -2,6 +2,7 @@
 //! kernel sandbox, and the allowlisted environment.
 
 pub mod env;
+pub mod mountns;
 pub mod pidns;
 pub mod process;
 pub mod sandbox;

@@ -26,7 +26,7 @@ use landlock::{
     RulesetCreatedAttr, Scope, ABI,
 };
 
-use crate::exec::pidns;
+use crate::exec::{mountns, pidns};
 use crate::model::sandbox::{Effective, Enforcement, NetworkPolicy};
 use crate::spec::config::SandboxMode;
 
@@ -45,6 +45,9 @@ pub struct Policy {
     /// Paths that cannot be read (nor listed below them).
     pub read_deny: Vec<PathBuf>,
     pub network: NetworkPolicy,
+    /// Unix sockets the run may connect to (all others outside the
+    /// writable places are covered).
+    pub sockets: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +180,65 @@ pub fn pid_namespaces() -> bool {
     })
 }
 
+/// Whether this process may give a child a mount namespace in which the
+/// tree is made read-only (`mount_setattr`, Linux 5.12+), probed once.
+pub fn mount_namespaces() -> bool {
+    if std::env::var_os(SIMULATE_NO_MOUNT_NAMESPACE).is_some() {
+        return false;
+    }
+    static PROBE: OnceLock<bool> = OnceLock::new();
+    *PROBE.get_or_init(|| {
+        use std::os::unix::process::CommandExt;
+        let ns = UserNs::of_current_user();
+        let plan = mountns::Plan::new(&[], &[]);
+        let mut cmd = std::process::Command::new("/bin/sh");
+        cmd.args(["-c", "exit 0"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        // SAFETY: the same raw calls as `apply_in_child`, on buffers made here.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+                if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                write_proc(&ns.setgroups, b"deny")?;
+                write_proc(&ns.uid_map_path, &ns.uid_map)?;
+                write_proc(&ns.gid_map_path, &ns.gid_map)?;
+                plan.apply()
+            });
+        }
+        matches!(cmd.status(), Ok(s) if s.success())
+    })
+}
+
+/// What the system refused of the layers beside Landlock, said where the
+/// run's sandbox is reported (AppArmor's restriction of unprivileged user
+/// namespaces, Ubuntu 23.10+, is the usual cause).
+fn missing_layers(userns: bool, pid: bool, mounts: bool) -> Option<String> {
+    const WHY: &str = "this system does not let git-agent create namespaces \
+        (on Ubuntu 23.10+: `sysctl kernel.apparmor_restrict_unprivileged_userns=0`)";
+    if !userns {
+        return Some(format!(
+            "no user, PID or mount namespace: processes that detach are swept, not contained, \
+             and metadata and sockets outside the worktree are not confined; {WHY}"
+        ));
+    }
+    let mut missing = Vec::new();
+    if !pid {
+        missing.push("no PID namespace: processes that detach are swept, not contained");
+    }
+    if !mounts {
+        missing.push("no read-only mount namespace: metadata and sockets outside the worktree are not confined");
+    }
+    (!missing.is_empty()).then(|| format!("{}; {WHY}", missing.join("; ")))
+}
+
+/// Set in git-agent's environment, makes it behave as on a system where
+/// mount namespaces cannot be made read-only (tests of the fallback).
+pub const SIMULATE_NO_MOUNT_NAMESPACE: &str = "GIT_AGENT_SIMULATE_NO_MOUNT_NAMESPACE";
+
 /// Set in git-agent's environment, makes it behave as on a system where
 /// PID namespaces cannot be made (tests of the fallback).
 pub const SIMULATE_NO_PID_NAMESPACE: &str = "GIT_AGENT_SIMULATE_NO_PID_NAMESPACE";
@@ -190,6 +252,8 @@ pub struct Prepared {
     network_none: bool,
     /// Each step gets its own PID namespace (inside the user namespace).
     pid_namespace: bool,
+    /// Each step gets a mount namespace, read-only but for these places.
+    mounts: Option<mountns::Plan>,
     pub effective: Effective,
 }
 
@@ -251,6 +315,22 @@ impl Prepared {
         }
         let userns = userns_ok.is_ok().then(UserNs::of_current_user);
         let pid_namespace = userns.is_some() && pid_namespaces();
+        let mounts = (userns.is_some() && mount_namespaces()).then(|| {
+            let writable: Vec<PathBuf> = policy
+                .write_dirs
+                .iter()
+                .chain(&policy.write_files)
+                .cloned()
+                .chain(DEVICES.iter().map(PathBuf::from))
+                .collect();
+            mountns::Plan::new(&writable, &policy.sockets)
+        });
+        if let Some(missing) = missing_layers(userns.is_some(), pid_namespace, mounts.is_some()) {
+            note = Some(match note {
+                Some(n) => format!("{n}; {missing}"),
+                None => missing,
+            });
+        }
         let ruleset = if abi > 0 {
             Some(build_ruleset(policy)?)
         } else {
@@ -273,12 +353,19 @@ impl Prepared {
                     .collect(),
                 user_namespace: userns.is_some(),
                 pid_namespace,
+                read_only_root: mounts.is_some(),
+                masked_sockets: mounts
+                    .iter()
+                    .flat_map(|m| &m.masked)
+                    .map(|p| p.display().to_string())
+                    .collect(),
                 note,
             },
             ruleset,
             userns,
             network_none,
             pid_namespace,
+            mounts,
         }))
     }
 
@@ -324,6 +411,9 @@ impl Prepared {
             if self.pid_namespace {
                 flags |= libc::CLONE_NEWPID;
             }
+            if self.mounts.is_some() {
+                flags |= libc::CLONE_NEWNS;
+            }
             if libc::unshare(flags) != 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -332,6 +422,10 @@ impl Prepared {
             write_proc(&ns.gid_map_path, &ns.gid_map)?;
             if self.network_none {
                 loopback_up()?;
+            }
+            // Before Landlock, which forbids mounting.
+            if let Some(plan) = &self.mounts {
+                plan.apply()?;
             }
         }
         if let Some(fd) = &self.ruleset {
@@ -623,6 +717,7 @@ mod tests {
             write_files: Vec::new(),
             read_deny: vec![expand_home("~/.ssh"), expand_home("~/.config/gh")],
             network: NetworkPolicy::Open,
+            sockets: Vec::new(),
         };
         let n = 200;
         let t = Instant::now();

@@ -68,6 +68,13 @@ pub struct Effective {
     /// nothing of it outlived it, nor git-agent.
     #[serde(default)]
     pub pid_namespace: bool,
+    /// Each step saw the filesystem read-only outside its writable places
+    /// (a mount namespace): no metadata changes, links or sockets there.
+    #[serde(default)]
+    pub read_only_root: bool,
+    /// Unix sockets covered for the run (not in `sandbox.sockets`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masked_sockets: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }

@@ -84,6 +84,11 @@ pub struct RawSandbox {
     /// TMPDIR, e.g. caches: `~/.cargo/registry`.
     #[serde(default)]
     pub write_paths: Vec<String>,
+    /// Unix sockets agents and checks may connect to by path, e.g. a local
+    /// database's `/var/run/postgresql/.s.PGSQL.5432`. Every other socket
+    /// outside the writable places is covered.
+    #[serde(default)]
+    pub sockets: Vec<String>,
 }
 
 /// Whether runs are confined.
@@ -108,6 +113,7 @@ pub struct SandboxConfig {
     pub network: NetworkPolicy,
     pub read_deny: Vec<PathBuf>,
     pub write_paths: Vec<PathBuf>,
+    pub sockets: Vec<PathBuf>,
 }
 
 /// One agent.
@@ -502,10 +508,16 @@ fn validate_sandbox(
             .iter()
             .map(|d| expand_home(d, root))
             .collect(),
+        sockets: raw_sandbox
+            .sockets
+            .iter()
+            .map(|d| expand_home(d, root))
+            .collect(),
     };
     for (key, list) in [
         ("read_deny", &raw_sandbox.read_deny),
         ("write_paths", &raw_sandbox.write_paths),
+        ("sockets", &raw_sandbox.sockets),
     ] {
         for (i, p) in list.iter().enumerate() {
             if p.trim().is_empty() || p.trim() == "/" || p.trim() == "~" {
