@@ -1083,6 +1083,82 @@ fn network_open_reaches_the_host() {
     assert_eq!(of_type(&o.events, "sandbox")[0]["network"], "open");
 }
 
+/// An HTTP server on `ip` answering `hello-<ip>`; counts its clients.
+fn http_server(ip: &str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind((ip, 0)).expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    let body = format!("hello-{ip}");
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let reply = format!(
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    (addr, hits)
+}
+
+#[test]
+fn network_allowlist_lets_through_only_what_it_names() {
+    let (allowed, _) = http_server("127.0.0.2");
+    let (denied, denied_hits) = http_server("127.0.0.3");
+    // Control: outside git-agent both servers answer anyone.
+    for addr in [&allowed, &denied] {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr.as_str()).expect("control: reachable");
+        stream.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("write");
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).expect("read");
+        assert!(
+            reply.contains("hello-127.0.0."),
+            "control: {addr} answers: {reply}"
+        );
+    }
+    let before = denied_hits.load(std::sync::atomic::Ordering::SeqCst);
+    let a = arena(
+        "attack_egress.sh",
+        &format!("  network:\n    allow: [\"{allowed}\"]\n"),
+    );
+    let o = attack(&a, &[("NET_TARGETS", &format!("{allowed} {denied}"))]);
+    judge("egress-allowlist", &a, &o);
+    let said = a
+        .repo
+        .show("agent/attack", "src/egress.txt")
+        .unwrap_or_else(|| panic!("no egress.txt; run {:#}\n{}", o.run, o.stderr));
+    for line in [
+        format!("proxied ok {allowed} hello-127.0.0.2"),
+        format!("tunnel ok {allowed} hello-127.0.0.2"),
+        format!("direct refused {allowed}"),
+        format!("proxied refused {denied}"),
+        format!("tunnel refused {denied}"),
+        format!("direct refused {denied}"),
+    ] {
+        assert!(said.contains(&line), "{line:?} missing from:\n{said}");
+    }
+    assert_eq!(
+        denied_hits.load(std::sync::atomic::Ordering::SeqCst),
+        before,
+        "the denied server was reached"
+    );
+    let sandbox = of_type(&o.events, "sandbox");
+    assert_eq!(sandbox[0]["network"], "allowlist");
+    let finished = of_type(&o.events, "agent_finished");
+    assert!(
+        finished
+            .iter()
+            .any(|f| f["egress_refused"].to_string().contains(&denied)),
+        "the refusal is not recorded: {finished:?}"
+    );
+}
+
 #[test]
 fn print_env_shows_the_agents_environment_redacted() {
     let a = arena("attack_abs_write.sh", "");

@@ -256,6 +256,7 @@ fn print_env(root: &std::path::Path, config: &Config, reqs: &[RunRequest]) -> Cl
         match s.network {
             config::NetworkPolicy::Open => "open",
             config::NetworkPolicy::None => "none",
+            config::NetworkPolicy::Allowlist => "allowlist",
         },
         if abi > 0 {
             format!("ABI {abi}")

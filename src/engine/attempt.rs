@@ -300,6 +300,7 @@ impl Run {
             stdout_bytes: outcome.stdout_bytes,
             stderr_bytes: outcome.stderr_bytes,
             leaked: outcome.leaked,
+            egress_refused: outcome.egress_refused.clone(),
         })?;
         let asked_for_human = self.read_decisions(attempt, &mut carry.decisions_read)?;
         if outcome.stopped.is_some() {

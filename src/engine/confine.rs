@@ -68,6 +68,7 @@ impl Run {
             read_deny: config.read_deny.clone(),
             network: config.network,
             sockets: config.sockets.clone(),
+            allow: config.allow.clone(),
         };
         let prepared = crate::exec::sandbox::Prepared::new(config.mode, &policy)?;
         let Some(prepared) = prepared else {
@@ -81,6 +82,7 @@ impl Run {
                     user_namespace: false,
                     pid_namespace: false,
                     read_only_root: false,
+                    allow: Vec::new(),
                     masked_sockets: Vec::new(),
                     note: Some("`sandbox.mode: off` in the config".into()),
                 },

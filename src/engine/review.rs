@@ -357,6 +357,7 @@ fn prepare_sandbox(
         read_deny: config.read_deny.clone(),
         network: config.network,
         sockets: config.sockets.clone(),
+        allow: config.allow.clone(),
     };
     let prepared = crate::exec::sandbox::Prepared::new(config.mode, &policy)
         .map_err(|e| ReviewError::Sandbox(e.to_string()))?;

@@ -29,7 +29,36 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use crate::exec::egress::Handover;
 use crate::exec::pidns::ReportPipe;
+use crate::exec::sandbox::ChildFds;
+
+/// The egress proxy of one step, stopped when dropped.
+struct ProxyGuard {
+    task: tokio::task::JoinHandle<()>,
+    refused: crate::exec::egress::Refused,
+}
+
+impl ProxyGuard {
+    fn start(
+        handover: &Handover,
+        allow: std::sync::Arc<Vec<crate::model::sandbox::Endpoint>>,
+    ) -> io::Result<ProxyGuard> {
+        let listener = handover.receive()?;
+        let (task, refused) = crate::exec::egress::serve(listener, allow)?;
+        Ok(ProxyGuard { task, refused })
+    }
+
+    fn refused(self) -> Vec<String> {
+        self.refused.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for ProxyGuard {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
 
 /// How long to wait for stdout/stderr to close after the leader exited and
 /// the leftovers were killed (nextest's leak timeout).
@@ -114,6 +143,9 @@ pub struct ProcessOutcome {
     pub truncated: bool,
     /// Processes of this run still alive after the leader exited; all killed.
     pub leaked: usize,
+    /// Endpoints the egress proxy refused (`host:port`), when the network
+    /// is an allowlist.
+    pub egress_refused: Vec<String>,
     /// stdout or stderr was still open [`PIPE_CLOSE_WAIT`] after the sweep:
     /// a process we could not identify holds it. Output after that is lost.
     pub pipes_left_open: bool,
@@ -220,13 +252,33 @@ pub async fn run(
         Some(s) if s.uses_pid_namespace() => Some(ReportPipe::new().map_err(spawn_error)?),
         _ => None,
     };
-    let mut cmd = command(spec, report.as_ref().map_or(-1, ReportPipe::write_fd));
+    let allow = spec.sandbox.as_ref().and_then(|s| s.egress_allowlist());
+    let mut handover = match &allow {
+        Some(_) => Some(Handover::new().map_err(spawn_error)?),
+        None => None,
+    };
+    let fds = ChildFds {
+        report: report.as_ref().map_or(-1, ReportPipe::write_fd),
+        proxy: handover.as_ref().map_or(-1, Handover::child_fd),
+    };
+    let mut cmd = command(spec, fds, allow.is_some());
     let started = Instant::now();
     let spawned = cmd.spawn();
     if let Some(report) = &mut report {
         report.close_write();
     }
+    if let Some(handover) = &mut handover {
+        handover.close_child();
+    }
     let mut child = spawned.map_err(spawn_error)?;
+    // The proxy serves the step's namespace while the step runs; dropping
+    // the guard (any return) stops it.
+    let proxy = match (handover, allow) {
+        (Some(handover), Some(allow)) => {
+            Some(ProxyGuard::start(&handover, allow).map_err(spawn_error)?)
+        }
+        _ => None,
+    };
     let pid = child_pid(&child, spec)?;
     let lost = |source: io::Error| ProcessError::Wait {
         program: spec.program.clone(),
@@ -263,7 +315,9 @@ pub async fn run(
     let (out, err, pipes_left_open) =
         close_pipes(pid, drains.stdout, drains.stderr, drains.give_up, spec).await?;
 
+    let egress_refused = proxy.map(ProxyGuard::refused).unwrap_or_default();
     Ok(ProcessOutcome {
+        egress_refused,
         exit,
         timed_out: state.timed_out,
         stopped: state.stopped,
@@ -372,7 +426,7 @@ fn check_cwd(spec: &ProcessSpec) -> Result<(), ProcessError> {
 
 /// The child's command: exactly the spec's environment, stdin closed, its
 /// own process group (or the sandbox's session), killed with its parent.
-fn command(spec: &ProcessSpec, report_fd: std::os::fd::RawFd) -> tokio::process::Command {
+fn command(spec: &ProcessSpec, fds: ChildFds, proxied: bool) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(&spec.program);
     cmd.args(&spec.args)
         .current_dir(&spec.cwd)
@@ -380,6 +434,22 @@ fn command(spec: &ProcessSpec, report_fd: std::os::fd::RawFd) -> tokio::process:
         .envs(spec.env.iter().map(|(k, v)| (k, v)));
     if let Some((name, value)) = &spec.marker {
         cmd.env(name, value);
+    }
+    if proxied {
+        let url = crate::exec::egress::proxy_url();
+        for name in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            cmd.env(name, &url);
+        }
+        for name in ["NO_PROXY", "no_proxy"] {
+            cmd.env(name, "localhost,127.0.0.1,::1");
+        }
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -401,7 +471,7 @@ fn command(spec: &ProcessSpec, report_fd: std::os::fd::RawFd) -> tokio::process:
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
             close_inherited_fds(max_fd);
             if let Some(sandbox) = &sandbox {
-                sandbox.apply_in_child(report_fd)?;
+                sandbox.apply_in_child(fds)?;
             }
             Ok(())
         });

@@ -26,8 +26,8 @@ use landlock::{
     RulesetCreatedAttr, Scope, ABI,
 };
 
-use crate::exec::{mountns, pidns};
-use crate::model::sandbox::{Effective, Enforcement, NetworkPolicy};
+use crate::exec::{egress, mountns, pidns};
+use crate::model::sandbox::{Effective, Endpoint, Enforcement, NetworkPolicy};
 use crate::spec::config::SandboxMode;
 
 /// The highest Landlock ABI whose rights we ask for (best effort below it).
@@ -48,6 +48,25 @@ pub struct Policy {
     /// Unix sockets the run may connect to (all others outside the
     /// writable places are covered).
     pub sockets: Vec<PathBuf>,
+    /// What the egress proxy lets through (`network: allowlist`).
+    pub allow: Vec<Endpoint>,
+}
+
+/// Descriptors the child is given for the layers that report back.
+#[derive(Debug, Clone, Copy)]
+pub struct ChildFds {
+    /// Where the PID namespace's init writes its report.
+    pub report: RawFd,
+    /// Where the egress proxy's listener is handed over.
+    pub proxy: RawFd,
+}
+
+impl ChildFds {
+    #[cfg(test)]
+    pub const NONE: ChildFds = ChildFds {
+        report: -1,
+        proxy: -1,
+    };
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -249,7 +268,11 @@ pub const SIMULATE_NO_PID_NAMESPACE: &str = "GIT_AGENT_SIMULATE_NO_PID_NAMESPACE
 pub struct Prepared {
     ruleset: Option<OwnedFd>,
     userns: Option<UserNs>,
-    network_none: bool,
+    /// A network namespace of its own (`none`, or `allowlist` with the
+    /// proxy's listener made in it).
+    network_private: bool,
+    /// The egress proxy's allowlist, when the network is `allowlist`.
+    allow: Option<std::sync::Arc<Vec<Endpoint>>>,
     /// Each step gets its own PID namespace (inside the user namespace).
     pid_namespace: bool,
     /// Each step gets a mount namespace, read-only but for these places.
@@ -307,8 +330,8 @@ impl Prepared {
             note = Some(format!("not confined: {why}"));
         }
         let userns_ok = user_namespaces();
-        let network_none = policy.network == NetworkPolicy::None;
-        if network_none {
+        let network_private = policy.network != NetworkPolicy::Open;
+        if network_private {
             if let Err(e) = &userns_ok {
                 return Err(SandboxError::NoUserNamespace(e.clone()));
             }
@@ -354,6 +377,7 @@ impl Prepared {
                 user_namespace: userns.is_some(),
                 pid_namespace,
                 read_only_root: mounts.is_some(),
+                allow: policy.allow.iter().map(ToString::to_string).collect(),
                 masked_sockets: mounts
                     .iter()
                     .flat_map(|m| &m.masked)
@@ -363,7 +387,9 @@ impl Prepared {
             },
             ruleset,
             userns,
-            network_none,
+            network_private,
+            allow: (policy.network == NetworkPolicy::Allowlist)
+                .then(|| std::sync::Arc::new(policy.allow.clone())),
             pid_namespace,
             mounts,
         }))
@@ -372,6 +398,11 @@ impl Prepared {
     /// Whether the run's processes get their own user namespace.
     pub fn uses_user_namespace(&self) -> bool {
         self.userns.is_some()
+    }
+
+    /// The egress proxy's allowlist, when the network is `allowlist`.
+    pub fn egress_allowlist(&self) -> Option<std::sync::Arc<Vec<Endpoint>>> {
+        self.allow.clone()
     }
 
     /// Whether each step gets its own PID namespace (see [`pidns`]), whose
@@ -387,8 +418,9 @@ impl Prepared {
     /// # Safety
     /// Must run in a freshly forked child (it changes the calling process
     /// irrevocably). With a PID namespace, returns only in the command
-    /// (the waiter and the init never return; `report_fd` is the init's).
-    pub unsafe fn apply_in_child(&self, report_fd: RawFd) -> io::Result<()> {
+    /// (the waiter and the init never return; `fds.report` is the init's,
+    /// `fds.proxy` where the egress proxy's listener is handed over).
+    pub unsafe fn apply_in_child(&self, fds: ChildFds) -> io::Result<()> {
         // A session of its own: no controlling terminal, so no `/dev/tty`
         // and no TIOCSTI into the user's shell. Also a new process group
         // whose id is the pid, which the supervisor signals.
@@ -405,7 +437,7 @@ impl Prepared {
                 return Err(io::Error::last_os_error());
             }
             let mut flags = libc::CLONE_NEWUSER;
-            if self.network_none {
+            if self.network_private {
                 flags |= libc::CLONE_NEWNET;
             }
             if self.pid_namespace {
@@ -420,8 +452,11 @@ impl Prepared {
             write_proc(&ns.setgroups, b"deny")?;
             write_proc(&ns.uid_map_path, &ns.uid_map)?;
             write_proc(&ns.gid_map_path, &ns.gid_map)?;
-            if self.network_none {
+            if self.network_private {
                 loopback_up()?;
+            }
+            if self.allow.is_some() {
+                egress::hand_over_listener(fds.proxy)?;
             }
             // Before Landlock, which forbids mounting.
             if let Some(plan) = &self.mounts {
@@ -444,7 +479,7 @@ impl Prepared {
             if libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }
-            pidns::split(report_fd)?;
+            pidns::split(fds.report)?;
         }
         Ok(())
     }
@@ -718,6 +753,7 @@ mod tests {
             read_deny: vec![expand_home("~/.ssh"), expand_home("~/.config/gh")],
             network: NetworkPolicy::Open,
             sockets: Vec::new(),
+            allow: Vec::new(),
         };
         let n = 200;
         let t = Instant::now();
@@ -743,7 +779,7 @@ mod tests {
                 unsafe {
                     cmd.pre_exec(move || {
                         if sandboxed {
-                            p.apply_in_child(-1)?;
+                            p.apply_in_child(ChildFds::NONE)?;
                         }
                         Ok(())
                     });

@@ -212,6 +212,9 @@ pub enum EventKind {
         stdout_bytes: u64,
         stderr_bytes: u64,
         leaked: usize,
+        /// Endpoints the egress proxy refused (`network: {allow: [...]}`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        egress_refused: Vec<String>,
     },
     /// What the agent CLI did (adapters with an event stream).
     AgentActivity {

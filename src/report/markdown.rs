@@ -487,10 +487,26 @@ fn attempt_problem(kind: &EventKind) -> Option<String> {
             ..
         } => format!("- ⏱️ attempt {attempt}: the agent hit the time limit and was stopped"),
         EventKind::AgentFinished {
-            attempt, leaked, ..
-        } if *leaked > 0 => format!(
-            "- attempt {attempt}: {leaked} process(es) left behind by the agent were killed"
-        ),
+            attempt,
+            leaked,
+            egress_refused,
+            ..
+        } if *leaked > 0 || !egress_refused.is_empty() => {
+            let mut said = Vec::new();
+            if *leaked > 0 {
+                said.push(format!(
+                    "{leaked} process(es) left behind by the agent were killed"
+                ));
+            }
+            if !egress_refused.is_empty() {
+                let refused: Vec<String> = egress_refused.iter().map(|e| escape::code(e)).collect();
+                said.push(format!(
+                    "the network allowlist refused {}",
+                    refused.join(", ")
+                ));
+            }
+            format!("- attempt {attempt}: {}", said.join("; "))
+        }
         EventKind::DecisionRejected { attempt, error, .. } => format!(
             "- attempt {attempt}: a decision line was not valid JSON ({})",
             escape::message(error)
@@ -532,6 +548,15 @@ fn run_problem(kind: &EventKind) -> Option<String> {
             if policy.network == crate::model::sandbox::NetworkPolicy::None =>
         {
             "- 🔒 the agent ran without network (loopback only)".to_string()
+        }
+        EventKind::Sandbox { policy }
+            if policy.network == crate::model::sandbox::NetworkPolicy::Allowlist =>
+        {
+            let allowed: Vec<String> = policy.allow.iter().map(|e| escape::code(e)).collect();
+            format!(
+                "- 🔒 the agent's network led only to {} (git-agent's proxy)",
+                allowed.join(", ")
+            )
         }
         _ => return None,
     })

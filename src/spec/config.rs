@@ -74,9 +74,11 @@ pub struct RawSandbox {
     #[serde(default)]
     pub mode: Option<SandboxMode>,
     /// `open` (default): the host's network; `none`: a private network
-    /// namespace with only loopback.
+    /// namespace with only loopback; `{allow: ["host:port", ...]}`: a
+    /// private network whose only way out is git-agent's proxy, which lets
+    /// through only those endpoints.
     #[serde(default)]
-    pub network: Option<NetworkPolicy>,
+    pub network: Option<RawNetwork>,
     /// Paths agents and checks cannot read, e.g. `~/.ssh`, `~/.config/gh`.
     #[serde(default)]
     pub read_deny: Vec<String>,
@@ -89,6 +91,29 @@ pub struct RawSandbox {
     /// outside the writable places is covered.
     #[serde(default)]
     pub sockets: Vec<String>,
+}
+
+/// `sandbox.network`: a mode, or an allowlist.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawNetwork {
+    Mode(RawNetworkMode),
+    Allow(RawAllow),
+}
+
+/// `open` or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawNetworkMode {
+    Open,
+    None,
+}
+
+/// `{allow: ["api.anthropic.com:443", "*.githubusercontent.com:443"]}`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllow {
+    pub allow: Vec<String>,
 }
 
 /// Whether runs are confined.
@@ -104,13 +129,15 @@ pub enum SandboxMode {
     Off,
 }
 
-pub use crate::model::sandbox::NetworkPolicy;
+pub use crate::model::sandbox::{Endpoint, NetworkPolicy};
 
 /// The validated `sandbox:` section.
 #[derive(Debug, Clone, Default)]
 pub struct SandboxConfig {
     pub mode: SandboxMode,
     pub network: NetworkPolicy,
+    /// The endpoints the egress proxy lets through (`NetworkPolicy::Allowlist`).
+    pub allow: Vec<Endpoint>,
     pub read_deny: Vec<PathBuf>,
     pub write_paths: Vec<PathBuf>,
     pub sockets: Vec<PathBuf>,
@@ -495,9 +522,11 @@ fn validate_sandbox(
 ) -> SandboxConfig {
     let span = |p: &[&str]| node.span_of(p);
     let raw_sandbox = raw.sandbox.clone().unwrap_or_default();
+    let (network, allow) = validate_network(raw_sandbox.network.as_ref(), node, problems);
     let sandbox = SandboxConfig {
         mode: raw_sandbox.mode.unwrap_or_default(),
-        network: raw_sandbox.network.unwrap_or_default(),
+        network,
+        allow,
         read_deny: raw_sandbox
             .read_deny
             .iter()
@@ -533,6 +562,45 @@ fn validate_sandbox(
         }
     }
     sandbox
+}
+
+/// `sandbox.network`: the policy, and the allowlist's endpoints.
+fn validate_network(
+    raw: Option<&RawNetwork>,
+    node: &Node,
+    problems: &mut Vec<Problem>,
+) -> (NetworkPolicy, Vec<Endpoint>) {
+    match raw {
+        None | Some(RawNetwork::Mode(RawNetworkMode::Open)) => (NetworkPolicy::Open, Vec::new()),
+        Some(RawNetwork::Mode(RawNetworkMode::None)) => (NetworkPolicy::None, Vec::new()),
+        Some(RawNetwork::Allow(allow)) => {
+            let mut endpoints = Vec::new();
+            for (i, entry) in allow.allow.iter().enumerate() {
+                match Endpoint::parse(entry.trim()) {
+                    Ok(e) => endpoints.push(e),
+                    Err(why) => problems.push(
+                        Problem::error(
+                            "config::invalid-value",
+                            node.span_of(&["sandbox", "network", "allow", &i.to_string()]),
+                            why,
+                        )
+                        .help("each entry is `host:port`, e.g. `api.anthropic.com:443` or `*.example.com:443`"),
+                    ),
+                }
+            }
+            if allow.allow.is_empty() {
+                problems.push(
+                    Problem::error(
+                        "config::invalid-value",
+                        node.span_of(&["sandbox", "network", "allow"]),
+                        "`sandbox.network.allow` is empty",
+                    )
+                    .help("name the endpoints the agent needs, or write `network: none`"),
+                );
+            }
+            (NetworkPolicy::Allowlist, endpoints)
+        }
+    }
 }
 
 /// `github:`: an http(s) API URL and a variable name for the token.

@@ -24,6 +24,7 @@ agents:
 sandbox:
   mode: auto                 # Landlock: writes only to the worktree, TMPDIR and these paths
   network: open              # `none`: only loopback (command agents, local models)
+                             # {allow: ["api.anthropic.com:443"]}: only these, via git-agent's proxy
   read_deny: []              # e.g. ["~/.ssh", "~/.config/gh"]
   write_paths: []            # e.g. caches: ["~/.cargo/registry"]
 "#;
