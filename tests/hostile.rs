@@ -674,10 +674,15 @@ fn read_a_descriptor_inherited_from_the_parent() {
         let fd = std::fs::File::open(&secret)
             .expect("open secret")
             .into_raw_fd();
-        // SAFETY: dup2 only, between fork and exec.
+        // SAFETY: dup2 and fcntl only, between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::dup2(fd, 7) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // When the file already was fd 7, dup2 kept its
+                // close-on-exec flag: clear it either way.
+                if libc::fcntl(7, libc::F_SETFD, 0) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -1256,4 +1261,81 @@ fn read_a_denied_path() {
     assert!(sandbox[0]["read_deny"][0]
         .as_str()
         .is_some_and(|p| p.ends_with("/home/secrets")));
+}
+
+/// As root, the whole suite runs again as `nobody` (uid 65534): Landlock,
+/// the namespaces and the post-run checks must hold for a user without
+/// privileges as well (the probes take other paths there, and DAC no
+/// longer lets the agent through where root's would). That user may not
+/// reach the build directory, so it runs from a copy: this test binary,
+/// git-agent and the fixtures. Run unprivileged, the suite is itself that
+/// run, and this test only says so.
+#[test]
+fn the_attacks_hold_as_an_unprivileged_user() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::Uid::effective().is_root() {
+        println!(
+            "ATTACK suite: running unprivileged (uid {})",
+            nix::unistd::Uid::effective()
+        );
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let copy = tempfile::tempdir().expect("tempdir");
+    let root = copy.path();
+    let exe = std::env::current_exe().expect("this test binary");
+    std::fs::copy(&exe, root.join("hostile")).expect("copy the suite");
+    std::fs::copy(support::BIN, root.join("git-agent")).expect("copy git-agent");
+    let fixtures = root.join("fixtures");
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(fixture(""))
+        .arg(&fixtures)
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    let home = root.join("home");
+    std::fs::create_dir(&home).expect("home");
+    let chowned = std::process::Command::new("chown")
+        .args(["-R", &format!("{NOBODY}:{NOBODY}")])
+        .arg(&home)
+        .status()
+        .expect("chown");
+    assert!(chowned.success());
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = std::process::Command::new(root.join("hostile"))
+        .args([
+            "--skip",
+            "the_attacks_hold_as_an_unprivileged_user",
+            "--nocapture",
+        ])
+        .env_clear()
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+        )
+        .env("HOME", &home)
+        .env("TMPDIR", std::env::temp_dir())
+        .env("GIT_AGENT_TEST_BIN", root.join("git-agent"))
+        .env("GIT_AGENT_TEST_FIXTURES", &fixtures)
+        .current_dir(&home)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .expect("run the suite as nobody");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let attacks: Vec<&str> = said.lines().filter(|l| l.starts_with("ATTACK ")).collect();
+    println!("as uid {NOBODY}:\n{}", attacks.join("\n"));
+    assert!(
+        out.status.success(),
+        "the suite failed as uid {NOBODY}:\n{said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        attacks.iter().filter(|l| l.contains(": blocked")).count() >= 25,
+        "fewer attacks than expected ran blocked as uid {NOBODY}:\n{}",
+        attacks.join("\n")
+    );
+    assert!(!said.contains("GOT THROUGH"), "{said}");
 }

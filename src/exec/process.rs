@@ -29,36 +29,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::exec::egress::Handover;
-use crate::exec::pidns::ReportPipe;
+use crate::exec::channels::Channels;
 use crate::exec::sandbox::ChildFds;
-
-/// The egress proxy of one step, stopped when dropped.
-struct ProxyGuard {
-    task: tokio::task::JoinHandle<()>,
-    refused: crate::exec::egress::Refused,
-}
-
-impl ProxyGuard {
-    fn start(
-        handover: &Handover,
-        allow: std::sync::Arc<Vec<crate::model::sandbox::Endpoint>>,
-    ) -> io::Result<ProxyGuard> {
-        let listener = handover.receive()?;
-        let (task, refused) = crate::exec::egress::serve(listener, allow)?;
-        Ok(ProxyGuard { task, refused })
-    }
-
-    fn refused(self) -> Vec<String> {
-        self.refused.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-}
-
-impl Drop for ProxyGuard {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 /// How long to wait for stdout/stderr to close after the leader exited and
 /// the leftovers were killed (nextest's leak timeout).
@@ -113,7 +85,7 @@ pub struct ProcessSpec {
 
 pub use crate::model::check::ExitKind;
 
-fn exit_of(status: ExitStatus) -> ExitKind {
+pub(crate) fn exit_of(status: ExitStatus) -> ExitKind {
     if let Some(code) = status.code() {
         ExitKind::Code(code)
     } else if let Some(signal) = status.signal() {
@@ -248,37 +220,13 @@ pub async fn run(
         program: spec.program.clone(),
         source,
     };
-    let mut report = match &spec.sandbox {
-        Some(s) if s.uses_pid_namespace() => Some(ReportPipe::new().map_err(spawn_error)?),
-        _ => None,
-    };
-    let allow = spec.sandbox.as_ref().and_then(|s| s.egress_allowlist());
-    let mut handover = match &allow {
-        Some(_) => Some(Handover::new().map_err(spawn_error)?),
-        None => None,
-    };
-    let fds = ChildFds {
-        report: report.as_ref().map_or(-1, ReportPipe::write_fd),
-        proxy: handover.as_ref().map_or(-1, Handover::child_fd),
-    };
-    let mut cmd = command(spec, fds, allow.is_some());
+    let mut channels = Channels::new(spec.sandbox.as_deref()).map_err(spawn_error)?;
+    let mut cmd = command(spec, channels.child_fds(), channels.proxied());
     let started = Instant::now();
     let spawned = cmd.spawn();
-    if let Some(report) = &mut report {
-        report.close_write();
-    }
-    if let Some(handover) = &mut handover {
-        handover.close_child();
-    }
+    channels.close_child_ends();
     let mut child = spawned.map_err(spawn_error)?;
-    // The proxy serves the step's namespace while the step runs; dropping
-    // the guard (any return) stops it.
-    let proxy = match (handover, allow) {
-        (Some(handover), Some(allow)) => {
-            Some(ProxyGuard::start(&handover, allow).map_err(spawn_error)?)
-        }
-        _ => None,
-    };
+    channels.serve().map_err(spawn_error)?;
     let pid = child_pid(&child, spec)?;
     let lost = |source: io::Error| ProcessError::Wait {
         program: spec.program.clone(),
@@ -300,24 +248,16 @@ pub async fn run(
         .await
         .map_err(lost)?;
     let duration = started.elapsed();
-    // In a PID namespace the leader is the waiter; the init's report has
-    // the command's own status and what was left of the step.
-    let from_init = report.as_ref().and_then(ReportPipe::read);
-    let exit = match from_init {
-        Some(r) => exit_of(ExitStatus::from_raw(r.status)),
-        None => exit_of(status),
-    };
+    let (exit, killed_in_namespace) = channels.exit(status);
     debug!(pid, %exit, ?duration, "leader exited");
 
-    let killed_in_namespace = from_init.map_or(0, |r| r.leaked as usize);
     let leaked = guard.sweep.run().await + killed_in_namespace;
     guard.armed = false;
     let (out, err, pipes_left_open) =
         close_pipes(pid, drains.stdout, drains.stderr, drains.give_up, spec).await?;
 
-    let egress_refused = proxy.map(ProxyGuard::refused).unwrap_or_default();
     Ok(ProcessOutcome {
-        egress_refused,
+        egress_refused: channels.refused(),
         exit,
         timed_out: state.timed_out,
         stopped: state.stopped,

@@ -338,16 +338,7 @@ impl Prepared {
         }
         let userns = userns_ok.is_ok().then(UserNs::of_current_user);
         let pid_namespace = userns.is_some() && pid_namespaces();
-        let mounts = (userns.is_some() && mount_namespaces()).then(|| {
-            let writable: Vec<PathBuf> = policy
-                .write_dirs
-                .iter()
-                .chain(&policy.write_files)
-                .cloned()
-                .chain(DEVICES.iter().map(PathBuf::from))
-                .collect();
-            mountns::Plan::new(&writable, &policy.sockets)
-        });
+        let mounts = (userns.is_some() && mount_namespaces()).then(|| mount_plan(policy));
         if let Some(missing) = missing_layers(userns.is_some(), pid_namespace, mounts.is_some()) {
             note = Some(match note {
                 Some(n) => format!("{n}; {missing}"),
@@ -359,32 +350,17 @@ impl Prepared {
         } else {
             None
         };
+        let mut effective = effective_of(policy, abi, mounts.as_ref());
+        effective.enforcement = if ruleset.is_some() {
+            Enforcement::Landlock
+        } else {
+            Enforcement::None
+        };
+        effective.user_namespace = userns.is_some();
+        effective.pid_namespace = pid_namespace;
+        effective.note = note;
         Ok(Some(Prepared {
-            effective: Effective {
-                enforcement: if ruleset.is_some() {
-                    Enforcement::Landlock
-                } else {
-                    Enforcement::None
-                },
-                landlock_abi: abi,
-                network: policy.network,
-                writable: writable_paths(policy, abi),
-                read_deny: policy
-                    .read_deny
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect(),
-                user_namespace: userns.is_some(),
-                pid_namespace,
-                read_only_root: mounts.is_some(),
-                allow: policy.allow.iter().map(ToString::to_string).collect(),
-                masked_sockets: mounts
-                    .iter()
-                    .flat_map(|m| &m.masked)
-                    .map(|p| p.display().to_string())
-                    .collect(),
-                note,
-            },
+            effective,
             ruleset,
             userns,
             network_private,
@@ -482,6 +458,45 @@ impl Prepared {
             pidns::split(fds.report)?;
         }
         Ok(())
+    }
+}
+
+/// The read-only mount namespace of `policy`: its writable places (and
+/// the devices) stay writable, its allowed sockets reachable.
+fn mount_plan(policy: &Policy) -> mountns::Plan {
+    let writable: Vec<PathBuf> = policy
+        .write_dirs
+        .iter()
+        .chain(&policy.write_files)
+        .cloned()
+        .chain(DEVICES.iter().map(PathBuf::from))
+        .collect();
+    mountns::Plan::new(&writable, &policy.sockets)
+}
+
+/// The record of what `policy` gives, before the layers' own findings
+/// (enforcement, namespaces, note) are filled in.
+fn effective_of(policy: &Policy, abi: i32, mounts: Option<&mountns::Plan>) -> Effective {
+    Effective {
+        enforcement: Enforcement::None,
+        landlock_abi: abi,
+        network: policy.network,
+        writable: writable_paths(policy, abi),
+        read_deny: policy
+            .read_deny
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        user_namespace: false,
+        pid_namespace: false,
+        read_only_root: mounts.is_some(),
+        allow: policy.allow.iter().map(ToString::to_string).collect(),
+        masked_sockets: mounts
+            .iter()
+            .flat_map(|m| &m.masked)
+            .map(|p| p.display().to_string())
+            .collect(),
+        note: None,
     }
 }
 

@@ -4,11 +4,15 @@ use std::path::{Path, PathBuf};
 
 use super::TestRepo;
 
-/// A scripted agent under `tests/fixtures/agents/`.
+/// A scripted agent under `tests/fixtures/agents/` (or a copy of that
+/// directory named by `GIT_AGENT_TEST_FIXTURES`, see [`super::bin`]).
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/agents")
-        .join(name)
+    match std::env::var_os("GIT_AGENT_TEST_FIXTURES") {
+        Some(dir) => PathBuf::from(dir).join(name),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/agents")
+            .join(name),
+    }
 }
 
 /// A YAML double-quoted scalar (JSON strings are valid YAML).

@@ -11,6 +11,13 @@ use super::TestRepo;
 /// The `git-agent` binary cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_git-agent");
 
+/// The binary the tests run: [`BIN`], or a copy named by
+/// `GIT_AGENT_TEST_BIN` (a suite re-run as another user, who may not
+/// reach the build directory).
+pub fn bin() -> std::path::PathBuf {
+    std::env::var_os("GIT_AGENT_TEST_BIN").map_or_else(|| BIN.into(), Into::into)
+}
+
 /// The longest a single `git-agent` invocation may take before the test
 /// kills it (a hang must fail the test, not the whole suite).
 const RUN_LIMIT: Duration = Duration::from_secs(300);
@@ -20,7 +27,7 @@ impl TestRepo {
     /// add `.env(..)`, `.current_dir(..)` or stdio before running it. Prefer
     /// [`run`](Self::run), which never hangs.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = self.clean_command(BIN);
+        let mut cmd = self.clean_command(bin());
         cmd.env("FIXTURE_OUT", &self.out).args(args);
         cmd
     }

@@ -32,7 +32,7 @@ mod process;
 #[allow(unused_imports)]
 pub use self::{
     brief::{fixture, yaml_str, Brief},
-    cli::{assert_status, describe, status_of, stderr, stdout, BIN},
+    cli::{assert_status, bin, describe, status_of, stderr, stdout, BIN},
     events::{of_type, types},
     git::trailer,
     process::{alive, kill_if_alive},
@@ -183,7 +183,8 @@ impl TestRepo {
 fn clean_env(cmd: &mut Command, repo: &TestRepo) {
     // The binary's dir first, so that `git agent` (and agents calling it)
     // find the build under test.
-    let bin_dir = Path::new(BIN).parent().expect("binary dir");
+    let bin = bin();
+    let bin_dir = bin.parent().expect("binary dir");
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
     let path = std::env::join_paths(
         std::iter::once(bin_dir.to_path_buf()).chain(std::env::split_paths(&path)),
