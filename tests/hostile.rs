@@ -1339,3 +1339,394 @@ fn the_attacks_hold_as_an_unprivileged_user() {
     );
     assert!(!said.contains("GOT THROUGH"), "{said}");
 }
+
+/// The arena with the attack brief given `checks` (and the snapshot taken
+/// again, so that committing the brief is not counted as damage).
+fn arena_with_check(script: &str, sandbox: &str, name: &str, check: &str) -> Arena {
+    let mut a = arena(script, sandbox);
+    a.repo.brief(
+        "attack",
+        &Brief::new(&["src/**"]).check(name, check).attempts(1),
+    );
+    a.repo.commit_all("the attack brief has a check");
+    a.before = a.snapshot();
+    a
+}
+
+#[test]
+fn hide_a_change_behind_the_index_bits() {
+    // Control: in a plain worktree the same commands hide both changes from
+    // `git status` and from `git add -A`.
+    let control = TestRepo::with_files(&[("README.md", "# Project\n"), ("src/keep.txt", "keep\n")]);
+    let (plain, _) = plain_worktree(&control);
+    let plain_arg = plain.display().to_string();
+    std::fs::write(plain.join("README.md"), "# Project\nstray\n").expect("write");
+    std::fs::write(plain.join("src/keep.txt"), "keep\nmore\n").expect("write");
+    control.git(&[
+        "-C",
+        &plain_arg,
+        "update-index",
+        "--assume-unchanged",
+        "README.md",
+    ]);
+    control.git(&[
+        "-C",
+        &plain_arg,
+        "update-index",
+        "--skip-worktree",
+        "src/keep.txt",
+    ]);
+    control.git(&["-C", &plain_arg, "add", "-A"]);
+    assert_eq!(
+        control.git(&["-C", &plain_arg, "status", "--porcelain"]),
+        "",
+        "control: plain git sees no change"
+    );
+
+    let (a, o) = attacked("attack_index_bits.sh", "index-bits");
+    escalated_naming(&o, "README.md");
+    // The stray line reached no branch.
+    let readme = a.repo.show("agent/attack", "README.md").unwrap_or_default();
+    assert!(!readme.contains("stray"), "{readme}");
+}
+
+#[test]
+fn a_check_script_leaves_a_daemon() {
+    let daemon = "sleep 313373";
+    let running = || -> Vec<i32> {
+        std::fs::read_dir("/proc")
+            .expect("/proc")
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                    c.split(|b| *b == 0).collect::<Vec<_>>() == [&b"sleep"[..], b"313373", b""]
+                })
+            })
+            .filter(|pid| alive(*pid))
+            .collect()
+    };
+    // Control: the script the agent writes, run by a plain shell, leaves
+    // the daemon running.
+    let control = tempfile::tempdir().expect("tempdir");
+    let a = arena_with_check("attack_check_daemon.sh", "", "tests", "sh src/check.sh");
+    let ran = std::process::Command::new("sh")
+        .arg(fixture("attack_check_daemon.sh"))
+        .current_dir(control.path())
+        .env("HOME", control.path())
+        .status()
+        .expect("sh");
+    assert!(ran.success());
+    let ran = std::process::Command::new("sh")
+        .arg("src/check.sh")
+        .current_dir(control.path())
+        .status()
+        .expect("sh");
+    assert!(ran.success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let left = running();
+    assert!(!left.is_empty(), "control: `{daemon}` outlives the check");
+    for pid in left {
+        kill_if_alive(pid);
+    }
+
+    let o = attack(&a, &[]);
+    judge("check-daemon", &a, &o);
+    assert_eq!(o.outcome(), "succeeded", "{:#}\n{}", o.run, o.stderr);
+    let left = running();
+    for pid in &left {
+        kill_if_alive(*pid);
+    }
+    assert!(
+        left.is_empty(),
+        "the check's daemon outlived the run: {left:?}"
+    );
+}
+
+#[test]
+fn hard_link_a_file_from_outside() {
+    // Control: a plain shell links the canary and writes through the link.
+    let control = tempfile::tempdir().expect("tempdir");
+    let canary = control.path().join("canary.txt");
+    std::fs::write(&canary, "canary\n").expect("write");
+    std::fs::create_dir(control.path().join("src")).expect("mkdir");
+    let ran = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "ln \"$HOME/canary.txt\" src/canary-hard && echo pwned >> src/canary-hard",
+        ])
+        .current_dir(control.path())
+        .env("HOME", control.path())
+        .status()
+        .expect("sh");
+    assert!(ran.success());
+    assert_eq!(
+        std::fs::read_to_string(&canary).expect("read"),
+        "canary\npwned\n",
+        "control"
+    );
+
+    let (a, _) = attacked("attack_hardlink.sh", "hardlink");
+    assert_eq!(
+        std::fs::read_to_string(a.repo.home.join("canary.txt")).expect("canary"),
+        "canary\n"
+    );
+}
+
+#[test]
+fn plant_fifos_where_files_are_read() {
+    // Control: opening such a FIFO blocks a reader that is not careful.
+    let control = tempfile::tempdir().expect("tempdir");
+    let fifo = control.path().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let blocked = std::process::Command::new("timeout")
+        .args(["1", "cat"])
+        .arg(&fifo)
+        .status()
+        .expect("timeout");
+    assert_eq!(
+        blocked.code(),
+        Some(124),
+        "control: reading the FIFO blocks"
+    );
+
+    let started = std::time::Instant::now();
+    let (a, o) = attacked("attack_fifo.sh", "fifo");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    assert_ne!(o.outcome(), "", "{:#}", o.run);
+    for path in ["src/pipe", "src/keep.txt"] {
+        let mode = a.repo.git_output(&["ls-tree", "agent/attack", path]);
+        let listed = String::from_utf8_lossy(&mode.stdout).to_string();
+        assert!(
+            !listed.starts_with("120000") && !listed.contains("pipe"),
+            "{path} committed as {listed}"
+        );
+    }
+}
+
+#[test]
+fn talk_to_a_daemon_on_an_abstract_socket() {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("git-agent-hostile-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).expect("name");
+    let listener = std::os::unix::net::UnixListener::bind_addr(&addr).expect("bind");
+    let (tx, heard) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut line = String::new();
+            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stream), &mut line);
+            let _ = tx.send(line);
+        }
+    });
+    // Control: the payload, run by a plain shell, reaches the daemon.
+    let script = std::fs::read_to_string(fixture("attack_abstract_socket.sh")).expect("script");
+    let payload = script
+        .lines()
+        .find_map(|l| l.strip_prefix("try "))
+        .expect("payload");
+    let ran = std::process::Command::new("sh")
+        .args(["-c", payload])
+        .env("NET_TARGETS", &name)
+        .status()
+        .expect("sh");
+    assert!(ran.success());
+    assert_eq!(
+        heard
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("control: heard"),
+        "pwned\n"
+    );
+
+    let a = arena("attack_abstract_socket.sh", "");
+    let o = attack(&a, &[("NET_TARGETS", &name)]);
+    judge("abstract-socket", &a, &o);
+    if o.confined {
+        assert!(heard
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_err());
+    }
+}
+
+#[test]
+fn send_around_the_egress_proxy_by_udp() {
+    let udp = std::net::UdpSocket::bind("127.0.0.3:0").expect("bind");
+    udp.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .expect("timeout");
+    let target = udp.local_addr().expect("addr").to_string();
+    // Control: the payload, run by a plain shell, reaches the listener.
+    let script = std::fs::read_to_string(fixture("attack_udp.sh")).expect("script");
+    let payload = script
+        .lines()
+        .find_map(|l| l.strip_prefix("inert "))
+        .expect("payload");
+    let ran = std::process::Command::new("sh")
+        .args(["-c", payload])
+        .env("NET_TARGETS", &target)
+        .status()
+        .expect("sh");
+    assert!(ran.success());
+    let mut buf = [0u8; 64];
+    let (n, _) = udp
+        .recv_from(&mut buf)
+        .expect("control: the datagram arrives");
+    assert_eq!(&buf[..n], b"pwned");
+
+    let a = arena(
+        "attack_udp.sh",
+        "  network:\n    allow: [\"127.0.0.2:443\"]\n",
+    );
+    let o = attack(&a, &[("NET_TARGETS", &target)]);
+    judge("udp-around-proxy", &a, &o);
+    udp.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .expect("timeout");
+    assert!(udp.recv_from(&mut buf).is_err(), "a datagram got out");
+}
+
+#[test]
+fn a_check_does_not_pass_on_a_directory_the_commit_does_not_have() {
+    let check = "test -f src/build/out.txt";
+    let a = arena_with_check("attack_ignored_dir.sh", "", "artefact", check);
+    let o = attack(&a, &[]);
+    judge("ignored-dir", &a, &o);
+    assert_eq!(o.outcome(), "failed", "{:#}\n{}", o.run, o.stderr);
+    let aside = of_type(&o.events, "set_aside");
+    assert!(
+        aside
+            .iter()
+            .any(|e| e["paths"].to_string().contains("src/build")),
+        "{aside:?}"
+    );
+    // Control: in the worktree as the agent left it the check passes.
+    let wt = PathBuf::from(o.run["worktree"].as_str().expect("kept"));
+    let passed = std::process::Command::new("sh")
+        .args(["-c", check])
+        .current_dir(&wt)
+        .status()
+        .expect("sh");
+    assert!(
+        passed.success(),
+        "control: the check passes where the directory is"
+    );
+}
+
+#[test]
+fn leave_garbage_in_the_head_of_a_kept_worktree() {
+    // Control: a plain worktree whose HEAD is garbage fails the user's fsck.
+    let control = TestRepo::with_files(&[("README.md", "# Project\n")]);
+    let (_, admin) = plain_worktree(&control);
+    std::fs::write(admin.join("HEAD"), "garbage\n").expect("write");
+    assert!(
+        !control.git_output(&["fsck"]).status.success(),
+        "control: fsck fails"
+    );
+
+    let (a, o) = attacked("attack_garbage_head.sh", "garbage-head");
+    assert_eq!(o.outcome(), "escalated", "{:#}", o.run);
+    assert!(o.run["worktree"].is_string(), "the worktree is kept");
+    for args in [&["fsck"][..], &["gc", "-q"], &["worktree", "prune"]] {
+        let out = a.repo.git_output(args);
+        assert!(
+            out.status.success(),
+            "git {args:?} fails after the run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_directory_case_insensitive_systems_read_as_dot_git() {
+    // Control: git fsck flags such a tree.
+    let control = TestRepo::with_files(&[("README.md", "# Project\n")]);
+    let blob = control.git(&["hash-object", "-w", "README.md"]);
+    let mktree = |entries: &str| {
+        let mut child = std::process::Command::new("git")
+            .arg("mktree")
+            .current_dir(&control.root)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("mktree");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), entries.as_bytes())
+            .expect("write");
+        let out = child.wait_with_output().expect("mktree");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let inner = mktree(&format!("100644 blob {}\t.GIT\n", blob.trim()));
+    let tree = mktree(&format!("040000 tree {inner}\tsrc\n"));
+    let commit = control.git(&["commit-tree", "-m", "x", &tree]);
+    control.git(&["update-ref", "refs/heads/weird", commit.trim()]);
+    let fsck = control.git_output(&["fsck", "--strict"]);
+    assert!(
+        String::from_utf8_lossy(&fsck.stderr).contains("hasDotgit"),
+        "control: git fsck flags it"
+    );
+
+    let (a, o) = attacked("attack_case_dotgit.sh", "case-dotgit");
+    escalated_naming(&o, ".git");
+    assert!(!a.repo.home.join("hook-ran").exists());
+    let listing = a
+        .repo
+        .git(&["ls-tree", "-r", "--name-only", "agent/attack"]);
+    assert!(!listing.to_lowercase().contains(".git/"), "{listing}");
+}
+
+#[test]
+fn a_file_name_with_terminal_control_sequences() {
+    let (a, o) = attacked("attack_escape_name.sh", "escape-name");
+    // Control: the name reaches the tree as it is, escape bytes and all,
+    // and plain git prints it raw when asked for raw names.
+    if o.outcome() == "succeeded" {
+        let raw = a
+            .repo
+            .git(&["ls-tree", "-r", "-z", "--name-only", "agent/attack"]);
+        assert!(
+            raw.contains('\u{1b}'),
+            "control: the name holds ESC: {raw:?}"
+        );
+    }
+    let id = o.run["run_id"].as_str().expect("run id");
+    for args in [&["log", id][..], &["diff", id], &["status"]] {
+        let out = a.repo.run(args);
+        let shown = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+            "`git agent {args:?}` printed control bytes: {shown:?}"
+        );
+    }
+}
+
+#[test]
+fn a_repository_nested_in_the_scope() {
+    // Control: plain `git add -A` records it as a gitlink (mode 160000) to
+    // a commit the repository does not have.
+    let control = TestRepo::with_files(&[("README.md", "# Project\n")]);
+    let (plain, _) = plain_worktree(&control);
+    let sub = plain.join("src/sub");
+    std::fs::create_dir_all(&sub).expect("mkdir");
+    let sub_arg = sub.display().to_string();
+    control.git(&["-C", &sub_arg, "init", "-q"]);
+    std::fs::write(sub.join("inner.txt"), "inner\n").expect("write");
+    control.git(&["-C", &sub_arg, "add", "inner.txt"]);
+    control.git(&["-C", &sub_arg, "commit", "-q", "-m", "inner"]);
+    let plain_arg = plain.display().to_string();
+    let _ = control.git_output(&["-C", &plain_arg, "add", "-A"]);
+    let staged = control.git(&["-C", &plain_arg, "ls-files", "-s", "src/sub"]);
+    assert!(staged.starts_with("160000"), "control: a gitlink: {staged}");
+
+    let (a, o) = attacked("attack_nested_repo.sh", "nested-repo");
+    assert!(!a.repo.home.join("hook-ran").exists());
+    let tree = a.repo.git_output(&["ls-tree", "-r", "agent/attack"]).stdout;
+    let tree = String::from_utf8_lossy(&tree);
+    assert!(!tree.contains("160000"), "a gitlink was committed: {tree}");
+    assert!(
+        !tree.contains(".git/"),
+        "the inner .git was committed: {tree}"
+    );
+    let fsck = a.repo.git_output(&["fsck"]);
+    assert!(fsck.status.success(), "{:#}", o.run);
+}

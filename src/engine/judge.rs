@@ -124,7 +124,8 @@ impl Run {
     }
 
     /// The admin dir is writable (git needs it to commit), so the agent can
-    /// attach its worktree's HEAD to a branch (`git symbolic-ref`,
+    /// write anything into its worktree's HEAD — only a detached commit id
+    /// (its own commits move it) is kept — or attach it to a branch (`git symbolic-ref`,
     /// `checkout -b`): a later commit there would move that branch. Detach
     /// it again.
     fn reattached_head(
@@ -137,19 +138,32 @@ impl Run {
         let (Some(before), Ok(after)) = (before, std::fs::read(&head_path)) else {
             return Ok(None);
         };
-        if !after.starts_with(b"ref:") || after == before {
+        if after == before || names_a_commit(&after) {
             return Ok(None);
         }
-        let target = String::from_utf8_lossy(&after[4..]).trim().to_string();
         write_file(&head_path, &String::from_utf8_lossy(before))?;
+        let (what, reason) = match after.strip_prefix(b"ref:") {
+            Some(target) => {
+                let target = String::from_utf8_lossy(target).trim().to_string();
+                (
+                    format!("attached the worktree's HEAD to {target} (detached again)"),
+                    format!("the agent attached its worktree's HEAD to {target}"),
+                )
+            }
+            // Garbage there makes every git in the worktree (and the
+            // user's `fsck`) fail: "not a git repository".
+            None => (
+                "wrote something other than a commit id into the worktree's HEAD (restored)"
+                    .to_string(),
+                "the agent broke its worktree's HEAD".to_string(),
+            ),
+        };
         self.event(EventKind::Violation {
             attempt,
-            what: format!("attached the worktree's HEAD to {target} (detached again)"),
+            what,
             path: None,
         })?;
-        Ok(Some(format!(
-            "the agent attached its worktree's HEAD to {target}"
-        )))
+        Ok(Some(reason))
     }
 
     /// The verifier on the attempt's change set: oversized files, the scope
@@ -262,6 +276,22 @@ impl Run {
     ) -> Result<(git2::Oid, Vec<Change>), RunError> {
         let base = run.base;
         let changes = self.stage(run).await?;
+        for path in &changes.refused {
+            self.event(EventKind::Violation {
+                attempt,
+                what: "made a path git refuses to record (some file systems read it as `.git`)"
+                    .into(),
+                path: Some(path.clone()),
+            })?;
+        }
+        if !changes.refused.is_empty() {
+            escalations.push(format!(
+                "{} path{} git refuses to record: {}",
+                changes.refused.len(),
+                plural(changes.refused.len()),
+                list_paths(changes.refused.iter().map(String::as_str))
+            ));
+        }
         let judged = verifier.scope(&changes.changes);
         self.scope_report(attempt, judged.scoped)?;
         if judged.outside.is_empty() {
@@ -383,4 +413,10 @@ pub(super) fn list_paths<'a>(paths: impl Iterator<Item = &'a str>) -> String {
         shown.push(format!("and {} more", all.len() - 5));
     }
     shown.join(", ")
+}
+
+/// A detached HEAD's content: one SHA-1 or SHA-256 object id.
+fn names_a_commit(head: &[u8]) -> bool {
+    let id = head.strip_suffix(b"\n").unwrap_or(head);
+    matches!(id.len(), 40 | 64) && id.iter().all(|b| b.is_ascii_hexdigit())
 }

@@ -80,6 +80,10 @@ pub struct ChangeSet {
     /// committed): a tree cannot hold them, so they are not in `tree` nor in
     /// `changes`, and their files are not either.
     pub uncommitted_nested_repos: Vec<String>,
+    /// Paths on disk git refuses to record (`error: invalid path`): names
+    /// some file systems read as `.git` (`core.protectNTFS`/`protectHFS`).
+    /// Never in the tree; the judge makes each a violation.
+    pub refused: Vec<String>,
 }
 
 impl ChangeSet {
@@ -109,7 +113,7 @@ impl Repo {
         let index = TempIndex::new(wt)?;
         let git = self.staging_git(wt, &index)?;
         clear_index_bits(&git, !wt.sparse)?;
-        let nested = stage_all(&git)?;
+        let staged = stage_all(&git)?;
         let out = git.run(&["write-tree"])?;
         let tree = parse_oid(&out.stdout, &git, "write-tree")?;
         drop(index);
@@ -128,7 +132,8 @@ impl Repo {
             base,
             tree,
             changes,
-            uncommitted_nested_repos: nested,
+            uncommitted_nested_repos: staged.nested,
+            refused: staged.refused,
         })
     }
 
@@ -196,9 +201,18 @@ impl Repo {
     }
 }
 
+/// What `git add -A` could not stage.
+struct Staged {
+    /// Nested repositories without a commit.
+    nested: Vec<String>,
+    /// Paths git calls invalid.
+    refused: Vec<String>,
+}
+
 /// `git add -A` of the whole worktree. Nested repositories without a commit
-/// cannot be staged: they are returned; any other error fails.
-fn stage_all(git: &Git) -> Result<Vec<String>> {
+/// and paths git refuses cannot be staged: they are returned; any other
+/// error fails.
+fn stage_all(git: &Git) -> Result<Staged> {
     let (out, command) = git.run_unchecked(
         &[
             "add".as_ref(),
@@ -208,26 +222,34 @@ fn stage_all(git: &Git) -> Result<Vec<String>> {
         ],
         None,
     )?;
-    let mut nested = Vec::new();
+    let mut staged = Staged {
+        nested: Vec::new(),
+        refused: Vec::new(),
+    };
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let mut unknown = false;
         for line in stderr.lines() {
-            if let Some(rest) = line.strip_prefix("error: '") {
-                if let Some(p) = rest.strip_suffix("/' does not have a commit checked out") {
-                    nested.push(p.to_string());
-                    continue;
-                }
-            }
-            if line.starts_with("error:") || line.starts_with("fatal:") {
+            let quoted = |prefix: &str, suffix: &str| {
+                line.strip_prefix(prefix)
+                    .and_then(|rest| rest.strip_suffix(suffix))
+                    .map(str::to_string)
+            };
+            if let Some(p) = quoted("error: '", "/' does not have a commit checked out") {
+                staged.nested.push(p);
+            } else if let Some(p) = quoted("error: invalid path '", "'") {
+                staged.refused.push(p);
+            } else if quoted("error: unable to add '", "' to index").is_some() {
+                // Follows the line that says why.
+            } else if line.starts_with("error:") || line.starts_with("fatal:") {
                 unknown = true;
             }
         }
-        if unknown || nested.is_empty() {
+        if unknown || (staged.nested.is_empty() && staged.refused.is_empty()) {
             return Err(git.failure(command, &out));
         }
     }
-    Ok(nested)
+    Ok(staged)
 }
 
 /// Private copy of a worktree's index, removed on drop.
