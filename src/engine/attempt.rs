@@ -134,13 +134,17 @@ impl Run {
             Ok(s) => s,
             Err(e) => return Ok(End::failed(e.to_string())),
         };
+        let deadline = self.started + brief.escalate.timeout;
         let run = Attempts {
             req,
             base: start.base,
-            wt: start.wt,
+            wt: crate::git::Worktree {
+                deadline: Some(deadline),
+                ..start.wt
+            },
             guard,
             sandbox,
-            deadline: self.started + brief.escalate.timeout,
+            deadline,
             marker: ("GIT_AGENT_RUN_ID".to_string(), self.dir.id.clone()),
             tmp,
         };

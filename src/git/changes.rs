@@ -150,6 +150,7 @@ impl Repo {
             .env("GIT_INDEX_FILE", &index.path)
             .config("core.sparseCheckout=false")
             .config("core.splitIndex=false");
+        let git = git.deadline(wt.deadline);
         git.run(&["read-tree", &tree.to_string()])?;
         let out = git.run(&["ls-files", "--others", "--directory", "-z"])?;
         Ok(out
@@ -197,7 +198,8 @@ impl Repo {
             // Stat data is trusted only with the change time, which no
             // process can set back.
             .config("core.trustctime=true")
-            .config("core.checkStat=default"))
+            .config("core.checkStat=default")
+            .deadline(wt.deadline))
     }
 }
 

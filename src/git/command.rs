@@ -49,6 +49,44 @@ pub(super) struct Git {
     cwd: PathBuf,
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
+    /// When set, the command is killed at this instant (and not started
+    /// after it): git-agent's work on what an agent left counts against
+    /// the run's time limit.
+    deadline: Option<std::time::Instant>,
+}
+
+/// Kills a child at a deadline unless told first that it has exited.
+struct Watchdog {
+    done: std::sync::mpsc::Sender<()>,
+    fired: std::thread::JoinHandle<bool>,
+}
+
+impl Watchdog {
+    fn start(pid: u32, deadline: std::time::Instant) -> Watchdog {
+        let (done, exited) = std::sync::mpsc::channel::<()>();
+        let fired = std::thread::spawn(move || {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match exited.recv_timeout(left) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    // The child is not reaped before `fired` is asked, so
+                    // the pid is still its own.
+                    if let Ok(pid) = i32::try_from(pid) {
+                        // SAFETY: kill(2) on our own unreaped child.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                    true
+                }
+                _ => false,
+            }
+        });
+        Watchdog { done, fired }
+    }
+
+    /// Whether the deadline killed the child.
+    fn fired(self) -> bool {
+        let _ = self.done.send(());
+        self.fired.join().unwrap_or(false)
+    }
 }
 
 pub(super) fn arg_eq(flag: &str, path: &Path) -> OsString {
@@ -76,7 +114,14 @@ impl Git {
             cwd: cwd.to_path_buf(),
             args,
             env: extra_env.to_vec(),
+            deadline: None,
         }
+    }
+
+    /// Kills the command at `deadline` (see the field).
+    pub(super) fn deadline(mut self, deadline: Option<std::time::Instant>) -> Git {
+        self.deadline = deadline;
+        self
     }
 
     pub(super) fn arg(mut self, a: impl Into<OsString>) -> Git {
@@ -146,7 +191,17 @@ impl Git {
             cwd: self.cwd.clone(),
             source,
         };
+        let over = || WorkspaceError::Deadline {
+            command: command.clone(),
+        };
+        if self
+            .deadline
+            .is_some_and(|d| std::time::Instant::now() >= d)
+        {
+            return Err(over());
+        }
         let mut child = cmd.spawn().map_err(spawn_err)?;
+        let watchdog = self.deadline.map(|d| Watchdog::start(child.id(), d));
         let output = match (stdin, child.stdin.take()) {
             (Some(data), Some(mut pipe)) => std::thread::scope(|s| {
                 let writer = s.spawn(move || {
@@ -160,6 +215,9 @@ impl Git {
             _ => child.wait_with_output(),
         }
         .map_err(spawn_err)?;
+        if watchdog.is_some_and(Watchdog::fired) {
+            return Err(over());
+        }
         Ok((output, command))
     }
 
@@ -320,6 +378,44 @@ pub(super) fn retry_on_lock<T, E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_git_command_is_killed_at_its_deadline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo");
+        let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+        assert!(made.success());
+        // Control: without a deadline, hashing a FIFO blocks (until a
+        // writer comes, which here is the test after a second).
+        let fifo_arg = fifo.display().to_string();
+        let path = fifo.clone();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1000));
+            std::fs::write(&path, "x").expect("write the fifo");
+        });
+        let started = std::time::Instant::now();
+        Git::new(dir.path(), &[])
+            .run(&["hash-object", &fifo_arg])
+            .expect("hash-object");
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "control: it blocks"
+        );
+        writer.join().expect("writer");
+
+        let started = std::time::Instant::now();
+        let git = Git::new(dir.path(), &[]).deadline(Some(started + Duration::from_millis(200)));
+        let err = git.run(&["hash-object", &fifo_arg]).expect_err("killed");
+        assert!(matches!(err, WorkspaceError::Deadline { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // Past the deadline, nothing more is started.
+        let err = git.run(&["--version"]).expect_err("not started");
+        assert!(matches!(err, WorkspaceError::Deadline { .. }), "{err}");
+        // A command that ends in time is not affected.
+        let git = Git::new(dir.path(), &[])
+            .deadline(Some(std::time::Instant::now() + Duration::from_secs(30)));
+        assert!(git.run(&["--version"]).is_ok());
+    }
 
     #[test]
     fn retry_on_lock_retries_only_lock_failures_and_only_so_often() {

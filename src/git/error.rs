@@ -29,6 +29,8 @@ pub enum WorkspaceError {
         status: String,
         stderr: String,
     },
+    #[error("the run's time limit passed while git-agent ran `{command}` (what the agent left took too long to take in)")]
+    Deadline { command: String },
     #[error("could not run `{command}` in {cwd}: {source}")]
     Spawn {
         command: String,

@@ -32,6 +32,8 @@ pub struct Worktree {
     /// The sparse patterns as git-agent wrote them (normalized); the admin
     /// dir is rewritten from these, never read.
     pub patterns: Option<Vec<String>>,
+    /// The run's deadline: staging what the agent left is killed then.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl Worktree {
@@ -364,6 +366,7 @@ impl Repo {
             path,
             sparse: patterns.is_some(),
             patterns: patterns.clone(),
+            deadline: None,
         };
         if let Err(e) = self
             .populate(&wt, commit, patterns.as_deref())
@@ -599,6 +602,7 @@ impl Repo {
             admin_dir,
             sparse: patterns.is_some(),
             patterns,
+            deadline: None,
         })
     }
 
