@@ -75,7 +75,7 @@ fn inputs_reach_scripts_only_through_the_environment() {
     assert_eq!(action.name.as_deref(), Some("git-agent"));
     let steps = steps(&action);
     let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
-    assert_eq!(ids, ["install", "run"]);
+    assert_eq!(ids, ["install", "namespaces", "run"]);
     let mut used = Vec::new();
     for RunStep { id, run, env } in &steps {
         assert!(

@@ -635,6 +635,27 @@ fn timeout_escalates_and_kills_the_agent_and_its_grandchild() {
     );
 }
 
+/// What git-agent does after the agent counts against the run's limit: with
+/// no allowance left after it, what a timed-out agent left is not taken in
+/// (the run escalates at once, saying so), where the test above, with the
+/// default allowance, keeps it as WIP — the control.
+#[test]
+fn staging_past_the_time_limit_is_bounded() {
+    let (repo, _) = project("timeout.sh", "slow", Brief::new(&["src/**"]).timeout("1s"));
+    let (code, runs, stderr) = repo.run_json_env(
+        &["slow"],
+        &[("GIT_AGENT_SIMULATE_STAGING_ALLOWANCE_MS", "0")],
+    );
+    let run = &runs[0];
+    assert_eq!(code, 3, "stderr:\n{stderr}\nrun: {run:#}");
+    assert_eq!(run["outcome"], "escalated");
+    assert!(
+        s(&run["reason"]).contains("before git-agent could take in what the agent left"),
+        "{run:#}"
+    );
+    assert_eq!(repo.show("agent/slow", "src/partial.txt"), None);
+}
+
 // ---------------------------------------------------------------------------
 // 8. Loud agents
 
@@ -1767,4 +1788,69 @@ fn the_summary_names_only_a_worktree_that_exists() {
     let out = repo.run(&["status"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("worktree kept"), "{text}");
+}
+
+/// Results that cannot be written are never lost without a word: a full
+/// disk behind stdout fails the command (after the run did its work and
+/// recorded it), while a reader that went away (`| head`) is no error.
+#[test]
+fn results_that_cannot_be_written_fail_the_command() {
+    let (repo, _) = project("success.sh", "hello", Brief::new(&["src/**"]));
+    let full = || {
+        std::fs::File::options()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full")
+    };
+    // Control: writing to /dev/full fails.
+    assert!(
+        std::io::Write::write_all(&mut full(), b"x").is_err(),
+        "control"
+    );
+
+    let out = repo
+        .command(&["run", "hello", "--json"])
+        .stdout(full())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("could not write the results to stdout: No space left on device"),
+        "{stderr}"
+    );
+    // The run itself was done and recorded.
+    let status = repo.run(&["status", "--json"]);
+    let runs: Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    assert_eq!(runs[0]["outcome"], "succeeded", "{runs:#}");
+
+    for args in [&["status"][..], &["list"], &["log", "hello"]] {
+        let out = repo
+            .command(args)
+            .stdout(full())
+            .output()
+            .expect("git-agent");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A reader that stops early is not an error.
+    let out = repo
+        .command(&["list"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            drop(child.stdout.take());
+            child.wait_with_output()
+        })
+        .expect("list");
+    assert!(
+        out.status.success()
+            || std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(libc::SIGPIPE),
+        "{:?}",
+        out.status
+    );
 }

@@ -53,7 +53,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     repo.prune_worktrees().map_err(|e| {
         CliError::from_error(exit::RUN_FAILED, "could not prune worktree entries", &e)
     })?;
-    println!(
+    super::outln!(
         "removed {} worktree{}, {} freed",
         removed.worktrees,
         if removed.worktrees == 1 { "" } else { "s" },

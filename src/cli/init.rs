@@ -49,7 +49,7 @@ pub fn exec(_args: Args, ctx: &Ctx) -> CliResult {
                 &e,
             )
         })?;
-        println!("created {}", repo_files::display(&root, path));
+        super::outln!("created {}", repo_files::display(&root, path));
     }
     eprintln!("next: edit the agents in {}, write a brief with `git agent new <id>`, then `git agent run <id>`", config::CONFIG_PATH);
     Ok(exit::OK)

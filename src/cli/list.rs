@@ -113,9 +113,11 @@ fn print_table(rows: &[Row]) {
         .max()
         .unwrap_or(5)
         .max(5);
-    println!(
+    super::outln!(
         "{:id_w$}  {:title_w$}  {:agent_w$}  WRITE",
-        "ID", "TITLE", "AGENT"
+        "ID",
+        "TITLE",
+        "AGENT"
     );
     for (r, title) in rows.iter().zip(&titles) {
         let write = if r.write.is_empty() {
@@ -129,6 +131,6 @@ fn print_table(rows: &[Row]) {
             title,
             r.agent.as_deref().unwrap_or("-"),
         );
-        println!("{}", line.trim_end());
+        super::outln!("{}", line.trim_end());
     }
 }

@@ -105,14 +105,21 @@ pub fn main() -> ExitCode {
         cwd,
         stderr_tty: std::io::stderr().is_terminal(),
     };
-    match dispatch(cli.command, &ctx) {
-        Ok(code) => ExitCode::from(code),
+    let code = match dispatch(cli.command, &ctx) {
+        Ok(code) => code,
         Err(err) => {
             if !err.reported {
                 eprintln!("{}", terminal::clean(&err.to_string()));
             }
-            ExitCode::from(err.exit)
+            err.exit
         }
+    };
+    match output_failure() {
+        Some(said) => {
+            eprintln!("{said}");
+            ExitCode::from(code.max(exit::RUN_FAILED))
+        }
+        None => ExitCode::from(code),
     }
 }
 
@@ -176,24 +183,49 @@ fn init_tracing() {
 
 /// Prints a JSON value on stdout.
 pub(crate) fn print_json(value: &impl serde::Serialize) -> CliResult<()> {
-    use std::io::Write;
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| CliError::failed(format!("could not encode JSON: {e}")))?;
     // JSON is data: its strings are escaped by the encoder, not cleaned.
-    let _ = std::io::stdout()
-        .lock()
-        .write_all(format!("{text}\n").as_bytes());
+    write_stdout(format!("{text}\n").as_bytes());
     Ok(())
 }
 
-/// Writes results to stdout, without terminal control (see [`terminal`]); a
-/// closed stdout (`| head`) is not an error for the commands that keep
-/// SIGPIPE ignored (a run must finish its cleanup).
+/// Writes results to stdout, without terminal control (see [`terminal`]).
 pub(crate) fn print_out(text: &str) {
+    write_stdout(terminal::clean(text).as_bytes());
+}
+
+/// A line of results on stdout, as [`print_out`] writes it.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::print_out(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use outln;
+
+/// The first error writing results to stdout, other than a closed pipe.
+static OUTPUT_ERROR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Every write of results goes here. A closed stdout (`| head`) is not an
+/// error (for the commands that keep SIGPIPE ignored: a run must finish its
+/// cleanup); any other failure (a full disk, an I/O error) is remembered,
+/// and the command then says so and fails ([`output_failure`]) — results
+/// are never lost without a word.
+fn write_stdout(bytes: &[u8]) {
     use std::io::Write;
-    let _ = std::io::stdout()
-        .lock()
-        .write_all(terminal::clean(text).as_bytes());
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            let _ = OUTPUT_ERROR.set(e.to_string());
+        }
+    }
+}
+
+/// The error that lost results, if any, as the command's last word.
+fn output_failure() -> Option<String> {
+    OUTPUT_ERROR
+        .get()
+        .map(|e| format!("error: could not write the results to stdout: {e}"))
 }
 
 /// The engine's notices on stderr as warnings, each message once per process.

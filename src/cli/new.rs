@@ -60,7 +60,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
             &e,
         )
     })?;
-    println!("{}", repo_files::display(&root, &path));
+    super::outln!("{}", repo_files::display(&root, &path));
     eprintln!("edit the goal and checks, then: git agent validate && git agent run {id}");
     Ok(exit::OK)
 }

@@ -233,7 +233,7 @@ fn print_env(root: &std::path::Path, config: &Config, reqs: &[RunRequest]) -> Cl
         let extra = crate::engine::run::agent_extra_env(&dir, req.brief.id.as_str(), 1);
         let env = crate::exec::env::build(std::env::vars(), &req.agent.pass_env, &extra);
         if reqs.len() > 1 {
-            println!("# {} (agent `{}`)", req.brief.id, req.agent.name);
+            super::outln!("# {} (agent `{}`)", req.brief.id, req.agent.name);
         }
         for (name, value) in env {
             let shown = if crate::exec::sandbox::looks_secret(&name) {
@@ -241,7 +241,7 @@ fn print_env(root: &std::path::Path, config: &Config, reqs: &[RunRequest]) -> Cl
             } else {
                 value
             };
-            println!("{name}={shown}");
+            super::outln!("{name}={shown}");
         }
     }
     let s = &config.sandbox;

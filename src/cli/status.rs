@@ -58,7 +58,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         .collect();
     if !kept.is_empty() {
         let bytes: u64 = kept.iter().map(|w| dir_size(w)).sum();
-        println!(
+        super::outln!(
             "{} worktree{} kept for inspection, {} on disk; remove with `git agent clean`",
             kept.len(),
             if kept.len() == 1 { "" } else { "s" },
@@ -67,7 +67,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     }
     let orphaned = records.iter().filter(|r| r.is_orphaned()).count();
     if orphaned > 0 {
-        println!("{orphaned} run(s) were interrupted (their process is gone); `git agent clean` removes their worktrees");
+        super::outln!("{orphaned} run(s) were interrupted (their process is gone); `git agent clean` removes their worktrees");
     }
     Ok(exit::OK)
 }

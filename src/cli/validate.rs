@@ -230,7 +230,7 @@ fn print_problems_text(checked: &Checked, args: &Args, ctx: &Ctx) {
     } else {
         ""
     };
-    println!(
+    super::outln!(
         "{briefs} brief{} checked: {} valid, {invalid} invalid{config_status} ({errors} error{}, {warnings} warning{})",
         plural(briefs),
         briefs - invalid,

@@ -24,6 +24,23 @@ use crate::git::{Change, RepoGuard, Worktree};
 use crate::model::event::EventKind;
 use crate::model::store::State;
 
+/// How long past the run's time limit git-agent may take to take in what
+/// the agent left (an agent stopped at the limit still has its work kept
+/// as a draft): past it, staging is killed and the run escalates. Bounded
+/// either way, however many files the agent made.
+pub(super) const STAGING_ALLOWANCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Set (in milliseconds) in git-agent's environment, replaces
+/// [`STAGING_ALLOWANCE`] (tests of the bound; agents never see it).
+pub const SIMULATE_STAGING_ALLOWANCE: &str = "GIT_AGENT_SIMULATE_STAGING_ALLOWANCE_MS";
+
+fn staging_allowance() -> std::time::Duration {
+    std::env::var(SIMULATE_STAGING_ALLOWANCE)
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(STAGING_ALLOWANCE, std::time::Duration::from_millis)
+}
+
 /// Bytes of agent output kept on disk per stream.
 pub const AGENT_OUTPUT_LIMIT: u64 = 8 * 1024 * 1024;
 
@@ -139,7 +156,7 @@ impl Run {
             req,
             base: start.base,
             wt: crate::git::Worktree {
-                deadline: Some(deadline),
+                deadline: Some(deadline + staging_allowance()),
                 ..start.wt
             },
             guard,

@@ -186,9 +186,16 @@ impl Run {
             escalations.push(reason);
             return self.escalate(escalations.join("; "), None).map(Step::Stop);
         }
-        let (tree, in_scope) = self
-            .scope(run, attempt, &verifier, &mut escalations)
-            .await?;
+        let (tree, in_scope) = match self.scope(run, attempt, &verifier, &mut escalations).await {
+            Err(RunError::Workspace(crate::git::WorkspaceError::Deadline { .. })) => {
+                escalations.push(
+                    "the run's time limit (and the allowance after it) passed before git-agent could take in what the agent left"
+                        .to_string(),
+                );
+                return self.escalate(escalations.join("; "), None).map(Step::Stop);
+            }
+            judged => judged?,
+        };
         escalations.extend(self.unsafe_changes(&verifier, &in_scope, attempt)?);
         if !escalations.is_empty() {
             let keep = verifier.committable(in_scope);

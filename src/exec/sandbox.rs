@@ -141,13 +141,21 @@ pub fn user_namespaces() -> Result<(), ProbeError> {
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null());
-            // SAFETY: unshare(2) only.
+            // As the run's children do: unshare, then write the id maps.
+            // Where AppArmor restricts unprivileged user namespaces
+            // (Ubuntu 23.10+), the unshare succeeds but the namespace has no
+            // capabilities and the maps cannot be written: no namespace.
+            let ns = UserNs::of_current_user();
+            // SAFETY: unshare(2) and writes to /proc/self on buffers made here.
             unsafe {
-                cmd.pre_exec(|| {
+                cmd.pre_exec(move || {
+                    libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
                     if libc::unshare(libc::CLONE_NEWUSER) != 0 {
                         return Err(io::Error::last_os_error());
                     }
-                    Ok(())
+                    write_proc(&ns.setgroups, b"deny")?;
+                    write_proc(&ns.uid_map_path, &ns.uid_map)?;
+                    write_proc(&ns.gid_map_path, &ns.gid_map)
                 });
             }
             match cmd.status() {
