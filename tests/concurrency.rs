@@ -361,6 +361,53 @@ fn the_kernel_ends_the_runs_processes_when_git_agent_is_killed() {
     assert!(processes_of(&repo).is_empty());
 }
 
+#[test]
+fn resume_refuses_while_a_process_of_the_run_is_alive() {
+    let repo = sleepy_repo(&["a"]);
+    // Without a PID namespace, the agent's background child outlives a
+    // SIGKILLed git-agent (the control: it is alive below).
+    let mut child = repo
+        .command(&["run", "a"])
+        .env("GIT_AGENT_SIMULATE_NO_PID_NAMESPACE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("git-agent");
+    let pids = pids_written(&repo, 2);
+    let _ = child.kill();
+    let _ = child.wait();
+    std::thread::sleep(Duration::from_millis(200));
+    let left: Vec<i32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+    assert!(!left.is_empty(), "control: a process of the run is alive");
+    let id = status_json(&repo)[0]["run_id"]
+        .as_str()
+        .expect("run id")
+        .to_string();
+
+    let out = repo.run(&["run", "--resume", &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for pid in &left {
+        support::kill_if_alive(*pid);
+    }
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("still has processes alive"), "{stderr}");
+    assert!(stderr.contains(&left[0].to_string()), "{stderr}");
+    // Once they are gone (every process with the run's marker), it resumes.
+    for pid in processes_of(&repo) {
+        support::kill_if_alive(pid);
+    }
+    wait_for("the run's processes to end", Duration::from_secs(5), || {
+        processes_of(&repo).is_empty()
+    });
+    std::fs::write(repo.out.join("seconds"), "0").expect("seconds");
+    let out = repo.run(&["run", "--resume", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// SIGKILL the orchestrator at a point of the run, then check that
 /// `status` tells the truth and `clean` leaves a clean repository.
 fn crash_at(delay: Duration, agent_seconds: &str, check: &str) {

@@ -635,6 +635,32 @@ fn timeout_escalates_and_kills_the_agent_and_its_grandchild() {
     );
 }
 
+/// nextest's rule: when the leader dies of the SIGTERM, the children that
+/// handle it get the rest of the grace period before SIGKILL.
+#[test]
+fn children_that_handle_sigterm_get_the_grace_period() {
+    let (repo, _) = project(
+        "term_child.sh",
+        "slow",
+        Brief::new(&["src/**"]).timeout("1s"),
+    );
+    // In a PID namespace (the init passes SIGTERM on and waits) and without
+    // one (the supervisor waits for the group).
+    for env in [&[][..], &[("GIT_AGENT_SIMULATE_NO_PID_NAMESPACE", "1")]] {
+        let _ = std::fs::remove_file(repo.out.join("child.txt"));
+        let (code, runs, stderr) = repo.run_json_env(&["slow"], env);
+        let run = &runs[0];
+        assert_eq!(code, 3, "{env:?}: stderr:\n{stderr}\nrun: {run:#}");
+        assert_eq!(
+            std::fs::read_to_string(repo.out.join("child.txt"))
+                .ok()
+                .as_deref(),
+            Some("graceful\n"),
+            "{env:?}: the child was killed before it could finish: {run:#}"
+        );
+    }
+}
+
 /// What git-agent does after the agent counts against the run's limit: with
 /// no allowance left after it, what a timed-out agent left is not taken in
 /// (the run escalates at once, saying so), where the test above, with the
@@ -1852,5 +1878,165 @@ fn results_that_cannot_be_written_fail_the_command() {
             || std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(libc::SIGPIPE),
         "{:?}",
         out.status
+    );
+}
+
+/// A damaged `run.json` does not hide its run: `status` shows it from its
+/// events (as failed, saying why), `clean` removes its worktree and the
+/// leftovers of failed atomic writes, and the damaged bytes are kept.
+#[test]
+fn a_damaged_record_is_shown_and_cleaned() {
+    let (repo, _) = project("stray.sh", "stray", Brief::new(&["src/**"]));
+    let (code, run, stderr) = repo.run_one("stray");
+    assert_eq!(code, 3, "stderr:\n{stderr}\nrun: {run:#}");
+    let id = s(&run["run_id"]).to_string();
+    let worktree = std::path::PathBuf::from(s(&run["worktree"]));
+    assert!(worktree.exists());
+    let dir = repo.run_dir(&id);
+    std::fs::write(dir.join("run.json"), "{\"schema\": 1, \"run_id\": \"cut he").expect("damage");
+    std::fs::write(dir.join(".run.json.tmp999999"), "half a record").expect("leftover");
+    // Control: the record does not parse.
+    assert!(
+        serde_json::from_slice::<Value>(&std::fs::read(dir.join("run.json")).expect("read"))
+            .is_err()
+    );
+
+    let out = repo.run(&["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    let shown = runs
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["run_id"] == id.as_str()))
+        .unwrap_or_else(|| panic!("the damaged run is not listed: {runs:#}"));
+    assert_eq!(shown["task"], "stray", "{shown:#}");
+    assert_eq!(shown["outcome"], "failed", "{shown:#}");
+    assert!(s(&shown["reason"]).contains("damaged"), "{shown:#}");
+    let log = repo.run(&["log", &id]);
+    assert!(
+        log.status.success(),
+        "{}",
+        String::from_utf8_lossy(&log.stderr)
+    );
+
+    let out = repo.run(&["clean"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !worktree.exists(),
+        "clean removed the damaged run's worktree"
+    );
+    assert!(
+        !dir.join(".run.json.tmp999999").exists(),
+        "the leftover is gone"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("run.json.damaged")).expect("kept"),
+        "{\"schema\": 1, \"run_id\": \"cut he"
+    );
+    let fsck = repo.git_output(&["fsck"]);
+    assert!(fsck.status.success());
+}
+
+/// A clock stepped back (NTP) leaves runs that finished "in the future":
+/// `clean --older-than` keeps them; it never takes a fresh run for an old
+/// one.
+#[test]
+fn clean_older_than_keeps_runs_from_the_future() {
+    let (repo, _) = project("stray.sh", "stray", Brief::new(&["src/**"]));
+    let (code, run, stderr) = repo.run_one("stray");
+    assert_eq!(code, 3, "stderr:\n{stderr}\nrun: {run:#}");
+    let worktree = std::path::PathBuf::from(s(&run["worktree"]));
+    let path = repo.run_dir(s(&run["run_id"])).join("run.json");
+    let mut record: Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("record")).expect("JSON");
+    record["finished_at"] = Value::from("2099-01-01T00:00:00Z");
+    record["started_at"] = Value::from("2099-01-01T00:00:00Z");
+    std::fs::write(&path, serde_json::to_vec(&record).expect("encode")).expect("write");
+
+    let out = repo.run(&["clean", "--older-than", "1s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        worktree.exists(),
+        "a run from the future was taken for an old one"
+    );
+    // Control: without the age limit, clean removes it.
+    let out = repo.run(&["clean"]);
+    assert!(out.status.success());
+    assert!(!worktree.exists());
+}
+
+/// The variable the config names as the forge token (`github.token_env`)
+/// never reaches a git child git-agent starts (nor the agent: `pass_env`
+/// refuses it). A `git` on PATH in front of the real one logs which of
+/// its children saw it; another variable set the same way is the control.
+#[test]
+fn a_custom_token_variable_reaches_no_git_child() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = TestRepo::with_files(&[("README.md", "# Project\n")]);
+    repo.config_with("success.sh", "github:\n  token_env: MY_FORGE_TOKEN\n");
+    repo.brief("hello", &Brief::new(&["src/**"]));
+    repo.commit_all("agent config");
+    let real = String::from_utf8_lossy(
+        &std::process::Command::new("sh")
+            .args(["-c", "command -v git"])
+            .output()
+            .expect("which git")
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    let bin = repo.tmp.join("wrapbin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let log = repo.tmp.join("git-env.log");
+    let wrapper = bin.join("git");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n[ -n \"$MY_FORGE_TOKEN\" ] && echo \"token $1\" >> '{0}'\n[ -n \"$OTHER_VALUE\" ] && echo \"other $1\" >> '{0}'\nexec '{real}' \"$@\"\n",
+            log.display()
+        ),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = format!(
+        "{}:{}:{}",
+        bin.display(),
+        std::path::Path::new(support::BIN)
+            .parent()
+            .expect("dir")
+            .display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = repo
+        .command(&["run", "hello"])
+        .env("PATH", path)
+        .env("MY_FORGE_TOKEN", "ghp_customCanary0123456789")
+        .env("OTHER_VALUE", "x")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        seen.contains("other "),
+        "control: git children see the environment:\n{seen}"
+    );
+    assert!(
+        !seen.contains("token "),
+        "git children saw the token:\n{seen}"
     );
 }

@@ -88,6 +88,7 @@ fn clean_run(
         }
     }
 
+    let _ = store.open(&r.run_id).remove_stale_tmp();
     if let Some(age) = older {
         if !finished_before(&r, age) {
             return Ok(());
@@ -146,10 +147,16 @@ fn remove_worktree(repo: &Repo, wt: &std::path::Path, removed: &mut usize) -> Cl
     Ok(size)
 }
 
+/// Whether `r` finished at least `age` ago. A stamp in the future (the
+/// clock was stepped back since) or one that does not parse tells no age:
+/// such a run is kept, never taken for an old one.
 fn finished_before(r: &RunRecord, age: Duration) -> bool {
     let stamp = r.finished_at.as_deref().unwrap_or(&r.started_at);
     match time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339) {
-        Ok(t) => (time::OffsetDateTime::now_utc() - t).whole_seconds() as u64 >= age.as_secs(),
-        Err(_) => true,
+        Ok(t) => {
+            let elapsed = (time::OffsetDateTime::now_utc() - t).whole_seconds();
+            u64::try_from(elapsed).is_ok_and(|secs| secs >= age.as_secs())
+        }
+        Err(_) => false,
     }
 }

@@ -132,6 +132,10 @@ pub(crate) fn load_config(root: &std::path::Path, ctx: &Ctx) -> CliResult<Config
             return Err(CliError::reported(exit::USAGE));
         }
     }
+    // A token named by the config never reaches a local git child.
+    if let Some(name) = &config.github.token_env {
+        crate::git::scrub_token_env(name);
+    }
     Ok(config)
 }
 

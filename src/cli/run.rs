@@ -194,6 +194,22 @@ fn resume_request(
             record.task
         )));
     }
+    // A process of the run that outlived its supervisor (where no PID
+    // namespace ended it) would work beside the resumed agent.
+    let alive = crate::exec::process::marked_alive("GIT_AGENT_RUN_ID", &record.run_id);
+    if !alive.is_empty() {
+        let pids: Vec<String> = alive.iter().map(ToString::to_string).collect();
+        return Err(CliError::usage(format!(
+            "run {} still has processes alive (pid {}); a resumed agent would work beside them",
+            record.run_id,
+            pids.join(", ")
+        ))
+        .hint(format!(
+            "stop them (`kill {}`) and resume again; `git agent clean {}` stops them and removes the run's worktree",
+            pids.join(" "),
+            record.run_id
+        )));
+    }
     if !record.worktree.as_ref().is_some_and(|w| w.exists()) {
         return Err(CliError::usage(format!(
             "run {} has no worktree left to resume in",

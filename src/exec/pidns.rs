@@ -141,6 +141,12 @@ unsafe fn run_init(report_fd: RawFd) -> io::Result<()> {
         return Ok(());
     }
     close_all_but(report_fd);
+    // The supervisor's SIGTERM (a timeout, a graceful stop) reaches this
+    // init too: pass it on to every process of the namespace (the ones that
+    // left the group included), and remember it.
+    let mut action: libc::sigaction = std::mem::zeroed();
+    action.sa_sigaction = on_terminate as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
     let mut status = 0;
     loop {
         let pid = libc::waitpid(-1, &mut status, 0);
@@ -154,7 +160,11 @@ unsafe fn run_init(report_fd: RawFd) -> io::Result<()> {
     }
     // What is left of the step dies now; the kernel would kill it when this
     // init exits anyway, but counting it is the supervisor's `leaked`.
-    libc::kill(-1, libc::SIGKILL);
+    // While terminating (nextest's rule), the rest has the supervisor's
+    // grace period to finish on its SIGTERM; its SIGKILL ends this init.
+    if !TERMINATING.load(std::sync::atomic::Ordering::SeqCst) {
+        libc::kill(-1, libc::SIGKILL);
+    }
     let mut leaked: u32 = 0;
     loop {
         let mut ignored = 0;
@@ -175,6 +185,19 @@ unsafe fn run_init(report_fd: RawFd) -> io::Result<()> {
         libc::_exit(128 + libc::WTERMSIG(status));
     }
     libc::_exit(libc::WEXITSTATUS(status))
+}
+
+/// Set by the init's SIGTERM handler.
+static TERMINATING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The init's SIGTERM handler: async-signal-safe (an atomic store, kill).
+extern "C" fn on_terminate(_: libc::c_int) {
+    TERMINATING.store(true, std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: kill(2) is async-signal-safe; -1 is every process of the
+    // namespace but this init.
+    unsafe {
+        libc::kill(-1, libc::SIGTERM);
+    }
 }
 
 /// `waitpid` for one child, through interruptions.

@@ -248,6 +248,11 @@ pub async fn run(
         .await
         .map_err(lost)?;
     let duration = started.elapsed();
+    if let (Some(at), false) = (state.kill_at, state.killed) {
+        // The leader died of the SIGTERM: the rest of its group gets the
+        // rest of the grace period too (nextest's rule), then the sweep.
+        grace_for_group(pid, at).await;
+    }
     let (exit, killed_in_namespace) = channels.exit(status);
     debug!(pid, %exit, ?duration, "leader exited");
 
@@ -538,6 +543,16 @@ async fn close_pipes(
     Ok((out, err, pipes_left_open))
 }
 
+/// Waits until the process group `pgid` is empty or `until` comes.
+async fn grace_for_group(pgid: i32, until: tokio::time::Instant) {
+    while tokio::time::Instant::now() < until {
+        if killpg(Pid::from_raw(pgid), None) == Err(Errno::ESRCH) {
+            return;
+        }
+        tokio::time::sleep(SWEEP_POLL * 4).await;
+    }
+}
+
 async fn create_output(path: &Path) -> Result<tokio::fs::File, ProcessError> {
     tokio::fs::File::create(path)
         .await
@@ -729,6 +744,22 @@ pub fn kill_marked(name: &str, value: &str) -> usize {
         std::thread::sleep(SWEEP_POLL);
     }
     sweep.killed.len()
+}
+
+/// The live processes whose initial environment holds `NAME=VALUE` (other
+/// than this process and its ancestors).
+pub fn marked_alive(name: &str, value: &str) -> Vec<i32> {
+    let sweep = Sweep::new(i32::MAX, Some(&(name.to_string(), value.to_string())));
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| !sweep.protected.contains(pid))
+        .filter(|pid| ProcInfo::read(*pid).is_some_and(|i| i.state != 'Z' && i.state != 'X'))
+        .filter(|pid| sweep.carries_marker(*pid))
+        .collect()
 }
 
 /// Finds, kills and reaps the processes of one run: members of its process

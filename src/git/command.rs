@@ -55,6 +55,28 @@ pub(super) struct Git {
     deadline: Option<std::time::Instant>,
 }
 
+/// Variables the config names as holding a forge token
+/// (`github.token_env`): scrubbed from every git child, as the well-known
+/// ones are.
+static CONFIGURED_TOKENS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Scrubs `name` from the environment of every git command from now on
+/// (called when the config is loaded).
+pub fn scrub_token_env(name: &str) {
+    if let Ok(mut names) = CONFIGURED_TOKENS.write() {
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+}
+
+fn configured_tokens() -> Vec<String> {
+    CONFIGURED_TOKENS
+        .read()
+        .map(|n| n.clone())
+        .unwrap_or_default()
+}
+
 /// Kills a child at a deadline unless told first that it has exited.
 struct Watchdog {
     done: std::sync::mpsc::Sender<()>,
@@ -176,6 +198,9 @@ impl Git {
         // Local git needs no forge token; the push gets its own through a
         // credential helper's pipe (`deliver::forge::push`).
         for k in crate::spec::config::FORGE_TOKENS {
+            cmd.env_remove(k);
+        }
+        for k in configured_tokens() {
             cmd.env_remove(k);
         }
         cmd.env("GIT_TERMINAL_PROMPT", "0")

@@ -42,6 +42,7 @@ mod safe_tree;
 mod worktree;
 
 pub use changes::{Change, ChangeKind, ChangeSet};
+pub use command::scrub_token_env;
 pub use commit::is_agent_commit;
 pub use commit::NOTES_REF;
 pub use error::WorkspaceError;

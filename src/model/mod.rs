@@ -6,6 +6,7 @@ pub mod check;
 pub mod delivery;
 pub mod event;
 pub mod review;
+pub mod salvage;
 pub mod sandbox;
 pub mod store;
 pub mod time;

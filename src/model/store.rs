@@ -189,8 +189,13 @@ impl Store {
                 id: entry.file_name().to_string_lossy().into_owned(),
                 path: entry.path(),
             };
-            if let Ok(record) = dir.read_record() {
-                out.push(record);
+            match dir.read_record() {
+                Ok(record) => out.push(record),
+                // Damaged: as much as its events tell (see `salvage`).
+                Err(e) if e.kind() == io::ErrorKind::InvalidData || dir.events_path().exists() => {
+                    out.extend(dir.salvage(&e.to_string()));
+                }
+                Err(_) => {}
             }
         }
         out.sort_by(|a, b| {
@@ -282,6 +287,7 @@ impl RunDir {
     }
 
     pub fn write_record(&self, record: &RunRecord) -> io::Result<()> {
+        self.keep_damaged_record()?;
         let json = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
         write_atomic(&self.record_path(), &json)
     }
