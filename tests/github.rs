@@ -122,6 +122,8 @@ struct FakeState {
     /// Operations carried out whose reply is then lost (a 502), once each.
     lose_reply: Vec<String>,
     schema_errors: Vec<String>,
+    /// The server's own URL, for the absolute links GitHub gives.
+    base: String,
 }
 
 #[derive(Clone, Default)]
@@ -285,8 +287,48 @@ impl Respond for Fake {
             st.lose_reply.remove(pos);
             return ResponseTemplate::new(502).set_body_json(json!({"message": "Server Error"}));
         }
+        if matches!(op.id.as_str(), "pulls/list" | "issues/list-for-repo") {
+            return paginated(req, example, &st.base);
+        }
         ResponseTemplate::new(op.status).set_body_json(example)
     }
+}
+
+/// A listing as GitHub pages it: `per_page` (default 30, at most 100) items
+/// of page `page` (from 1), and a `Link` header with `rel="next"` (an
+/// absolute URL, as GitHub gives) while more remain.
+fn paginated(req: &Request, items: Value, base: &str) -> ResponseTemplate {
+    let param = |name: &str| {
+        req.url
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+    };
+    let per_page = param("per_page").unwrap_or(30).clamp(1, 100);
+    let page = param("page").unwrap_or(1).max(1);
+    let all = items.as_array().cloned().unwrap_or_default();
+    let slice: Vec<Value> = all
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .cloned()
+        .collect();
+    let mut reply = ResponseTemplate::new(200).set_body_json(Value::Array(slice));
+    if page * per_page < all.len() {
+        let mut next = wiremock::http::Url::parse(&format!("{base}{}", req.url.path()))
+            .expect("the server's URL");
+        let kept: Vec<(String, String)> = req
+            .url
+            .query_pairs()
+            .filter(|(k, _)| k != "page")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        next.query_pairs_mut()
+            .extend_pairs(kept)
+            .append_pair("page", &(page + 1).to_string());
+        reply = reply.insert_header("link", format!("<{next}>; rel=\"next\"").as_str());
+    }
+    reply
 }
 
 fn pr_json(template: &Value, number: u64, draft: bool) -> Value {
@@ -313,6 +355,7 @@ fn issue_json(template: &Value, number: u64, body: &str, labels: &[String]) -> V
 async fn fake_github() -> (MockServer, Fake) {
     let server = MockServer::start().await;
     let fake = Fake::default();
+    fake.state().base = server.uri();
     Mock::given(wiremock::matchers::any())
         .respond_with(fake.clone())
         .mount(&server)
@@ -537,6 +580,82 @@ async fn fallback_issue_opens_one_issue_and_no_pull_request() {
     }
     drop(st);
     assert_clean(&fake);
+}
+
+/// The task's issue is found wherever it is in the listing: GitHub pages
+/// it (100 at most), and a busy repository has more open `needs-human`
+/// issues than a page holds.
+#[tokio::test]
+async fn the_tasks_issue_is_found_past_the_first_page() {
+    let (server, fake) = fake_github().await;
+    {
+        let mut st = fake.state();
+        for n in 0..150u64 {
+            st.issues.push((
+                100 + n,
+                format!("another task\n\n<!-- git-agent task=other-{n} -->"),
+                vec!["needs-human".into()],
+            ));
+        }
+        st.issues.push((
+            7,
+            "stuck before\n\n<!-- git-agent task=hello -->".into(),
+            vec!["needs-human".into()],
+        ));
+    }
+    let gh = client(&server);
+    let rec = record(State::Escalated, Some("stuck"));
+    let mut d = delivery("pr");
+    d.fallback = EscalateFallback::Issue;
+    deliver_issue(&gh, &rec, &events(), &mut d)
+        .await
+        .expect("delivery");
+    let pages: Vec<String> = fake
+        .state()
+        .seen
+        .iter()
+        .filter(|s| s.op == "issues/list-for-repo")
+        .map(|s| s.query.clone())
+        .collect();
+    assert!(pages.iter().any(|q| q.contains("page=2")), "{pages:?}");
+    assert_eq!(d.issue_number, Some(7), "the task's issue, on page 2");
+    assert_eq!(fake.count("issues/create"), 0, "no duplicate issue");
+    assert_eq!(fake.count("issues/update"), 1);
+    assert_clean(&fake);
+}
+
+/// A page link to another host is not followed: it would carry the token
+/// there. (Control: the same link to the API itself is followed, above.)
+#[tokio::test]
+async fn a_page_link_to_another_host_is_not_followed() {
+    let (server, fake) = fake_github().await;
+    let elsewhere = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&elsewhere)
+        .await;
+    fake.state().inject.push_back((
+        "issues/list-for-repo".into(),
+        ResponseTemplate::new(200)
+            .set_body_json(json!([]))
+            .insert_header(
+                "link",
+                format!(
+                    "<{}/repos/octo/hello/issues?page=2>; rel=\"next\"",
+                    elsewhere.uri()
+                )
+                .as_str(),
+            ),
+    ));
+    let gh = client(&server);
+    let rec = record(State::Escalated, Some("stuck"));
+    let mut d = delivery("pr");
+    d.fallback = EscalateFallback::Issue;
+    deliver_issue(&gh, &rec, &events(), &mut d)
+        .await
+        .expect("delivery");
+    let hits = elsewhere.received_requests().await.unwrap_or_default();
+    assert!(hits.is_empty(), "the other host was asked: {hits:?}");
 }
 
 /// An open `needs-human` issue that only quotes the task's marker (an

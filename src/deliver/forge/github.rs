@@ -125,6 +125,32 @@ impl GitHub {
     ) -> Result<Value, ForgeError> {
         self.send_retrying(operation, method, url, body, self.retry.retries)
             .await
+            .map(|reply| reply.json)
+    }
+
+    /// Every item of a listing, following `Link: <…>; rel="next"` (at most
+    /// [`MAX_PAGES`] pages, and only to this API: a link elsewhere would
+    /// carry the token there).
+    async fn send_pages(&self, operation: &str, url: &str) -> Result<Vec<Value>, ForgeError> {
+        let mut items = Vec::new();
+        let mut url = url.to_string();
+        for _ in 0..MAX_PAGES {
+            let reply = self
+                .send_retrying(operation, Method::Get, &url, None, self.retry.retries)
+                .await?;
+            if let Value::Array(page) = reply.json {
+                items.extend(page);
+            }
+            match reply.next {
+                Some(next) if next.starts_with(&format!("{}/", self.api)) => url = next,
+                Some(next) => {
+                    tracing::warn!(%operation, %next, "not following a page link to another host");
+                    break;
+                }
+                None => break,
+            }
+        }
+        Ok(items)
     }
 
     /// The open issue the task's marker (the body's last line, where
@@ -136,19 +162,12 @@ impl GitHub {
             "/issues?state=open&labels={}&per_page=100",
             query_value(&spec.search_label)
         ));
-        let list = self
-            .send("finding the issue", Method::Get, &url, None)
-            .await?;
-        Ok(list.as_array().and_then(|issues| {
-            issues
-                .iter()
-                .find(|i| {
-                    i.get("pull_request").is_none()
-                        && i["body"]
-                            .as_str()
-                            .is_some_and(|b| b.trim_end().ends_with(spec.marker.as_str()))
-                })
-                .cloned()
+        let issues = self.send_pages("finding the issue", &url).await?;
+        Ok(issues.into_iter().find(|i| {
+            i.get("pull_request").is_none()
+                && i["body"]
+                    .as_str()
+                    .is_some_and(|b| b.trim_end().ends_with(spec.marker.as_str()))
         }))
     }
 
@@ -173,7 +192,7 @@ impl GitHub {
                 .try_once(operation, Method::Post, url, Some(body))
                 .await
             {
-                Ok(created) => return Ok(created),
+                Ok(created) => return Ok(created.json),
                 Err(Failure::Status {
                     error,
                     retryable,
@@ -208,11 +227,11 @@ impl GitHub {
         url: &str,
         body: Option<&Value>,
         retries: u32,
-    ) -> Result<Value, ForgeError> {
+    ) -> Result<Reply, ForgeError> {
         let mut attempt = 0u32;
         loop {
             match self.try_once(operation, method, url, body).await {
-                Ok(json) => return Ok(json),
+                Ok(reply) => return Ok(reply),
                 Err(Failure::Status {
                     status,
                     error,
@@ -257,7 +276,7 @@ impl GitHub {
         method: Method,
         url: &str,
         body: Option<&Value>,
-    ) -> Result<Value, Failure> {
+    ) -> Result<Reply, Failure> {
         let response = match method {
             Method::Get => self.client._get(url).await,
             Method::Patch => self.client._patch(url, body).await,
@@ -272,6 +291,11 @@ impl GitHub {
             })
         })?;
         let status = response.status().as_u16();
+        let next = response
+            .headers()
+            .get("link")
+            .and_then(|v| v.to_str().ok())
+            .and_then(next_link);
         let hints = RetryHints {
             retry_after: response
                 .headers()
@@ -295,7 +319,7 @@ impl GitHub {
             serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
         };
         if (200..300).contains(&status) {
-            return Ok(json);
+            return Ok(Reply { json, next });
         }
         Err(status_failure(operation, status, &text, &json, hints))
     }
@@ -310,6 +334,31 @@ impl GitHub {
         let half = d / 2;
         half + half.mul_f64(rand::random::<f64>())
     }
+}
+
+/// How many pages of a listing are read at most (100 items each).
+const MAX_PAGES: usize = 10;
+
+/// A 2xx answer: its JSON, and the next page when it is a listing.
+struct Reply {
+    json: Value,
+    next: Option<String>,
+}
+
+/// The `rel="next"` URL of a `Link` header.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (url, params) = part.trim().split_once(';')?;
+        let is_next = params
+            .split(';')
+            .any(|p| matches!(p.trim(), "rel=\"next\"" | "rel=next"));
+        is_next.then(|| {
+            url.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+    })
 }
 
 /// What an error response said about retrying.
@@ -422,13 +471,11 @@ fn clip(s: &str, max: usize) -> String {
 impl Forge for GitHub {
     async fn find_pr_by_head(&self, branch: &str) -> Result<Option<PullRequest>, ForgeError> {
         let url = self.repo_path(&format!(
-            "/pulls?head={}&state=open&per_page=10",
+            "/pulls?head={}&state=open&per_page=100",
             query_value(&format!("{}:{branch}", self.repo.owner))
         ));
-        let list = self
-            .send("finding the pull request", Method::Get, &url, None)
-            .await?;
-        Ok(list.as_array().and_then(|a| a.first()).map(pull_from))
+        let list = self.send_pages("finding the pull request", &url).await?;
+        Ok(list.first().map(pull_from))
     }
 
     async fn open_or_update_pr(&self, spec: &PrSpec) -> Result<(PullRequest, bool), ForgeError> {
@@ -613,20 +660,28 @@ impl Forge for GitHub {
 
     async fn list_review_comments(&self, number: u64) -> Result<Vec<ReviewComment>, ForgeError> {
         let url = self.repo_path(&format!("/pulls/{number}/comments?per_page=100"));
-        let list = self
-            .send("listing review comments", Method::Get, &url, None)
-            .await?;
+        let list = self.send_pages("listing review comments", &url).await?;
         Ok(list
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|c| ReviewComment {
-                        path: c["path"].as_str().unwrap_or_default().to_string(),
-                        body: c["body"].as_str().unwrap_or_default().to_string(),
-                        user: c["user"]["login"].as_str().map(str::to_string),
-                    })
-                    .collect()
+            .iter()
+            .map(|c| ReviewComment {
+                path: c["path"].as_str().unwrap_or_default().to_string(),
+                body: c["body"].as_str().unwrap_or_default().to_string(),
+                user: c["user"]["login"].as_str().map(str::to_string),
             })
-            .unwrap_or_default())
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_next_page_is_read_from_the_link_header() {
+        let h = r#"<https://api.github.com/repositories/1/issues?page=2&per_page=100>; rel="next", <https://api.github.com/repositories/1/issues?page=5&per_page=100>; rel="last""#;
+        assert_eq!(
+            super::next_link(h).as_deref(),
+            Some("https://api.github.com/repositories/1/issues?page=2&per_page=100")
+        );
+        assert_eq!(super::next_link(r#"<https://x/?page=1>; rel="prev""#), None);
+        assert_eq!(super::next_link(""), None);
     }
 }
