@@ -160,6 +160,21 @@ impl Respond for Fake {
         } else {
             serde_json::from_slice(&req.body).unwrap_or(Value::Null)
         };
+        // As GitHub: no User-Agent, no answer. And ours must name git-agent.
+        let agents: Vec<String> = req
+            .headers
+            .get_all("user-agent")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect();
+        if !agents.iter().any(|a| a.starts_with("git-agent/")) {
+            self.state()
+                .schema_errors
+                .push(format!("no git-agent User-Agent: {agents:?}"));
+            return ResponseTemplate::new(403).set_body_json(json!({
+                "message": "Request forbidden by administrative rules. Please make sure your request has a User-Agent header."
+            }));
+        }
         let mut st = self.state();
         if let Some(v) = &op.validator {
             for e in v.iter_errors(&body) {
@@ -776,6 +791,63 @@ async fn a_secondary_rate_limit_waits_for_retry_after() {
         start.elapsed()
     );
     assert_eq!(fake.count("pulls/create"), 2);
+    assert_clean(&fake);
+}
+
+fn epoch_in(secs: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    (now + secs).to_string()
+}
+
+/// A primary rate limit (`x-ratelimit-remaining: 0`) waits until the reset
+/// GitHub gives, says so, and gives up at once on a reset too far away.
+#[tokio::test]
+async fn a_primary_rate_limit_waits_for_its_reset_within_a_bound() {
+    let limited = |reset: String| {
+        ResponseTemplate::new(403)
+            .insert_header("x-ratelimit-remaining", "0")
+            .insert_header("x-ratelimit-reset", reset.as_str())
+            .set_body_json(json!({"message": "API rate limit exceeded for user ID 1."}))
+    };
+    let (server, fake) = fake_github().await;
+    fake.state()
+        .inject
+        .push_back(("pulls/list".into(), limited(epoch_in(1))));
+    let gh = client(&server);
+    let start = Instant::now();
+    gh.find_pr_by_head("agent/hello")
+        .await
+        .expect("after the reset");
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(fake.count("pulls/list"), 2);
+    let notices = gh.take_notices();
+    assert!(
+        notices.iter().any(|n| n.contains("rate limit: waited")),
+        "{notices:?}"
+    );
+
+    // An hour away is past the client's bound (5 s here): no wait.
+    fake.state()
+        .inject
+        .push_back(("pulls/list".into(), limited(epoch_in(3600))));
+    let start = Instant::now();
+    let err = gh
+        .find_pr_by_head("agent/hello")
+        .await
+        .expect_err("too long");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(err.message.contains("asked to wait"), "{err:?}");
     assert_clean(&fake);
 }
 

@@ -88,6 +88,17 @@ impl GitHub {
             .base_uri(api.as_str())
             .map_err(|e| err(format!("bad API URL `{api}`: {e}")))?
             .personal_token(token)
+            // GitHub refuses requests without a User-Agent and asks that it
+            // name the application; octocrab adds its own after this one.
+            .add_header(
+                http::header::USER_AGENT,
+                format!("git-agent/{}", env!("CARGO_PKG_VERSION")),
+            )
+            .add_header(http::header::ACCEPT, "application/vnd.github+json".into())
+            .add_header(
+                http::header::HeaderName::from_static("x-github-api-version"),
+                "2022-11-28".into(),
+            )
             .add_retry_config(RetryConfig::None)
             .set_connect_timeout(Some(Duration::from_secs(20)))
             .set_read_timeout(Some(Duration::from_secs(60)))
@@ -101,6 +112,13 @@ impl GitHub {
             statuses: AtomicBool::new(false),
             notices: Default::default(),
         })
+    }
+
+    fn notice(&self, text: String) {
+        let mut notices = self.notices.lock().unwrap_or_else(|p| p.into_inner());
+        if !notices.contains(&text) {
+            notices.push(text);
+        }
     }
 
     /// Notices collected so far (each said once), drained.
@@ -254,6 +272,12 @@ impl GitHub {
                         });
                     }
                     tracing::warn!(%operation, status, wait_ms = wait.as_millis() as u64, "retrying");
+                    if matches!(status, 403 | 429) {
+                        self.notice(format!(
+                            "GitHub's rate limit: waited {}s before {operation} again",
+                            wait.as_secs()
+                        ));
+                    }
                     tokio::time::sleep(wait).await;
                 }
                 // Transport errors: retried like a 5xx.
@@ -307,6 +331,12 @@ impl GitHub {
                 .headers()
                 .get("x-ratelimit-remaining")
                 .is_some_and(|v| v.as_bytes() == b"0"),
+            reset_in: response
+                .headers()
+                .get("x-ratelimit-reset")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(until_epoch),
         };
         let text = self
             .client
@@ -368,6 +398,17 @@ struct RetryHints {
     retry_after: Option<Duration>,
     /// `X-RateLimit-Remaining: 0`.
     remaining_zero: bool,
+    /// How long until `X-RateLimit-Reset` (epoch seconds), from now.
+    reset_in: Option<Duration>,
+}
+
+/// From now until the epoch second `reset` (zero when it has passed), plus
+/// a second: GitHub's reset is rounded down.
+fn until_epoch(reset: u64) -> Duration {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Duration::from_secs(reset.saturating_sub(now) + 1)
 }
 
 /// The failure an error status is: its message (and for a 422, the fields
@@ -398,11 +439,15 @@ fn status_failure(
         },
         message,
     };
+    // A primary limit says when it resets; a secondary one, Retry-After.
+    let retry_after = hints
+        .retry_after
+        .or_else(|| hints.remaining_zero.then_some(hints.reset_in).flatten());
     Failure::Status {
         status,
         error,
         retryable: status >= 500 || rate_limited,
-        retry_after: hints.retry_after,
+        retry_after,
     }
 }
 
