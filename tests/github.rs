@@ -124,6 +124,8 @@ struct FakeState {
     schema_errors: Vec<String>,
     /// The server's own URL, for the absolute links GitHub gives.
     base: String,
+    /// Comments posted: (issue or pull request number, body).
+    comments: Vec<(u64, String)>,
 }
 
 #[derive(Clone, Default)]
@@ -270,6 +272,35 @@ impl Respond for Fake {
                 });
                 example = Value::Array(issues.chain(prs).collect());
             }
+            "issues/create-comment" => {
+                let n: u64 = path
+                    .split('/')
+                    .nth(5)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                let text = body["body"].as_str().unwrap_or("").to_string();
+                example["body"] = json!(text);
+                st.comments.push((n, text));
+            }
+            "issues/list-comments" => {
+                let n: u64 = path
+                    .split('/')
+                    .nth(5)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                let template = example[0].clone();
+                example = Value::Array(
+                    st.comments
+                        .iter()
+                        .filter(|(on, _)| *on == n)
+                        .map(|(_, text)| {
+                            let mut c = template.clone();
+                            c["body"] = json!(text);
+                            c
+                        })
+                        .collect(),
+                );
+            }
             "issues/create" => {
                 let n = 2000 + st.issues.len() as u64;
                 let body_text = body["body"].as_str().unwrap_or("").to_string();
@@ -302,7 +333,10 @@ impl Respond for Fake {
             st.lose_reply.remove(pos);
             return ResponseTemplate::new(502).set_body_json(json!({"message": "Server Error"}));
         }
-        if matches!(op.id.as_str(), "pulls/list" | "issues/list-for-repo") {
+        if matches!(
+            op.id.as_str(),
+            "pulls/list" | "issues/list-for-repo" | "issues/list-comments"
+        ) {
             return paginated(req, example, &st.base);
         }
         ResponseTemplate::new(op.status).set_body_json(example)
@@ -671,6 +705,47 @@ async fn a_page_link_to_another_host_is_not_followed() {
         .expect("delivery");
     let hits = elsewhere.received_requests().await.unwrap_or_default();
     assert!(hits.is_empty(), "the other host was asked: {hits:?}");
+}
+
+/// A delivery retried after it failed completes what it left undone: the
+/// reviewers it never requested (a 422 on reviewers), and the escalation
+/// comment is not posted twice.
+#[tokio::test]
+async fn a_retried_delivery_completes_what_the_failed_one_left() {
+    let (server, fake) = fake_github().await;
+    fake.state().inject.push_back((
+        "pulls/request-reviewers".into(),
+        ResponseTemplate::new(422).set_body_json(json!({
+            "message": "Reviews may only be requested from collaborators. One or more of the users or teams you specified is not a collaborator of the octo/hello repository."
+        })),
+    ));
+    let gh = client(&server);
+    let rec = record(State::Escalated, Some("stuck"));
+    let mut d = delivery("pr");
+    let first = deliver_hello(&gh, &rec, &mut d).await;
+    assert!(first.is_err(), "the 422 fails the delivery");
+    assert_eq!(
+        d.pr_number,
+        Some(1347),
+        "the PR was opened before it failed"
+    );
+    assert!(!d.reviewers_requested);
+
+    // The retry (`git agent deliver`) starts from the stored record.
+    deliver_hello(&gh, &rec, &mut d).await.expect("the retry");
+    assert_eq!(fake.count("pulls/create"), 1);
+    assert_eq!(fake.count("pulls/request-reviewers"), 2, "asked again");
+    assert!(d.reviewers_requested);
+    deliver_hello(&gh, &rec, &mut d).await.expect("once more");
+    assert_eq!(fake.count("pulls/request-reviewers"), 2, "not a third time");
+    let comments: Vec<String> = fake
+        .state()
+        .comments
+        .iter()
+        .map(|(_, b)| b.clone())
+        .collect();
+    assert_eq!(comments.len(), 1, "one escalation comment: {comments:?}");
+    assert!(comments[0].contains("Trigger: stuck"), "{comments:?}");
 }
 
 /// An open `needs-human` issue that only quotes the task's marker (an

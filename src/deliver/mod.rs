@@ -426,6 +426,8 @@ pub async fn deliver_pr(
         draft: escalated || delivery.mode == crate::model::delivery::Deliver::DraftPr,
     };
     let (pr, created) = forge.open_or_update_pr(&spec).await?;
+    // A retry of this run's delivery, which opened the PR and then failed.
+    let retry_of_this_run = delivery.pr_number == Some(pr.number);
     delivery.pr_url = Some(pr.url.clone());
     delivery.pr_number = Some(pr.number);
     if spec.draft && !pr.draft {
@@ -439,25 +441,33 @@ pub async fn deliver_pr(
         labels.push(NEEDS_HUMAN.into());
     }
     forge.add_labels(pr.number, &labels).await?;
-    if created {
+    if created || (retry_of_this_run && !delivery.reviewers_requested) {
         forge
             .request_reviewers(pr.number, &delivery.reviewers)
             .await?;
+        delivery.reviewers_requested = true;
     }
     for check in check_reports(record, events, commit) {
         forge.post_check(&check).await?;
     }
     if escalated {
-        let why = record.reason.as_deref().unwrap_or("the run escalated");
-        forge
-            .comment(
-                pr.number,
-                &format!(
-                    "**git-agent escalated this run and needs a human.**\n\nTrigger: {why}\n\nRun `{}`; the decision log is the description above.",
-                    record.run_id
-                ),
-            )
-            .await?;
+        let why =
+            crate::report::escape::message(record.reason.as_deref().unwrap_or("the run escalated"));
+        // Once per run: a retried delivery finds its own comment by the
+        // marker on its last line (where only git-agent writes).
+        let marker = format!("<!-- git-agent escalated run={} -->", record.run_id);
+        let said = forge.comment_bodies(pr.number).await?;
+        if !said.iter().any(|b| b.trim_end().ends_with(&marker)) {
+            forge
+                .comment(
+                    pr.number,
+                    &format!(
+                        "**git-agent escalated this run and needs a human.**\n\nTrigger: {why}\n\nRun `{}`; the decision log is the description above.\n\n{marker}",
+                        record.run_id
+                    ),
+                )
+                .await?;
+        }
     }
     Ok(())
 }

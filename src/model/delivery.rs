@@ -92,6 +92,10 @@ pub struct DeliveryRecord {
     pub notices: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempted_at: Option<String>,
+    /// The brief's reviewers were requested on the pull request (a retry
+    /// of a delivery that failed after opening it requests them then).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reviewers_requested: bool,
 }
 
 impl DeliveryRecord {

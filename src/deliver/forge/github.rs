@@ -94,7 +94,12 @@ impl GitHub {
                 http::header::USER_AGENT,
                 format!("git-agent/{}", env!("CARGO_PKG_VERSION")),
             )
-            .add_header(http::header::ACCEPT, "application/vnd.github+json".into())
+            // GitHub's media type, and plain JSON, which the description (and
+            // so a strict mock) declares.
+            .add_header(
+                http::header::ACCEPT,
+                "application/vnd.github+json, application/json".into(),
+            )
             .add_header(
                 http::header::HeaderName::from_static("x-github-api-version"),
                 "2022-11-28".into(),
@@ -670,6 +675,15 @@ impl Forge for GitHub {
         )
         .await
         .map(drop)
+    }
+
+    async fn comment_bodies(&self, number: u64) -> Result<Vec<String>, ForgeError> {
+        let url = self.repo_path(&format!("/issues/{number}/comments?per_page=100"));
+        let list = self.send_pages("listing comments", &url).await?;
+        Ok(list
+            .iter()
+            .filter_map(|c| c["body"].as_str().map(str::to_string))
+            .collect())
     }
 
     async fn open_or_update_issue(&self, spec: &IssueSpec) -> Result<(Issue, bool), ForgeError> {

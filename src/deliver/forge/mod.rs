@@ -180,6 +180,8 @@ pub trait Forge {
     /// A check run, or a commit status when check runs are refused.
     async fn post_check(&self, check: &CheckReport) -> Result<CheckKind, ForgeError>;
     async fn comment(&self, number: u64, body: &str) -> Result<(), ForgeError>;
+    /// The bodies of the comments on issue or pull request `number`.
+    async fn comment_bodies(&self, number: u64) -> Result<Vec<String>, ForgeError>;
     /// Opens an issue, or updates title and body of the open one whose body
     /// holds the same marker (re-runs never open a second one). Returns it
     /// and whether it was created.
