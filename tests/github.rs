@@ -111,8 +111,8 @@ struct Seen {
 #[derive(Default)]
 struct FakeState {
     seen: Vec<Seen>,
-    /// (head, number, draft) of open pull requests.
-    prs: Vec<(String, u64, bool)>,
+    /// (head, number, draft, base) of open pull requests.
+    prs: Vec<(String, u64, bool, String)>,
     /// Open issues: (number, body, labels).
     issues: Vec<(u64, String, Vec<String>)>,
     /// Failures to answer first: (operation, template), in order.
@@ -219,8 +219,8 @@ impl Respond for Fake {
                 example = Value::Array(
                     st.prs
                         .iter()
-                        .filter(|(h, _, _)| h == branch)
-                        .map(|(_, n, d)| pr_json(&template, *n, *d))
+                        .filter(|(h, _, _, _)| h == branch)
+                        .map(|(_, n, d, b)| pr_json(&template, *n, *d, b))
                         .collect(),
                 );
             }
@@ -232,9 +232,10 @@ impl Respond for Fake {
                         "errors": [{"resource": "PullRequest", "field": "base", "code": "invalid"}],
                     }));
                 }
-                // As GitHub: one open pull request per head.
+                // As GitHub: one open pull request per head and base.
                 let head = body["head"].as_str().unwrap_or("");
-                if st.prs.iter().any(|p| p.0 == head) {
+                let base = body["base"].as_str().unwrap_or("");
+                if st.prs.iter().any(|p| p.0 == head && p.3 == base) {
                     return ResponseTemplate::new(422).set_body_json(json!({
                         "message": "Validation Failed",
                         "errors": [{"resource": "PullRequest", "code": "custom",
@@ -243,14 +244,18 @@ impl Respond for Fake {
                 }
                 let n = 1347 + st.prs.len() as u64;
                 let draft = body["draft"].as_bool().unwrap_or(false);
-                st.prs
-                    .push((body["head"].as_str().unwrap_or("").into(), n, draft));
-                example = pr_json(&example, n, draft);
+                st.prs.push((head.into(), n, draft, base.into()));
+                example = pr_json(&example, n, draft, base);
             }
             "pulls/update" => {
                 let n: u64 = path.rsplit('/').next().unwrap().parse().unwrap();
-                let draft = st.prs.iter().find(|p| p.1 == n).is_some_and(|p| p.2);
-                example = pr_json(&example, n, draft);
+                let (draft, base) = st
+                    .prs
+                    .iter()
+                    .find(|p| p.1 == n)
+                    .map(|p| (p.2, p.3.clone()))
+                    .unwrap_or_default();
+                example = pr_json(&example, n, draft, &base);
             }
             // GitHub lists pull requests among issues (with `pull_request`).
             "issues/list-for-repo" => {
@@ -265,7 +270,7 @@ impl Respond for Fake {
                     .iter()
                     .filter(|(_, _, labels)| label.as_ref().map_or(true, |l| labels.contains(l)))
                     .map(|(n, body, labels)| issue_json(&template, *n, body, labels));
-                let prs = st.prs.iter().map(|(_, n, _)| {
+                let prs = st.prs.iter().map(|(_, n, _, _)| {
                     let mut v = issue_json(&template, *n, "", &["needs-human".into()]);
                     v["pull_request"] = template["pull_request"].clone();
                     v
@@ -380,9 +385,10 @@ fn paginated(req: &Request, items: Value, base: &str) -> ResponseTemplate {
     reply
 }
 
-fn pr_json(template: &Value, number: u64, draft: bool) -> Value {
+fn pr_json(template: &Value, number: u64, draft: bool, base: &str) -> Value {
     let mut v = template.clone();
     v["number"] = json!(number);
+    v["base"]["ref"] = json!(base);
     v["draft"] = json!(draft);
     v["html_url"] = json!(format!("https://github.com/octo/hello/pull/{number}"));
     v
@@ -572,7 +578,9 @@ async fn fallback_issue_opens_one_issue_and_no_pull_request() {
     let (server, fake) = fake_github().await;
     // An unrelated escalated draft PR carries `needs-human` too: the issues
     // list returns it, and it must not be taken for the task's issue.
-    fake.state().prs.push(("agent/other".into(), 7, true));
+    fake.state()
+        .prs
+        .push(("agent/other".into(), 7, true, "main".into()));
     let gh = client(&server);
     let rec = record(
         State::Escalated,
@@ -705,6 +713,28 @@ async fn a_page_link_to_another_host_is_not_followed() {
         .expect("delivery");
     let hits = elsewhere.received_requests().await.unwrap_or_default();
     assert!(hits.is_empty(), "the other host was asked: {hits:?}");
+}
+
+/// An open pull request from the same head to another base is not the
+/// task's: the lookup filters by base, and a new one is opened for `main`.
+#[tokio::test]
+async fn a_pull_request_to_another_base_is_left_alone() {
+    let (server, fake) = fake_github().await;
+    fake.state()
+        .prs
+        .push(("agent/hello".into(), 7, false, "release".into()));
+    let gh = client(&server);
+    let rec = record(State::Succeeded, None);
+    let mut d = delivery("pr");
+    deliver_hello(&gh, &rec, &mut d).await.expect("delivery");
+    assert_ne!(d.pr_number, Some(7), "the release PR was taken");
+    assert_eq!(
+        fake.count("pulls/update"),
+        0,
+        "the release PR is left alone"
+    );
+    assert_eq!(fake.count("pulls/create"), 1);
+    assert_eq!(fake.bodies("pulls/create")[0]["base"], "main");
 }
 
 /// A delivery retried after it failed completes what it left undone: the

@@ -489,6 +489,7 @@ fn pull_from(v: &Value) -> PullRequest {
             .unwrap_or_default()
             .to_string(),
         draft: v.get("draft").and_then(Value::as_bool).unwrap_or(false),
+        base: v["base"]["ref"].as_str().unwrap_or_default().to_string(),
     }
 }
 
@@ -518,18 +519,35 @@ fn clip(s: &str, max: usize) -> String {
     out
 }
 
-impl Forge for GitHub {
-    async fn find_pr_by_head(&self, branch: &str) -> Result<Option<PullRequest>, ForgeError> {
+impl GitHub {
+    /// The open pull requests from `branch`, whatever their base (every page).
+    async fn open_prs_from(&self, branch: &str) -> Result<Vec<PullRequest>, ForgeError> {
         let url = self.repo_path(&format!(
             "/pulls?head={}&state=open&per_page=100",
             query_value(&format!("{}:{branch}", self.repo.owner))
         ));
         let list = self.send_pages("finding the pull request", &url).await?;
-        Ok(list.first().map(pull_from))
+        Ok(list.iter().map(pull_from).collect())
+    }
+
+    /// The open pull request from `head` to `base`: the one a delivery
+    /// updates (one from the same head to another base is someone else's).
+    async fn find_pr(&self, head: &str, base: &str) -> Result<Option<PullRequest>, ForgeError> {
+        Ok(self
+            .open_prs_from(head)
+            .await?
+            .into_iter()
+            .find(|pr| pr.base.is_empty() || pr.base == base))
+    }
+}
+
+impl Forge for GitHub {
+    async fn find_pr_by_head(&self, branch: &str) -> Result<Option<PullRequest>, ForgeError> {
+        Ok(self.open_prs_from(branch).await?.into_iter().next())
     }
 
     async fn open_or_update_pr(&self, spec: &PrSpec) -> Result<(PullRequest, bool), ForgeError> {
-        if let Some(existing) = self.find_pr_by_head(&spec.head).await? {
+        if let Some(existing) = self.find_pr(&spec.head, &spec.base).await? {
             let url = self.repo_path(&format!("/pulls/{}", existing.number));
             let body = json!({ "title": spec.title, "body": spec.body });
             let updated = self
@@ -555,10 +573,10 @@ impl Forge for GitHub {
             "maintainer_can_modify": true,
         });
         let made = || async {
-            Ok(self
-                .find_pr_by_head(&spec.head)
-                .await?
-                .map(|pr| json!({ "number": pr.number, "html_url": pr.url, "draft": pr.draft })))
+            Ok(self.find_pr(&spec.head, &spec.base).await?.map(|pr| {
+                json!({ "number": pr.number, "html_url": pr.url, "draft": pr.draft,
+                        "base": { "ref": pr.base } })
+            }))
         };
         let created = self
             .create(

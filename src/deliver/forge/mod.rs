@@ -82,6 +82,8 @@ pub struct PullRequest {
     pub number: u64,
     pub url: String,
     pub draft: bool,
+    /// The branch it targets (`base.ref`).
+    pub base: String,
 }
 
 /// What to open or update.
