@@ -229,7 +229,8 @@ fn client(prism: &Prism) -> GitHub {
 fn spec(draft: bool) -> PrSpec {
     PrSpec {
         head: "agent/hello".into(),
-        base: "main".into(),
+        // The official example's pull request targets `master`.
+        base: "master".into(),
         title: "Say hello".into(),
         body: "## Decision log\n\n- attempt 1: checks passed\n".into(),
         draft,
@@ -278,6 +279,7 @@ fn example_pr() -> PullRequest {
         number: 1347,
         url: "https://github.com/octocat/Hello-World/pull/1347".into(),
         draft: false,
+        base: "master".into(),
     }
 }
 
