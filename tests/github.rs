@@ -126,6 +126,9 @@ struct FakeState {
     base: String,
     /// Comments posted: (issue or pull request number, body).
     comments: Vec<(u64, String)>,
+    /// The repository's branches a pull request may target (GitHub
+    /// refuses others); empty: any.
+    branches: Vec<String>,
 }
 
 #[derive(Clone, Default)]
@@ -175,6 +178,17 @@ impl Respond for Fake {
                 .push(format!("no git-agent User-Agent: {agents:?}"));
             return ResponseTemplate::new(403).set_body_json(json!({
                 "message": "Request forbidden by administrative rules. Please make sure your request has a User-Agent header."
+            }));
+        }
+        // As GitHub: a body (PR, issue, comment) is at most 65,536 characters.
+        if body["body"]
+            .as_str()
+            .is_some_and(|t| t.chars().count() > 65_536)
+        {
+            return ResponseTemplate::new(422).set_body_json(json!({
+                "message": "Validation Failed",
+                "errors": [{"resource": "Issue", "field": "body", "code": "custom",
+                    "message": "body is too long (maximum is 65536 characters)"}],
             }));
         }
         let mut st = self.state();
@@ -227,6 +241,18 @@ impl Respond for Fake {
             "pulls/create" => {
                 // As GitHub: the base must be a branch, never `HEAD`.
                 if matches!(body["base"].as_str(), None | Some("" | "HEAD")) {
+                    return ResponseTemplate::new(422).set_body_json(json!({
+                        "message": "Validation Failed",
+                        "errors": [{"resource": "PullRequest", "field": "base", "code": "invalid"}],
+                    }));
+                }
+                // As GitHub: the base must exist on the repository.
+                if !st.branches.is_empty()
+                    && !st
+                        .branches
+                        .iter()
+                        .any(|b| b == body["base"].as_str().unwrap_or(""))
+                {
                     return ResponseTemplate::new(422).set_body_json(json!({
                         "message": "Validation Failed",
                         "errors": [{"resource": "PullRequest", "field": "base", "code": "invalid"}],
@@ -410,7 +436,11 @@ fn issue_json(template: &Value, number: u64, body: &str, labels: &[String]) -> V
 async fn fake_github() -> (MockServer, Fake) {
     let server = MockServer::start().await;
     let fake = Fake::default();
-    fake.state().base = server.uri();
+    {
+        let mut st = fake.state();
+        st.base = server.uri();
+        st.branches = vec!["main".into(), "release".into()];
+    }
     Mock::given(wiremock::matchers::any())
         .respond_with(fake.clone())
         .mount(&server)
