@@ -2040,3 +2040,53 @@ fn a_custom_token_variable_reaches_no_git_child() {
         "git children saw the token:\n{seen}"
     );
 }
+
+/// A run whose checks passed but whose commit failed (here: its branch ref
+/// cannot be created) keeps its verified result, says how to finish it, and
+/// `--resume` commits it without running the agent or the checks again.
+#[test]
+fn a_run_whose_commit_failed_resumes_at_the_commit() {
+    let (repo, _) = project(
+        "counting.sh",
+        "hello",
+        Brief::new(&["src/**"]).check("has-file", "test -f src/hello.txt"),
+    );
+    // `refs/heads/agent/hello` cannot exist beside a ref below it.
+    repo.git(&["update-ref", "refs/heads/agent/hello/blocker", "HEAD"]);
+    let (code, run, stderr) = repo.run_one("hello");
+    assert_eq!(code, 1, "stderr:\n{stderr}\nrun: {run:#}");
+    assert_eq!(run["outcome"], "failed");
+    let id = s(&run["run_id"]).to_string();
+    assert!(
+        s(&run["reason"]).contains(&format!("git agent run --resume {id}")),
+        "{run:#}"
+    );
+    // Control: the commit really was impossible.
+    assert!(repo.rev_opt("agent/hello").is_none());
+
+    repo.git(&["update-ref", "-d", "refs/heads/agent/hello/blocker"]);
+    let out = repo.run(&["run", "--resume", &id, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(runs[0]["outcome"], "succeeded", "{runs:#}");
+    assert_eq!(
+        repo.show("agent/hello", "src/hello.txt").as_deref(),
+        Some("hello\n")
+    );
+    let invocations = std::fs::read_to_string(repo.out.join("invocations")).expect("count");
+    assert_eq!(invocations.lines().count(), 1, "the agent ran again");
+    let events = repo.events(&id);
+    assert_eq!(
+        of_type(&events, "check_finished").len(),
+        1,
+        "the checks ran again"
+    );
+    let note = repo.git(&["notes", "--ref", "refs/notes/agent", "show", "agent/hello"]);
+    assert!(note.contains("hello"), "{note}");
+    let fsck = repo.git_output(&["fsck"]);
+    assert!(fsck.status.success());
+}

@@ -172,6 +172,26 @@ fn publish_to_actions(records: &[Result<RunRecord, super::helper::NoRecord>], ct
     }
 }
 
+/// A process of the run that outlived its supervisor (where no PID
+/// namespace ended it) would work beside the resumed agent.
+fn refuse_while_alive(record: &RunRecord) -> CliResult<()> {
+    let alive = crate::exec::process::marked_alive("GIT_AGENT_RUN_ID", &record.run_id);
+    if alive.is_empty() {
+        return Ok(());
+    }
+    let pids: Vec<String> = alive.iter().map(ToString::to_string).collect();
+    Err(CliError::usage(format!(
+        "run {} still has processes alive (pid {}); a resumed agent would work beside them",
+        record.run_id,
+        pids.join(", ")
+    ))
+    .hint(format!(
+        "stop them (`kill {}`) and resume again; `git agent clean {}` stops them and removes the run's worktree",
+        pids.join(" "),
+        record.run_id
+    )))
+}
+
 /// The request that continues an interrupted run.
 fn resume_request(
     root: &std::path::Path,
@@ -183,9 +203,11 @@ fn resume_request(
     let record = store
         .resolve(query)
         .map_err(|m| CliError::usage(m).hint("list runs with `git agent status --all`"))?;
-    if record.effective_state() != State::Interrupted {
+    let commit_pending = record.effective_state() == State::Failed
+        && crate::engine::resume::pending_commit(&store.open(&record.run_id)).is_some();
+    if record.effective_state() != State::Interrupted && !commit_pending {
         return Err(CliError::usage(format!(
-            "run {} is {}, not interrupted; only interrupted runs can be resumed",
+            "run {} is {}, not interrupted (nor verified and waiting for its commit); only those can be resumed",
             record.run_id,
             record.effective_state().outcome()
         ))
@@ -194,22 +216,7 @@ fn resume_request(
             record.task
         )));
     }
-    // A process of the run that outlived its supervisor (where no PID
-    // namespace ended it) would work beside the resumed agent.
-    let alive = crate::exec::process::marked_alive("GIT_AGENT_RUN_ID", &record.run_id);
-    if !alive.is_empty() {
-        let pids: Vec<String> = alive.iter().map(ToString::to_string).collect();
-        return Err(CliError::usage(format!(
-            "run {} still has processes alive (pid {}); a resumed agent would work beside them",
-            record.run_id,
-            pids.join(", ")
-        ))
-        .hint(format!(
-            "stop them (`kill {}`) and resume again; `git agent clean {}` stops them and removes the run's worktree",
-            pids.join(" "),
-            record.run_id
-        )));
-    }
+    refuse_while_alive(&record)?;
     if !record.worktree.as_ref().is_some_and(|w| w.exists()) {
         return Err(CliError::usage(format!(
             "run {} has no worktree left to resume in",

@@ -13,18 +13,27 @@ impl Run {
         let brief = &req.brief;
         self.record.reason = end.reason.clone();
         let mut end_state = end.state;
+        let mut pending = false;
         if let (Some((base, keep)), State::Succeeded | State::Escalated) = (end.keep, end.state) {
-            if !keep.is_empty() {
+            if !keep.is_empty() || self.pending_tree.is_some() {
                 if let Err(e) = self.commit(brief, end.state, base, keep).await? {
                     end_state = State::Failed;
-                    self.record.reason = Some(format!("could not commit: {}", error_chain(&e)));
+                    pending = true;
+                    self.record.reason = Some(format!(
+                        "could not commit: {}; the verified result is kept: `git agent run --resume {}` commits it",
+                        error_chain(&e),
+                        self.dir.id
+                    ));
                 }
             }
         }
-        // The commit (or nothing) holds the change set now.
+        // The commit (or nothing) holds the change set now; a pending one
+        // stays protected for `--resume`.
         let id = self.dir.id.clone();
-        if let Err(e) = self.git(move |repo| repo.unprotect(&id)).await {
-            tracing::warn!(error = %error_chain(&e), "could not drop the run's protecting ref");
+        if !pending {
+            if let Err(e) = self.git(move |repo| repo.unprotect(&id)).await {
+                tracing::warn!(error = %error_chain(&e), "could not drop the run's protecting ref");
+            }
         }
         let duration = self.started.elapsed();
         self.record.state = end_state;
@@ -87,18 +96,44 @@ impl Run {
         let message = commit_message(brief, &self.dir.id, state);
         let branch = brief.output.branch.clone();
         let task = brief.id.to_string();
+        let pending = self.pending_tree;
+        let tree = self
+            .git(move |repo| match pending {
+                Some(tree) => Ok(tree),
+                None => {
+                    let refs: Vec<&Change> = keep.iter().collect();
+                    repo.build_tree(base, &refs)
+                }
+            })
+            .await;
+        let tree = match tree {
+            Ok(tree) => tree,
+            Err(e) => return Ok(Err(e)),
+        };
+        let id = self.dir.id.clone();
         let committed = self
             .git(move |repo| {
-                let refs: Vec<&Change> = keep.iter().collect();
-                let tree = repo.build_tree(base, &refs)?;
                 repo.commit_to_branch(&branch, base, tree, &message, &|c: &git2::Commit| {
                     is_agent_commit(c, &task)
+                })
+                .inspect_err(|_| {
+                    // What `--resume` will commit stays reachable.
+                    let _ = repo.protect(&id, base, tree);
                 })
             })
             .await;
         let (branch, commit) = match committed {
             Ok(done) => done,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => {
+                self.event(EventKind::CommitPending {
+                    outcome: state,
+                    base: base.to_string(),
+                    tree: tree.to_string(),
+                    error: error_chain(&e),
+                    reason: self.record.reason.clone(),
+                })?;
+                return Ok(Err(e));
+            }
         };
         self.record.branch = Some(branch.clone());
         self.record.commit = Some(commit.to_string());

@@ -283,22 +283,7 @@ impl Run {
     ) -> Result<(git2::Oid, Vec<Change>), RunError> {
         let base = run.base;
         let changes = self.stage(run).await?;
-        for path in &changes.refused {
-            self.event(EventKind::Violation {
-                attempt,
-                what: "made a path git refuses to record (some file systems read it as `.git`)"
-                    .into(),
-                path: Some(path.clone()),
-            })?;
-        }
-        if !changes.refused.is_empty() {
-            escalations.push(format!(
-                "{} path{} git refuses to record: {}",
-                changes.refused.len(),
-                plural(changes.refused.len()),
-                list_paths(changes.refused.iter().map(String::as_str))
-            ));
-        }
+        escalations.extend(self.refused_paths(attempt, &changes.refused)?);
         let judged = verifier.scope(&changes.changes);
         self.scope_report(attempt, judged.scoped)?;
         if judged.outside.is_empty() {
@@ -337,6 +322,26 @@ impl Run {
                 Ok((changes.tree, judged.allowed))
             }
         }
+    }
+
+    /// Paths git refused to stage, each a violation; the reason to escalate.
+    fn refused_paths(&self, attempt: u32, refused: &[String]) -> Result<Option<String>, RunError> {
+        for path in refused {
+            self.event(EventKind::Violation {
+                attempt,
+                what: "made a path git refuses to record (some file systems read it as `.git`)"
+                    .into(),
+                path: Some(path.clone()),
+            })?;
+        }
+        Ok((!refused.is_empty()).then(|| {
+            format!(
+                "{} path{} git refuses to record: {}",
+                refused.len(),
+                plural(refused.len()),
+                list_paths(refused.iter().map(String::as_str))
+            )
+        }))
     }
 
     /// The worktree's change set against the base. Staged, it is objects

@@ -6,6 +6,7 @@ use tokio::sync::watch;
 use crate::engine::run::{End, Run, RunError, RunRequest, Start};
 use crate::exec::process::StopSignal;
 use crate::model::event::EventKind;
+use crate::model::store::{RunDir, State};
 
 impl Run {
     /// Continues an interrupted run: same worktree, same base, the
@@ -39,6 +40,15 @@ impl Run {
         self.worktree = Some(wt.clone());
         let attempt = prev.attempts.clamp(1, req.brief.escalate.attempts);
         self.event(EventKind::Resumed { attempt })?;
+        // Verified and checked, only its commit failed: commit it now.
+        if let Some(pending) = pending_commit(&self.dir) {
+            self.pending_tree = Some(pending.tree);
+            return Ok(End {
+                state: pending.outcome,
+                reason: pending.reason,
+                keep: Some((base, Vec::new())),
+            });
+        }
         let feedback = std::fs::read_to_string(self.dir.feedback_path())
             .ok()
             .filter(|f| !f.trim().is_empty());
@@ -52,4 +62,37 @@ impl Run {
         };
         self.attempts(req, stop, start).await
     }
+}
+
+/// A verified result whose commit failed.
+pub(crate) struct PendingCommit {
+    pub(crate) outcome: State,
+    pub(crate) tree: git2::Oid,
+    pub(crate) reason: Option<String>,
+}
+
+/// The commit that failed, when nothing was committed since (a resumed
+/// run then commits it without running anything again).
+pub(crate) fn pending_commit(dir: &RunDir) -> Option<PendingCommit> {
+    let events = dir.read_events().ok()?;
+    let mut pending = None;
+    for event in events {
+        match event.kind {
+            EventKind::CommitPending {
+                outcome,
+                tree,
+                reason,
+                ..
+            } => {
+                pending = git2::Oid::from_str(&tree).ok().map(|tree| PendingCommit {
+                    outcome,
+                    tree,
+                    reason,
+                });
+            }
+            EventKind::Committed { .. } => pending = None,
+            _ => {}
+        }
+    }
+    pending
 }

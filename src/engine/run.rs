@@ -184,6 +184,7 @@ pub async fn execute(
         progress,
         started: Instant::now(),
         worktree: None,
+        pending_tree: None,
     };
     run.save()?;
     let end = match run.steps(&req, stop).await {
@@ -263,6 +264,9 @@ pub(super) struct Run {
     progress: Progress,
     pub(super) started: Instant,
     pub(super) worktree: Option<Worktree>,
+    /// A resumed run's verified tree whose commit failed before: committed
+    /// as it is, nothing run again.
+    pub(super) pending_tree: Option<git2::Oid>,
 }
 
 /// Where the attempt loop starts: a fresh run's first attempt, or the

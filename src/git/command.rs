@@ -181,36 +181,7 @@ impl Git {
     ) -> Result<(Output, String)> {
         let command = self.command_line(sub);
         tracing::debug!(%command, cwd = %self.cwd.display(), "git");
-        let mut cmd = Command::new("git");
-        cmd.args(&self.args)
-            .args(sub)
-            .current_dir(&self.cwd)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            });
-        for k in SCRUBBED_ENV {
-            cmd.env_remove(k);
-        }
-        // Local git needs no forge token; the push gets its own through a
-        // credential helper's pipe (`deliver::forge::push`).
-        for k in crate::spec::config::FORGE_TOKENS {
-            cmd.env_remove(k);
-        }
-        for k in configured_tokens() {
-            cmd.env_remove(k);
-        }
-        cmd.env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_ADVICE", "0")
-            .env("GIT_OPTIONAL_LOCKS", "0")
-            .env("LC_ALL", "C")
-            .env("LANGUAGE", "C");
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
+        let mut cmd = self.command(sub, stdin.is_some());
         let spawn_err = |source| WorkspaceError::Spawn {
             command: command.clone(),
             cwd: self.cwd.clone(),
@@ -244,6 +215,39 @@ impl Git {
             return Err(over());
         }
         Ok((output, command))
+    }
+
+    /// git with these args, in `cwd`, with the environment git-agent's git
+    /// children get: scrubbed of what could redirect or confuse them and of
+    /// every forge token.
+    fn command(&self, sub: &[&OsStr], stdin: bool) -> Command {
+        let mut cmd = Command::new("git");
+        cmd.args(&self.args)
+            .args(sub)
+            .current_dir(&self.cwd)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() });
+        for k in SCRUBBED_ENV {
+            cmd.env_remove(k);
+        }
+        // Local git needs no forge token; the push gets its own through a
+        // credential helper's pipe (`deliver::forge::push`).
+        for k in crate::spec::config::FORGE_TOKENS {
+            cmd.env_remove(k);
+        }
+        for k in configured_tokens() {
+            cmd.env_remove(k);
+        }
+        cmd.env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_ADVICE", "0")
+            .env("GIT_OPTIONAL_LOCKS", "0")
+            .env("LC_ALL", "C")
+            .env("LANGUAGE", "C");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
     }
 
     /// Args given as `&str`; fails on a non-zero exit.

@@ -165,7 +165,14 @@ impl Repo {
                 Err(e) if e.code() == ErrorCode::NotFound => repo
                     .reference(refname, commit, false, &log)
                     .map(|_| true)
-                    .map_err(|e| self.ref_failure("creating branch", refname, e)),
+                    .map_err(|e| match self.ref_failure("creating branch", refname, e) {
+                        // Refs below its name: no wait helps (libgit2 words
+                        // that as a lock failure).
+                        AttemptError::Locked(err) if self.common_dir.join(refname).is_dir() => {
+                            AttemptError::Failed(err)
+                        }
+                        other => other,
+                    }),
                 Err(e) => Err(self.git2_err("reading branch", refname)(e).into()),
                 Ok(reference) => {
                     let Some(tip) = reference.target() else {

@@ -278,6 +278,19 @@ pub enum EventKind {
         branch: String,
         commit: String,
     },
+    /// The verified result could not be committed (a blocked branch ref, a
+    /// full disk): its tree is kept (`refs/agent/runs/<run>`) for
+    /// `run --resume` to commit without running anything again.
+    CommitPending {
+        /// The outcome the commit was for (succeeded or escalated).
+        outcome: crate::model::store::State,
+        base: String,
+        tree: String,
+        error: String,
+        /// Why the run ended as it did (an escalation's trigger).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     Escalated {
         reason: String,
     },

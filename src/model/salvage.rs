@@ -51,33 +51,7 @@ impl RunDir {
             delivery: None,
         };
         for event in &events {
-            match &event.kind {
-                EventKind::RunStarted {
-                    task,
-                    title,
-                    brief,
-                    brief_blob,
-                    agent,
-                    base_ref,
-                    base_commit,
-                    ..
-                } => {
-                    record.task.clone_from(task);
-                    record.title.clone_from(title);
-                    record.brief_path.clone_from(brief);
-                    record.brief_blob.clone_from(brief_blob);
-                    record.agent.clone_from(agent);
-                    record.base_ref.clone_from(base_ref);
-                    record.base_commit = Some(base_commit.clone());
-                }
-                EventKind::WorktreeReady { path, .. } => record.worktree = Some(path.into()),
-                EventKind::AttemptStarted { attempt, .. } => record.attempts = *attempt,
-                EventKind::Committed { branch, commit, .. } => {
-                    record.branch = Some(branch.clone());
-                    record.commit = Some(commit.clone());
-                }
-                _ => {}
-            }
+            take_in(&mut record, &event.kind);
         }
         Some(record)
     }
@@ -120,6 +94,37 @@ impl RunDir {
             }
         }
         Ok(removed)
+    }
+}
+
+/// What one event tells of the run, into its salvaged record.
+fn take_in(record: &mut RunRecord, kind: &EventKind) {
+    match kind {
+        EventKind::RunStarted {
+            task,
+            title,
+            brief,
+            brief_blob,
+            agent,
+            base_ref,
+            base_commit,
+            ..
+        } => {
+            record.task.clone_from(task);
+            record.title.clone_from(title);
+            record.brief_path.clone_from(brief);
+            record.brief_blob.clone_from(brief_blob);
+            record.agent.clone_from(agent);
+            record.base_ref.clone_from(base_ref);
+            record.base_commit = Some(base_commit.clone());
+        }
+        EventKind::WorktreeReady { path, .. } => record.worktree = Some(path.into()),
+        EventKind::AttemptStarted { attempt, .. } => record.attempts = *attempt,
+        EventKind::Committed { branch, commit, .. } => {
+            record.branch = Some(branch.clone());
+            record.commit = Some(commit.clone());
+        }
+        _ => {}
     }
 }
 
