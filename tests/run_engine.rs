@@ -2090,3 +2090,25 @@ fn a_run_whose_commit_failed_resumes_at_the_commit() {
     let fsck = repo.git_output(&["fsck"]);
     assert!(fsck.status.success());
 }
+
+/// "The latest run" of a task is the one made last, whatever the clock
+/// said: a run started after the clock was stepped back is still the latest.
+#[test]
+fn the_latest_run_is_the_last_one_made_whatever_the_clock() {
+    let (repo, _) = project("success.sh", "hello", Brief::new(&["src/**"]));
+    let (_, first, _) = repo.run_one("hello");
+    let (_, second, _) = repo.run_one("hello");
+    // The clock was stepped back between the two runs.
+    let path = repo.run_dir(s(&second["run_id"])).join("run.json");
+    let mut record: Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("record")).expect("JSON");
+    record["started_at"] = Value::from("2001-01-01T00:00:00Z");
+    std::fs::write(&path, serde_json::to_vec(&record).expect("encode")).expect("write");
+    let out = repo.run(&["status", "hello", "--json"]);
+    let shown: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(
+        shown[0]["run_id"], second["run_id"],
+        "first was {}",
+        first["run_id"]
+    );
+}

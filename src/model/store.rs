@@ -134,6 +134,9 @@ fn is_zombie(pid: u32) -> bool {
 }
 
 /// All run records of a repository.
+/// A run's place in its store's order of creation.
+const SEQ_FILE: &str = "seq";
+
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
@@ -160,7 +163,12 @@ impl Store {
             let id = format!("{stamp}-{task}-{suffix:04x}");
             let path = self.dir.join(&id);
             match fs::create_dir(&path) {
-                Ok(()) => return Ok(RunDir { id, path }),
+                Ok(()) => {
+                    let dir = RunDir { id, path };
+                    // Order of creation, whatever the clock says (NTP steps).
+                    fs::write(dir.path.join(SEQ_FILE), self.next_seq()?.to_string())?;
+                    return Ok(dir);
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
@@ -173,6 +181,30 @@ impl Store {
             id: run_id.to_string(),
             path: self.dir.join(run_id),
         }
+    }
+
+    /// The next number of the store's counter (`runs/.seq`, under an
+    /// exclusive lock across processes).
+    fn next_seq(&self) -> io::Result<u64> {
+        use std::io::{Read, Seek};
+        use std::os::fd::AsRawFd;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.dir.join(".seq"))?;
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text)?;
+        let next = text.trim().parse::<u64>().unwrap_or(0) + 1;
+        file.set_len(0)?;
+        file.rewind()?;
+        file.write_all(next.to_string().as_bytes())?;
+        Ok(next)
     }
 
     /// Every readable record, oldest first. Unreadable ones are skipped
@@ -198,12 +230,21 @@ impl Store {
                 Err(_) => {}
             }
         }
-        out.sort_by(|a, b| {
-            a.started_at
-                .cmp(&b.started_at)
+        // Creation order first (a clock stepped back would otherwise make
+        // an older run the "latest"); older stores have no counter (0).
+        let seq = |r: &RunRecord| {
+            fs::read_to_string(self.dir.join(&r.run_id).join(SEQ_FILE))
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let mut keyed: Vec<(u64, RunRecord)> = out.into_iter().map(|r| (seq(&r), r)).collect();
+        keyed.sort_by(|(sa, a), (sb, b)| {
+            sa.cmp(sb)
+                .then(a.started_at.cmp(&b.started_at))
                 .then(a.run_id.cmp(&b.run_id))
         });
-        Ok(out)
+        Ok(keyed.into_iter().map(|(_, r)| r).collect())
     }
 
     /// Finds a run by exact id, unique id prefix, or task id (its latest run).
