@@ -837,6 +837,22 @@ fn a_daemon_in_a_nested_user_namespace_is_killed() {
     );
 }
 
+/// The control of a network attack: the payload line of `script` (the one
+/// after `prefix`), run by a plain shell against `target`.
+fn run_payload(script: &str, prefix: &str, target: &(impl AsRef<std::ffi::OsStr> + ?Sized)) {
+    let text = std::fs::read_to_string(fixture(script)).expect("script");
+    let payload = text
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .expect("payload");
+    let ran = std::process::Command::new("sh")
+        .args(["-c", payload])
+        .env("NET_TARGETS", target)
+        .status()
+        .expect("sh");
+    assert!(ran.success(), "control: the payload runs");
+}
+
 /// Mode, modification time and `user.agent` attribute of a file.
 fn metadata_of(path: &Path) -> (u32, i64, Option<Vec<u8>>) {
     use std::os::unix::fs::MetadataExt;
@@ -917,17 +933,7 @@ fn talk_to_a_daemon_by_its_socket() {
     let socket = a.repo.tmp.join("daemon.sock");
     let heard = socket_daemon(&socket);
     // Control: the payload, run by a plain shell, reaches the daemon.
-    let script = std::fs::read_to_string(fixture("attack_socket.sh")).expect("script");
-    let payload = script
-        .lines()
-        .find_map(|l| l.strip_prefix("try "))
-        .expect("payload");
-    let ran = std::process::Command::new("sh")
-        .args(["-c", payload])
-        .env("NET_TARGETS", &socket)
-        .status()
-        .expect("sh");
-    assert!(ran.success());
+    run_payload("attack_socket.sh", "try ", &socket);
     let said = heard
         .recv_timeout(std::time::Duration::from_secs(5))
         .expect("control: the daemon hears the payload");
@@ -1523,17 +1529,7 @@ fn talk_to_a_daemon_on_an_abstract_socket() {
         }
     });
     // Control: the payload, run by a plain shell, reaches the daemon.
-    let script = std::fs::read_to_string(fixture("attack_abstract_socket.sh")).expect("script");
-    let payload = script
-        .lines()
-        .find_map(|l| l.strip_prefix("try "))
-        .expect("payload");
-    let ran = std::process::Command::new("sh")
-        .args(["-c", payload])
-        .env("NET_TARGETS", &name)
-        .status()
-        .expect("sh");
-    assert!(ran.success());
+    run_payload("attack_abstract_socket.sh", "try ", &name);
     assert_eq!(
         heard
             .recv_timeout(std::time::Duration::from_secs(5))
@@ -1558,17 +1554,7 @@ fn send_around_the_egress_proxy_by_udp() {
         .expect("timeout");
     let target = udp.local_addr().expect("addr").to_string();
     // Control: the payload, run by a plain shell, reaches the listener.
-    let script = std::fs::read_to_string(fixture("attack_udp.sh")).expect("script");
-    let payload = script
-        .lines()
-        .find_map(|l| l.strip_prefix("inert "))
-        .expect("payload");
-    let ran = std::process::Command::new("sh")
-        .args(["-c", payload])
-        .env("NET_TARGETS", &target)
-        .status()
-        .expect("sh");
-    assert!(ran.success());
+    run_payload("attack_udp.sh", "inert ", &target);
     let mut buf = [0u8; 64];
     let (n, _) = udp
         .recv_from(&mut buf)

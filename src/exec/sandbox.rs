@@ -129,36 +129,47 @@ pub fn landlock_abi() -> i32 {
     })
 }
 
+/// Runs `/bin/sh -c 'exit 0'` with `setup` between fork and exec: whether
+/// the system lets a child do what `setup` does.
+fn probe(
+    setup: impl FnMut() -> io::Result<()> + Send + Sync + 'static,
+) -> io::Result<std::process::ExitStatus> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.args(["-c", "exit 0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: every `setup` given here makes raw, async-signal-safe system
+    // calls on buffers made before the fork.
+    unsafe {
+        cmd.pre_exec(setup);
+    }
+    cmd.status()
+}
+
 /// Whether this process may create a user namespace (probed once with a
 /// short-lived child).
 pub fn user_namespaces() -> Result<(), ProbeError> {
     static PROBE: OnceLock<Result<(), ProbeError>> = OnceLock::new();
     PROBE
         .get_or_init(|| {
-            use std::os::unix::process::CommandExt;
-            let mut cmd = std::process::Command::new("/bin/sh");
-            cmd.args(["-c", "exit 0"])
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null());
             // As the run's children do: unshare, then write the id maps.
             // Where AppArmor restricts unprivileged user namespaces
             // (Ubuntu 23.10+), the unshare succeeds but the namespace has no
             // capabilities and the maps cannot be written: no namespace.
             let ns = UserNs::of_current_user();
-            // SAFETY: unshare(2) and writes to /proc/self on buffers made here.
-            unsafe {
-                cmd.pre_exec(move || {
-                    libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
-                    if libc::unshare(libc::CLONE_NEWUSER) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    write_proc(&ns.setgroups, b"deny")?;
-                    write_proc(&ns.uid_map_path, &ns.uid_map)?;
-                    write_proc(&ns.gid_map_path, &ns.gid_map)
-                });
-            }
-            match cmd.status() {
+            // unshare(2) and writes to /proc/self on buffers made here.
+            let status = probe(move || unsafe {
+                libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+                if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                write_proc(&ns.setgroups, b"deny")?;
+                write_proc(&ns.uid_map_path, &ns.uid_map)?;
+                write_proc(&ns.gid_map_path, &ns.gid_map)
+            });
+            match status {
                 Ok(s) if s.success() => Ok(()),
                 Ok(s) => Err(ProbeError::Exited(s)),
                 Err(e) => Err(ProbeError::Spawn(std::sync::Arc::new(e))),
@@ -175,35 +186,27 @@ pub fn pid_namespaces() -> bool {
     }
     static PROBE: OnceLock<bool> = OnceLock::new();
     *PROBE.get_or_init(|| {
-        use std::os::unix::process::CommandExt;
-        let mut cmd = std::process::Command::new("/bin/sh");
-        cmd.args(["-c", "exit 0"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        // SAFETY: unshare(2) and fork(2) only; the probe's own child (pid 1
-        // of the namespace) execs the shell, the probe waits for it.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID) != 0 {
-                    return Err(io::Error::last_os_error());
+        // unshare(2) and fork(2) only; the probe's own child (pid 1 of the
+        // namespace) execs the shell, the probe waits for it.
+        let status = probe(|| unsafe {
+            if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            match libc::fork() {
+                0 => Ok(()),
+                pid if pid > 0 => {
+                    let mut status = 0;
+                    libc::waitpid(pid, &mut status, 0);
+                    libc::_exit(if libc::WIFEXITED(status) {
+                        libc::WEXITSTATUS(status)
+                    } else {
+                        1
+                    });
                 }
-                match libc::fork() {
-                    0 => Ok(()),
-                    pid if pid > 0 => {
-                        let mut status = 0;
-                        libc::waitpid(pid, &mut status, 0);
-                        libc::_exit(if libc::WIFEXITED(status) {
-                            libc::WEXITSTATUS(status)
-                        } else {
-                            1
-                        });
-                    }
-                    _ => Err(io::Error::last_os_error()),
-                }
-            });
-        }
-        matches!(cmd.status(), Ok(s) if s.success())
+                _ => Err(io::Error::last_os_error()),
+            }
+        });
+        matches!(status, Ok(s) if s.success())
     })
 }
 
@@ -215,7 +218,6 @@ pub fn mount_namespaces() -> bool {
     }
     static PROBE: OnceLock<bool> = OnceLock::new();
     *PROBE.get_or_init(|| {
-        use std::os::unix::process::CommandExt;
         let ns = UserNs::of_current_user();
         let plan = mountns::Plan::new(&[], &[]);
         let mut cmd = std::process::Command::new("/bin/sh");
@@ -223,20 +225,18 @@ pub fn mount_namespaces() -> bool {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
-        // SAFETY: the same raw calls as `apply_in_child`, on buffers made here.
-        unsafe {
-            cmd.pre_exec(move || {
-                libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
-                if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                write_proc(&ns.setgroups, b"deny")?;
-                write_proc(&ns.uid_map_path, &ns.uid_map)?;
-                write_proc(&ns.gid_map_path, &ns.gid_map)?;
-                plan.apply()
-            });
-        }
-        matches!(cmd.status(), Ok(s) if s.success())
+        // The same raw calls as `apply_in_child`, on buffers made here.
+        let status = probe(move || unsafe {
+            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+            if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            write_proc(&ns.setgroups, b"deny")?;
+            write_proc(&ns.uid_map_path, &ns.uid_map)?;
+            write_proc(&ns.gid_map_path, &ns.gid_map)?;
+            plan.apply()
+        });
+        matches!(status, Ok(s) if s.success())
     })
 }
 
