@@ -29,9 +29,9 @@ use std::path::{Path, PathBuf};
 /// Directories walked for sockets bound outside git-agent's network
 /// namespace, and how deep.
 const SOCKET_DIRS: &[&str] = &["/run", "/var/run", "/tmp", "/var/tmp", "/dev/shm"];
-const SOCKET_DEPTH: usize = 4;
+const SOCKET_DEPTH: usize = 3;
 /// Upper bound on the entries the walk looks at (a huge `/tmp`).
-const SOCKET_WALK_LIMIT: usize = 20_000;
+const SOCKET_WALK_LIMIT: usize = 5_000;
 
 const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
 const AT_RECURSIVE: u32 = 0x8000;
