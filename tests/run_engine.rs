@@ -2112,3 +2112,45 @@ fn the_latest_run_is_the_last_one_made_whatever_the_clock() {
         first["run_id"]
     );
 }
+
+/// What will run is what is committed — or the user is told: a brief with
+/// uncommitted edits, and a script the config names that `.gitignore`
+/// keeps out of the tree, are each a warning before the run.
+#[test]
+fn uncommitted_briefs_and_ignored_scripts_are_warned_about() {
+    let repo = TestRepo::with_files(&[("README.md", "# Project\n"), (".gitignore", "tools/\n")]);
+    repo.write("tools/agent.sh", "mkdir -p src && echo hi > src/hi.txt\n");
+    repo.write(
+        ".agents/config.yaml",
+        "default_agent: fx\nagents:\n  fx:\n    adapter: command\n    command: sh tools/agent.sh\nsandbox:\n  mode: off\n",
+    );
+    repo.brief("hello", &Brief::new(&["src/**"]));
+    repo.commit_all("agent config");
+    // Control: git does not have the script.
+    assert!(repo.git(&["ls-files", "tools"]).trim().is_empty());
+    let text = repo
+        .read(".agents/tasks/hello.md")
+        .replace("# Goal", "# Goal\n\nEdited after the commit.");
+    repo.write(".agents/tasks/hello.md", &text);
+
+    for args in [&["plan", "hello"][..], &["run", "hello"]] {
+        let out = repo.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("warning: .agents/tasks/hello.md has changes that are not committed"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains(
+                "`tools/agent.sh` (named by agents.fx.command) is not in the committed tree"
+            ),
+            "{args:?}: {stderr}"
+        );
+    }
+    // Committed and tracked: no warning.
+    repo.write(".gitignore", "");
+    repo.commit_all("commit the brief and the script");
+    let out = repo.run(&["plan", "hello"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("warning:"), "{stderr}");
+}

@@ -188,6 +188,9 @@ pub(crate) fn load_requests(
         return Err(CliError::reported(exit::USAGE));
     }
     reject_duplicates(&reqs)?;
+    for warning in super::committed::warnings(root, &reqs) {
+        eprintln!("warning: {}", super::terminal::clean(&warning));
+    }
     Ok(reqs)
 }
 

@@ -1,6 +1,7 @@
 //! The command line: argument parsing and dispatch. One file per subcommand.
 
 mod clean;
+mod committed;
 mod decide;
 mod deliver;
 mod demo;

@@ -103,6 +103,15 @@ impl Repo {
             .then(|| name.to_string())
     }
 
+    /// The blob at `rel` (relative to the top of the checkout) in `HEAD`'s
+    /// tree; `None` when there is no commit or no such file in it.
+    pub fn blob_at_head(&self, rel: &Path) -> Option<Oid> {
+        let repo = self.open().ok()?;
+        let tree = repo.head().ok()?.peel_to_tree().ok()?;
+        let entry = tree.get_path(rel).ok()?;
+        (entry.kind() == Some(git2::ObjectType::Blob)).then(|| entry.id())
+    }
+
     pub fn resolve_commit(&self, rev: &str) -> Result<Oid> {
         let repo = self.open()?;
         let commit = repo
