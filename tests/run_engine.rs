@@ -2154,3 +2154,62 @@ fn uncommitted_briefs_and_ignored_scripts_are_warned_about() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("warning:"), "{stderr}");
 }
+
+/// Unmounts a directory when dropped.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A full disk where git-agent keeps its records (`.git/agent`, here a
+/// tiny tmpfs, filled): the run fails saying so, nothing is half-done in
+/// the user's repository, and it is usable again once there is space.
+#[test]
+fn a_full_disk_under_the_records_fails_the_run_loudly() {
+    if !nix::unistd::Uid::effective().is_root() {
+        println!("skipped: mounting a tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let (repo, _) = project("success.sh", "hello", Brief::new(&["src/**"]));
+    let agent_dir = repo.root.join(".git/agent");
+    std::fs::create_dir_all(&agent_dir).expect("mkdir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&agent_dir)
+        .status()
+        .expect("mount");
+    assert!(mounted.success(), "mount a tmpfs");
+    let guard = Mounted(agent_dir.clone());
+    // Fill it (control: nothing more fits).
+    let _ = std::fs::write(agent_dir.join("filler"), vec![0u8; 1 << 20]);
+    assert!(
+        std::fs::write(agent_dir.join("probe"), vec![0u8; 8192]).is_err(),
+        "control: the disk is full"
+    );
+    let before = repo.git(&["status", "--porcelain"]);
+
+    let out = repo.run(&["run", "hello"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "a panic: {stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert_eq!(
+        repo.git(&["status", "--porcelain"]),
+        before,
+        "the user's checkout changed"
+    );
+    assert!(
+        repo.rev_opt("agent/hello").is_none(),
+        "a branch of a half-recorded run"
+    );
+    assert!(repo.git_output(&["fsck"]).status.success());
+
+    // With space again, the next run works.
+    std::fs::remove_file(agent_dir.join("filler")).expect("free");
+    let (code, run, stderr) = repo.run_one("hello");
+    assert_eq!(code, 0, "stderr:\n{stderr}\nrun: {run:#}");
+    drop(guard);
+}
