@@ -501,6 +501,23 @@ fn an_interrupted_run_resumes_in_its_worktree() {
     let before = status_json(&repo);
     assert_eq!(before[0]["outcome"], "interrupted");
     let worktree = before[0]["worktree"].as_str().expect("kept").to_string();
+    let id = before[0]["run_id"].as_str().expect("run id").to_string();
+    // The summary (stdout) says how to go on.
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut said)
+        .expect("stdout");
+    assert!(
+        said.contains(&format!("continue it with `git agent run --resume {id}`")),
+        "{said}"
+    );
+    // A flag `--resume` would ignore is refused.
+    let out = repo.run(&["run", "--resume", &id, "--agent", "other"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not apply to `--resume`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Finished runs cannot be resumed; interrupted ones continue in place.
     std::fs::write(repo.out.join("seconds"), "0").expect("seconds");

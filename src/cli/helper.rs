@@ -406,8 +406,14 @@ fn push_reasons(out: &mut String, records: &[&RunRecord]) {
             .filter(|w| w.is_dir())
             .map(|w| format!(" (worktree kept: {})", w.display()))
             .unwrap_or_default();
+        // An interrupted run says how to go on.
+        let resume = if r.effective_state() == State::Interrupted && !wt.is_empty() {
+            format!("; continue it with `git agent run --resume {}`", r.run_id)
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "{}: {}{wt}\n",
+            "{}: {}{wt}{resume}\n",
             r.task,
             r.reason.as_deref().unwrap_or("")
         ));

@@ -42,6 +42,15 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     // our memory or /proc/<pid>/environ, where forge tokens live.
     crate::exec::sandbox::harden_self();
     if let Some(query) = &args.resume {
+        // A resumed run continues with the agent it started with.
+        if let Some(agent) = &args.batch.agent {
+            return Err(CliError::usage(format!(
+                "`--agent {agent}` does not apply to `--resume`: a run continues with the agent it started with"
+            ))
+            .hint(format!(
+                "drop `--agent`, or start a new run: `git agent run <task> --agent {agent}`"
+            )));
+        }
         let reqs = resume_request(&root, &config, query, ctx)?;
         let records = execute(&root, &config, reqs, 1, true, ctx)?;
         publish_to_actions(&records, ctx);
