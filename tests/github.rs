@@ -690,13 +690,7 @@ async fn the_tasks_issue_is_found_past_the_first_page() {
             vec!["needs-human".into()],
         ));
     }
-    let gh = client(&server);
-    let rec = record(State::Escalated, Some("stuck"));
-    let mut d = delivery("pr");
-    d.fallback = EscalateFallback::Issue;
-    deliver_issue(&gh, &rec, &events(), &mut d)
-        .await
-        .expect("delivery");
+    let d = deliver_stuck_as_issue(&server).await;
     let pages: Vec<String> = fake
         .state()
         .seen
@@ -709,6 +703,18 @@ async fn the_tasks_issue_is_found_past_the_first_page() {
     assert_eq!(fake.count("issues/create"), 0, "no duplicate issue");
     assert_eq!(fake.count("issues/update"), 1);
     assert_clean(&fake);
+}
+
+/// An escalated run ("stuck") delivered as an issue to the fake GitHub.
+async fn deliver_stuck_as_issue(server: &MockServer) -> DeliveryRecord {
+    let gh = client(server);
+    let rec = record(State::Escalated, Some("stuck"));
+    let mut d = delivery("pr");
+    d.fallback = EscalateFallback::Issue;
+    deliver_issue(&gh, &rec, &events(), &mut d)
+        .await
+        .expect("delivery");
+    d
 }
 
 /// A page link to another host is not followed: it would carry the token
@@ -734,13 +740,8 @@ async fn a_page_link_to_another_host_is_not_followed() {
                 .as_str(),
             ),
     ));
-    let gh = client(&server);
-    let rec = record(State::Escalated, Some("stuck"));
-    let mut d = delivery("pr");
-    d.fallback = EscalateFallback::Issue;
-    deliver_issue(&gh, &rec, &events(), &mut d)
-        .await
-        .expect("delivery");
+    let d = deliver_stuck_as_issue(&server).await;
+    assert!(d.issue_number.is_some(), "the issue was opened anyway");
     let hits = elsewhere.received_requests().await.unwrap_or_default();
     assert!(hits.is_empty(), "the other host was asked: {hits:?}");
 }
@@ -820,13 +821,7 @@ async fn a_quoted_marker_does_not_capture_the_tasks_issue() {
             .into(),
         vec!["needs-human".into()],
     ));
-    let gh = client(&server);
-    let rec = record(State::Escalated, Some("stuck"));
-    let mut d = delivery("pr");
-    d.fallback = EscalateFallback::Issue;
-    deliver_issue(&gh, &rec, &events(), &mut d)
-        .await
-        .expect("delivery");
+    let d = deliver_stuck_as_issue(&server).await;
     assert_eq!(fake.count("issues/create"), 1, "a new issue for the task");
     assert_eq!(fake.count("issues/update"), 0, "issue 41 is left alone");
     assert_ne!(d.issue_number, Some(41));

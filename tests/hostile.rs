@@ -761,17 +761,23 @@ fn a_2gb_sparse_file_escalates_quickly() {
     assert_eq!(a.repo.show("agent/attack", "src/big.bin"), None);
 }
 
-#[test]
-fn a_daemon_that_outlives_the_agent_is_killed() {
-    let (a, o) = attacked("attack_daemon.sh", "daemon");
+/// The pid an attack delivered at `path` of its branch, and whether that
+/// process is still alive (it is killed if so, not to outlive the test).
+fn delivered_pid_survived(a: &Arena, path: &str) -> (i32, bool) {
     let pid: i32 = a
         .repo
-        .show("agent/attack", "src/daemon.pid")
-        .expect("daemon.pid delivered")
+        .show("agent/attack", path)
+        .unwrap_or_else(|| panic!("{path} delivered"))
         .trim()
         .parse()
         .expect("pid");
-    let survived = kill_if_alive(pid);
+    (pid, kill_if_alive(pid))
+}
+
+#[test]
+fn a_daemon_that_outlives_the_agent_is_killed() {
+    let (a, o) = attacked("attack_daemon.sh", "daemon");
+    let (pid, survived) = delivered_pid_survived(&a, "src/daemon.pid");
     assert!(!survived, "daemon {pid} outlived the run");
     assert_eq!(a.repo.show("agent/attack", "src/late.txt"), None);
     let finished = of_type(&o.events, "agent_finished");
@@ -821,14 +827,7 @@ fn a_daemon_in_a_nested_user_namespace_is_killed() {
     );
 
     let (a, o) = attacked("attack_nested_userns.sh", "nested-userns");
-    let pid: i32 = a
-        .repo
-        .show("agent/attack", "src/nested.pid")
-        .expect("nested.pid delivered")
-        .trim()
-        .parse()
-        .expect("pid");
-    let survived = kill_if_alive(pid);
+    let (pid, survived) = delivered_pid_survived(&a, "src/nested.pid");
     assert!(!survived, "the nested daemon {pid} outlived the run");
     let finished = of_type(&o.events, "agent_finished");
     assert!(
