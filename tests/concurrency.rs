@@ -408,6 +408,42 @@ fn resume_refuses_while_a_process_of_the_run_is_alive() {
     );
 }
 
+#[test]
+fn log_follow_streams_a_run_until_it_ends_with_its_exit_code() {
+    let repo = sleepy_repo(&["a"]);
+    std::fs::write(repo.out.join("seconds"), "1").expect("seconds");
+    let mut child = spawn_run(&repo, &["run", "a"]);
+    pids_written(&repo, 2);
+    let started = Instant::now();
+    let out = repo.run(&["log", "a", "--follow"]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // It followed the run while it ran (the agent sleeps a second).
+    assert!(started.elapsed() >= Duration::from_millis(500), "{said}");
+    for line in [
+        "started a with agent",
+        "attempt 1",
+        "the agent exited 0",
+        "committed",
+        "finished: succeeded",
+    ] {
+        assert!(said.contains(line), "{line:?} missing:\n{said}");
+    }
+    assert_eq!(
+        wait_child(&mut child, Duration::from_secs(20)).code(),
+        Some(0)
+    );
+    // A finished run: its lines and its exit code at once.
+    let again = repo.run(&["log", "a", "-f"]);
+    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&again.stdout), said);
+}
+
 /// SIGKILL the orchestrator at a point of the run, then check that
 /// `status` tells the truth and `clean` leaves a clean repository.
 fn crash_at(delay: Duration, agent_seconds: &str, check: &str) {

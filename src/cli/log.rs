@@ -1,6 +1,7 @@
 //! `git agent log`: a run's decision log as Markdown (the PR body) or JSON.
 
 use super::{exit, print_json, CliError, CliResult, Ctx};
+use crate::model::store::{RunRecord, State};
 use crate::report::markdown::render_markdown;
 
 /// Show a run's decision log: Markdown (the PR body) or JSON events
@@ -14,6 +15,10 @@ pub struct Args {
     /// Same as `--format json` (the flag every other command has)
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// Stream the run as it goes, a line per event, until it ends; the exit
+    /// code is the run's (0 succeeded, 1 failed, 3 escalated, 130 interrupted)
+    #[arg(long, short = 'f', conflicts_with_all = ["format", "json"])]
+    pub follow: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -37,6 +42,9 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
             CliError::usage(m).hint("list runs with `git agent status`")
         }
     })?;
+    if args.follow {
+        return follow(&store, record);
+    }
     let events = store
         .open(&record.run_id)
         .read_events()
@@ -50,4 +58,45 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         }))?,
     }
     Ok(exit::OK)
+}
+
+/// How often `--follow` looks for new events.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// `--follow`: every event so far, then each new one, until the run ends.
+fn follow(store: &crate::model::store::Store, mut record: RunRecord) -> CliResult {
+    let dir = store.open(&record.run_id);
+    let mut shown = 0;
+    loop {
+        let events = dir.read_events().map_err(|e| {
+            CliError::from_error(exit::USAGE, "could not read the run's events", &e)
+        })?;
+        for event in events.iter().skip(shown) {
+            if let Some(line) = crate::report::follow::line(event) {
+                super::outln!("{line}");
+            }
+        }
+        shown = shown.max(events.len());
+        if record.state.is_terminal() {
+            break;
+        }
+        if record.is_orphaned() {
+            super::outln!(
+                "the run's process is gone: interrupted (`git agent run --resume {}` continues it)",
+                record.run_id
+            );
+            return Ok(exit::INTERRUPTED);
+        }
+        std::thread::sleep(FOLLOW_POLL);
+        // The record is written after its last event: read it after them.
+        if let Ok(now) = dir.read_record() {
+            record = now;
+        }
+    }
+    Ok(match record.state {
+        State::Succeeded => exit::OK,
+        State::Escalated => exit::ESCALATED,
+        State::Interrupted => exit::INTERRUPTED,
+        _ => exit::RUN_FAILED,
+    })
 }

@@ -4,5 +4,6 @@
 pub mod actions;
 pub mod escape;
 pub mod fold;
+pub mod follow;
 pub mod json;
 pub mod markdown;
