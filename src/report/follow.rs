@@ -10,8 +10,30 @@ use crate::model::event::{Event, EventKind};
 
 /// The line `event` is worth, if any.
 pub fn line(event: &Event) -> Option<String> {
-    let secs = |ms: &u64| crate::spec::duration::short(Duration::from_millis(*ms));
-    Some(match &event.kind {
+    match &event.kind {
+        EventKind::AgentActivity { .. } | EventKind::AgentFinished { .. } => {
+            agent_line(&event.kind)
+        }
+        EventKind::CheckFinished { .. } | EventKind::AttemptFailed { .. } => {
+            check_line(&event.kind)
+        }
+        EventKind::Committed { .. }
+        | EventKind::CommitPending { .. }
+        | EventKind::Escalated { .. }
+        | EventKind::Delivered { .. }
+        | EventKind::DeliveryFailed { .. }
+        | EventKind::RunFinished { .. } => end_line(&event.kind),
+        kind => start_line(kind),
+    }
+}
+
+fn secs(ms: u64) -> String {
+    crate::spec::duration::short(Duration::from_millis(ms))
+}
+
+/// The run's start, its attempts, decisions and violations.
+fn start_line(kind: &EventKind) -> Option<String> {
+    Some(match kind {
         EventKind::RunStarted {
             task,
             agent,
@@ -21,10 +43,28 @@ pub fn line(event: &Event) -> Option<String> {
             format!("started {task} with agent `{agent}` from {base_ref}")
         }
         EventKind::WorktreeReady { path, ms, .. } => {
-            format!("worktree ready in {}: {path}", secs(ms))
+            format!("worktree ready in {}: {path}", secs(*ms))
         }
         EventKind::AttemptStarted { attempt } => format!("attempt {attempt}"),
         EventKind::Resumed { attempt } => format!("resumed at attempt {attempt}"),
+        EventKind::Decision { attempt, decision } => {
+            format!("attempt {attempt}: decided: {}", decision.summary)
+        }
+        EventKind::Violation {
+            attempt,
+            what,
+            path,
+        } => match path {
+            Some(p) => format!("attempt {attempt}: violation: {what} {p}"),
+            None => format!("attempt {attempt}: violation: {what}"),
+        },
+        _ => return None,
+    })
+}
+
+/// What the agent did (as its adapter parsed it) and how it ended.
+fn agent_line(kind: &EventKind) -> Option<String> {
+    match kind {
         EventKind::AgentActivity { attempt, activity } => {
             let mut said: Vec<String> = activity
                 .files_edited
@@ -35,10 +75,7 @@ pub fn line(event: &Event) -> Option<String> {
                 Some(code) => format!("attempt {attempt}: ran `{}` (exit {code})", c.command),
                 None => format!("attempt {attempt}: ran `{}`", c.command),
             }));
-            if said.is_empty() {
-                return None;
-            }
-            said.join("\n")
+            (!said.is_empty()).then(|| said.join("\n"))
         }
         EventKind::AgentFinished {
             attempt,
@@ -54,22 +91,18 @@ pub fn line(event: &Event) -> Option<String> {
                 (None, Some(sig), _) => format!("was killed by signal {sig}"),
                 (None, None, _) => "ended".to_string(),
             };
-            format!(
+            Some(format!(
                 "attempt {attempt}: the agent {how} after {}",
-                secs(duration_ms)
-            )
+                secs(*duration_ms)
+            ))
         }
-        EventKind::Decision { attempt, decision } => {
-            format!("attempt {attempt}: decided: {}", decision.summary)
-        }
-        EventKind::Violation {
-            attempt,
-            what,
-            path,
-        } => match path {
-            Some(p) => format!("attempt {attempt}: violation: {what} {p}"),
-            None => format!("attempt {attempt}: violation: {what}"),
-        },
+        _ => None,
+    }
+}
+
+/// Each check's result, and an attempt's failure.
+fn check_line(kind: &EventKind) -> Option<String> {
+    match kind {
         EventKind::CheckFinished {
             attempt,
             name,
@@ -85,14 +118,21 @@ pub fn line(event: &Event) -> Option<String> {
                 (false, false, Some(code)) => format!("failed (exit {code})"),
                 (false, false, None) => "failed".to_string(),
             };
-            format!(
+            Some(format!(
                 "attempt {attempt}: check `{name}` {verdict} in {}",
-                secs(duration_ms)
-            )
+                secs(*duration_ms)
+            ))
         }
         EventKind::AttemptFailed { attempt, reason } => {
-            format!("attempt {attempt} failed: {reason}")
+            Some(format!("attempt {attempt} failed: {reason}"))
         }
+        _ => None,
+    }
+}
+
+/// The commit, the delivery and the end.
+fn end_line(kind: &EventKind) -> Option<String> {
+    Some(match kind {
         EventKind::Committed { branch, commit } => {
             format!(
                 "committed {} to {branch}",
@@ -110,18 +150,17 @@ pub fn line(event: &Event) -> Option<String> {
             outcome,
             duration_ms,
             reason,
-        } => match reason {
-            Some(reason) => format!(
-                "finished: {} after {} — {reason}",
-                outcome.outcome(),
-                secs(duration_ms)
-            ),
-            None => format!(
+        } => {
+            let after = format!(
                 "finished: {} after {}",
                 outcome.outcome(),
-                secs(duration_ms)
-            ),
-        },
+                secs(*duration_ms)
+            );
+            match reason {
+                Some(reason) => format!("{after} — {reason}"),
+                None => after,
+            }
+        }
         _ => return None,
     })
 }
