@@ -15,10 +15,13 @@ pub(crate) fn warnings(root: &Path, reqs: &[RunRequest]) -> Vec<String> {
         return Vec::new();
     };
     let mut said = Vec::new();
-    for req in reqs {
-        let rel = PathBuf::from(&req.brief_display);
-        let committed = repo.blob_at_head(&rel).map(|b| b.to_string());
-        if committed.as_deref() != Some(req.brief.blob_id.as_str()) {
+    let briefs: Vec<PathBuf> = reqs
+        .iter()
+        .map(|r| PathBuf::from(&r.brief_display))
+        .collect();
+    let committed = repo.blobs_at_head(&briefs.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+    for (req, blob) in reqs.iter().zip(committed) {
+        if blob.map(|b| b.to_string()).as_deref() != Some(req.brief.blob_id.as_str()) {
             said.push(format!(
                 "{} has changes that are not committed: the run uses them as they are on disk, but a later `git agent review` judges by the committed brief (commit it first)",
                 req.brief_display
@@ -40,14 +43,21 @@ pub(crate) fn warnings(root: &Path, reqs: &[RunRequest]) -> Vec<String> {
     }
     named.sort();
     named.dedup();
-    for (whose, command) in named {
-        for path in repository_paths(root, command) {
-            if repo.blob_at_head(&path).is_none() {
-                said.push(format!(
-                    "`{}` (named by {whose}) is not in the committed tree: the run's worktree will not have it (commit it, or stop ignoring it)",
-                    path.display()
-                ));
-            }
+    let found: Vec<(String, PathBuf)> = named
+        .into_iter()
+        .flat_map(|(whose, command)| {
+            repository_paths(root, command)
+                .into_iter()
+                .map(move |path| (whose.clone(), path))
+        })
+        .collect();
+    let paths: Vec<&Path> = found.iter().map(|(_, p)| p.as_path()).collect();
+    for ((whose, path), blob) in found.iter().zip(repo.blobs_at_head(&paths)) {
+        if blob.is_none() {
+            said.push(format!(
+                "`{}` (named by {whose}) is not in the committed tree: the run's worktree will not have it (commit it, or stop ignoring it)",
+                path.display()
+            ));
         }
     }
     said

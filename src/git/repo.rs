@@ -103,13 +103,23 @@ impl Repo {
             .then(|| name.to_string())
     }
 
-    /// The blob at `rel` (relative to the top of the checkout) in `HEAD`'s
-    /// tree; `None` when there is no commit or no such file in it.
-    pub fn blob_at_head(&self, rel: &Path) -> Option<Oid> {
-        let repo = self.open().ok()?;
-        let tree = repo.head().ok()?.peel_to_tree().ok()?;
-        let entry = tree.get_path(rel).ok()?;
-        (entry.kind() == Some(git2::ObjectType::Blob)).then(|| entry.id())
+    /// The blob at each of `paths` (relative to the top of the checkout) in
+    /// `HEAD`'s tree, read with one open of the repository; `None` where
+    /// there is no commit or no such file.
+    pub fn blobs_at_head(&self, paths: &[&Path]) -> Vec<Option<Oid>> {
+        let Ok(repo) = self.open() else {
+            return vec![None; paths.len()];
+        };
+        let Some(tree) = repo.head().ok().and_then(|h| h.peel_to_tree().ok()) else {
+            return vec![None; paths.len()];
+        };
+        paths
+            .iter()
+            .map(|rel| {
+                let entry = tree.get_path(rel).ok()?;
+                (entry.kind() == Some(git2::ObjectType::Blob)).then(|| entry.id())
+            })
+            .collect()
     }
 
     pub fn resolve_commit(&self, rev: &str) -> Result<Oid> {
