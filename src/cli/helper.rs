@@ -182,6 +182,7 @@ pub(crate) fn load_requests(
             brief_display: display,
             resume: None,
             review: None,
+            queued: None,
         });
     }
     if bad {
@@ -223,15 +224,8 @@ fn reject_duplicates(reqs: &[RunRequest]) -> CliResult<()> {
     Ok(())
 }
 
-/// Runs the requests on a fresh runtime; returns the records in order.
-pub(crate) fn execute(
-    root: &std::path::Path,
-    config: &Config,
-    reqs: Vec<RunRequest>,
-    jobs: usize,
-    allow_overlap: bool,
-    ctx: &Ctx,
-) -> CliResult<Vec<Result<RunRecord, NoRecord>>> {
+/// The engine of this repository, as the config sets it up.
+pub(crate) fn engine(root: &std::path::Path, config: &Config) -> CliResult<Arc<Engine>> {
     let repo = git2::Repository::discover(root)
         .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
     let mut engine = Engine::new(
@@ -248,8 +242,31 @@ pub(crate) fn execute(
         env_source: engine.env_source.clone(),
     }));
     engine.withhold(config.github.token_env.as_deref());
-    let engine = Arc::new(engine);
-    drop(repo);
+    engine.notify = config.notify.clone();
+    Ok(Arc::new(engine))
+}
+
+/// The runtime runs work on, as the supervisor of their children.
+pub(crate) fn run_runtime() -> CliResult<tokio::runtime::Runtime> {
+    process::become_subreaper();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            CliError::from_error(exit::RUN_FAILED, "could not start the async runtime", &e)
+        })
+}
+
+/// Runs the requests on a fresh runtime; returns the records in order.
+pub(crate) fn execute(
+    root: &std::path::Path,
+    config: &Config,
+    reqs: Vec<RunRequest>,
+    jobs: usize,
+    allow_overlap: bool,
+    ctx: &Ctx,
+) -> CliResult<Vec<Result<RunRecord, NoRecord>>> {
+    let engine = engine(root, config)?;
     let plan = orchestrator::plan(&reqs, allow_overlap);
     for entry in plan.iter().filter(|e| !e.waits_for.is_empty()) {
         eprintln!(
@@ -258,14 +275,8 @@ pub(crate) fn execute(
             entry.waits_for.join(", ")
         );
     }
-    process::become_subreaper();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            CliError::from_error(exit::RUN_FAILED, "could not start the async runtime", &e)
-        })?;
-    let progress = progress::reporter(ctx.stderr_tty);
+    let runtime = run_runtime()?;
+    let progress = progress::reporter(ctx.stderr_tty, config.notify.bell);
     let finished = runtime.block_on(async move {
         let (tx, rx) = watch::channel(StopSignal::Run);
         orchestrator::install_signal_handler(tx, super::announce_stopping);
@@ -470,4 +481,100 @@ pub(crate) fn write_new(path: &std::path::Path, text: &str) -> std::io::Result<(
         .create_new(true)
         .open(path)?;
     file.write_all(text.as_bytes())
+}
+
+/// One run per task: the task locks of the batch, held until it ends. A
+/// task that runs elsewhere (another terminal, the supervisor) fails the
+/// command at once, naming that run.
+pub(crate) fn lock_tasks(
+    store: &Store,
+    tasks: &[String],
+) -> CliResult<Vec<crate::model::locks::FileLock>> {
+    use crate::model::locks::{FileLock, Locks};
+    let locks = Locks::of(store);
+    let mut held = Vec::new();
+    for task in tasks {
+        let path = locks.task(task);
+        match FileLock::try_acquire(&path) {
+            Ok(Some(lock)) => held.push(lock),
+            Ok(None) => {
+                let running = store
+                    .list()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .rev()
+                    .find(|r| {
+                        &r.task == task
+                            && !r.effective_state().is_terminal()
+                            && r.state != State::Queued
+                    });
+                let id = running.as_ref().map_or_else(
+                    || "another process".to_string(),
+                    |r| format!("run {}", r.run_id),
+                );
+                let shown = running
+                    .as_ref()
+                    .map_or(task.as_str(), |r| r.run_id.as_str());
+                return Err(CliError::usage(format!(
+                    "`{task}` is already running ({id}); one run per task at a time"
+                ))
+                .hint(format!(
+                    "follow it with `git agent log {shown} --follow`, stop it with `git agent stop {shown}`, or queue this one behind it with `git agent run --detach {task}`"
+                )));
+            }
+            Err(e) => {
+                return Err(CliError::from_error(
+                    exit::RUN_FAILED,
+                    format!("could not take the lock of `{task}` ({})", path.display()),
+                    &e,
+                ))
+            }
+        }
+    }
+    Ok(held)
+}
+
+/// Starts the repository's supervisor: this binary's `supervise`, in a
+/// session of its own (no controlling terminal: closing the terminal
+/// does not stop it), stdin closed, its output appended to the
+/// supervisor's log.
+pub(crate) fn spawn_supervisor(root: &std::path::Path, store: &Store) -> CliResult<u32> {
+    use std::os::unix::process::CommandExt;
+    let locks = crate::model::locks::Locks::of(store);
+    let log_path = locks.supervisor_log();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| {
+            CliError::from_error(
+                exit::RUN_FAILED,
+                format!("could not open {}", log_path.display()),
+                &e,
+            )
+        })?;
+    let err_log = log
+        .try_clone()
+        .map_err(|e| CliError::from_error(exit::RUN_FAILED, "could not open the log", &e))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::from_error(exit::RUN_FAILED, "could not find this program", &e))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("-C")
+        .arg(root)
+        .arg("supervise")
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(err_log);
+    // SAFETY: `setsid` is async-signal-safe and touches no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| {
+        CliError::from_error(exit::RUN_FAILED, "could not start the supervisor", &e)
+    })?;
+    // Not waited for: it outlives this process (and is reaped by init).
+    Ok(child.id())
 }

@@ -19,6 +19,8 @@ mod review;
 mod run;
 mod schema;
 mod status;
+mod stop;
+mod supervise;
 mod terminal;
 mod validate;
 
@@ -56,6 +58,8 @@ pub enum Command {
     Run(run::Args),
     Review(review::Args),
     Status(status::Args),
+    Stop(stop::Args),
+    Supervise(supervise::Args),
     Log(log::Args),
     Diff(diff::Args),
     Clean(clean::Args),
@@ -131,6 +135,8 @@ fn dispatch(command: Command, ctx: &Ctx) -> CliResult {
         Command::Run(args) => run::exec(args, ctx),
         Command::Review(args) => review::exec(args, ctx),
         Command::Status(args) => status::exec(args, ctx),
+        Command::Stop(args) => stop::exec(args, ctx),
+        Command::Supervise(args) => supervise::exec(args, ctx),
         Command::Log(args) => log::exec(args, ctx),
         Command::Diff(args) => diff::exec(args, ctx),
         Command::Clean(args) => clean::exec(args, ctx),
@@ -153,6 +159,7 @@ fn ends_on_a_closed_stdout(command: &Command) -> bool {
     !matches!(
         command,
         Command::Run(_)
+            | Command::Supervise(_)
             | Command::Review(_)
             | Command::Demo(_)
             | Command::Clean(_)

@@ -10,7 +10,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::engine::run::Progress;
 use crate::model::store::{RunRecord, State};
 
-pub fn reporter(tty: bool) -> Progress {
+/// `bell`: a terminal bell when a run ends (`notify.bell`, on a terminal).
+pub fn reporter(tty: bool, bell: bool) -> Progress {
     if tty {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let bars: Mutex<HashMap<String, ProgressBar>> = Mutex::new(HashMap::new());
@@ -29,7 +30,7 @@ pub fn reporter(tty: bool) -> Progress {
                 bar
             });
             bar.set_message(describe(r));
-            if r.state.is_terminal() {
+            if r.state.is_terminal() && !bar.is_finished() {
                 // The mark says the outcome: only a success gets a tick.
                 let mark = match r.state {
                     State::Succeeded => "✓",
@@ -40,6 +41,9 @@ pub fn reporter(tty: bool) -> Progress {
                 bar.set_style(finished.clone());
                 bar.set_prefix(format!("{mark} {}", r.task));
                 bar.finish();
+                if bell {
+                    eprint!("\x07");
+                }
             }
         })
     } else {
@@ -55,13 +59,15 @@ pub fn reporter(tty: bool) -> Progress {
     }
 }
 
-fn describe(r: &RunRecord) -> String {
+/// A run's state in words: `agent (attempt 2/3), after `test` (exit code 1) failed`.
+pub(crate) fn describe(r: &RunRecord) -> String {
     let attempt = if r.attempts > 0 {
         format!(" (attempt {}/{})", r.attempts, r.max_attempts)
     } else {
         String::new()
     };
     match r.state {
+        State::Queued => "queued".to_string(),
         State::Succeeded | State::Failed | State::Escalated | State::Interrupted => {
             let mut s = format!("{}{attempt}", r.state.outcome());
             if let Some(reason) = &r.reason {

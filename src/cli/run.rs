@@ -1,7 +1,8 @@
 //! `git agent run`: execute briefs in isolated worktrees.
 
 use super::helper::{
-    execute, forge_target, jobs, load_config, load_requests, report, small_runtime, task_ids, Batch,
+    execute, forge_target, jobs, load_config, load_requests, lock_tasks, report, small_runtime,
+    spawn_supervisor, task_ids, Batch,
 };
 use super::{exit, CliError, CliResult, Ctx};
 use crate::engine::run::RunRequest;
@@ -26,6 +27,10 @@ pub struct Args {
     /// from the task's earlier result with the comments as data to act on
     #[arg(long, value_name = "PR", conflicts_with_all = ["all", "resume", "print_env"])]
     pub address_review: Option<u64>,
+    /// Queue the runs and return at once: the repository's supervisor runs
+    /// them in the background (follow with `git agent log RUN --follow`)
+    #[arg(long, conflicts_with_all = ["resume", "address_review", "print_env"])]
+    pub detach: bool,
     /// Print one JSON object per run on stdout
     #[arg(long)]
     pub json: bool,
@@ -52,6 +57,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
             )));
         }
         let reqs = resume_request(&root, &config, query, ctx)?;
+        let _locks = lock_tasks(&super::helper::store(ctx)?, &tasks_of(&reqs))?;
         let records = execute(&root, &config, reqs, 1, true, ctx)?;
         publish_to_actions(&records, ctx);
         return report(&records, args.json);
@@ -66,9 +72,61 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         return print_env(&root, &config, &reqs);
     }
     let jobs = jobs(args.batch.jobs, &config);
+    let store = super::helper::store(ctx)?;
+    if args.detach {
+        return detach(
+            &root,
+            &store,
+            &reqs,
+            jobs,
+            args.batch.allow_overlap,
+            args.json,
+        );
+    }
+    let _locks = lock_tasks(&store, &tasks_of(&reqs))?;
     let records = execute(&root, &config, reqs, jobs, args.batch.allow_overlap, ctx)?;
     publish_to_actions(&records, ctx);
     report(&records, args.json)
+}
+
+fn tasks_of(reqs: &[RunRequest]) -> Vec<String> {
+    reqs.iter().map(|r| r.brief.id.to_string()).collect()
+}
+
+/// `--detach`: the runs join the queue (each with its run id, printed),
+/// and a supervisor is started if none runs.
+fn detach(
+    root: &std::path::Path,
+    store: &crate::model::store::Store,
+    reqs: &[RunRequest],
+    jobs: usize,
+    allow_overlap: bool,
+    json: bool,
+) -> CliResult {
+    let (records, start) = crate::engine::queue::enqueue(store, reqs, jobs, allow_overlap)
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    if start {
+        spawn_supervisor(root, store)?;
+    }
+    if json {
+        super::print_json(
+            &records
+                .iter()
+                .map(super::helper::to_json)
+                .collect::<Vec<_>>(),
+        )?;
+    } else {
+        for r in &records {
+            super::outln!("{}", r.run_id);
+        }
+    }
+    for r in &records {
+        eprintln!(
+            "{}: queued as {}; follow it with `git agent log {} --follow`",
+            r.task, r.run_id, r.run_id
+        );
+    }
+    Ok(exit::OK)
 }
 
 /// Every brief's `base` resolves to a commit here, or the run is bad input:

@@ -68,6 +68,7 @@ impl Run {
             && brief.output.deliver != Deliver::Branch
             && (self.record.commit.is_some() || hand_back)
         {
+            self.show_state(State::Delivering)?;
             self.deliver(brief).await?;
         }
         if end_state == State::Succeeded {

@@ -64,6 +64,8 @@ pub struct Engine {
     pub deliverer: Option<Arc<dyn Deliverer>>,
     /// Where warnings that belong to no run go.
     pub notice: Notice,
+    /// `notify:` of the config: what runs when a run ends.
+    pub notify: crate::spec::notify::Notify,
 }
 
 /// The boxed future a [`Deliverer`] returns.
@@ -102,6 +104,7 @@ impl Engine {
             sandbox: crate::spec::config::SandboxConfig::default(),
             deliverer: None,
             notice: Arc::new(|_| {}),
+            notify: crate::spec::notify::Notify::default(),
         }
     }
 }
@@ -144,6 +147,9 @@ pub struct RunRequest {
     /// commit to start from: the task's earlier result, which the comments
     /// are about. The change is still judged, and committed, against `base`.
     pub review: Option<ReviewInput>,
+    /// The queued record this run takes up (`run --detach`): the run keeps
+    /// the id it was given when it was queued.
+    pub queued: Option<RunRecord>,
 }
 
 /// A pull request's review comments for the agent to address.
@@ -163,9 +169,9 @@ pub async fn execute(
     stop: watch::Receiver<StopSignal>,
     progress: Progress,
 ) -> Result<RunRecord, RunError> {
-    let run_dir = match &req.resume {
-        Some(prev) => engine.store.open(&prev.run_id),
-        None => engine
+    let run_dir = match (&req.resume, &req.queued) {
+        (Some(prev), _) | (None, Some(prev)) => engine.store.open(&prev.run_id),
+        (None, None) => engine
             .store
             .create(req.brief.id.as_str())
             .map_err(|source| RunError::Store {
@@ -173,10 +179,19 @@ pub async fn execute(
                 source,
             })?,
     };
-    let record = match &req.resume {
-        Some(prev) => resumed_record(prev, &req),
-        None => new_record(&run_dir, &req),
+    let record = match (&req.resume, &req.queued) {
+        (Some(prev), _) => resumed_record(prev, &req),
+        (None, Some(queued)) => RunRecord {
+            queued: queued.queued.clone(),
+            ..new_record(&run_dir, &req)
+        },
+        (None, None) => new_record(&run_dir, &req),
     };
+    // `git agent stop` asks through a file in the run's directory; one
+    // left from before (a resumed run's) is not a request to this one.
+    let stop_file = run_dir.stop_path();
+    let _ = std::fs::remove_file(&stop_file);
+    let stop = crate::engine::stop::requests(stop_file.clone(), stop);
     let mut run = Run {
         record,
         dir: run_dir,
@@ -187,16 +202,21 @@ pub async fn execute(
         pending_tree: None,
     };
     run.save()?;
-    let end = match run.steps(&req, stop).await {
+    let mut end = match run.steps(&req, stop).await {
         Ok(end) => end,
         Err(err) => End::failed(error_chain(&err)),
     };
+    if end.state == State::Interrupted && stop_file.exists() {
+        end.reason = Some(crate::engine::stop::STOPPED_REASON.to_string());
+    }
     run.finish(&req, end).await?;
+    let _ = std::fs::remove_file(&stop_file);
+    crate::engine::notify::run_ended(&engine, &run.record, &run.dir).await;
     Ok(run.record)
 }
 
 /// The record of a run that starts now.
-fn new_record(run_dir: &RunDir, req: &RunRequest) -> RunRecord {
+pub(crate) fn new_record(run_dir: &RunDir, req: &RunRequest) -> RunRecord {
     RunRecord {
         schema: 1,
         run_id: run_dir.id.clone(),
@@ -221,6 +241,7 @@ fn new_record(run_dir: &RunDir, req: &RunRequest) -> RunRecord {
         finished_at: None,
         duration_ms: None,
         delivery: None,
+        queued: None,
     }
 }
 
@@ -298,6 +319,23 @@ impl Run {
                 path: self.dir.events_path(),
                 source,
             })
+    }
+
+    /// Saves the record shown in `state` while keeping its own (the
+    /// outcome, during delivery, which reads it).
+    pub(super) fn show_state(&self, state: State) -> Result<(), RunError> {
+        let shown = RunRecord {
+            state,
+            ..self.record.clone()
+        };
+        self.dir
+            .write_record(&shown)
+            .map_err(|source| RunError::Store {
+                path: self.dir.record_path(),
+                source,
+            })?;
+        (self.progress)(&shown);
+        Ok(())
     }
 
     pub(super) fn set_state(&mut self, state: State) -> Result<(), RunError> {

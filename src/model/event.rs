@@ -324,6 +324,14 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// The config's `notify` ran after the run ended.
+    Notified {
+        /// What ran: `command` or `desktop` (`notify-send`).
+        via: String,
+        /// How it ended (`exit code 0`), or why it could not start.
+        result: String,
+        ok: bool,
+    },
 }
 
 #[cfg(test)]

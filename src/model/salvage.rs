@@ -49,6 +49,7 @@ impl RunDir {
             finished_at: events.last().map(|e| e.ts.clone()),
             duration_ms: None,
             delivery: None,
+            queued: None,
         };
         for event in &events {
             take_in(&mut record, &event.kind);

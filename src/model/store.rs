@@ -16,11 +16,16 @@ use crate::model::event::Event;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
+    /// Waiting in the repository's queue for the supervisor (`run --detach`).
+    Queued,
     Preparing,
     Running,
     Verifying,
     Checking,
     Committing,
+    /// Pushing, opening the pull request (only while the record is shown:
+    /// the record keeps its outcome underneath).
+    Delivering,
     Succeeded,
     Failed,
     Escalated,
@@ -42,6 +47,7 @@ impl State {
             State::Failed => "failed",
             State::Escalated => "escalated",
             State::Interrupted => "interrupted",
+            State::Queued => "queued",
             _ => "running",
         }
     }
@@ -53,6 +59,7 @@ impl State {
             State::Verifying => "verifying",
             State::Checking => "checking",
             State::Committing => "committing",
+            State::Delivering => "delivering",
             other => other.outcome(),
         }
     }
@@ -93,12 +100,26 @@ pub struct RunRecord {
     /// Delivery to the forge, when the brief asks for more than a branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<crate::model::delivery::DeliveryRecord>,
+    /// When the run was queued (`run --detach`) and how it was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued: Option<Queued>,
+}
+
+/// A detached request waiting for the supervisor: what `-j` and
+/// `--allow-overlap` said when it was queued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queued {
+    pub at: String,
+    /// The most runs alive at once when this one starts.
+    pub jobs: usize,
+    pub allow_overlap: bool,
 }
 
 impl RunRecord {
     /// Whether a non-terminal record's owner is gone (killed, machine died).
+    /// A queued run has no owner yet: it waits for a supervisor.
     pub fn is_orphaned(&self) -> bool {
-        !self.state.is_terminal() && !pid_alive(self.pid)
+        !self.state.is_terminal() && self.state != State::Queued && !pid_alive(self.pid)
     }
 
     /// The state as it really is: an orphaned run counts as interrupted.
@@ -302,6 +323,11 @@ impl RunDir {
     pub fn decisions_path(&self) -> PathBuf {
         self.path.join("decisions.jsonl")
     }
+    /// `git agent stop` writes this file; the process running the run
+    /// watches for it (`graceful` or `kill` inside).
+    pub fn stop_path(&self) -> PathBuf {
+        self.path.join("stop")
+    }
     pub fn tmp_dir(&self) -> PathBuf {
         self.path.join("tmp")
     }
@@ -456,6 +482,7 @@ mod tests {
             finished_at: None,
             duration_ms: None,
             delivery: None,
+            queued: None,
         };
         assert_eq!(record.effective_state(), State::Interrupted);
         let mine = RunRecord {

@@ -42,6 +42,9 @@ pub struct RawConfig {
     /// Delivery to GitHub (`output.deliver: push | pr | draft-pr`).
     #[serde(default)]
     pub github: Option<RawGithub>,
+    /// What happens when a run ends: a command, a desktop notification, a bell.
+    #[serde(default)]
+    pub notify: Option<crate::spec::notify::RawNotify>,
 }
 
 /// `github:` — where pull requests go and which variable holds the token.
@@ -218,6 +221,7 @@ pub struct Config {
     pub kill_grace: Option<std::time::Duration>,
     pub sandbox: SandboxConfig,
     pub github: GithubConfig,
+    pub notify: crate::spec::notify::Notify,
     /// Whether the file existed.
     pub present: bool,
 }
@@ -379,10 +383,26 @@ fn validate(
     };
     let sandbox = validate_sandbox(&raw, node, root, problems);
     let github = validate_github(&raw, node, problems);
+    let notify = crate::spec::notify::Notify::from_raw(raw.notify.as_ref());
+    if notify
+        .command
+        .as_deref()
+        .is_some_and(|c| c.trim().is_empty())
+    {
+        problems.push(
+            Problem::error(
+                "config::invalid-value",
+                node.span_of(&["notify"]),
+                "`notify` names an empty command",
+            )
+            .help("give a shell command, e.g. `notify: 'notify-send \"$GIT_AGENT_TASK: $GIT_AGENT_OUTCOME\"'`, or remove the key"),
+        );
+    }
     if problems[before..].iter().any(Problem::is_error) {
         return None;
     }
     Some(Config {
+        notify,
         sandbox,
         github,
         default_agent: raw.default_agent,

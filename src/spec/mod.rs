@@ -5,6 +5,7 @@ pub mod brief;
 pub mod config;
 pub mod diagnostic;
 pub mod duration;
+pub mod notify;
 pub mod repo_files;
 pub mod schema;
 pub mod scope;
