@@ -404,7 +404,7 @@ fn summary_row(r: &RunRecord) -> [String; 6] {
 }
 
 /// Why each run that did not succeed ended, and where its worktree is kept.
-fn push_reasons(out: &mut String, records: &[&RunRecord]) {
+pub(crate) fn push_reasons(out: &mut String, records: &[&RunRecord]) {
     for r in records
         .iter()
         .filter(|r| r.reason.is_some() && r.state != State::Succeeded)

@@ -19,6 +19,11 @@ pub struct Args {
     /// code is the run's (0 succeeded, 1 failed, 3 escalated, 130 interrupted)
     #[arg(long, short = 'f', conflicts_with_all = ["format", "json"])]
     pub follow: bool,
+    /// Show the agent's raw stdout and stderr of an attempt (default: the
+    /// latest), as it wrote them (control characters shown, not obeyed)
+    #[arg(long, value_name = "ATTEMPT", num_args = 0..=1, default_missing_value = "0",
+          conflicts_with_all = ["format", "json", "follow"])]
+    pub agent_output: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -45,6 +50,9 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     if args.follow {
         return follow(&store, record);
     }
+    if let Some(attempt) = args.agent_output {
+        return agent_output(&store, &record, attempt);
+    }
     let events = store
         .open(&record.run_id)
         .read_events()
@@ -56,6 +64,46 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
             "run": super::helper::to_json(&record),
             "events": events,
         }))?,
+    }
+    Ok(exit::OK)
+}
+
+/// `--agent-output`: the streams the agent wrote in one attempt, stdout
+/// then stderr, each under a header on stderr.
+fn agent_output(store: &crate::model::store::Store, record: &RunRecord, attempt: u32) -> CliResult {
+    let attempt = if attempt == 0 {
+        record.attempts
+    } else {
+        attempt
+    };
+    if attempt == 0 || attempt > record.attempts {
+        return Err(CliError::usage(match record.attempts {
+            0 => format!("run {} has not started an attempt yet", record.run_id),
+            n => format!(
+                "run {} has {n} attempt{}; there is no attempt {attempt}",
+                record.run_id,
+                if n == 1 { "" } else { "s" }
+            ),
+        })
+        .hint(format!(
+            "`git agent log {} --agent-output` shows the latest",
+            record.run_id
+        )));
+    }
+    let dir = store.open(&record.run_id);
+    for stream in ["stdout", "stderr"] {
+        let path = dir.agent_output(attempt, stream);
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        eprintln!(
+            "== attempt {attempt}/{}: agent {stream} ({}) ==",
+            record.attempts,
+            super::helper::human_bytes(bytes.len() as u64)
+        );
+        let text = String::from_utf8_lossy(&bytes);
+        super::print_out(&text);
+        if !text.is_empty() && !text.ends_with('\n') {
+            super::print_out("\n");
+        }
     }
     Ok(exit::OK)
 }

@@ -203,6 +203,12 @@ pub(crate) fn print_out(text: &str) {
     write_stdout(terminal::clean(text).as_bytes());
 }
 
+/// Terminal control of git-agent's own (a constant, never text of a run)
+/// on stdout, as it is.
+pub(crate) fn print_control(sequence: &'static str) {
+    write_stdout(sequence.as_bytes());
+}
+
 /// A line of results on stdout, as [`print_out`] writes it.
 macro_rules! outln {
     ($($arg:tt)*) => {

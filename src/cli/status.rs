@@ -1,48 +1,34 @@
 //! `git agent status`: runs of this repository and where they stand.
 
-use super::helper::{dir_size, human_bytes, print_summary, store, to_json};
-use super::{exit, print_json, CliError, CliResult, Ctx};
+use std::time::Duration;
 
-/// Show runs: outcome, attempts, checks, branch; kept worktrees and their disk use
+use super::helper::{dir_size, human_bytes, push_reasons, store, to_json};
+use super::{exit, print_json, CliError, CliResult, Ctx};
+use crate::model::store::{RunRecord, State, Store};
+
+/// Show runs: id, task, state, start, duration, checks, branch; kept worktrees
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A run id (or unique prefix) or a task id (its latest run)
     pub run: Option<String>,
     /// Print JSON on stdout
-    #[arg(long)]
+    #[arg(long, conflicts_with = "watch")]
     pub json: bool,
-    /// Show every run, not only the latest run of each task
+    /// Show every run, not only the latest run of each task (and every
+    /// queued or running one)
     #[arg(long, short)]
     pub all: bool,
+    /// Refresh in place every second until no run is queued or running
+    #[arg(long, short)]
+    pub watch: bool,
 }
 
 pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let store = store(ctx)?;
-    let records = match &args.run {
-        Some(q) => vec![store
-            .resolve(q)
-            .map_err(|m| CliError::usage(m).hint("list runs with `git agent status`"))?],
-        None => {
-            let all = store
-                .list()
-                .map_err(|e| CliError::from_error(exit::USAGE, "could not read the runs", &e))?;
-            if args.all {
-                all
-            } else {
-                let mut latest: Vec<_> = Vec::new();
-                for r in all.into_iter().rev() {
-                    if !latest
-                        .iter()
-                        .any(|l: &crate::model::store::RunRecord| l.task == r.task)
-                    {
-                        latest.push(r);
-                    }
-                }
-                latest.reverse();
-                latest
-            }
-        }
-    };
+    if args.watch {
+        return watch(&store, &args);
+    }
+    let records = select(&store, &args)?;
     if args.json {
         print_json(&records.iter().map(to_json).collect::<Vec<_>>())?;
         return Ok(exit::OK);
@@ -51,23 +37,170 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         eprintln!("no runs yet; start one with `git agent run <id>`");
         return Ok(exit::OK);
     }
-    print_summary(&records.iter().collect::<Vec<_>>());
+    super::print_out(&render(&records, supervised(&store)));
+    Ok(exit::OK)
+}
+
+fn supervised(store: &Store) -> bool {
+    crate::model::locks::Locks::of(store).supervisor_alive()
+}
+
+/// The runs `args` asks for, oldest first.
+fn select(store: &Store, args: &Args) -> CliResult<Vec<RunRecord>> {
+    if let Some(q) = &args.run {
+        return Ok(vec![store.resolve(q).map_err(|m| {
+            CliError::usage(m).hint("list runs with `git agent status`")
+        })?]);
+    }
+    let all = store
+        .list()
+        .map_err(|e| CliError::from_error(exit::USAGE, "could not read the runs", &e))?;
+    if args.all {
+        return Ok(all);
+    }
+    // The latest run of each task, and every run still queued or working
+    // (a queued run behind a running one of the same task hides neither).
+    let mut shown: Vec<RunRecord> = Vec::new();
+    for r in all.into_iter().rev() {
+        let latest = !shown.iter().any(|l| l.task == r.task);
+        if latest || !r.effective_state().is_terminal() {
+            shown.push(r);
+        }
+    }
+    shown.reverse();
+    Ok(shown)
+}
+
+/// The table, the reasons of runs that did not succeed, kept worktrees.
+fn render(records: &[RunRecord], supervised: bool) -> String {
+    let header = [
+        "RUN", "TASK", "STATE", "STARTED", "DURATION", "CHECKS", "BRANCH",
+    ];
+    let rows: Vec<Vec<String>> = records.iter().map(row).collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[&str]| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:w$}"))
+            .collect();
+        format!("{}\n", text.join("  ").trim_end())
+    };
+    let mut out = line(&header);
+    for r in &rows {
+        out.push_str(&line(&r.iter().map(String::as_str).collect::<Vec<_>>()));
+    }
+    push_reasons(&mut out, &records.iter().collect::<Vec<_>>());
+    let waiting = records.iter().filter(|r| r.state == State::Queued).count();
+    if waiting > 0 && !supervised {
+        out.push_str(&format!(
+            "{waiting} queued run(s) wait for a supervisor, and none is running (it was killed?): `git agent supervise` runs the queue (any `git agent run --detach` starts one too)\n"
+        ));
+    }
     let kept: Vec<_> = records
         .iter()
+        .filter(|r| r.effective_state().is_terminal())
         .filter_map(|r| r.worktree.as_ref().filter(|w| w.exists()))
         .collect();
     if !kept.is_empty() {
         let bytes: u64 = kept.iter().map(|w| dir_size(w)).sum();
-        super::outln!(
-            "{} worktree{} kept for inspection, {} on disk; remove with `git agent clean`",
+        out.push_str(&format!(
+            "{} worktree{} kept for inspection, {} on disk; remove with `git agent clean`\n",
             kept.len(),
             if kept.len() == 1 { "" } else { "s" },
             human_bytes(bytes)
-        );
+        ));
     }
     let orphaned = records.iter().filter(|r| r.is_orphaned()).count();
     if orphaned > 0 {
-        super::outln!("{orphaned} run(s) were interrupted (their process is gone); `git agent clean` removes their worktrees");
+        out.push_str(&format!("{orphaned} run(s) were interrupted (their process is gone); `git agent clean` removes their worktrees\n"));
     }
-    Ok(exit::OK)
+    out
+}
+
+fn row(r: &RunRecord) -> Vec<String> {
+    let state = r.effective_state();
+    let passed = r.checks.iter().filter(|c| c.passed).count();
+    let duration = match (r.duration_ms, state) {
+        (Some(ms), _) => Some(ms),
+        (None, State::Queued) => None,
+        (None, s) if !s.is_terminal() => crate::model::time::ms_since(&r.started_at),
+        (None, _) => None,
+    };
+    vec![
+        r.run_id.clone(),
+        r.task.clone(),
+        state_cell(r),
+        if state == State::Queued {
+            "-".to_string()
+        } else {
+            crate::model::time::short(&r.started_at)
+        },
+        duration
+            .map(|ms| crate::spec::duration::short(Duration::from_millis(ms)))
+            .unwrap_or_else(|| "-".into()),
+        if r.checks.is_empty() {
+            "-".into()
+        } else {
+            format!("{passed}/{} passed", r.checks.len())
+        },
+        r.branch.clone().unwrap_or_else(|| "-".into()),
+    ]
+}
+
+/// `queued`, `agent 2/3`, `checking 1/3`, `delivering`, or the outcome.
+fn state_cell(r: &RunRecord) -> String {
+    let state = r.effective_state();
+    match state {
+        State::Running | State::Verifying | State::Checking => {
+            format!("{} {}/{}", state.as_str(), r.attempts, r.max_attempts)
+        }
+        s if s.is_terminal() => match &r.delivery {
+            Some(d) if d.failed() => format!("{} (delivery failed)", s.outcome()),
+            _ => s.outcome().to_string(),
+        },
+        s => s.as_str().to_string(),
+    }
+}
+
+/// `--watch`: the table again every second, in place on a terminal (only
+/// when it changed, otherwise), until nothing is queued or working.
+fn watch(store: &Store, args: &Args) -> CliResult {
+    use std::io::IsTerminal;
+    let tty = std::io::stdout().is_terminal();
+    let mut last = Vec::new();
+    loop {
+        let records = select(store, args)?;
+        // Off a terminal a table is printed when a state changes, not
+        // every second because durations grow.
+        let key: Vec<String> = records
+            .iter()
+            .map(|r| format!("{} {}", r.run_id, state_cell(r)))
+            .collect();
+        let text = if records.is_empty() {
+            "no runs yet; start one with `git agent run <id>`\n".to_string()
+        } else {
+            render(&records, supervised(store))
+        };
+        if tty {
+            // Home, clear the screen: the table redrawn where it was.
+            super::print_control("\u{1b}[H\u{1b}[2J");
+            super::print_out(&text);
+        } else if key != last {
+            super::print_out(&text);
+        }
+        last = key;
+        if records.iter().all(|r| r.effective_state().is_terminal()) {
+            return Ok(exit::OK);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }

@@ -9,7 +9,7 @@ use super::{exit, CliError, CliResult, Ctx};
 use crate::engine::queue;
 use crate::model::store::State;
 
-/// Stop a run gracefully (recorded interrupted, resumable), or take a queued one off the queue
+/// Stop a run gracefully (recorded interrupted, resumable) or take it off the queue
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A run id (or unique prefix) or a task id (its latest run)

@@ -14,7 +14,7 @@ use crate::exec::process::StopSignal;
 use crate::model::locks::{FileLock, Locks};
 use crate::model::store::State;
 
-/// Run the queue of detached runs until it is empty (started by `run --detach`)
+/// Run the queue of detached runs until it is empty (`run --detach` starts it)
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 

@@ -35,7 +35,7 @@ pub use self::{
     cli::{assert_status, bin, describe, status_of, stderr, stdout, BIN},
     events::{of_type, types},
     git::trailer,
-    process::{alive, kill_if_alive},
+    process::{alive, kill_if_alive, processes_with_marker},
 };
 
 use std::path::{Path, PathBuf};

@@ -22,3 +22,22 @@ pub fn kill_if_alive(pid: i32) -> bool {
     }
     survived
 }
+
+/// Live processes whose environment has `name=value` (git-agent marks every
+/// process of a run with `GIT_AGENT_RUN_ID=<run>`).
+pub fn processes_with_marker(name: &str, value: &str) -> Vec<i32> {
+    let wanted = format!("{name}={value}");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes()) && alive(pid) {
+            found.push(pid);
+        }
+    }
+    found
+}
