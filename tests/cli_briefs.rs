@@ -704,6 +704,7 @@ fn top_level_help() {
       run        Run briefs: each in its own worktree, scope enforced, checks decide success
       review     Verify a change against the brief it was made under: scope and checks
       status     Show runs: id, task, state, start, duration, checks, branch; kept worktrees
+      watch      Watch all runs live: states, the selected run's log, keys to stop or diff
       stop       Stop a run gracefully (recorded interrupted, resumable) or take it off the queue
       supervise  Run the queue of detached runs until it is empty (`run --detach` starts it)
       log        Show a run's decision log: Markdown (the PR body) or JSON events

@@ -23,6 +23,7 @@ mod stop;
 mod supervise;
 mod terminal;
 mod validate;
+mod watch;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -58,6 +59,7 @@ pub enum Command {
     Run(run::Args),
     Review(review::Args),
     Status(status::Args),
+    Watch(watch::Args),
     Stop(stop::Args),
     Supervise(supervise::Args),
     Log(log::Args),
@@ -135,6 +137,7 @@ fn dispatch(command: Command, ctx: &Ctx) -> CliResult {
         Command::Run(args) => run::exec(args, ctx),
         Command::Review(args) => review::exec(args, ctx),
         Command::Status(args) => status::exec(args, ctx),
+        Command::Watch(args) => watch::exec(args, ctx),
         Command::Stop(args) => stop::exec(args, ctx),
         Command::Supervise(args) => supervise::exec(args, ctx),
         Command::Log(args) => log::exec(args, ctx),

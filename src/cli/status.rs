@@ -58,46 +58,12 @@ fn select(store: &Store, args: &Args) -> CliResult<Vec<RunRecord>> {
     if args.all {
         return Ok(all);
     }
-    // The latest run of each task, and every run still queued or working
-    // (a queued run behind a running one of the same task hides neither).
-    let mut shown: Vec<RunRecord> = Vec::new();
-    for r in all.into_iter().rev() {
-        let latest = !shown.iter().any(|l| l.task == r.task);
-        if latest || !r.effective_state().is_terminal() {
-            shown.push(r);
-        }
-    }
-    shown.reverse();
-    Ok(shown)
+    Ok(crate::report::runs::shown(all))
 }
 
 /// The table, the reasons of runs that did not succeed, kept worktrees.
 fn render(records: &[RunRecord], supervised: bool) -> String {
-    let header = [
-        "RUN", "TASK", "STATE", "STARTED", "DURATION", "CHECKS", "BRANCH",
-    ];
-    let rows: Vec<Vec<String>> = records.iter().map(row).collect();
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].chars().count())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: &[&str]| {
-        let text: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:w$}"))
-            .collect();
-        format!("{}\n", text.join("  ").trim_end())
-    };
-    let mut out = line(&header);
-    for r in &rows {
-        out.push_str(&line(&r.iter().map(String::as_str).collect::<Vec<_>>()));
-    }
+    let mut out = crate::report::runs::table(records);
     push_reasons(&mut out, &records.iter().collect::<Vec<_>>());
     let waiting = records.iter().filter(|r| r.state == State::Queued).count();
     if waiting > 0 && !supervised {
@@ -126,51 +92,6 @@ fn render(records: &[RunRecord], supervised: bool) -> String {
     out
 }
 
-fn row(r: &RunRecord) -> Vec<String> {
-    let state = r.effective_state();
-    let passed = r.checks.iter().filter(|c| c.passed).count();
-    let duration = match (r.duration_ms, state) {
-        (Some(ms), _) => Some(ms),
-        (None, State::Queued) => None,
-        (None, s) if !s.is_terminal() => crate::model::time::ms_since(&r.started_at),
-        (None, _) => None,
-    };
-    vec![
-        r.run_id.clone(),
-        r.task.clone(),
-        state_cell(r),
-        if state == State::Queued {
-            "-".to_string()
-        } else {
-            crate::model::time::short(&r.started_at)
-        },
-        duration
-            .map(|ms| crate::spec::duration::short(Duration::from_millis(ms)))
-            .unwrap_or_else(|| "-".into()),
-        if r.checks.is_empty() {
-            "-".into()
-        } else {
-            format!("{passed}/{} passed", r.checks.len())
-        },
-        r.branch.clone().unwrap_or_else(|| "-".into()),
-    ]
-}
-
-/// `queued`, `agent 2/3`, `checking 1/3`, `delivering`, or the outcome.
-fn state_cell(r: &RunRecord) -> String {
-    let state = r.effective_state();
-    match state {
-        State::Running | State::Verifying | State::Checking => {
-            format!("{} {}/{}", state.as_str(), r.attempts, r.max_attempts)
-        }
-        s if s.is_terminal() => match &r.delivery {
-            Some(d) if d.failed() => format!("{} (delivery failed)", s.outcome()),
-            _ => s.outcome().to_string(),
-        },
-        s => s.as_str().to_string(),
-    }
-}
-
 /// `--watch`: the table again every second, in place on a terminal (only
 /// when it changed, otherwise), until nothing is queued or working.
 fn watch(store: &Store, args: &Args) -> CliResult {
@@ -183,7 +104,7 @@ fn watch(store: &Store, args: &Args) -> CliResult {
         // every second because durations grow.
         let key: Vec<String> = records
             .iter()
-            .map(|r| format!("{} {}", r.run_id, state_cell(r)))
+            .map(|r| format!("{} {}", r.run_id, crate::report::runs::state_cell(r)))
             .collect();
         let text = if records.is_empty() {
             "no runs yet; start one with `git agent run <id>`\n".to_string()

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::helper::{load_config, store};
 use super::{exit, CliError, CliResult, Ctx};
-use crate::engine::queue;
+use crate::engine::stop;
 use crate::model::store::State;
 
 /// Stop a run gracefully (recorded interrupted, resumable) or take it off the queue
@@ -28,31 +28,25 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         .resolve(&args.run)
         .map_err(|m| CliError::usage(m).hint("list runs with `git agent status`"))?;
     let id = record.run_id.clone();
-    match record.effective_state() {
-        // Claimed meanwhile (`cancel` says false): it runs now, so it is
-        // stopped like any other.
-        State::Queued
-            if queue::cancel(&store, &id).map_err(|e| CliError::failed(e.to_string()))? =>
-        {
+    let state = record.effective_state();
+    if state.is_terminal() {
+        return Err(CliError::usage(format!(
+            "run {id} is not running: it {}",
+            match state {
+                State::Interrupted => "was interrupted (its process is gone)".to_string(),
+                other => format!("ended {}", other.outcome()),
+            }
+        ))
+        .hint("list runs with `git agent status`"));
+    }
+    let dir = store.open(&id);
+    match stop::request(&store, &record, args.kill).map_err(|e| CliError::failed(e.to_string()))? {
+        stop::Requested::TakenOffQueue => {
             super::outln!("{id}: taken off the queue (it never started)");
             return Ok(exit::OK);
         }
-        state if state.is_terminal() => {
-            return Err(CliError::usage(format!(
-                "run {id} is not running: it {}",
-                match state {
-                    State::Interrupted => "was interrupted (its process is gone)".to_string(),
-                    other => format!("ended {}", other.outcome()),
-                }
-            ))
-            .hint("list runs with `git agent status`"));
-        }
-        _ => {}
+        stop::Requested::Asked => {}
     }
-    let dir = store.open(&id);
-    let how = if args.kill { "kill" } else { "graceful" };
-    crate::model::store::write_atomic(&dir.stop_path(), how.as_bytes())
-        .map_err(|e| CliError::from_error(exit::RUN_FAILED, "could not ask the run to stop", &e))?;
     if args.no_wait {
         eprintln!("{id}: asked to stop");
         return Ok(exit::OK);

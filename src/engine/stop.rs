@@ -67,3 +67,34 @@ pub fn requests(
     });
     rx
 }
+
+/// What asking a run to stop did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requested {
+    /// It was still queued: recorded interrupted, it never starts.
+    TakenOffQueue,
+    /// The process running it was asked (through the stop file).
+    Asked,
+}
+
+/// Asks the run `record` (queued or working) to stop.
+pub fn request(
+    store: &crate::model::store::Store,
+    record: &crate::model::store::RunRecord,
+    kill: bool,
+) -> Result<Requested, crate::engine::queue::QueueError> {
+    let id = &record.run_id;
+    if record.state == crate::model::store::State::Queued
+        && crate::engine::queue::cancel(store, id)?
+    {
+        return Ok(Requested::TakenOffQueue);
+    }
+    // Claimed meanwhile, or working: the process running it is asked.
+    let dir = store.open(id);
+    crate::model::store::write_atomic(&dir.stop_path(), if kill { b"kill" } else { b"graceful" })
+        .map_err(|source| crate::engine::queue::QueueError::Store {
+        path: dir.stop_path(),
+        source,
+    })?;
+    Ok(Requested::Asked)
+}

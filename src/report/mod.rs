@@ -2,8 +2,10 @@
 //! summary, rendered from records and events only.
 
 pub mod actions;
+pub mod diff;
 pub mod escape;
 pub mod fold;
 pub mod follow;
 pub mod json;
 pub mod markdown;
+pub mod runs;
