@@ -221,6 +221,7 @@ fn new_record(run_dir: &RunDir, req: &RunRequest) -> RunRecord {
         finished_at: None,
         duration_ms: None,
         delivery: None,
+        landed: None,
     }
 }
 

@@ -49,6 +49,7 @@ impl RunDir {
             finished_at: events.last().map(|e| e.ts.clone()),
             duration_ms: None,
             delivery: None,
+            landed: None,
         };
         for event in &events {
             take_in(&mut record, &event.kind);
@@ -124,6 +125,7 @@ fn take_in(record: &mut RunRecord, kind: &EventKind) {
             record.branch = Some(branch.clone());
             record.commit = Some(commit.clone());
         }
+        EventKind::Landed { landing } => record.landed = Some(landing.clone()),
         _ => {}
     }
 }

@@ -93,6 +93,9 @@ pub struct RunRecord {
     /// Delivery to the forge, when the brief asks for more than a branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<crate::model::delivery::DeliveryRecord>,
+    /// Where `git agent land` brought the result, once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landed: Option<crate::model::landing::Landing>,
 }
 
 impl RunRecord {
@@ -456,6 +459,7 @@ mod tests {
             finished_at: None,
             duration_ms: None,
             delivery: None,
+            landed: None,
         };
         assert_eq!(record.effective_state(), State::Interrupted);
         let mine = RunRecord {
