@@ -16,6 +16,7 @@ mod new;
 mod plan;
 mod progress;
 mod review;
+mod rules;
 mod run;
 mod schema;
 mod status;
