@@ -10,6 +10,7 @@ mod diff;
 mod error;
 mod helper;
 mod init;
+mod land;
 mod list;
 mod log;
 mod new;
@@ -62,6 +63,7 @@ pub enum Command {
     Clean(clean::Args),
     Decide(decide::Args),
     Deliver(deliver::Args),
+    Land(land::Args),
     Schema(schema::Args),
 }
 
@@ -137,6 +139,7 @@ fn dispatch(command: Command, ctx: &Ctx) -> CliResult {
         Command::Clean(args) => clean::exec(args, ctx),
         Command::Decide(args) => decide::exec(args, ctx),
         Command::Deliver(args) => deliver::exec(args, ctx),
+        Command::Land(args) => land::exec(args, ctx),
         Command::Init(args) => init::exec(args, ctx),
         Command::New(args) => new::exec(args, ctx),
         Command::Validate(args) => validate::exec(args, ctx),
@@ -158,6 +161,7 @@ fn ends_on_a_closed_stdout(command: &Command) -> bool {
             | Command::Demo(_)
             | Command::Clean(_)
             | Command::Deliver(_)
+            | Command::Land(_)
     )
 }
 
