@@ -712,6 +712,7 @@ fn top_level_help() {
       clean      Remove the worktrees of finished runs and abandoned reviews (branches are kept)
       decide     Record a decision in the running task's log (use from inside a run)
       deliver    Push a finished run's branch and notes; open or update its pull request
+      land       Land a succeeded run: replay it onto its base's tip, run its checks there, fast-forward
       schema     Print the JSON schema of brief frontmatter or of the config, for editors
       help       Print this message or the help of the given subcommand(s)
 

@@ -1,6 +1,7 @@
 //! What the commands share — the one helper every command file uses (jj's
 //! `CommandHelper`): the config and briefs of the repository, the run
-//! store, a runtime, the forge target, the batch of runs and its summary.
+//! store, a runtime, the forge target, the batch of runs and its summary,
+//! the delivery of a finished run.
 //! Commands never import each other; what two of them need lives here.
 
 use std::sync::Arc;
@@ -12,7 +13,8 @@ use super::{exit, print_json, progress, CliError, CliResult, Ctx};
 use crate::engine::orchestrator::{self, Finished};
 use crate::engine::run::{error_chain, Engine, RunRequest};
 use crate::exec::process::{self, StopSignal};
-use crate::model::store::{RunRecord, State, Store};
+use crate::model::delivery::{Deliver, DeliveryRecord};
+use crate::model::store::{RunDir, RunRecord, State, Store};
 pub(crate) use crate::report::json::to_json;
 use crate::spec::brief::{self, Context};
 use crate::spec::config::{self, Config};
@@ -146,29 +148,13 @@ pub(crate) fn load_requests(
     agent: Option<&str>,
     ctx: &Ctx,
 ) -> CliResult<Vec<RunRequest>> {
-    let brief_ctx = Context {
-        known_agents: config.present.then(|| config.agent_names()),
-    };
     let mut reqs = Vec::new();
     let mut bad = false;
     for id in ids {
-        let path = repo_files::brief_path(root, id);
-        if brief::TaskId::parse(id).is_err() || !path.is_file() {
-            return Err(no_such_brief(root, id));
-        }
-        let display = repo_files::display(root, &path);
-        let (parsed, report) = brief::load(&path, display.clone(), &brief_ctx).map_err(|e| {
-            CliError::from_error(exit::USAGE, format!("could not read {display}"), &e)
-        })?;
-        if report.has_errors() {
-            eprint!(
-                "{}",
-                report.render(ctx.stderr_tty, super::helper::terminal_width())
-            );
+        let Some((brief, display)) = load_brief(root, config, id, ctx)? else {
             bad = true;
             continue;
-        }
-        let brief = parsed.expect("a brief without errors is returned");
+        };
         let agent = config
             .pick_agent(agent.or(brief.agent.as_deref()))
             .map_err(|m| {
@@ -193,6 +179,34 @@ pub(crate) fn load_requests(
         eprintln!("warning: {}", super::terminal::clean(&warning));
     }
     Ok(reqs)
+}
+
+/// The brief of task `id` in the checkout and the path it is shown by;
+/// `None` when it has errors (they are on stderr).
+pub(crate) fn load_brief(
+    root: &std::path::Path,
+    config: &Config,
+    id: &str,
+    ctx: &Ctx,
+) -> CliResult<Option<(brief::Brief, String)>> {
+    let brief_ctx = Context {
+        known_agents: config.present.then(|| config.agent_names()),
+    };
+    let path = repo_files::brief_path(root, id);
+    if brief::TaskId::parse(id).is_err() || !path.is_file() {
+        return Err(no_such_brief(root, id));
+    }
+    let display = repo_files::display(root, &path);
+    let (parsed, report) = brief::load(&path, display.clone(), &brief_ctx)
+        .map_err(|e| CliError::from_error(exit::USAGE, format!("could not read {display}"), &e))?;
+    if report.has_errors() {
+        eprint!("{}", report.render(ctx.stderr_tty, terminal_width()));
+        return Ok(None);
+    }
+    Ok(Some((
+        parsed.expect("a brief without errors is returned"),
+        display,
+    )))
 }
 
 /// The error for a task id with no brief, with the closest brief's name (or
@@ -385,6 +399,7 @@ fn summary_row(r: &RunRecord) -> [String; 6] {
     [
         r.task.clone(),
         match &r.delivery {
+            _ if r.landed.is_some() => format!("{} (landed)", r.effective_state().outcome()),
             Some(d) if d.failed() => {
                 format!("{} (delivery failed)", r.effective_state().outcome())
             }
@@ -577,4 +592,150 @@ pub(crate) fn spawn_supervisor(root: &std::path::Path, store: &Store) -> CliResu
     })?;
     // Not waited for: it outlives this process (and is reaped by init).
     Ok(child.id())
+}
+
+/// Delivers a finished run (`deliver`, and `land --pr`): writes its
+/// decision log note if it is missing, pushes the branch and opens or
+/// updates the pull request (or the issue) as `mode`, or the brief, asks,
+/// and records how it went. `--json` prints the delivery record.
+pub(crate) fn deliver(
+    ctx: &Ctx,
+    store: &Store,
+    mut record: RunRecord,
+    mode: Option<Deliver>,
+    json: bool,
+) -> CliResult {
+    let root = ctx.root()?;
+    let config = load_config(&root, ctx)?;
+    crate::exec::sandbox::harden_self();
+    write_missing_note(&root, store, &record)?;
+    let asked = brief_delivery(&root, &config, &record);
+    record.delivery = Some(planned_delivery(&record, mode, asked)?);
+    let dir = store.open(&record.run_id);
+    let events = dir
+        .read_events()
+        .map_err(|e| CliError::from_error(exit::USAGE, "could not read the run's events", &e))?;
+    let common = store.dir().join("../..");
+    let target = forge_target(&common, &config).map_err(CliError::usage)?;
+    let runtime = small_runtime()?;
+    let delivery = runtime.block_on(crate::deliver::deliver(&target, &record, &events));
+    record.delivery = Some(delivery.clone());
+    save_delivery(&dir, &record, &delivery)?;
+    for notice in &delivery.notices {
+        eprintln!("note: {notice}");
+    }
+    if json {
+        print_json(&delivery)?;
+    }
+    if delivery.failed() {
+        return Err(CliError::failed(format!(
+            "delivery failed: {}",
+            delivery.reason.as_deref().unwrap_or("unknown")
+        ))
+        .hint(if delivery.pushed.is_some() {
+            format!(
+                "the branch is on the remote; retry the rest with `git agent deliver {}`",
+                record.run_id
+            )
+        } else {
+            format!(
+                "nothing was pushed; the branch stays local; retry with `git agent deliver {}`",
+                record.run_id
+            )
+        }));
+    }
+    match delivery.issue_url.as_ref().or(delivery.pr_url.as_ref()) {
+        Some(url) => eprintln!("delivered: {url}"),
+        None => eprintln!("pushed {}", record.branch.as_deref().unwrap_or("")),
+    }
+    Ok(exit::OK)
+}
+
+/// The delivery to attempt (`mode`, or the brief's), once the run is
+/// known to have finished with something to deliver.
+fn planned_delivery(
+    record: &RunRecord,
+    mode: Option<Deliver>,
+    brief: Option<Deliver>,
+) -> CliResult<DeliveryRecord> {
+    if !record.effective_state().is_terminal() {
+        return Err(CliError::usage(format!(
+            "run {} has not finished; deliver it when it has",
+            record.run_id
+        )));
+    }
+    let mut delivery = DeliveryRecord::of(record);
+    match (mode, record.delivery.is_some(), brief) {
+        (Some(mode), _, _) => delivery.mode = mode,
+        // The run asked for a delivery: retry that one.
+        (None, true, _) => {}
+        (None, false, Some(Deliver::Branch)) => {
+            return Err(CliError::usage(format!(
+                "the brief of run {} delivers a local branch only (`output.deliver: branch`)",
+                record.run_id
+            ))
+            .hint("pass --mode push, pr or draft-pr to deliver it anyway"));
+        }
+        (None, false, Some(mode)) => delivery.mode = mode,
+        (None, false, None) => {}
+    }
+    if record.commit.is_none() && !delivery.as_issue(record) {
+        return Err(CliError::usage(format!(
+            "run {} made no commit: there is nothing to deliver",
+            record.run_id
+        )));
+    }
+    Ok(delivery)
+}
+
+/// A run whose decision log could not be written when it finished gets it
+/// now, from its records: the log is what a delivery is about.
+fn write_missing_note(root: &std::path::Path, store: &Store, record: &RunRecord) -> CliResult<()> {
+    let Some(oid) = record
+        .commit
+        .as_deref()
+        .and_then(|c| git2::Oid::from_str(c).ok())
+    else {
+        return Ok(());
+    };
+    let repo = crate::git::Repo::discover(root)
+        .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
+    let has_note = repo
+        .open()
+        .is_ok_and(|r| r.find_note(Some(crate::git::NOTES_REF), oid).is_ok());
+    if has_note {
+        return Ok(());
+    }
+    let events = store.open(&record.run_id).read_events().unwrap_or_default();
+    let note = crate::report::fold::note(record, &events);
+    repo.add_note(oid, &note).map_err(|e| {
+        CliError::from_error(
+            exit::RUN_FAILED,
+            "could not write the run's decision log note",
+            &e,
+        )
+    })?;
+    eprintln!("wrote the decision log note of {}", record.run_id);
+    Ok(())
+}
+
+/// How the run's brief, as it is in the checkout now, asks to deliver
+/// (`None` when it cannot be read).
+fn brief_delivery(root: &std::path::Path, config: &Config, record: &RunRecord) -> Option<Deliver> {
+    let path = root.join(&record.brief_path);
+    let ctx = Context {
+        known_agents: config.present.then(|| config.agent_names()),
+    };
+    let (brief, _) = brief::load(&path, record.brief_path.clone(), &ctx).ok()?;
+    brief.map(|b| b.output.deliver)
+}
+
+/// Record the delivery in the run's events and its run.json.
+fn save_delivery(dir: &RunDir, record: &RunRecord, delivery: &DeliveryRecord) -> CliResult<()> {
+    dir.append_event(&crate::model::event::Event::now(delivery.event()))
+        .map_err(|e| {
+            CliError::from_error(exit::RUN_FAILED, "could not write the run's events", &e)
+        })?;
+    dir.write_record(record)
+        .map_err(|e| CliError::from_error(exit::RUN_FAILED, "could not write run.json", &e))
 }

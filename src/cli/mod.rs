@@ -10,12 +10,14 @@ mod diff;
 mod error;
 mod helper;
 mod init;
+mod land;
 mod list;
 mod log;
 mod new;
 mod plan;
 mod progress;
 mod review;
+mod rules;
 mod run;
 mod schema;
 mod status;
@@ -67,6 +69,7 @@ pub enum Command {
     Clean(clean::Args),
     Decide(decide::Args),
     Deliver(deliver::Args),
+    Land(land::Args),
     Schema(schema::Args),
 }
 
@@ -145,6 +148,7 @@ fn dispatch(command: Command, ctx: &Ctx) -> CliResult {
         Command::Clean(args) => clean::exec(args, ctx),
         Command::Decide(args) => decide::exec(args, ctx),
         Command::Deliver(args) => deliver::exec(args, ctx),
+        Command::Land(args) => land::exec(args, ctx),
         Command::Init(args) => init::exec(args, ctx),
         Command::New(args) => new::exec(args, ctx),
         Command::Validate(args) => validate::exec(args, ctx),
@@ -167,6 +171,7 @@ fn ends_on_a_closed_stdout(command: &Command) -> bool {
             | Command::Demo(_)
             | Command::Clean(_)
             | Command::Deliver(_)
+            | Command::Land(_)
     )
 }
 

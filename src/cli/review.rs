@@ -2,16 +2,13 @@
 //! against its brief — scope and checks — without running an agent.
 
 use std::path::Path;
-use std::time::Duration;
 
-use tokio::sync::watch;
-
+use super::rules::{self, short};
 use super::{exit, print_json, CliError, CliResult, Ctx};
-use crate::engine::review::{self, ReviewReport, ReviewRequest, Setup, Verdict};
-use crate::exec::process::{self, StopSignal};
+use crate::engine::review::{ReviewReport, ReviewRequest, Verdict};
 use crate::git::Repo;
-use crate::spec::brief::{self, Context};
-use crate::spec::config::{self, Config, CONFIG_PATH};
+use crate::spec::brief;
+use crate::spec::config::Config;
 
 /// Verify a change against the brief it was made under: scope and checks
 #[derive(Debug, clap::Args)]
@@ -42,20 +39,15 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
     let change = resolve_change(&repo, &args)?;
     // The rules come from the merge base: a change cannot rewrite them.
-    let config = config_at(&repo, &root, change.base, ctx)?;
-    let brief = brief_at(&repo, &root, change.base, &change.task, &config, ctx)?;
+    let config = rules::config_at(&repo, &root, change.base, ctx)?;
+    let brief = brief_at_base(&repo, &root, &change, &config, ctx)?;
     let common = repo.commondir().to_path_buf();
     drop(repo);
 
-    let setup = review_setup(&root, &common, &config, &change.task);
+    let setup = rules::check_setup(&root, &common, &config, "review", &change.task);
     let workspace = Repo::discover(&root)
         .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
-    crate::exec::sandbox::harden_self();
-    process::become_subreaper();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::from_error(exit::RUN_FAILED, "could not start the runtime", &e))?;
+    let runtime = rules::checks_runtime()?;
     eprintln!(
         "reviewing {} against `{}` (base {})",
         short(change.head),
@@ -67,7 +59,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         head: change.head,
         base: change.base,
     };
-    let report = run_review(&runtime, &workspace, &req, &setup)?;
+    let report = rules::run_review(&runtime, &workspace, &req, &setup, "the review")?;
     let mut posting_failed = None;
     if args.post || args.post_required {
         // A fork's pull request gets a read-only token: with --post the
@@ -98,11 +90,6 @@ struct Change {
     head: git2::Oid,
     base: git2::Oid,
     task: String,
-}
-
-/// The first ten hex digits of a commit id.
-fn short(o: git2::Oid) -> String {
-    o.to_string()[..10].to_string()
 }
 
 /// Resolve the head, the merge base with the target branch and the task
@@ -143,54 +130,6 @@ fn target_rev(repo: &git2::Repository, args: &Args) -> CliResult<String> {
                 .hint("pass --base <branch>, e.g. `--base main`"),
         ),
     }
-}
-
-/// Where and how the review runs: a fresh directory under the common dir,
-/// the config's sandbox and grace.
-fn review_setup(root: &Path, common: &Path, config: &Config, task: &str) -> Setup {
-    let engine = crate::engine::run::Engine::new(
-        root,
-        common,
-        config.worktree_dir.clone(),
-        config.kill_grace.unwrap_or(Duration::from_secs(5)),
-    );
-    let name = format!(
-        "review-{}-{}-{:04x}",
-        crate::model::time::now_compact(),
-        task,
-        rand::random::<u16>()
-    );
-    let mut engine = engine;
-    engine.withhold(config.github.token_env.as_deref());
-    Setup {
-        worktree_base: engine.worktree_base.clone(),
-        dir: common.join("agent").join("reviews").join(&name),
-        sandbox: config.sandbox.clone(),
-        env_source: engine.env_source.clone(),
-        grace: engine.grace,
-        notice: super::stderr_notice(),
-    }
-}
-
-/// Run the review (stoppable by a signal) and remove its directory after.
-fn run_review(
-    runtime: &tokio::runtime::Runtime,
-    workspace: &Repo,
-    req: &ReviewRequest,
-    setup: &Setup,
-) -> CliResult<ReviewReport> {
-    let result = runtime.block_on(async {
-        let (tx, rx) = watch::channel(StopSignal::Run);
-        crate::engine::orchestrator::install_signal_handler(tx, super::announce_stopping);
-        review::review(workspace, req, setup, rx).await
-    });
-    let _ = std::fs::remove_dir_all(&setup.dir);
-    result.map_err(|e| {
-        CliError::failed(format!(
-            "the review could not finish: {}",
-            crate::engine::run::error_chain(&e)
-        ))
-    })
 }
 
 /// Print the report (text or JSON), and hand it to GitHub Actions when
@@ -243,86 +182,25 @@ fn task_from_trailers(
     walk().map_err(|e| CliError::from_error(exit::USAGE, "could not read the change's commits", &e))
 }
 
-/// The text of `path` in `commit`'s tree, if it is a file there.
-fn file_at(repo: &git2::Repository, commit: git2::Oid, path: &str) -> CliResult<Option<String>> {
-    let read = || -> Result<Option<Vec<u8>>, git2::Error> {
-        let tree = repo.find_commit(commit)?.tree()?;
-        let Ok(entry) = tree.get_path(Path::new(path)) else {
-            return Ok(None);
-        };
-        Ok(entry
-            .to_object(repo)?
-            .as_blob()
-            .map(|b| b.content().to_vec()))
-    };
-    let bytes = read()
-        .map_err(|e| CliError::from_error(exit::USAGE, format!("could not read {path}"), &e))?;
-    bytes
-        .map(|b| {
-            String::from_utf8(b).map_err(|_| CliError::usage(format!("{path} is not UTF-8 text")))
-        })
-        .transpose()
-}
-
-fn config_at(
+/// The brief the change is judged by: its task's, as committed at the
+/// merge base.
+fn brief_at_base(
     repo: &git2::Repository,
     root: &Path,
-    base: git2::Oid,
-    ctx: &Ctx,
-) -> CliResult<Config> {
-    let Some(text) = file_at(repo, base, CONFIG_PATH)? else {
-        return Ok(Config::default());
-    };
-    let display = format!("{}:{CONFIG_PATH}", &base.to_string()[..10]);
-    let (config, report) = config::parse(&root.join(CONFIG_PATH), display, &text, root);
-    if report.has_errors() {
-        eprint!(
-            "{}",
-            report.render(ctx.stderr_tty, super::helper::terminal_width())
-        );
-        return Err(CliError::reported(exit::USAGE));
-    }
-    Ok(config.unwrap_or_default())
-}
-
-fn brief_at(
-    repo: &git2::Repository,
-    root: &Path,
-    base: git2::Oid,
-    task: &str,
+    change: &Change,
     config: &Config,
     ctx: &Ctx,
 ) -> CliResult<brief::Brief> {
-    if brief::TaskId::parse(task).is_err() {
-        return Err(CliError::usage(format!("`{task}` is not a task id")));
-    }
-    let rel = format!("{}/{task}.md", brief::TASKS_DIR);
-    let short = &base.to_string()[..10];
-    let text = file_at(repo, base, &rel)?.ok_or_else(|| {
+    let found = rules::brief_at(repo, root, change.base, &change.task, config, ctx)?;
+    found.ok_or_else(|| {
         CliError::usage(format!(
-            "there is no {rel} at the merge base ({short}): a change is judged by the brief it was made under"
+            "there is no {}/{}.md at the merge base ({}): a change is judged by the brief it was made under",
+            brief::TASKS_DIR,
+            change.task,
+            short(change.base)
         ))
         .hint("commit the brief to the target branch first, or pass --task <id>")
-    })?;
-    let brief_ctx = Context {
-        known_agents: config.present.then(|| config.agent_names()),
-    };
-    let (brief, report) = brief::parse(
-        &root.join(&rel),
-        format!("{short}:{rel}"),
-        &text,
-        &brief_ctx,
-    );
-    match brief {
-        Some(b) if !report.has_errors() => Ok(b),
-        _ => {
-            eprint!(
-                "{}",
-                report.render(ctx.stderr_tty, super::helper::terminal_width())
-            );
-            Err(CliError::reported(exit::USAGE))
-        }
-    }
+    })
 }
 
 fn post(

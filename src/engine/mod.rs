@@ -8,6 +8,8 @@
 //! - [`finish`]: commit, note, hand to delivery (through the
 //!   [`run::Deliverer`] seam: the engine never calls the forge), clean up.
 //! - [`orchestrator`]: many runs, overlap waits, signals.
+//! - [`land`]: a succeeded result replayed onto its base's tip, checked
+//!   there (by [`review`]) and fast-forwarded in.
 //!
 //! The engine emits events and records; it never prints.
 
@@ -18,6 +20,7 @@ pub mod decisions;
 pub mod finish;
 pub mod judge;
 mod notify;
+pub mod land;
 pub mod orchestrator;
 pub mod prompt;
 pub mod queue;

@@ -242,6 +242,7 @@ pub(crate) fn new_record(run_dir: &RunDir, req: &RunRequest) -> RunRecord {
         duration_ms: None,
         delivery: None,
         queued: None,
+        landed: None,
     }
 }
 

@@ -315,7 +315,7 @@ impl Repo {
 
     /// A failed ref update, as [`AttemptError::Locked`] when another writer
     /// held the ref (see [`retryable_ref_error`]).
-    fn ref_failure(
+    pub(super) fn ref_failure(
         &self,
         action: &'static str,
         context: &str,
@@ -338,7 +338,7 @@ fn valid_branch_name(name: &str) -> bool {
         && git2::Reference::is_valid_name(&format!("refs/heads/{name}"))
 }
 
-fn signature() -> std::result::Result<git2::Signature<'static>, git2::Error> {
+pub(super) fn signature() -> std::result::Result<git2::Signature<'static>, git2::Error> {
     git2::Signature::now(SIGNATURE_NAME, SIGNATURE_EMAIL)
 }
 

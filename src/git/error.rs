@@ -90,6 +90,17 @@ pub enum WorkspaceError {
     },
     #[error("invalid change for {path:?}: {reason}")]
     InvalidChange { path: String, reason: String },
+    #[error("cannot replay commit {commit}: {reason}")]
+    CannotReplay { commit: String, reason: String },
+    #[error(
+        "{refname} moved: it was expected at {expected}, it is at {}",
+        found.as_deref().unwrap_or("nothing (deleted)")
+    )]
+    RefMoved {
+        refname: String,
+        expected: String,
+        found: Option<String>,
+    },
     #[error(
         "index {index} of sparse worktree {worktree} is missing: cannot tell files that were \
          never materialized from deleted ones"

@@ -27,6 +27,8 @@
 //! - `objects`: importing the objects an agent's own git wrote;
 //! - `safe_tree`: writing inside a worktree without escaping it;
 //! - `guard`: what an agent could plant in the shared git dir ([`RepoGuard`]);
+//! - `land`: a result replayed onto a branch's tip, the branch and its
+//!   checkouts moved by compare-and-swap ([`Replay`], [`Checkout`]);
 //! - `command`, `lock`, `error`: the git CLI runner, the cross-process lock
 //!   file and the error type they all share.
 
@@ -35,6 +37,7 @@ mod command;
 mod commit;
 mod error;
 mod guard;
+mod land;
 mod lock;
 mod objects;
 mod repo;
@@ -47,6 +50,7 @@ pub use commit::is_agent_commit;
 pub use commit::NOTES_REF;
 pub use error::WorkspaceError;
 pub use guard::RepoGuard;
+pub use land::{Checkout, Replay};
 pub use repo::Repo;
 pub use worktree::Worktree;
 // The rest of the vocabulary, nameable as `crate::git::...` as it was before

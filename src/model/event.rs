@@ -318,6 +318,12 @@ pub enum EventKind {
         mode: crate::model::delivery::Deliver,
         reason: String,
     },
+    /// `git agent land` brought the result onto its base branch (after the
+    /// run finished): the branch fast-forwarded, the result branch removed.
+    Landed {
+        #[serde(flatten)]
+        landing: crate::model::landing::Landing,
+    },
     RunFinished {
         outcome: State,
         duration_ms: u64,

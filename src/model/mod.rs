@@ -1,11 +1,12 @@
 //! The leaf layer: the types git-agent persists and every other layer
 //! shares — run records and their directories, events, delivery records,
-//! the recorded sandbox policy, timestamps. It imports no other layer.
+//! landings, the recorded sandbox policy, timestamps. It imports no other layer.
 
 pub mod check;
 pub mod delivery;
 pub mod event;
 pub mod locks;
+pub mod landing;
 pub mod review;
 pub mod salvage;
 pub mod sandbox;

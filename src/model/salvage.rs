@@ -50,6 +50,7 @@ impl RunDir {
             duration_ms: None,
             delivery: None,
             queued: None,
+            landed: None,
         };
         for event in &events {
             take_in(&mut record, &event.kind);
@@ -125,6 +126,7 @@ fn take_in(record: &mut RunRecord, kind: &EventKind) {
             record.branch = Some(branch.clone());
             record.commit = Some(commit.clone());
         }
+        EventKind::Landed { landing } => record.landed = Some(landing.clone()),
         _ => {}
     }
 }

@@ -103,6 +103,9 @@ pub struct RunRecord {
     /// When the run was queued (`run --detach`) and how it was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued: Option<Queued>,
+    /// Where `git agent land` brought the result, once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landed: Option<crate::model::landing::Landing>,
 }
 
 /// A detached request waiting for the supervisor: what `-j` and
@@ -483,6 +486,7 @@ mod tests {
             duration_ms: None,
             delivery: None,
             queued: None,
+            landed: None,
         };
         assert_eq!(record.effective_state(), State::Interrupted);
         let mine = RunRecord {

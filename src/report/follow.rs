@@ -22,6 +22,7 @@ pub fn line(event: &Event) -> Option<String> {
         | EventKind::Escalated { .. }
         | EventKind::Delivered { .. }
         | EventKind::DeliveryFailed { .. }
+        | EventKind::Landed { .. }
         | EventKind::RunFinished { .. } => end_line(&event.kind),
         kind => start_line(kind),
     }
@@ -146,6 +147,11 @@ fn end_line(kind: &EventKind) -> Option<String> {
             None => format!("delivered ({mode})"),
         },
         EventKind::DeliveryFailed { reason, .. } => format!("delivery failed: {reason}"),
+        EventKind::Landed { landing } => format!(
+            "landed on {} at {}",
+            landing.branch,
+            landing.new_tip.get(..12).unwrap_or(&landing.new_tip)
+        ),
         EventKind::RunFinished {
             outcome,
             duration_ms,

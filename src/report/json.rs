@@ -22,6 +22,8 @@ pub struct RunJson<'a> {
     pub started_at: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<&'a crate::model::delivery::DeliveryRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub landed: Option<&'a crate::model::landing::Landing>,
 }
 
 pub fn to_json(r: &RunRecord) -> RunJson<'_> {
@@ -40,5 +42,6 @@ pub fn to_json(r: &RunRecord) -> RunJson<'_> {
         duration_ms: r.duration_ms,
         started_at: &r.started_at,
         delivery: r.delivery.as_ref(),
+        landed: r.landed.as_ref(),
     }
 }

@@ -536,6 +536,13 @@ fn run_problem(kind: &EventKind) -> Option<String> {
             "- ⚠️ delivery ({mode}) failed: {}; the branch stays local",
             escape::message(reason)
         ),
+        EventKind::Landed { landing } => format!(
+            "- 🛬 landed on {} at {} ({} commit{})",
+            escape::code(&landing.branch),
+            escape::code(landing.new_tip.get(..12).unwrap_or(&landing.new_tip)),
+            landing.commits.len(),
+            if landing.commits.len() == 1 { "" } else { "s" }
+        ),
         EventKind::Sandbox { policy }
             if policy.enforcement != crate::model::sandbox::Enforcement::Landlock =>
         {

@@ -383,21 +383,7 @@ fn validate(
     };
     let sandbox = validate_sandbox(&raw, node, root, problems);
     let github = validate_github(&raw, node, problems);
-    let notify = crate::spec::notify::Notify::from_raw(raw.notify.as_ref());
-    if notify
-        .command
-        .as_deref()
-        .is_some_and(|c| c.trim().is_empty())
-    {
-        problems.push(
-            Problem::error(
-                "config::invalid-value",
-                node.span_of(&["notify"]),
-                "`notify` names an empty command",
-            )
-            .help("give a shell command, e.g. `notify: 'notify-send \"$GIT_AGENT_TASK: $GIT_AGENT_OUTCOME\"'`, or remove the key"),
-        );
-    }
+    let notify = crate::spec::notify::validate(raw.notify.as_ref(), node, problems);
     if problems[before..].iter().any(Problem::is_error) {
         return None;
     }

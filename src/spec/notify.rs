@@ -4,6 +4,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::spec::diagnostic::Problem;
+use crate::spec::yaml::Node;
+
 /// `notify: "<command>"`, or the long form.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
@@ -58,4 +61,20 @@ impl Notify {
     pub fn runs_something(&self) -> bool {
         self.command.is_some() || self.desktop
     }
+}
+
+/// The validated section: a command, when given, is not empty.
+pub fn validate(raw: Option<&RawNotify>, node: &Node, problems: &mut Vec<Problem>) -> Notify {
+    let notify = Notify::from_raw(raw);
+    if notify.command.as_deref().is_some_and(|c| c.trim().is_empty()) {
+        problems.push(
+            Problem::error(
+                "config::invalid-value",
+                node.span_of(&["notify"]),
+                "`notify` names an empty command",
+            )
+            .help("give a shell command, e.g. `notify: 'notify-send \"$GIT_AGENT_TASK: $GIT_AGENT_OUTCOME\"'`, or remove the key"),
+        );
+    }
+    notify
 }
