@@ -257,6 +257,7 @@ pub(crate) fn engine(root: &std::path::Path, config: &Config) -> CliResult<Arc<E
     }));
     engine.withhold(config.github.token_env.as_deref());
     engine.notify = config.notify.clone();
+    engine.workspace = config.workspace.clone();
     Ok(Arc::new(engine))
 }
 

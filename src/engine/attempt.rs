@@ -82,6 +82,9 @@ pub(super) struct Attempts<'r> {
     /// The run's marker variable, by which escaped processes are swept.
     pub(super) marker: (String, String),
     pub(super) tmp: PathBuf,
+    /// What `workspace:` gave the worktree, given again to each attempt
+    /// after the first and to each check phase.
+    pub(super) provided: crate::engine::workspace::Provided,
 }
 
 /// What an attempt carries to the next one.
@@ -151,14 +154,25 @@ impl Run {
             Ok(s) => s,
             Err(e) => return Ok(End::failed(e.to_string())),
         };
-        let deadline = self.started + brief.escalate.timeout;
+        // Setup is bounded by its own steps' limits, not the agent's.
+        let setup_started = Instant::now();
+        let provided = match self
+            .prepare_workspace(req, &start.wt, start.base, &tmp, &stop)
+            .await?
+        {
+            Ok(p) => p,
+            Err(end) => return Ok(end),
+        };
+        let deadline = self.started + brief.escalate.timeout + setup_started.elapsed();
         let run = Attempts {
             req,
             base: start.base,
             wt: crate::git::Worktree {
                 deadline: Some(deadline + staging_allowance()),
+                excluded: provided.excluded(),
                 ..start.wt
             },
+            provided,
             guard,
             sandbox,
             deadline,
@@ -172,6 +186,9 @@ impl Run {
         for attempt in start.first_attempt..=brief.escalate.attempts {
             if *stop.borrow_and_update() != StopSignal::Run {
                 return Ok(End::interrupted());
+            }
+            if attempt > start.first_attempt {
+                self.provision(&run)?;
             }
             if let Some(end) = self.attempt(&run, attempt, &mut carry, &stop).await? {
                 return Ok(end);
@@ -205,6 +222,7 @@ impl Run {
         // The checks judge the tree that would be committed: what it does
         // not have is out of their sight while they run.
         let aside = self.set_aside(run, attempt, judged.tree).await?;
+        self.provision(run)?;
         let checked = self.check(run, attempt, stop).await;
         self.put_back(run, &aside)?;
         let results = next!(checked?);
@@ -422,6 +440,7 @@ impl Run {
             },
         )?;
         let mut extra = agent_extra_env(&self.dir, req.brief.id.as_str(), attempt);
+        extra.extend(run.provided.env());
         extra.extend(invocation.env);
         let remaining = run.deadline.saturating_duration_since(Instant::now());
         Ok(ProcessSpec {
@@ -494,22 +513,40 @@ impl Run {
     /// The checks' environment: the allowlist, the run's TMPDIR and object
     /// store (what they write to git is the run's, never the repository's).
     fn check_env(&self, run: &Attempts<'_>) -> Vec<(String, String)> {
+        let provided = run.provided.env();
         env::build(
             self.engine.env_source.clone(),
             &[],
             &[
-                ("TMPDIR".to_string(), path_str(&run.tmp)),
-                ("GIT_AGENT_TASK".to_string(), run.req.brief.id.to_string()),
-                (
-                    "GIT_OBJECT_DIRECTORY".to_string(),
-                    path_str(&self.dir.objects_dir()),
-                ),
-                (
-                    "GIT_ALTERNATE_OBJECT_DIRECTORIES".to_string(),
-                    path_str(&self.dir.shared_objects()),
-                ),
-            ],
+                &provided[..],
+                &[
+                    ("TMPDIR".to_string(), path_str(&run.tmp)),
+                    ("GIT_AGENT_TASK".to_string(), run.req.brief.id.to_string()),
+                    (
+                        "GIT_OBJECT_DIRECTORY".to_string(),
+                        path_str(&self.dir.objects_dir()),
+                    ),
+                    (
+                        "GIT_ALTERNATE_OBJECT_DIRECTORIES".to_string(),
+                        path_str(&self.dir.shared_objects()),
+                    ),
+                ],
+            ]
+            .concat(),
         )
+    }
+
+    /// The copied files and caches as they were made, over the agent's.
+    fn provision(&self, run: &Attempts<'_>) -> Result<(), RunError> {
+        if run.provided.is_empty() {
+            return Ok(());
+        }
+        run.provided
+            .provision(&run.wt.path)
+            .map_err(|source| RunError::Store {
+                path: run.wt.path.clone(),
+                source,
+            })
     }
 
     /// Moves what the candidate tree `tree` does not have out of the

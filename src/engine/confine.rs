@@ -35,6 +35,60 @@ impl Run {
         agent: &Agent,
     ) -> Result<Option<Arc<crate::exec::sandbox::Prepared>>, ConfineError> {
         let config = &self.engine.sandbox;
+        let policy = self.policy(wt, agent)?;
+        let prepared = crate::exec::sandbox::Prepared::new(config.mode, &policy)?;
+        let Some(prepared) = prepared else {
+            self.event(EventKind::Sandbox {
+                policy: crate::model::sandbox::Effective {
+                    enforcement: crate::model::sandbox::Enforcement::Off,
+                    landlock_abi: crate::exec::sandbox::landlock_abi(),
+                    network: crate::model::sandbox::NetworkPolicy::Open,
+                    writable: Vec::new(),
+                    read_deny: Vec::new(),
+                    user_namespace: false,
+                    pid_namespace: false,
+                    read_only_root: false,
+                    allow: Vec::new(),
+                    masked_sockets: Vec::new(),
+                    note: Some("`sandbox.mode: off` in the config".into()),
+                },
+            })?;
+            return Ok(None);
+        };
+        if let Some(note) = &prepared.effective.note {
+            (self.engine.notice)(&format!("sandbox: {note}"));
+        }
+        self.event(EventKind::Sandbox {
+            policy: prepared.effective.clone(),
+        })?;
+        Ok(Some(Arc::new(prepared)))
+    }
+
+    /// The sandbox of a setup step: the run's, with the network the step
+    /// asks for (installing dependencies needs it).
+    pub(super) fn prepare_setup_sandbox(
+        &self,
+        wt: &Worktree,
+        agent: &Agent,
+        network: bool,
+    ) -> Result<Option<Arc<crate::exec::sandbox::Prepared>>, ConfineError> {
+        let mut policy = self.policy(wt, agent)?;
+        policy.network = if network {
+            crate::model::sandbox::NetworkPolicy::Open
+        } else {
+            crate::model::sandbox::NetworkPolicy::None
+        };
+        policy.allow.clear();
+        Ok(crate::exec::sandbox::Prepared::new(self.engine.sandbox.mode, &policy)?.map(Arc::new))
+    }
+
+    /// What the run's agent and checks may write and reach.
+    fn policy(
+        &self,
+        wt: &Worktree,
+        agent: &Agent,
+    ) -> Result<crate::exec::sandbox::Policy, ConfineError> {
+        let config = &self.engine.sandbox;
         let decisions = self.dir.decisions_path();
         // Only this file of the run dir is writable, and only as an
         // existing file: create it now.
@@ -62,39 +116,13 @@ impl Run {
         write_dirs.extend(state_dirs);
         let mut write_files = vec![decisions];
         write_files.extend(state_files);
-        let policy = crate::exec::sandbox::Policy {
+        Ok(crate::exec::sandbox::Policy {
             write_dirs,
             write_files,
             read_deny: config.read_deny.clone(),
             network: config.network,
             sockets: config.sockets.clone(),
             allow: config.allow.clone(),
-        };
-        let prepared = crate::exec::sandbox::Prepared::new(config.mode, &policy)?;
-        let Some(prepared) = prepared else {
-            self.event(EventKind::Sandbox {
-                policy: crate::model::sandbox::Effective {
-                    enforcement: crate::model::sandbox::Enforcement::Off,
-                    landlock_abi: crate::exec::sandbox::landlock_abi(),
-                    network: crate::model::sandbox::NetworkPolicy::Open,
-                    writable: Vec::new(),
-                    read_deny: Vec::new(),
-                    user_namespace: false,
-                    pid_namespace: false,
-                    read_only_root: false,
-                    allow: Vec::new(),
-                    masked_sockets: Vec::new(),
-                    note: Some("`sandbox.mode: off` in the config".into()),
-                },
-            })?;
-            return Ok(None);
-        };
-        if let Some(note) = &prepared.effective.note {
-            (self.engine.notice)(&format!("sandbox: {note}"));
-        }
-        self.event(EventKind::Sandbox {
-            policy: prepared.effective.clone(),
-        })?;
-        Ok(Some(Arc::new(prepared)))
+        })
     }
 }

@@ -66,6 +66,8 @@ pub struct Engine {
     pub notice: Notice,
     /// `notify:` of the config: what runs when a run ends.
     pub notify: crate::spec::notify::Notify,
+    /// `workspace:` of the config: copied files, setup steps, ports.
+    pub workspace: crate::spec::workspace::Workspace,
 }
 
 /// The boxed future a [`Deliverer`] returns.
@@ -105,11 +107,20 @@ impl Engine {
             deliverer: None,
             notice: Arc::new(|_| {}),
             notify: crate::spec::notify::Notify::default(),
+            workspace: crate::spec::workspace::Workspace::default(),
         }
     }
 }
 
 impl Engine {
+    /// Where setup steps' caches are kept: outside every place a run may write.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.store
+            .dir()
+            .parent()
+            .map_or_else(|| self.store.dir().join("cache"), |a| a.join("cache"))
+    }
+
     /// Takes the variable the config names as the forge token out of what
     /// agents and checks are given (the deliverer keeps its own copy):
     /// whatever an agent's `pass_env` says, it never sees it.

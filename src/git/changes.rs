@@ -113,7 +113,7 @@ impl Repo {
         let index = TempIndex::new(wt)?;
         let git = self.staging_git(wt, &index)?;
         clear_index_bits(&git, !wt.sparse)?;
-        let staged = stage_all(&git)?;
+        let staged = stage_all(&git, &wt.excluded)?;
         let out = git.run(&["write-tree"])?;
         let tree = parse_oid(&out.stdout, &git, "write-tree")?;
         drop(index);
@@ -214,7 +214,35 @@ struct Staged {
 /// `git add -A` of the whole worktree. Nested repositories without a commit
 /// and paths git refuses cannot be staged: they are returned; any other
 /// error fails.
-fn stage_all(git: &Git) -> Result<Staged> {
+fn stage_all(git: &Git, excluded: &[String]) -> Result<Staged> {
+    let staged = stage_everything(git)?;
+    if !excluded.is_empty() {
+        // What git-agent put in the worktree (copied files, caches) is
+        // never staged, whatever `.gitignore` (the agent's) says: taken out
+        // of the index again (none of it is tracked at the base).
+        let mut args: Vec<std::ffi::OsString> = [
+            "rm",
+            "--cached",
+            "-r",
+            "-q",
+            "--ignore-unmatch",
+            "--sparse",
+            "--",
+        ]
+        .iter()
+        .map(Into::into)
+        .collect();
+        args.extend(excluded.iter().map(|p| format!(":(literal){p}").into()));
+        let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let (out, command) = git.run_unchecked(&refs, None)?;
+        if !out.status.success() {
+            return Err(git.failure(command, &out));
+        }
+    }
+    Ok(staged)
+}
+
+fn stage_everything(git: &Git) -> Result<Staged> {
     let (out, command) = git.run_unchecked(
         &[
             "add".as_ref(),

@@ -107,17 +107,35 @@ impl Repo {
     /// `HEAD`'s tree, read with one open of the repository; `None` where
     /// there is no commit or no such file.
     pub fn blobs_at_head(&self, paths: &[&Path]) -> Vec<Option<Oid>> {
+        self.entries_at(None, paths, true)
+    }
+
+    /// The object at each of `paths` in the tree of `commit` (`None`:
+    /// `HEAD`): blobs only when `blobs_only`, else trees too.
+    pub fn entries_at(
+        &self,
+        commit: Option<Oid>,
+        paths: &[&Path],
+        blobs_only: bool,
+    ) -> Vec<Option<Oid>> {
         let Ok(repo) = self.open() else {
             return vec![None; paths.len()];
         };
-        let Some(tree) = repo.head().ok().and_then(|h| h.peel_to_tree().ok()) else {
+        let tree = match commit {
+            None => repo.head().ok().and_then(|h| h.peel_to_tree().ok()),
+            Some(oid) => repo.find_commit(oid).ok().and_then(|c| c.tree().ok()),
+        };
+        let Some(tree) = tree else {
             return vec![None; paths.len()];
         };
         paths
             .iter()
             .map(|rel| {
                 let entry = tree.get_path(rel).ok()?;
-                (entry.kind() == Some(git2::ObjectType::Blob)).then(|| entry.id())
+                let kind = entry.kind();
+                (kind == Some(git2::ObjectType::Blob)
+                    || (!blobs_only && kind == Some(git2::ObjectType::Tree)))
+                .then(|| entry.id())
             })
             .collect()
     }

@@ -34,6 +34,9 @@ pub struct Worktree {
     pub patterns: Option<Vec<String>>,
     /// The run's deadline: staging what the agent left is killed then.
     pub deadline: Option<std::time::Instant>,
+    /// Paths git-agent put there (copied files, setup caches) that are
+    /// never part of the change set.
+    pub excluded: Vec<String>,
 }
 
 impl Worktree {
@@ -367,6 +370,7 @@ impl Repo {
             sparse: patterns.is_some(),
             patterns: patterns.clone(),
             deadline: None,
+            excluded: Vec::new(),
         };
         if let Err(e) = self
             .populate(&wt, commit, patterns.as_deref())
@@ -603,6 +607,7 @@ impl Repo {
             sparse: patterns.is_some(),
             patterns,
             deadline: None,
+            excluded: Vec::new(),
         })
     }
 

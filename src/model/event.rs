@@ -194,6 +194,23 @@ pub enum EventKind {
     AttemptStarted {
         attempt: u32,
     },
+    /// What the worktree got before the agent (`workspace:`): copied files
+    /// (their paths, never their content) and the run's ports.
+    WorkspaceReady {
+        copied: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
+        #[serde(default)]
+        ports: u16,
+    },
+    /// A setup step ran, or its cache was used.
+    SetupFinished {
+        name: String,
+        cached: bool,
+        ms: u64,
+        /// The cache key (the step and its key files at the base).
+        key: String,
+    },
     /// The confinement of the run's agent and checks (`docs/SECURITY.md`).
     Sandbox {
         #[serde(flatten)]

@@ -47,6 +47,22 @@ fn start_line(kind: &EventKind) -> Option<String> {
             format!("worktree ready in {}: {path}", secs(*ms))
         }
         EventKind::AttemptStarted { attempt } => format!("attempt {attempt}"),
+        EventKind::WorkspaceReady { copied, port, .. } => {
+            let mut s = format!("workspace: {} file(s) copied", copied.len());
+            if let Some(port) = port {
+                s.push_str(&format!(", GIT_AGENT_PORT={port}"));
+            }
+            s
+        }
+        EventKind::SetupFinished {
+            name, cached, ms, ..
+        } => {
+            if *cached {
+                format!("setup `{name}`: cached")
+            } else {
+                format!("setup `{name}`: ran in {}", secs(*ms))
+            }
+        }
         EventKind::Resumed { attempt } => format!("resumed at attempt {attempt}"),
         EventKind::Decision { attempt, decision } => {
             format!("attempt {attempt}: decided: {}", decision.summary)

@@ -30,6 +30,7 @@ pub fn render_markdown(record: &RunRecord, events: &[Event]) -> String {
         }
     }
 
+    render_workspace(&mut md, events);
     render_decisions(&mut md, events);
     render_agent(&mut md, events);
     render_scope(&mut md, events);
@@ -37,6 +38,50 @@ pub fn render_markdown(record: &RunRecord, events: &[Event]) -> String {
     render_problems(&mut md, events);
     render_footer(&mut md, record, events);
     md
+}
+
+/// What `workspace:` gave the run: copied files (names only), setup steps
+/// (cached or run, how long), ports.
+fn render_workspace(md: &mut String, events: &[Event]) {
+    let mut lines = Vec::new();
+    for e in events {
+        match &e.kind {
+            EventKind::WorkspaceReady {
+                copied,
+                port,
+                ports,
+            } => {
+                if !copied.is_empty() {
+                    let names: Vec<String> = copied.iter().map(|p| escape::code(p)).collect();
+                    lines.push(format!(
+                        "- copied from the checkout (never committed): {}",
+                        names.join(", ")
+                    ));
+                }
+                if let Some(first) = port {
+                    lines.push(format!(
+                        "- ports {first}–{} (`GIT_AGENT_PORT`)",
+                        u32::from(*first) + u32::from(*ports).max(1) - 1
+                    ));
+                }
+            }
+            EventKind::SetupFinished {
+                name, cached, ms, ..
+            } => lines.push(if *cached {
+                format!("- setup {}: cached", escape::code(name))
+            } else {
+                format!(
+                    "- setup {}: ran in {}",
+                    escape::code(name),
+                    crate::spec::duration::short(std::time::Duration::from_millis(*ms))
+                )
+            }),
+            _ => {}
+        }
+    }
+    if !lines.is_empty() {
+        let _ = writeln!(md, "### Workspace\n\n{}\n", lines.join("\n"));
+    }
 }
 
 /// The outcome and title, a line of facts about the run, and why it ended

@@ -45,6 +45,10 @@ pub struct RawConfig {
     /// What happens when a run ends: a command, a desktop notification, a bell.
     #[serde(default)]
     pub notify: Option<crate::spec::notify::RawNotify>,
+    /// What a run's worktree gets before the agent: copied files, cached
+    /// setup steps, a block of ports.
+    #[serde(default)]
+    pub workspace: Option<crate::spec::workspace::RawWorkspace>,
 }
 
 /// `github:` — where pull requests go and which variable holds the token.
@@ -222,6 +226,7 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     pub github: GithubConfig,
     pub notify: crate::spec::notify::Notify,
+    pub workspace: crate::spec::workspace::Workspace,
     /// Whether the file existed.
     pub present: bool,
 }
@@ -384,11 +389,13 @@ fn validate(
     let sandbox = validate_sandbox(&raw, node, root, problems);
     let github = validate_github(&raw, node, problems);
     let notify = crate::spec::notify::validate(raw.notify.as_ref(), node, problems);
+    let workspace = crate::spec::workspace::validate(raw.workspace.as_ref(), node, problems);
     if problems[before..].iter().any(Problem::is_error) {
         return None;
     }
     Some(Config {
         notify,
+        workspace,
         sandbox,
         github,
         default_agent: raw.default_agent,

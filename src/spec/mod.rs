@@ -10,4 +10,5 @@ pub mod repo_files;
 pub mod schema;
 pub mod scope;
 pub mod templates;
+pub mod workspace;
 pub mod yaml;
