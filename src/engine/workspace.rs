@@ -135,7 +135,28 @@ impl Run {
             port: provided.ports.as_ref().map(|p| p.first),
             ports: provided.ports.as_ref().map_or(0, |p| p.count),
         })?;
-        for (i, step) in config.setup.iter().enumerate() {
+        if let Err(reason) = self.setup(req, wt, base, tmp, &mut provided, stop).await? {
+            return Ok(Err(End::failed(reason)));
+        }
+        Ok(Ok(provided))
+    }
+
+    /// The setup steps in order, each from its cache when its key was
+    /// kept, else run and kept. `Err`: why a step failed.
+    async fn setup(
+        &self,
+        req: &RunRequest,
+        wt: &Worktree,
+        base: git2::Oid,
+        tmp: &Path,
+        provided: &mut Provided,
+        stop: &watch::Receiver<StopSignal>,
+    ) -> Result<Result<(), String>, RunError> {
+        let store = |source| RunError::Store {
+            path: wt.path.clone(),
+            source,
+        };
+        for (i, step) in self.engine.workspace.setup.iter().enumerate() {
             let key = self.cache_key(step, base).await?;
             let kept = self.engine.cache_dir().join(&step.name).join(&key);
             let caches: Vec<(String, PathBuf)> = step
@@ -158,10 +179,10 @@ impl Run {
                 continue;
             }
             let outcome = self
-                .run_setup(req, wt, step, i, tmp, &provided, stop)
+                .run_setup(req, wt, step, i, tmp, provided, stop)
                 .await?;
             if let Err(reason) = outcome {
-                return Ok(Err(End::failed(reason)));
+                return Ok(Err(reason));
             }
             save_cache(&wt.path, step, &kept, &self.dir.id).map_err(store)?;
             self.event(EventKind::SetupFinished {
@@ -172,7 +193,7 @@ impl Run {
             })?;
             provided.caches.extend(caches);
         }
-        Ok(Ok(provided))
+        Ok(Ok(()))
     }
 
     /// The step's key: its definition and what its key paths hold at the base.

@@ -122,57 +122,10 @@ pub fn validate(raw: Option<&RawWorkspace>, node: &Node, problems: &mut Vec<Prob
             ));
         }
     }
-    let mut steps = Vec::new();
+    let mut steps: Vec<SetupStep> = Vec::new();
     for (i, step) in raw.setup.iter().enumerate() {
-        let at = i.to_string();
-        for (j, path) in step.cache.iter().chain(&step.key).enumerate() {
-            if !is_relative_inside(path) {
-                let (field, k) = if j < step.cache.len() {
-                    ("cache", j)
-                } else {
-                    ("key", j - step.cache.len())
-                };
-                let k = k.to_string();
-                problems.push(bad_path(
-                    vec!["workspace", "setup", &at, field, &k],
-                    path,
-                    "setup path",
-                ));
-            }
-        }
-        let timeout = match step.timeout.as_deref().map(duration::parse) {
-            None => DEFAULT_SETUP_TIMEOUT,
-            Some(Ok(d)) => d,
-            Some(Err(message)) => {
-                problems.push(
-                    Problem::error(
-                        "config::bad-duration",
-                        span(&["workspace", "setup", &at, "timeout"]),
-                        duration_message(step.timeout.as_deref().unwrap_or(""), &message),
-                    )
-                    .help("write a number with a unit: `10m`, `90s`"),
-                );
-                DEFAULT_SETUP_TIMEOUT
-            }
-        };
-        if steps.iter().any(|s: &SetupStep| s.name == step.name) || step.name.trim().is_empty() {
-            problems.push(
-                Problem::error(
-                    "config::invalid-value",
-                    span(&["workspace", "setup", &at, "name"]),
-                    format!("setup step name `{}` is empty or used twice", step.name),
-                )
-                .help("give each step its own name: it keys the step's cache"),
-            );
-        }
-        steps.push(SetupStep {
-            name: step.name.clone(),
-            run: step.run.clone(),
-            key: step.key.clone(),
-            cache: step.cache.clone(),
-            timeout,
-            network: step.network != Some(crate::spec::config::RawNetworkMode::None),
-        });
+        let valid = validate_step(step, i, &steps, node, problems);
+        steps.push(valid);
     }
     if raw.pool.is_some_and(|n| n > 0) {
         problems.push(
@@ -188,5 +141,74 @@ pub fn validate(raw: Option<&RawWorkspace>, node: &Node, problems: &mut Vec<Prob
         copy: raw.copy.clone(),
         setup: steps,
         ports: raw.ports,
+    }
+}
+
+fn bad_path(node: &Node, at: Vec<&str>, path: &str, what: &str) -> Problem {
+    Problem::error(
+        "config::invalid-value",
+        node.span_of(&at),
+        format!("{what} `{path}` is not a path inside the worktree"),
+    )
+    .help("give a relative path without `..`, e.g. `.env` or `node_modules`")
+}
+
+/// One setup step: paths inside the worktree, a duration, a unique name.
+fn validate_step(
+    step: &RawSetupStep,
+    i: usize,
+    earlier: &[SetupStep],
+    node: &Node,
+    problems: &mut Vec<Problem>,
+) -> SetupStep {
+    let at = i.to_string();
+    for (j, path) in step.cache.iter().chain(&step.key).enumerate() {
+        if !is_relative_inside(path) {
+            let (field, k) = if j < step.cache.len() {
+                ("cache", j)
+            } else {
+                ("key", j - step.cache.len())
+            };
+            let k = k.to_string();
+            problems.push(bad_path(
+                node,
+                vec!["workspace", "setup", &at, field, &k],
+                path,
+                "setup path",
+            ));
+        }
+    }
+    let timeout = match step.timeout.as_deref().map(duration::parse) {
+        None => DEFAULT_SETUP_TIMEOUT,
+        Some(Ok(d)) => d,
+        Some(Err(message)) => {
+            problems.push(
+                Problem::error(
+                    "config::bad-duration",
+                    node.span_of(&["workspace", "setup", &at, "timeout"]),
+                    duration_message(step.timeout.as_deref().unwrap_or(""), &message),
+                )
+                .help("write a number with a unit: `10m`, `90s`"),
+            );
+            DEFAULT_SETUP_TIMEOUT
+        }
+    };
+    if earlier.iter().any(|s| s.name == step.name) || step.name.trim().is_empty() {
+        problems.push(
+            Problem::error(
+                "config::invalid-value",
+                node.span_of(&["workspace", "setup", &at, "name"]),
+                format!("setup step name `{}` is empty or used twice", step.name),
+            )
+            .help("give each step its own name: it keys the step's cache"),
+        );
+    }
+    SetupStep {
+        name: step.name.clone(),
+        run: step.run.clone(),
+        key: step.key.clone(),
+        cache: step.cache.clone(),
+        timeout,
+        network: step.network != Some(crate::spec::config::RawNetworkMode::None),
     }
 }
