@@ -49,6 +49,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     }
     if args.run.is_none() {
         clean_reviews(&repo, &store, &mut removed)?;
+        clean_pool(ctx, &repo, &store, older, &mut removed)?;
     }
     repo.prune_worktrees().map_err(|e| {
         CliError::from_error(exit::RUN_FAILED, "could not prune worktree entries", &e)
@@ -60,6 +61,33 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         super::helper::human_bytes(removed.bytes)
     );
     Ok(exit::OK)
+}
+
+/// The pool's worktrees that no run holds (taken longer ago than `older`).
+fn clean_pool(
+    ctx: &Ctx,
+    repo: &Repo,
+    store: &Store,
+    older: Option<Duration>,
+    removed: &mut Removed,
+) -> CliResult<()> {
+    for slot in super::helper::pool_slots(ctx, store) {
+        let old_enough = match (older, slot.taken) {
+            (None, _) => true,
+            (Some(age), Some(at)) => at.elapsed().is_ok_and(|e| e > age),
+            (Some(_), None) => false,
+        };
+        if slot.busy || !old_enough {
+            continue;
+        }
+        let Some(_held) = crate::engine::pool::evict(store, slot.index) else {
+            continue;
+        };
+        if slot.path.exists() {
+            removed.bytes += remove_worktree(repo, &slot.path, &mut removed.worktrees)?;
+        }
+    }
+    Ok(())
 }
 
 /// Clean one finished run (older than `older`, if given): kill what an

@@ -740,3 +740,18 @@ fn save_delivery(dir: &RunDir, record: &RunRecord, delivery: &DeliveryRecord) ->
     dir.write_record(record)
         .map_err(|e| CliError::from_error(exit::RUN_FAILED, "could not write run.json", &e))
 }
+
+/// The pool's slots of this repository (`workspace.pool`), as `status` and
+/// `clean` see them; none when the config cannot be read.
+pub(crate) fn pool_slots(ctx: &Ctx, store: &Store) -> Vec<crate::engine::pool::SlotInfo> {
+    let Ok(root) = ctx.root() else {
+        return Vec::new();
+    };
+    let worktree_dir = config::load(&root).ok().and_then(|(c, _)| c.worktree_dir);
+    // The common dir as git2 spells it, as the engine hashed it.
+    let Ok(repo) = git2::Repository::discover(&root) else {
+        return Vec::new();
+    };
+    let base = crate::engine::run::worktree_base(&root, repo.commondir(), worktree_dir);
+    crate::engine::pool::slots(store, &base)
+}

@@ -37,8 +37,27 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         eprintln!("no runs yet; start one with `git agent run <id>`");
         return Ok(exit::OK);
     }
-    super::print_out(&render(&records, supervised(&store)));
+    let mut text = render(&records, supervised(&store));
+    text.push_str(&pool_line(ctx, &store));
+    super::print_out(&text);
     Ok(exit::OK)
+}
+
+/// `pool: 2 worktrees (1 in use), 310 MiB` when the repository keeps one.
+fn pool_line(ctx: &Ctx, store: &Store) -> String {
+    let slots = super::helper::pool_slots(ctx, store);
+    let present: Vec<_> = slots.iter().filter(|s| s.path.exists()).collect();
+    if present.is_empty() {
+        return String::new();
+    }
+    let bytes: u64 = present.iter().map(|s| dir_size(&s.path)).sum();
+    let busy = present.iter().filter(|s| s.busy).count();
+    format!(
+        "pool: {} worktree{} ({busy} in use), {} on disk; `git agent clean` empties it\n",
+        present.len(),
+        if present.len() == 1 { "" } else { "s" },
+        human_bytes(bytes)
+    )
 }
 
 fn supervised(store: &Store) -> bool {

@@ -71,7 +71,11 @@ impl Run {
             self.show_state(State::Delivering)?;
             self.deliver(brief).await?;
         }
-        if end_state == State::Succeeded {
+        if end_state == State::Succeeded && self.slot.is_some() {
+            // Back to the pool: the next run resets it.
+            self.worktree = None;
+            self.record.worktree = None;
+        } else if end_state == State::Succeeded {
             self.remove_worktree().await;
         } else if let Some(wt) = self.worktree.clone() {
             // A kept worktree is the user's to inspect: what the checks

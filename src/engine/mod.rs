@@ -22,6 +22,7 @@ pub mod judge;
 pub mod land;
 mod notify;
 pub mod orchestrator;
+pub mod pool;
 mod ports;
 pub mod prompt;
 pub mod queue;

@@ -86,21 +86,10 @@ impl Engine {
         worktree_dir: Option<PathBuf>,
         grace: Duration,
     ) -> Engine {
-        let base = worktree_dir.unwrap_or_else(default_worktree_dir);
-        let name = root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "repo".into());
-        let hash = git2::Oid::hash_object(
-            git2::ObjectType::Blob,
-            common_dir.to_string_lossy().as_bytes(),
-        )
-        .map(|o| o.to_string()[..8].to_string())
-        .unwrap_or_default();
         Engine {
             root: root.to_path_buf(),
             store: Store::new(common_dir),
-            worktree_base: base.join(format!("{name}-{hash}")),
+            worktree_base: worktree_base(root, common_dir, worktree_dir),
             grace,
             env_source: std::env::vars().collect(),
             sandbox: crate::spec::config::SandboxConfig::default(),
@@ -129,6 +118,23 @@ impl Engine {
             self.env_source.retain(|(k, _)| k != name);
         }
     }
+}
+
+/// Where this repository's worktrees are made: `worktree_dir` (default
+/// `~/.cache/git-agent/worktrees`), then `<repo name>-<hash of its common dir>`.
+pub fn worktree_base(root: &Path, common_dir: &Path, worktree_dir: Option<PathBuf>) -> PathBuf {
+    let base = worktree_dir.unwrap_or_else(default_worktree_dir);
+    let name = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "repo".into());
+    let hash = git2::Oid::hash_object(
+        git2::ObjectType::Blob,
+        common_dir.to_string_lossy().as_bytes(),
+    )
+    .map(|o| o.to_string()[..8].to_string())
+    .unwrap_or_default();
+    base.join(format!("{name}-{hash}"))
 }
 
 fn default_worktree_dir() -> PathBuf {
@@ -211,6 +217,7 @@ pub async fn execute(
         started: Instant::now(),
         worktree: None,
         pending_tree: None,
+        slot: None,
     };
     run.save()?;
     let mut end = match run.steps(&req, stop).await {
@@ -300,6 +307,8 @@ pub(super) struct Run {
     /// A resumed run's verified tree whose commit failed before: committed
     /// as it is, nothing run again.
     pub(super) pending_tree: Option<git2::Oid>,
+    /// The pool slot whose worktree this run works in (held until it ends).
+    pub(super) slot: Option<crate::engine::pool::Slot>,
 }
 
 /// Where the attempt loop starts: a fresh run's first attempt, or the
@@ -414,7 +423,11 @@ impl Run {
         req: &RunRequest,
         base: git2::Oid,
     ) -> Result<Worktree, RunError> {
-        let wt_path = self.engine.worktree_base.join(&self.dir.id);
+        self.slot = self.take_slot();
+        let wt_path = match &self.slot {
+            Some(slot) => slot.path.clone(),
+            None => self.engine.worktree_base.join(&self.dir.id),
+        };
         // Written ahead: if we die while git makes it, `clean` still finds it.
         self.record.worktree = Some(wt_path.clone());
         self.save()?;
@@ -434,9 +447,7 @@ impl Run {
                 }),
             None => base,
         };
-        let wt = self
-            .git(move |repo| repo.create_worktree(&wt_path, start, sparse.as_deref()))
-            .await?;
+        let (wt, reused) = self.make_worktree(wt_path, start, sparse).await?;
         self.record.worktree = Some(wt.path.clone());
         self.worktree = Some(wt.clone());
         self.save()?;
@@ -444,6 +455,7 @@ impl Run {
             path: wt.path.display().to_string(),
             sparse: is_sparse,
             ms: t.elapsed().as_millis() as u64,
+            reused,
         })?;
         if let Some(review) = &req.review {
             self.event(EventKind::ReviewFeedback {

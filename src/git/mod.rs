@@ -41,6 +41,7 @@ mod land;
 mod lock;
 mod objects;
 mod repo;
+mod reuse;
 mod safe_tree;
 mod worktree;
 

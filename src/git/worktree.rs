@@ -137,7 +137,7 @@ impl Worktree {
     }
 
     /// Keeps git-agent's copy of the freshly populated index.
-    fn save_pristine_index(&self) -> Result<()> {
+    pub(super) fn save_pristine_index(&self) -> Result<()> {
         let Some(to) = self.pristine_index() else {
             return Ok(());
         };
@@ -619,7 +619,7 @@ impl Repo {
 
 /// Non-cone sparse patterns: anchored at the root; gitignore syntax already
 /// gives `*` (not crossing `/`) and `**` (crossing) the scope-glob meaning.
-fn sparse_patterns(patterns: &[String]) -> Result<Vec<String>> {
+pub(super) fn sparse_patterns(patterns: &[String]) -> Result<Vec<String>> {
     patterns
         .iter()
         .map(|p| {

@@ -190,6 +190,9 @@ pub enum EventKind {
         path: String,
         sparse: bool,
         ms: u64,
+        /// A pooled worktree reset for this run (`workspace.pool`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reused: bool,
     },
     AttemptStarted {
         attempt: u32,

@@ -15,8 +15,9 @@ use crate::spec::yaml::Node;
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawWorkspace {
-    /// Worktrees kept per repository and reused (0: a fresh one each run).
-    /// Accepted; not yet used: every run gets a fresh worktree.
+    /// Worktrees kept per repository and reused (default 0: a fresh one
+    /// each run). A succeeded run's worktree returns to the pool; taking
+    /// one resets it to the new run's base.
     #[serde(default)]
     pub pool: Option<u32>,
     /// Untracked files copied from your checkout into each run's worktree
@@ -73,6 +74,7 @@ pub struct SetupStep {
 /// The validated section; the default gives runs a bare worktree.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Workspace {
+    pub pool: u32,
     pub copy: Vec<String>,
     pub setup: Vec<SetupStep>,
     pub ports: Option<u16>,
@@ -80,7 +82,7 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn is_bare(&self) -> bool {
-        self.copy.is_empty() && self.setup.is_empty() && self.ports.is_none()
+        self.pool == 0 && self.copy.is_empty() && self.setup.is_empty() && self.ports.is_none()
     }
 }
 
@@ -127,17 +129,8 @@ pub fn validate(raw: Option<&RawWorkspace>, node: &Node, problems: &mut Vec<Prob
         let valid = validate_step(step, i, &steps, node, problems);
         steps.push(valid);
     }
-    if raw.pool.is_some_and(|n| n > 0) {
-        problems.push(
-            Problem::warning(
-                "config::not-yet",
-                span(&["workspace", "pool"]),
-                "`workspace.pool` is not used yet: every run gets a fresh worktree",
-            )
-            .help("remove it, or keep it for when pooling lands; setup caches already make a fresh worktree warm"),
-        );
-    }
     Workspace {
+        pool: raw.pool.unwrap_or(0),
         copy: raw.copy.clone(),
         setup: steps,
         ports: raw.ports,
