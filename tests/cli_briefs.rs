@@ -695,22 +695,24 @@ fn top_level_help() {
     Usage: git agent [OPTIONS] <COMMAND>
 
     Commands:
-      demo      Run a built-in demo: a temporary repo, three briefs and a scripted agent (no API key)
-      init      Write .agents/config.yaml and an example brief (never overwrites)
-      new       Create .agents/tasks/<id>.md from a template
-      validate  Check briefs and the config; print every problem with file:line:col and a hint
-      list      List the briefs: id, title, agent, write scope
-      plan      Show what `run` would do with these briefs, and in which order; run nothing
-      run       Run briefs: each in its own worktree, scope enforced, checks decide success
-      review    Verify a change against the brief it was made under: scope and checks
-      status    Show runs: outcome, attempts, checks, branch; kept worktrees and their disk use
-      log       Show a run's decision log: Markdown (the PR body) or JSON events
-      diff      Show a run's result as a diff against its base, each file with the glob that allowed it
-      clean     Remove the worktrees of finished runs and abandoned reviews (branches are kept)
-      decide    Record a decision in the running task's log (use from inside a run)
-      deliver   Push a finished run's branch and notes; open or update its pull request
-      schema    Print the JSON schema of brief frontmatter or of the config, for editors
-      help      Print this message or the help of the given subcommand(s)
+      demo         Run a built-in demo: a temporary repo, three briefs and a scripted agent (no API key)
+      init         Write .agents/config.yaml and an example brief (never overwrites)
+      new          Create .agents/tasks/<id>.md from a template
+      validate     Check briefs and the config; print every problem with file:line:col and a hint
+      list         List the briefs: id, title, agent, write scope
+      plan         Show what `run` would do with these briefs, and in which order; run nothing
+      run          Run briefs: each in its own worktree, scope enforced, checks decide success
+      review       Verify a change against the brief it was made under: scope and checks
+      status       Show runs: outcome, attempts, checks, branch; kept worktrees and their disk use
+      log          Show a run's decision log: Markdown (the PR body) or JSON events
+      diff         Show a run's result as a diff against its base, each file with the glob allowing it
+      clean        Remove the worktrees of finished runs and abandoned reviews (branches are kept)
+      decide       Record a decision in the running task's log (use from inside a run)
+      deliver      Push a finished run's branch and notes; open or update its pull request
+      schema       Print the JSON schema of brief frontmatter or of the config, for editors
+      man          Print or install the manual pages (installed, `git agent --help` shows them)
+      completions  Print a shell completion script: bash, zsh or fish
+      help         Print this message or the help of the given subcommand(s)
 
     Options:
       -C <DIR>       Run as if started in this directory

@@ -4,7 +4,7 @@
 use super::{exit, CliError, CliResult, Ctx};
 use crate::model::event::{EventKind, ScopedChange, VerdictRecord};
 
-/// Show a run's result as a diff against its base, each file with the glob that allowed it
+/// Show a run's result as a diff against its base, each file with the glob allowing it
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A run id (or unique prefix) or a task id (its latest run)

@@ -2,6 +2,7 @@
 
 mod clean;
 mod committed;
+mod completions;
 mod decide;
 mod deliver;
 mod demo;
@@ -12,6 +13,7 @@ mod helper;
 mod init;
 mod list;
 mod log;
+mod man;
 mod new;
 mod plan;
 mod progress;
@@ -62,6 +64,14 @@ pub enum Command {
     Decide(decide::Args),
     Deliver(deliver::Args),
     Schema(schema::Args),
+    Man(man::Args),
+    Completions(completions::Args),
+}
+
+/// The whole command line as clap describes it (for the manual and the
+/// completion scripts).
+pub(crate) fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 /// What every subcommand gets.
@@ -141,6 +151,8 @@ fn dispatch(command: Command, ctx: &Ctx) -> CliResult {
         Command::Validate(args) => validate::exec(args, ctx),
         Command::List(args) => list::exec(args, ctx),
         Command::Schema(args) => schema::exec(args, ctx),
+        Command::Man(args) => man::exec(args, ctx),
+        Command::Completions(args) => completions::exec(args, ctx),
     }
 }
 
