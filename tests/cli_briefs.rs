@@ -704,6 +704,7 @@ fn top_level_help() {
       run          Run briefs: each in its own worktree, scope enforced, checks decide success
       review       Verify a change against the brief it was made under: scope and checks
       status       Show runs: outcome, attempts, checks, branch; kept worktrees and their disk use
+      stats        Count runs per task and per agent: outcomes, attempts, time, tokens, merged results
       log          Show a run's decision log: Markdown (the PR body) or JSON events
       diff         Show a run's result as a diff against its base, each file with the glob allowing it
       clean        Remove the worktrees of finished runs and abandoned reviews (branches are kept)

@@ -294,7 +294,9 @@ fn the_bash_script_is_valid_and_completes_git_agent_through_git() {
         assert_status(&out, 0);
         stdout(&out)
     };
-    assert_eq!(complete(&["git", "agent", "sta"]).trim(), "status");
+    assert_eq!(complete(&["git", "agent", "statu"]).trim(), "status");
+    let sta = complete(&["git", "agent", "sta"]);
+    assert!(sta.contains("stats") && sta.contains("status"), "{sta}");
     let run = complete(&["git", "agent", "run", "--al"]);
     assert!(
         run.contains("--all") && run.contains("--allow-overlap"),

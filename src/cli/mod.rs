@@ -20,6 +20,7 @@ mod progress;
 mod review;
 mod run;
 mod schema;
+mod stats;
 mod status;
 mod terminal;
 mod validate;
@@ -58,6 +59,7 @@ pub enum Command {
     Run(run::Args),
     Review(review::Args),
     Status(status::Args),
+    Stats(stats::Args),
     Log(log::Args),
     Diff(diff::Args),
     Clean(clean::Args),
@@ -141,6 +143,7 @@ fn dispatch(command: Command, ctx: &Ctx) -> CliResult {
         Command::Run(args) => run::exec(args, ctx),
         Command::Review(args) => review::exec(args, ctx),
         Command::Status(args) => status::exec(args, ctx),
+        Command::Stats(args) => stats::exec(args, ctx),
         Command::Log(args) => log::exec(args, ctx),
         Command::Diff(args) => diff::exec(args, ctx),
         Command::Clean(args) => clean::exec(args, ctx),

@@ -26,6 +26,7 @@
 //! - `commit`: trees, commits, branches and notes git-agent writes;
 //! - `objects`: importing the objects an agent's own git wrote;
 //! - `safe_tree`: writing inside a worktree without escaping it;
+//! - `history`: what a base branch's history holds of git-agent's results;
 //! - `guard`: what an agent could plant in the shared git dir ([`RepoGuard`]);
 //! - `command`, `lock`, `error`: the git CLI runner, the cross-process lock
 //!   file and the error type they all share.
@@ -35,6 +36,7 @@ mod command;
 mod commit;
 mod error;
 mod guard;
+mod history;
 mod lock;
 mod objects;
 mod repo;

@@ -5,6 +5,7 @@
 pub mod check;
 pub mod delivery;
 pub mod event;
+pub mod landing;
 pub mod review;
 pub mod salvage;
 pub mod sandbox;
