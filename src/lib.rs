@@ -35,9 +35,9 @@ pub mod delivery {
     pub use crate::model::delivery::DeliveryRecord;
 }
 
-/// Run records on disk.
+/// Run records on disk (and the store, for the benches that fill one).
 pub mod store {
-    pub use crate::model::store::{RunRecord, State};
+    pub use crate::model::store::{RunDir, RunRecord, State, Store};
 }
 
 /// The run log's events.

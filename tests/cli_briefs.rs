@@ -695,26 +695,29 @@ fn top_level_help() {
     Usage: git agent [OPTIONS] <COMMAND>
 
     Commands:
-      demo       Run a built-in demo: a temporary repo, three briefs and a scripted agent (no API key)
-      init       Write .agents/config.yaml and an example brief (never overwrites)
-      new        Create .agents/tasks/<id>.md from a template
-      validate   Check briefs and the config; print every problem with file:line:col and a hint
-      list       List the briefs: id, title, agent, write scope
-      plan       Show what `run` would do with these briefs, and in which order; run nothing
-      run        Run briefs: each in its own worktree, scope enforced, checks decide success
-      review     Verify a change against the brief it was made under: scope and checks
-      status     Show runs: id, task, state, start, duration, checks, branch; kept worktrees
-      watch      Watch all runs live: states, the selected run's log, keys to stop or diff
-      stop       Stop a run gracefully (recorded interrupted, resumable) or take it off the queue
-      supervise  Run the queue of detached runs until it is empty (`run --detach` starts it)
-      log        Show a run's decision log: Markdown (the PR body) or JSON events
-      diff       Show a run's result as a diff against its base, each file with the glob that allowed it
-      clean      Remove the worktrees of finished runs and abandoned reviews (branches are kept)
-      decide     Record a decision in the running task's log (use from inside a run)
-      deliver    Push a finished run's branch and notes; open or update its pull request
-      land       Land a succeeded run: replay it onto its base's tip, run its checks there, fast-forward
-      schema     Print the JSON schema of brief frontmatter or of the config, for editors
-      help       Print this message or the help of the given subcommand(s)
+      demo         Run a built-in demo: a temporary repo, three briefs and a scripted agent (no API key)
+      init         Write .agents/config.yaml and an example brief (never overwrites)
+      new          Create .agents/tasks/<id>.md from a template
+      validate     Check briefs and the config; print every problem with file:line:col and a hint
+      list         List the briefs: id, title, agent, write scope
+      plan         Show what `run` would do with these briefs, and in which order; run nothing
+      run          Run briefs: each in its own worktree, scope enforced, checks decide success
+      review       Verify a change against the brief it was made under: scope and checks
+      status       Show runs: id, task, state, start, duration, checks, branch; kept worktrees
+      watch        Watch all runs live: states, the selected run's log, keys to stop or diff
+      stop         Stop a run gracefully (recorded interrupted, resumable) or take it off the queue
+      supervise    Run the queue of detached runs until it is empty (`run --detach` starts it)
+      stats        Count runs per task and per agent: outcomes, attempts, time, tokens, merged results
+      log          Show a run's decision log: Markdown (the PR body) or JSON events
+      diff         Show a run's result as a diff against its base, each file with the glob allowing it
+      clean        Remove the worktrees of finished runs and abandoned reviews (branches are kept)
+      decide       Record a decision in the running task's log (use from inside a run)
+      deliver      Push a finished run's branch and notes; open or update its pull request
+      land         Land a succeeded run: replayed onto its base's tip, checked there, fast-forwarded
+      schema       Print the JSON schema of brief frontmatter or of the config, for editors
+      man          Print or install the manual pages (installed, `git agent --help` shows them)
+      completions  Print a shell completion script: bash, zsh or fish
+      help         Print this message or the help of the given subcommand(s)
 
     Options:
       -C <DIR>       Run as if started in this directory

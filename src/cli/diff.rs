@@ -3,7 +3,7 @@
 
 use super::{exit, CliError, CliResult, Ctx};
 
-/// Show a run's result as a diff against its base, each file with the glob that allowed it
+/// Show a run's result as a diff against its base, each file with the glob allowing it
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A run id (or unique prefix) or a task id (its latest run)

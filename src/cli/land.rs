@@ -23,7 +23,7 @@ use crate::model::store::RunRecord;
 use crate::spec::brief::Brief;
 use crate::spec::config::Config;
 
-/// Land a succeeded run: replay it onto its base's tip, run its checks there, fast-forward
+/// Land a succeeded run: replayed onto its base's tip, checked there, fast-forwarded
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Exit codes: 0 landed, 1 it does not land (a conflict, a check failing on the landed tree, the branch moved meanwhile), 2 refused (the run did not succeed, a checkout of the branch has local changes, ...), 3 a human must look first, 130 interrupted. Unless it landed, nothing was changed."

@@ -2,6 +2,7 @@
 
 mod clean;
 mod committed;
+mod completions;
 mod decide;
 mod deliver;
 mod demo;
@@ -13,6 +14,7 @@ mod init;
 mod land;
 mod list;
 mod log;
+mod man;
 mod new;
 mod plan;
 mod progress;
@@ -20,6 +22,7 @@ mod review;
 mod rules;
 mod run;
 mod schema;
+mod stats;
 mod status;
 mod stop;
 mod supervise;
@@ -64,6 +67,7 @@ pub enum Command {
     Watch(watch::Args),
     Stop(stop::Args),
     Supervise(supervise::Args),
+    Stats(stats::Args),
     Log(log::Args),
     Diff(diff::Args),
     Clean(clean::Args),
@@ -71,6 +75,14 @@ pub enum Command {
     Deliver(deliver::Args),
     Land(land::Args),
     Schema(schema::Args),
+    Man(man::Args),
+    Completions(completions::Args),
+}
+
+/// The whole command line as clap describes it (for the manual and the
+/// completion scripts).
+pub(crate) fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 /// What every subcommand gets.
@@ -143,6 +155,7 @@ fn dispatch(command: Command, ctx: &Ctx) -> CliResult {
         Command::Watch(args) => watch::exec(args, ctx),
         Command::Stop(args) => stop::exec(args, ctx),
         Command::Supervise(args) => supervise::exec(args, ctx),
+        Command::Stats(args) => stats::exec(args, ctx),
         Command::Log(args) => log::exec(args, ctx),
         Command::Diff(args) => diff::exec(args, ctx),
         Command::Clean(args) => clean::exec(args, ctx),
@@ -154,6 +167,8 @@ fn dispatch(command: Command, ctx: &Ctx) -> CliResult {
         Command::Validate(args) => validate::exec(args, ctx),
         Command::List(args) => list::exec(args, ctx),
         Command::Schema(args) => schema::exec(args, ctx),
+        Command::Man(args) => man::exec(args, ctx),
+        Command::Completions(args) => completions::exec(args, ctx),
     }
 }
 

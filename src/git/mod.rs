@@ -26,6 +26,7 @@
 //! - `commit`: trees, commits, branches and notes git-agent writes;
 //! - `objects`: importing the objects an agent's own git wrote;
 //! - `safe_tree`: writing inside a worktree without escaping it;
+//! - `history`: what a base branch's history holds of git-agent's results;
 //! - `guard`: what an agent could plant in the shared git dir ([`RepoGuard`]);
 //! - `land`: a result replayed onto a branch's tip, the branch and its
 //!   checkouts moved by compare-and-swap ([`Replay`], [`Checkout`]);
@@ -37,6 +38,7 @@ mod command;
 mod commit;
 mod error;
 mod guard;
+mod history;
 mod land;
 mod lock;
 mod objects;

@@ -7,6 +7,7 @@ pub mod delivery;
 pub mod event;
 pub mod landing;
 pub mod locks;
+pub mod reached;
 pub mod review;
 pub mod salvage;
 pub mod sandbox;

@@ -381,6 +381,12 @@ impl RunDir {
     /// The events, skipping lines that do not parse (a crash mid-write
     /// leaves at most a truncated last line).
     pub fn read_events(&self) -> io::Result<Vec<Event>> {
+        self.read_events_mentioning("")
+    }
+
+    /// The events whose line contains `needle` (an event type's name, say),
+    /// the others not parsed: `stats` reads one kind of event of every run.
+    pub fn read_events_mentioning(&self, needle: &str) -> io::Result<Vec<Event>> {
         // Bytes, not text: a write cut inside a multi-byte character (a
         // crash, a full disk) damages its own line, not the whole log.
         let bytes = match fs::read(self.events_path()) {
@@ -388,8 +394,10 @@ impl RunDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
+        let needle = needle.as_bytes();
         Ok(bytes
             .split(|b| *b == b'\n')
+            .filter(|l| needle.is_empty() || l.windows(needle.len()).any(|w| w == needle))
             .filter_map(|l| serde_json::from_slice(l).ok())
             .collect())
     }

@@ -1,5 +1,6 @@
-//! What people read: the Markdown decision log and the GitHub Actions
-//! summary, rendered from records and events only.
+//! What people read: the Markdown decision log, the GitHub Actions
+//! summary and the figures of `stats`, rendered from records and events
+//! (and, for `stats`, what the base branches hold).
 
 pub mod actions;
 pub mod diff;
@@ -9,3 +10,4 @@ pub mod follow;
 pub mod json;
 pub mod markdown;
 pub mod runs;
+pub mod stats;
