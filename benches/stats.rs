@@ -145,6 +145,8 @@ fn fill(repo: &git2::Repository, store: &Store) {
             finished_at: Some("2024-01-01T00:01:00Z".into()),
             duration_ms: Some(30_000 + (i as u64 * 37) % 60_000),
             delivery: None,
+            landed: None,
+            queued: None,
             task,
         })
         .expect("write record");
