@@ -348,3 +348,42 @@ fn status_shows_ids_states_and_watch_ends_with_the_runs() {
     let last = said.rsplit("RUN ").next().unwrap_or("");
     assert_eq!(last.matches("succeeded").count(), 2, "{said}");
 }
+
+#[test]
+fn desktop_notification_goes_through_notify_send_when_asked() {
+    let repo = TestRepo::with_files(&[("README.md", "x\n")]);
+    // A notify-send of our own on PATH: it records what it was given.
+    let bin = repo.tmp.join("fakebin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    let fake = bin.join("notify-send");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nprintf '%s|%s\\n' \"$1\" \"$2\" >> {}\n",
+            repo.out.join("desktop").display()
+        ),
+    )
+    .expect("fake");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    repo.config_with("overlapping.sh", "notify:\n  desktop: true\n");
+    repo.brief("a", &Brief::new(&["a.txt"]).check("wrote", "test -f a.txt"));
+    repo.commit_all("briefs");
+    std::fs::write(repo.out.join("seconds"), "0").expect("seconds");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = repo.run_env(&["run", "a"], &[("PATH", &path)]);
+    assert!(out.status.success(), "{}", support::describe(&out));
+    let said = std::fs::read_to_string(repo.out.join("desktop")).expect("notify-send ran");
+    assert!(said.starts_with("git agent: a succeeded|"), "{said}");
+    // Without `desktop: true` it is not called.
+    std::fs::remove_file(repo.out.join("desktop")).expect("rm");
+    repo.config_with("overlapping.sh", "");
+    repo.commit_all("no notify");
+    let out = repo.run_env(&["run", "a"], &[("PATH", &path)]);
+    assert!(out.status.success(), "{}", support::describe(&out));
+    assert!(!repo.out.join("desktop").exists());
+}

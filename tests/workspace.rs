@@ -172,7 +172,7 @@ fn workspace_paths_outside_the_worktree_are_refused() {
     let repo = TestRepo::with_files(&[("README.md", "x\n")]);
     repo.config_with(
         "workspace.sh",
-        "workspace:\n  copy: [\"../secrets\"]\n  pool: 2\n",
+        "workspace:\n  copy: [\"../secrets\"]\n  setup:\n    - name: x\n      run: \"true\"\n      cache: [\"/etc\"]\n",
     );
     let out = repo.run(&["validate"]);
     assert_eq!(support::status_of(&out), 2, "{}", support::describe(&out));
@@ -181,5 +181,8 @@ fn workspace_paths_outside_the_worktree_are_refused() {
         said.contains("`../secrets` is not a path inside the worktree"),
         "{said}"
     );
-    assert!(said.contains("`workspace.pool` is not used yet"), "{said}");
+    assert!(
+        said.contains("setup path `/etc` is not a path inside the worktree"),
+        "{said}"
+    );
 }
