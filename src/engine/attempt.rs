@@ -88,11 +88,14 @@ pub(super) struct Attempts<'r> {
 struct Carry {
     feedback: Option<String>,
     decisions_read: crate::engine::decisions::Progress,
+    /// A resumed run whose agent had finished its attempt goes on at the
+    /// checks (see [`Start::agent_done`]).
+    agent_done: bool,
 }
 
 /// How the agent's part of an attempt ended, when the run goes on.
 pub(super) struct Invoked {
-    pub(super) outcome: ProcessOutcome,
+    pub(super) exit: ExitKind,
     /// The end of the agent's stderr, for reasons.
     pub(super) stderr_tail: String,
     /// Why a human must look, from the agent itself or its budgets.
@@ -168,6 +171,7 @@ impl Run {
         let mut carry = Carry {
             feedback: start.feedback,
             decisions_read: start.decisions_read,
+            agent_done: start.agent_done,
         };
         for attempt in start.first_attempt..=brief.escalate.attempts {
             if *stop.borrow_and_update() != StopSignal::Run {
@@ -190,9 +194,18 @@ impl Run {
         stop: &watch::Receiver<StopSignal>,
     ) -> Result<Option<End>, RunError> {
         self.record.attempts = attempt;
-        self.set_state(State::Running)?;
+        let agent_done = std::mem::take(&mut carry.agent_done);
+        self.set_state(if agent_done {
+            State::Verifying
+        } else {
+            State::Running
+        })?;
         self.event(EventKind::AttemptStarted { attempt })?;
-        let invoked = next!(self.invoke(run, attempt, carry, stop).await?);
+        let invoked = if agent_done {
+            self.agent_finished_before(attempt)
+        } else {
+            next!(self.invoke(run, attempt, carry, stop).await?)
+        };
         let mut escalations = invoked.escalations.clone();
         escalations.extend(
             self.inspect(run, attempt, invoked.head_before.as_deref())
@@ -236,7 +249,7 @@ impl Run {
         invoked: &Invoked,
         carry: &mut Carry,
     ) -> Result<Option<End>, RunError> {
-        let reason = match invoked.outcome.exit {
+        let reason = match invoked.exit {
             ExitKind::Code(0) => "the agent changed nothing in scope".to_string(),
             exit => format!(
                 "the agent changed nothing in scope; it ended with {exit}: {}",
@@ -349,7 +362,7 @@ impl Run {
             ));
         }
         Ok(Step::Next(Invoked {
-            outcome,
+            exit: outcome.exit,
             stderr_tail,
             escalations,
             head_before,
@@ -471,6 +484,13 @@ impl Run {
                 name: check.name.clone(),
                 source,
             })?;
+            if result.stopped {
+                // Stopped, not failed: a resumed run runs it again.
+                return Ok(Step::Stop(End::interrupted_in(format!(
+                    "the check `{}`",
+                    check.name
+                ))));
+            }
             self.event(EventKind::CheckFinished {
                 attempt,
                 name: result.name.clone(),
@@ -481,9 +501,6 @@ impl Run {
                 duration_ms: result.duration_ms(),
                 output_tail: result.failing_tail().to_string(),
             })?;
-            if result.stopped {
-                return Ok(Step::Stop(End::interrupted()));
-            }
             results.push(result);
         }
         self.record.checks = results.iter().map(CheckResult::summary).collect();

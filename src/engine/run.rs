@@ -299,6 +299,9 @@ pub(super) struct Start {
     pub(super) first_attempt: u32,
     pub(super) feedback: Option<String>,
     pub(super) decisions_read: crate::engine::decisions::Progress,
+    /// The agent of `first_attempt` had finished and its change was judged
+    /// (a run stopped in its checks): it is not run again.
+    pub(super) agent_done: bool,
 }
 
 impl Run {
@@ -391,6 +394,7 @@ impl Run {
             first_attempt: 1,
             feedback: None,
             decisions_read: crate::engine::decisions::Progress::Lines(0),
+            agent_done: false,
         };
         self.attempts(req, stop, start).await
     }
@@ -452,6 +456,14 @@ impl End {
             state: State::Interrupted,
             reason: Some("interrupted by a signal".into()),
             keep: None,
+        }
+    }
+
+    /// A signal stopped the run while `what` ran.
+    pub(super) fn interrupted_in(what: String) -> End {
+        End {
+            reason: Some(format!("interrupted by a signal while {what} ran")),
+            ..End::interrupted()
         }
     }
 }
