@@ -226,6 +226,80 @@ fn no_such_brief(root: &std::path::Path, id: &str) -> CliError {
     err
 }
 
+/// Every brief's `base` resolves to a commit here, or the run is bad input:
+/// exit 2, pointing at the `base:` line, before anything is recorded.
+pub(crate) fn check_bases(root: &std::path::Path, reqs: &[RunRequest]) -> CliResult<()> {
+    let repo = git2::Repository::discover(root)
+        .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
+    for req in reqs {
+        let text = std::fs::read_to_string(&req.brief.path).unwrap_or_default();
+        let Some(problem) = base_problem(&repo, &req.brief, &text) else {
+            continue;
+        };
+        let at = if req.brief.raw.base.is_some() {
+            let report = crate::spec::diagnostic::FileReport::new(
+                &req.brief.path,
+                req.brief_display.clone(),
+                std::sync::Arc::from(text.as_str()),
+            );
+            let (line, col) = report.line_col(problem.span.offset);
+            format!("{}:{line}:{col}", req.brief_display)
+        } else {
+            req.brief_display.clone()
+        };
+        let mut err = CliError::usage(format!("{at}: {}", problem.message));
+        if let Some(help) = problem.help {
+            err = err.hint(help);
+        }
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// Why the brief's `base` does not resolve to a commit in `repo` (`None`
+/// when it does): at its `base:` key, or the file's start when the brief
+/// names none and `HEAD` is no commit. Shared by `run` and `validate`.
+pub(crate) fn base_problem(
+    repo: &git2::Repository,
+    brief: &brief::Brief,
+    text: &str,
+) -> Option<crate::spec::diagnostic::Problem> {
+    use crate::spec::diagnostic::Problem;
+    use crate::spec::yaml::Span;
+    let base = &brief.base;
+    if repo
+        .revparse_single(base)
+        .and_then(|o| o.peel_to_commit())
+        .is_ok()
+    {
+        return None;
+    }
+    let at = brief.raw.base.as_ref().and(
+        crate::spec::lint::frontmatter(text).and_then(|root| root.key_span(&["base"])),
+    );
+    Some(match (at, repo.head()) {
+        (Some(span), _) => Problem::error(
+            "brief::unresolved-base",
+            span,
+            format!("`base: {base}` does not resolve to a commit in this repository"),
+        )
+        .label("no such branch, tag or commit")
+        .help("name a branch, tag or commit that exists here (`git rev-parse <base>` tells)"),
+        (None, Err(_)) => Problem::error(
+            "brief::no-commits",
+            Span::new(0, 0),
+            "the repository has no commits yet, and a run starts from `HEAD`",
+        )
+        .help("commit something first (a run checks out and judges against a commit)"),
+        (None, Ok(_)) => Problem::error(
+            "brief::unresolved-base",
+            Span::new(0, 0),
+            "`HEAD` does not resolve to a commit",
+        )
+        .help("check out a branch, or set `base:` in the brief"),
+    })
+}
+
 /// A task named twice is a usage error.
 fn reject_duplicates(reqs: &[RunRequest]) -> CliResult<()> {
     let mut seen = std::collections::HashSet::new();

@@ -11,6 +11,7 @@ mod error;
 mod helper;
 mod init;
 mod land;
+mod lint;
 mod list;
 mod log;
 mod new;

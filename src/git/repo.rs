@@ -107,10 +107,16 @@ impl Repo {
     /// `HEAD`'s tree, read with one open of the repository; `None` where
     /// there is no commit or no such file.
     pub fn blobs_at_head(&self, paths: &[&Path]) -> Vec<Option<Oid>> {
+        self.blobs_at("HEAD", paths)
+    }
+
+    /// As [`Repo::blobs_at_head`], in the tree of `rev` (a brief's base).
+    pub fn blobs_at(&self, rev: &str, paths: &[&Path]) -> Vec<Option<Oid>> {
         let Ok(repo) = self.open() else {
             return vec![None; paths.len()];
         };
-        let Some(tree) = repo.head().ok().and_then(|h| h.peel_to_tree().ok()) else {
+        let tree = repo.revparse_single(rev).and_then(|o| o.peel_to_tree());
+        let Some(tree) = tree.ok() else {
             return vec![None; paths.len()];
         };
         paths

@@ -4,6 +4,7 @@
 pub mod brief;
 pub mod config;
 pub mod diagnostic;
+pub mod lint;
 pub mod duration;
 pub mod notify;
 pub mod repo_files;
