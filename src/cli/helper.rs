@@ -50,6 +50,15 @@ pub(crate) fn task_ids(
     } else {
         tasks.iter().map(|t| task_of_path(root, t)).collect()
     };
+    if all {
+        for nested in repo_files::nested_briefs(root) {
+            eprintln!(
+                "warning: {} is not run: briefs in subdirectories of {} are not read (move it up)",
+                repo_files::display(root, &nested),
+                brief::TASKS_DIR
+            );
+        }
+    }
     if ids.is_empty() {
         return Err(
             CliError::usage("there are no briefs").hint("create one with `git agent new <id>`")
@@ -217,6 +226,9 @@ fn no_such_brief(root: &std::path::Path, id: &str) -> CliError {
         .iter()
         .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .collect();
+    if let Some(err) = not_an_id(root, id, &known) {
+        return err;
+    }
     let mut err = CliError::usage(format!("no brief `{id}` in {}", brief::TASKS_DIR));
     if let Some(best) = did_you_mean(id, known.iter().map(String::as_str)) {
         err = err.hint(format!("did you mean `{best}`?"));
@@ -298,6 +310,53 @@ pub(crate) fn base_problem(
         )
         .help("check out a branch, or set `base:` in the brief"),
     })
+}
+
+/// The error for something named as a task that is no task id: a brief
+/// in a subdirectory of `.agents/tasks/` (never read), or a name that is
+/// not lower-case, with the id it would be.
+fn not_an_id(root: &std::path::Path, id: &str, known: &[String]) -> Option<CliError> {
+    if brief::TaskId::parse(id).is_ok() {
+        return None;
+    }
+    let path = std::path::Path::new(id);
+    let tasks = std::fs::canonicalize(root.join(brief::TASKS_DIR)).ok();
+    let nested = [root.join(path), root.join(brief::TASKS_DIR).join(format!("{id}.md"))]
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .any(|file| {
+            tasks
+                .as_ref()
+                .is_some_and(|t| file.starts_with(t) && file.parent() != Some(t))
+        });
+    let stem = path.file_stem().map_or(id.into(), |s| s.to_string_lossy());
+    let suggested = brief::suggest_id(&stem);
+    if nested {
+        return Some(
+            CliError::usage(format!(
+                "{id}: briefs in subdirectories of {} are not read (a task's id is its file name)",
+                brief::TASKS_DIR
+            ))
+            .hint(format!("move it to {}/{suggested}.md", brief::TASKS_DIR)),
+        );
+    }
+    let closest = if known.contains(&suggested) {
+        Some(suggested.as_str())
+    } else {
+        did_you_mean(&suggested, known.iter().map(String::as_str))
+    };
+    let hint = match closest {
+        Some(best) => format!("did you mean `{best}`?"),
+        None => format!(
+            "as an id it would be `{suggested}` (`git agent new {suggested}` makes its brief)"
+        ),
+    };
+    Some(
+        CliError::usage(format!(
+            "`{id}` is not a task id: ids are lower-case letters, digits, `-` and `_` (a brief's file name without `.md`)"
+        ))
+        .hint(hint),
+    )
 }
 
 /// A task named twice is a usage error.

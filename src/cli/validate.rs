@@ -163,27 +163,7 @@ fn lint(
 /// Briefs in subdirectories of `.agents/tasks/`, which no command reads (a
 /// task's id is its file name): each an error saying where to move it.
 fn nested_briefs(root: &Path) -> Vec<FileReport> {
-    let tasks = root.join(brief::TASKS_DIR);
-    let mut found = Vec::new();
-    let mut stack: Vec<std::path::PathBuf> = std::fs::read_dir(&tasks)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .collect();
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "md") {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
-    found
+    repo_files::nested_briefs(root)
         .into_iter()
         .map(|path| {
             let display = repo_files::display(root, &path);
