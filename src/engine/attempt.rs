@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::engine::checks::{self, CheckResult, CheckRunner};
+use crate::engine::denied;
 use crate::engine::prompt;
 use crate::engine::run::{
     agent_extra_env, path_str, write_file, End, Run, RunError, RunRequest, Start,
@@ -102,6 +103,11 @@ pub(super) struct Invoked {
     pub(super) escalations: Vec<String>,
     /// The index file's `HEAD` as the attempt began, to catch re-attachment.
     pub(super) head_before: Option<Vec<u8>>,
+}
+
+/// The run's confinement as recorded, for [`denied::hint`].
+fn policy<'a>(run: &'a Attempts<'_>) -> Option<&'a crate::model::sandbox::Effective> {
+    run.sandbox.as_deref().map(|s| &s.effective)
 }
 
 /// An attempt's step either hands its result on or ends the run.
@@ -249,13 +255,16 @@ impl Run {
         invoked: &Invoked,
         carry: &mut Carry,
     ) -> Result<Option<End>, RunError> {
-        let reason = match invoked.exit {
+        let mut reason = match invoked.exit {
             ExitKind::Code(0) => "the agent changed nothing in scope".to_string(),
             exit => format!(
                 "the agent changed nothing in scope; it ended with {exit}: {}",
                 invoked.stderr_tail.trim().lines().last().unwrap_or("")
             ),
         };
+        if let Some(hint) = denied::hint(&invoked.stderr_tail, policy(run)) {
+            reason.push_str(&format!("; {hint}"));
+        }
         self.event(EventKind::AttemptFailed {
             attempt,
             reason: reason.clone(),
@@ -288,18 +297,23 @@ impl Run {
             "check{} {names} failed",
             if failed.len() == 1 { "" } else { "s" }
         );
+        let hints: String = failed
+            .iter()
+            .filter_map(|r| denied::hint(&r.tail, policy(run)))
+            .map(|h| format!("; {h}"))
+            .collect();
         self.event(EventKind::AttemptFailed {
             attempt,
-            reason: reason.clone(),
+            reason: format!("{reason}{hints}"),
         })?;
         carry.feedback = Some(prompt::feedback(&[], failed));
         if Instant::now() >= run.deadline {
-            let reason = format!("{reason}, and the run hit its time limit");
+            let reason = format!("{reason}, and the run hit its time limit{hints}");
             return self.escalate(reason, None).map(Some);
         }
         if attempt == run.req.brief.escalate.attempts {
             return Ok(Some(End::failed(format!(
-                "{reason} on the last attempt ({attempt} of {attempt})"
+                "{reason} on the last attempt ({attempt} of {attempt}){hints}"
             ))));
         }
         Ok(None)
@@ -344,8 +358,11 @@ impl Run {
             process::tail(&self.dir.agent_output(attempt, "stderr"), 600).unwrap_or_default();
         if let ExitKind::Code(code @ (126 | 127)) = outcome.exit {
             // The shell could not find or run the command: retrying cannot help.
+            let hint = denied::hint(&stderr_tail, policy(run))
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
             return Ok(Step::Stop(End::failed(format!(
-                "the agent command `{}` could not start (exit {code}): {}",
+                "the agent command `{}` could not start (exit {code}): {}{hint}",
                 req.agent.command,
                 stderr_tail.trim()
             ))));
@@ -472,7 +489,7 @@ impl Run {
         let mut results = Vec::new();
         for (i, check) in brief.checks.iter().enumerate() {
             let remaining = run.deadline.saturating_duration_since(Instant::now());
-            let result = checks::run_check(
+            let mut result = checks::run_check(
                 &runner,
                 check,
                 self.dir.check_output(attempt, i),
@@ -484,6 +501,12 @@ impl Run {
                 name: check.name.clone(),
                 source,
             })?;
+            if let Some(hint) = (!result.passed)
+                .then(|| denied::hint(&result.tail, policy(run)))
+                .flatten()
+            {
+                result.tail.push_str(&format!("\n[git-agent: {hint}]"));
+            }
             if result.stopped {
                 // Stopped, not failed: a resumed run runs it again.
                 return Ok(Step::Stop(End::interrupted_in(format!(
