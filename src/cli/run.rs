@@ -31,7 +31,7 @@ pub struct Args {
     /// them in the background (follow with `git agent log RUN --follow`)
     #[arg(long, conflicts_with_all = ["resume", "address_review", "print_env"])]
     pub detach: bool,
-    /// Print one JSON object per run on stdout
+    /// Print the runs on stdout as one JSON array, an object per run
     #[arg(long)]
     pub json: bool,
     /// Print the environment the agent would see (secrets redacted) and the
