@@ -390,6 +390,7 @@ pub(crate) fn engine(root: &std::path::Path, config: &Config) -> CliResult<Arc<E
     }));
     engine.withhold(config.github.token_env.as_deref());
     engine.notify = config.notify.clone();
+    engine.commit_author = config.commit.author.clone();
     Ok(Arc::new(engine))
 }
 
@@ -841,7 +842,8 @@ fn write_missing_note(root: &std::path::Path, store: &Store, record: &RunRecord)
     }
     let events = store.open(&record.run_id).read_events().unwrap_or_default();
     let note = crate::report::fold::note(record, &events);
-    repo.add_note(oid, &note).map_err(|e| {
+    let message = crate::engine::finish::note_message(&record.run_id);
+    repo.add_note(oid, &note, &message).map_err(|e| {
         CliError::from_error(
             exit::RUN_FAILED,
             "could not write the run's decision log note",

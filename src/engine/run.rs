@@ -66,6 +66,8 @@ pub struct Engine {
     pub notice: Notice,
     /// `notify:` of the config: what runs when a run ends.
     pub notify: crate::spec::notify::Notify,
+    /// `commit.author` of the config: the author of the runs' commits.
+    pub commit_author: Option<crate::spec::commit::Identity>,
 }
 
 /// The boxed future a [`Deliverer`] returns.
@@ -105,6 +107,7 @@ impl Engine {
             deliverer: None,
             notice: Arc::new(|_| {}),
             notify: crate::spec::notify::Notify::default(),
+            commit_author: None,
         }
     }
 }

@@ -45,6 +45,9 @@ pub struct RawConfig {
     /// What happens when a run ends: a command, a desktop notification, a bell.
     #[serde(default)]
     pub notify: Option<crate::spec::notify::RawNotify>,
+    /// Whose name git-agent's commits carry.
+    #[serde(default)]
+    pub commit: Option<crate::spec::commit::RawCommit>,
 }
 
 /// `github:` — where pull requests go and which variable holds the token.
@@ -222,6 +225,7 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     pub github: GithubConfig,
     pub notify: crate::spec::notify::Notify,
+    pub commit: crate::spec::commit::CommitConfig,
     /// Whether the file existed.
     pub present: bool,
 }
@@ -384,11 +388,13 @@ fn validate(
     let sandbox = validate_sandbox(&raw, node, root, problems);
     let github = validate_github(&raw, node, problems);
     let notify = crate::spec::notify::validate(raw.notify.as_ref(), node, problems);
+    let commit = crate::spec::commit::validate(raw.commit.as_ref(), node, problems);
     if problems[before..].iter().any(Problem::is_error) {
         return None;
     }
     Some(Config {
         notify,
+        commit,
         sandbox,
         github,
         default_agent: raw.default_agent,

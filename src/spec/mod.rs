@@ -2,6 +2,7 @@
 //! validated domain types, with diagnostics that point into the file.
 
 pub mod brief;
+pub mod commit;
 pub mod config;
 pub mod diagnostic;
 pub mod lint;
