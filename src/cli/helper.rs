@@ -286,9 +286,11 @@ pub(crate) fn base_problem(
     {
         return None;
     }
-    let at = brief.raw.base.as_ref().and(
-        crate::spec::lint::frontmatter(text).and_then(|root| root.key_span(&["base"])),
-    );
+    let at = brief
+        .raw
+        .base
+        .as_ref()
+        .and(crate::spec::lint::frontmatter(text).and_then(|root| root.key_span(&["base"])));
     Some(match (at, repo.head()) {
         (Some(span), _) => Problem::error(
             "brief::unresolved-base",
@@ -321,14 +323,17 @@ fn not_an_id(root: &std::path::Path, id: &str, known: &[String]) -> Option<CliEr
     }
     let path = std::path::Path::new(id);
     let tasks = std::fs::canonicalize(root.join(brief::TASKS_DIR)).ok();
-    let nested = [root.join(path), root.join(brief::TASKS_DIR).join(format!("{id}.md"))]
-        .iter()
-        .filter_map(|p| std::fs::canonicalize(p).ok())
-        .any(|file| {
-            tasks
-                .as_ref()
-                .is_some_and(|t| file.starts_with(t) && file.parent() != Some(t))
-        });
+    let nested = [
+        root.join(path),
+        root.join(brief::TASKS_DIR).join(format!("{id}.md")),
+    ]
+    .iter()
+    .filter_map(|p| std::fs::canonicalize(p).ok())
+    .any(|file| {
+        tasks
+            .as_ref()
+            .is_some_and(|t| file.starts_with(t) && file.parent() != Some(t))
+    });
     let stem = path.file_stem().map_or(id.into(), |s| s.to_string_lossy());
     let suggested = brief::suggest_id(&stem);
     if nested {

@@ -70,7 +70,11 @@ pub(crate) fn lints(
 fn in_repository(root: &Path, repo: &Repo, b: &Linted<'_>, state: BriefState) -> Vec<Problem> {
     let mut found = Vec::new();
     let tree_root = crate::spec::lint::frontmatter(b.text);
-    let span = |path: &[&str]| tree_root.as_ref().map_or(Span::new(0, 0), |r| r.span_of(path));
+    let span = |path: &[&str]| {
+        tree_root
+            .as_ref()
+            .map_or(Span::new(0, 0), |r| r.span_of(path))
+    };
     let git = repo.open().ok();
     let base_problem = git
         .as_ref()
@@ -94,7 +98,11 @@ fn in_repository(root: &Path, repo: &Repo, b: &Linted<'_>, state: BriefState) ->
     }
     for (i, check) in b.brief.checks.iter().enumerate() {
         for path in committed::missing_from(root, repo, &b.brief.base, &check.run) {
-            found.push(not_in_base("brief::not-in-base", &path, span(&["checks", &i.to_string(), "run"])));
+            found.push(not_in_base(
+                "brief::not-in-base",
+                &path,
+                span(&["checks", &i.to_string(), "run"]),
+            ));
         }
     }
     let tree = git.as_ref().and_then(|g| {
@@ -184,8 +192,9 @@ fn config_lints(
     let path = std::env::var("PATH").ok();
     for name in used {
         let agent = &config.agents[name];
-        let Some(crate::agent::AgentError::NotInstalled { cli, program, hint, .. }) =
-            crate::agent::missing_program(agent, root, path.as_deref())
+        let Some(crate::agent::AgentError::NotInstalled {
+            cli, program, hint, ..
+        }) = crate::agent::missing_program(agent, root, path.as_deref())
         else {
             continue;
         };

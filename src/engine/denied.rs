@@ -31,8 +31,7 @@ pub(crate) fn hint(output: &str, policy: Option<&Effective>) -> Option<String> {
         })
         .flat_map(paths_in)
         .find(|p| {
-            !writable.iter().any(|w| p.starts_with(w))
-                && !SYSTEM.iter().any(|s| p.starts_with(s))
+            !writable.iter().any(|w| p.starts_with(w)) && !SYSTEM.iter().any(|s| p.starts_with(s))
         })?;
     let allow = nearest_existing(&path);
     let quoted = |p: &Path| serde_json::to_string(&p.to_string_lossy()).unwrap_or_default();
@@ -101,9 +100,14 @@ mod tests {
             "PermissionError: [Errno 13] Permission denied: '/nonexistent-dir/x'",
         ] {
             let hint = hint(line, Some(&policy)).expect(line);
-            assert!(hint.starts_with("`/nonexistent-dir/x` is outside"), "{hint}");
             assert!(
-                hint.contains("allow the directory it is made in with `sandbox.write_paths: [\"/\"]`"),
+                hint.starts_with("`/nonexistent-dir/x` is outside"),
+                "{hint}"
+            );
+            assert!(
+                hint.contains(
+                    "allow the directory it is made in with `sandbox.write_paths: [\"/\"]`"
+                ),
                 "{hint}"
             );
         }
@@ -117,9 +121,15 @@ mod tests {
             enforcement: Enforcement::Off,
             ..confined(&[])
         };
-        assert_eq!(hint("cannot create /x: Permission denied", Some(&off)), None);
+        assert_eq!(
+            hint("cannot create /x: Permission denied", Some(&off)),
+            None
+        );
         assert_eq!(hint("cannot create /x: Permission denied", None), None);
         assert_eq!(hint("no such file: /x", Some(&confined(&[]))), None);
-        assert_eq!(hint("/proc/1/mem: Permission denied", Some(&confined(&[]))), None);
+        assert_eq!(
+            hint("/proc/1/mem: Permission denied", Some(&confined(&[]))),
+            None
+        );
     }
 }

@@ -116,9 +116,14 @@ impl Run {
         let committed = self
             .git(move |repo| {
                 let author = author.as_ref().map(|a| (a.name.as_str(), a.email.as_str()));
-                repo.commit_to_branch(&branch, base, tree, &message, author, &|c: &git2::Commit| {
-                    is_agent_commit(c, &task)
-                })
+                repo.commit_to_branch(
+                    &branch,
+                    base,
+                    tree,
+                    &message,
+                    author,
+                    &|c: &git2::Commit| is_agent_commit(c, &task),
+                )
                 .inspect_err(|_| {
                     // What `--resume` will commit stays reachable.
                     let _ = repo.protect(&id, base, tree);

@@ -310,14 +310,13 @@ impl Repo {
         // helps (libgit2 words that as a lock failure).
         let blocked = || self.common_dir.join(NOTES_REF).is_dir();
         retry_on_lock(LockRetries::NOTE, |_| {
-            write_note(&repo, &sig, commit, text, message)
-                .map_err(|e| {
-                    let context = format!("{NOTES_REF} on {commit}");
-                    match self.ref_failure("writing note", &context, e) {
-                        AttemptError::Locked(err) if blocked() => AttemptError::Failed(err),
-                        other => other,
-                    }
-                })
+            write_note(&repo, &sig, commit, text, message).map_err(|e| {
+                let context = format!("{NOTES_REF} on {commit}");
+                match self.ref_failure("writing note", &context, e) {
+                    AttemptError::Locked(err) if blocked() => AttemptError::Failed(err),
+                    other => other,
+                }
+            })
         })
     }
 
@@ -592,7 +591,9 @@ mod tests {
     #[test]
     fn notes_are_readable_by_git_and_overwritten() {
         let fx = fixture();
-        fx.repo.add_note(fx.base, "first log\n", "note").expect("note");
+        fx.repo
+            .add_note(fx.base, "first log\n", "note")
+            .expect("note");
         fx.repo
             .add_note(fx.base, "decision log\n", "note")
             .expect("overwrite");

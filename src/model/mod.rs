@@ -5,8 +5,8 @@
 pub mod check;
 pub mod delivery;
 pub mod event;
-pub mod locks;
 pub mod landing;
+pub mod locks;
 pub mod review;
 pub mod salvage;
 pub mod sandbox;

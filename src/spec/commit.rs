@@ -77,7 +77,13 @@ mod tests {
                 email: "ada@example.com".into()
             })
         );
-        for bad in ["ada@example.com", "<ada@example.com>", "Ada <>", "Ada <ada>", "A <b@c> x"] {
+        for bad in [
+            "ada@example.com",
+            "<ada@example.com>",
+            "Ada <>",
+            "Ada <ada>",
+            "A <b@c> x",
+        ] {
             assert_eq!(Identity::parse(bad), None, "{bad}");
         }
     }

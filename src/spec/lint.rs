@@ -25,8 +25,9 @@ pub fn frontmatter(text: &str) -> Option<Node> {
 pub fn brief(brief: &Brief, text: &str) -> Vec<Problem> {
     let root = frontmatter(text);
     let span = |path: &[&str]| {
-        root.as_ref()
-            .map_or(Span::new(0, 0), |r| r.key_span(path).unwrap_or(r.span_of(path)))
+        root.as_ref().map_or(Span::new(0, 0), |r| {
+            r.key_span(path).unwrap_or(r.span_of(path))
+        })
     };
     let mut found = Vec::new();
     found.extend(check_timeouts(brief, &span));
@@ -112,7 +113,9 @@ fn long_body(brief: &Brief, body_at: usize) -> Option<Problem> {
 /// The `# Goal` text of the template `git agent new` writes.
 pub fn template_goal() -> String {
     let text = crate::spec::templates::brief("x", "x", &[], "x");
-    let body = brief::split(&text).map(|p| p.body.to_string()).unwrap_or_default();
+    let body = brief::split(&text)
+        .map(|p| p.body.to_string())
+        .unwrap_or_default();
     brief::goal_of(&body)
 }
 

@@ -66,7 +66,11 @@ impl Notify {
 /// The validated section: a command, when given, is not empty.
 pub fn validate(raw: Option<&RawNotify>, node: &Node, problems: &mut Vec<Problem>) -> Notify {
     let notify = Notify::from_raw(raw);
-    if notify.command.as_deref().is_some_and(|c| c.trim().is_empty()) {
+    if notify
+        .command
+        .as_deref()
+        .is_some_and(|c| c.trim().is_empty())
+    {
         problems.push(
             Problem::error(
                 "config::invalid-value",

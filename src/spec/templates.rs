@@ -92,7 +92,10 @@ pub fn brief_with_checks(id: &str, title: &str, write: &[String], checks: &[Stri
             } else {
                 format!("check-{}", i + 1)
             };
-            format!("  - name: {name}\n    run: {}\n    timeout: 10m\n", quote(command))
+            format!(
+                "  - name: {name}\n    run: {}\n    timeout: 10m\n",
+                quote(command)
+            )
         })
         .collect();
     BRIEF
