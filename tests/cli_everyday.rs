@@ -153,21 +153,30 @@ fn a_run_stopped_in_its_checks_resumes_at_them() {
     repo.config("decide.sh");
     let wait = format!("sleep \"$(cat '{}')\"", repo.out.join(seconds).display());
     // The fixture records three decisions for the task `decisions`.
-    repo.brief("decisions", &Brief::new(&["src/**"]).check("slow", &wait));
+    repo.brief(
+        "decisions",
+        &Brief::new(&["src/**"]).timeout("5m").check("slow", &wait),
+    );
     repo.commit_all("brief");
     std::fs::write(repo.out.join(seconds), "60").expect("seconds");
 
     let mut child = repo
         .command(&["run", "decisions"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(repo.tmp.join("run.stderr")).expect("stderr file"))
         .spawn()
         .expect("start git-agent");
     let start = Instant::now();
     while only_run_state(&repo).as_deref() != Some("checking") {
+        let ended = matches!(
+            only_run_state(&repo).as_deref(),
+            Some("succeeded" | "failed" | "escalated" | "interrupted")
+        );
         assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the check never started"
+            start.elapsed() < Duration::from_secs(120) && !ended,
+            "the check never started (state {:?}); stderr:\n{}",
+            only_run_state(&repo),
+            std::fs::read_to_string(repo.tmp.join("run.stderr")).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
