@@ -311,6 +311,10 @@ const LOCATIONS: &[(&str, &[Located])] = &[
     ("yaml-syntax-error.md", &[("brief::yaml-syntax", 5, 1)]),
     ("bad-adapter.yaml", &[("config::invalid-value", 3, 14)]),
     ("bad-agent-name.yaml", &[("config::bad-agent-name", 2, 3)]),
+    (
+        "bad-commit-author.yaml",
+        &[("config::invalid-value", 6, 11)],
+    ),
     ("bad-kill-grace.yaml", &[("config::bad-duration", 5, 13)]),
     ("duplicate-key.yaml", &[("config::duplicate-key", 6, 3)]),
     (

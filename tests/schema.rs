@@ -124,6 +124,8 @@ const CONFIG_STRUCTURAL: &[&str] = &[
 
 const CONFIG_VALUE_ONLY: &[&str] = &[
     "bad-agent-name.yaml",
+    // `Name <email>` is a value rule.
+    "bad-commit-author.yaml",
     "bad-kill-grace.yaml",
     "default-agent-missing.yaml",
     // Converted to JSON the last key wins: a schema cannot see duplicates.

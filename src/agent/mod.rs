@@ -201,31 +201,39 @@ pub fn state_paths(
 /// agent's `PATH` (only for a plain program name or path; a shell line is
 /// left to the shell).
 fn check_installed(agent: &Agent, cx: &Context<'_>) -> Result<(), AgentError> {
+    let path = cx
+        .env_source
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
+    match missing_program(agent, cx.worktree, path) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The agent's program when it is a plain name not on `path` (or a path,
+/// relative to `dir`, that is no executable); `None` when it is found, or
+/// is a shell command line this cannot tell about. `git agent validate`
+/// says it before a run fails on it.
+pub fn missing_program(agent: &Agent, dir: &Path, path: Option<&str>) -> Option<AgentError> {
     let program = agent.command.trim();
     if program.is_empty()
         || program
             .chars()
             .any(|c| c.is_whitespace() || "|&;<>()$`\"'*?[]{}=".contains(c))
     {
-        return Ok(());
+        return None;
     }
     let found = if program.contains('/') {
-        is_executable(&cx.worktree.join(program))
+        is_executable(&dir.join(program))
     } else {
-        let path = cx
-            .env_source
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("/usr/local/bin:/usr/bin:/bin");
-        path.split(':')
+        path.unwrap_or("/usr/local/bin:/usr/bin:/bin")
+            .split(':')
             .filter(|d| !d.is_empty())
             .any(|d| is_executable(&Path::new(d).join(program)))
     };
-    if found {
-        return Ok(());
-    }
-    Err(AgentError::NotInstalled {
+    (!found).then(|| AgentError::NotInstalled {
         cli: cli_for(agent.adapter).name(),
         program: program.to_string(),
         hint: cli_for(agent.adapter).install_hint(),

@@ -9,7 +9,7 @@ use crate::model::store::{RunRecord, State, Store};
 /// Remove the worktrees of finished runs and abandoned reviews (branches are kept)
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A run id (or prefix) or task id; default: every finished run
+    /// A run id (or prefix), or a task id (every run of it); default: every finished run
     pub run: Option<String>,
     /// Also remove the run records, not only the worktrees
     #[arg(long)]
@@ -35,11 +35,16 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         })?),
         None => None,
     };
+    let all = store
+        .list()
+        .map_err(|e| CliError::from_error(exit::USAGE, "could not read the runs", &e))?;
     let records: Vec<RunRecord> = match &args.run {
+        // A task: every run of it (`--records` forgets the task's history).
+        Some(q) if !all.iter().any(|r| &r.run_id == q) && all.iter().any(|r| &r.task == q) => {
+            all.into_iter().filter(|r| &r.task == q).collect()
+        }
         Some(q) => vec![store.resolve(q).map_err(CliError::usage)?],
-        None => store
-            .list()
-            .map_err(|e| CliError::from_error(exit::USAGE, "could not read the runs", &e))?,
+        None => all,
     };
     let repo = Repo::discover(&root)
         .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
@@ -172,6 +177,11 @@ fn remove_worktree(repo: &Repo, wt: &std::path::Path, removed: &mut usize) -> Cl
         )
     })?;
     *removed += 1;
+    // The repository's directory under `worktree_dir`, once it holds no
+    // worktree, goes too (the next run makes it again).
+    if let Some(parent) = wt.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
     Ok(size)
 }
 

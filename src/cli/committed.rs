@@ -2,12 +2,67 @@
 //! review after it) works from the committed tree, so a brief edited but
 //! not committed, or a script the config or a check names that the tree
 //! lacks (untracked, or hidden by `.gitignore`), surprises later. Shared by
-//! `run`, `plan` and `validate`.
+//! `run`, `plan` (lines of text) and `validate` (diagnostics).
 
 use std::path::{Path, PathBuf};
 
 use crate::engine::run::RunRequest;
 use crate::git::Repo;
+
+/// How a brief on disk stands against `HEAD`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BriefState {
+    Committed,
+    /// Committed, then changed on disk.
+    Changed,
+    /// Not in `HEAD`'s tree at all.
+    Untracked,
+}
+
+/// Each brief (its path relative to the root, its blob id on disk) against
+/// `HEAD`, read with one open of the repository.
+pub(crate) fn brief_states(repo: &Repo, briefs: &[(&Path, &str)]) -> Vec<BriefState> {
+    let paths: Vec<&Path> = briefs.iter().map(|(p, _)| *p).collect();
+    repo.blobs_at_head(&paths)
+        .into_iter()
+        .zip(briefs)
+        .map(|(blob, (_, on_disk))| match blob {
+            None => BriefState::Untracked,
+            Some(b) if b.to_string() == *on_disk => BriefState::Committed,
+            Some(_) => BriefState::Changed,
+        })
+        .collect()
+}
+
+/// The files of the checkout that `command` names and the tree of `rev`
+/// (the run's base) lacks: the run's worktree will not have them.
+pub(crate) fn missing_from(root: &Path, repo: &Repo, rev: &str, command: &str) -> Vec<PathBuf> {
+    let found = repository_paths(root, command);
+    let paths: Vec<&Path> = found.iter().map(PathBuf::as_path).collect();
+    let blobs = repo.blobs_at(rev, &paths);
+    found
+        .iter()
+        .zip(blobs)
+        .filter(|(_, blob)| blob.is_none())
+        .map(|(p, _)| p.clone())
+        .collect()
+}
+
+/// What to do about a brief in `state` (`None` when committed).
+pub(crate) fn brief_advice(state: BriefState) -> Option<&'static str> {
+    match state {
+        BriefState::Committed => None,
+        BriefState::Changed => Some("has changes that are not committed"),
+        BriefState::Untracked => Some("is not committed"),
+    }
+}
+
+/// Why an uncommitted brief matters.
+pub(crate) const BRIEF_WHY: &str = "the run uses it as it is on disk, but a later `git agent review` judges by the committed brief (commit it first)";
+
+/// Why a missing script matters.
+pub(crate) const SCRIPT_WHY: &str =
+    "the run's worktree will not have it (commit it, or stop ignoring it)";
 
 /// Warnings (one line each, with what to do) about `reqs` under `root`.
 pub(crate) fn warnings(root: &Path, reqs: &[RunRequest]) -> Vec<String> {
@@ -15,47 +70,37 @@ pub(crate) fn warnings(root: &Path, reqs: &[RunRequest]) -> Vec<String> {
         return Vec::new();
     };
     let mut said = Vec::new();
-    let briefs: Vec<PathBuf> = reqs
+    let briefs: Vec<(PathBuf, &str)> = reqs
         .iter()
-        .map(|r| PathBuf::from(&r.brief_display))
+        .map(|r| (PathBuf::from(&r.brief_display), r.brief.blob_id.as_str()))
         .collect();
-    let committed = repo.blobs_at_head(&briefs.iter().map(PathBuf::as_path).collect::<Vec<_>>());
-    for (req, blob) in reqs.iter().zip(committed) {
-        if blob.map(|b| b.to_string()).as_deref() != Some(req.brief.blob_id.as_str()) {
-            said.push(format!(
-                "{} has changes that are not committed: the run uses them as they are on disk, but a later `git agent review` judges by the committed brief (commit it first)",
-                req.brief_display
-            ));
+    let asked: Vec<(&Path, &str)> = briefs.iter().map(|(p, b)| (p.as_path(), *b)).collect();
+    for (req, state) in reqs.iter().zip(brief_states(&repo, &asked)) {
+        if let Some(what) = brief_advice(state) {
+            said.push(format!("{} {what}: {BRIEF_WHY}", req.brief_display));
         }
     }
-    let mut named: Vec<(String, &str)> = Vec::new();
+    let mut named: Vec<(String, &str, &str)> = Vec::new();
     for req in reqs {
         named.push((
             format!("agents.{}.command", req.agent.name),
             &req.agent.command,
+            &req.brief.base,
         ));
         for check in &req.brief.checks {
             named.push((
                 format!("the check `{}` of {}", check.name, req.brief_display),
                 &check.run,
+                &req.brief.base,
             ));
         }
     }
     named.sort();
     named.dedup();
-    let found: Vec<(String, PathBuf)> = named
-        .into_iter()
-        .flat_map(|(whose, command)| {
-            repository_paths(root, command)
-                .into_iter()
-                .map(move |path| (whose.clone(), path))
-        })
-        .collect();
-    let paths: Vec<&Path> = found.iter().map(|(_, p)| p.as_path()).collect();
-    for ((whose, path), blob) in found.iter().zip(repo.blobs_at_head(&paths)) {
-        if blob.is_none() {
+    for (whose, command, base) in named {
+        for path in missing_from(root, &repo, base, command) {
             said.push(format!(
-                "`{}` (named by {whose}) is not in the committed tree: the run's worktree will not have it (commit it, or stop ignoring it)",
+                "`{}` (named by {whose}) is not in the committed tree: {SCRIPT_WHY}",
                 path.display()
             ));
         }

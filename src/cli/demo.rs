@@ -37,8 +37,9 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     super::helper::report(&records, false)?;
 
     print_decision_log(&records, &demo_ctx)?;
+    let (ga, note) = this_program();
     super::print_out(&format!(
-        "Explore it:\n  cd {}\n  git log --oneline agent/fix-greeting\n  git notes --ref agent show agent/add-farewell\n  git agent status && git agent log tidy-readme\n",
+        "Explore it:\n  cd {}\n  git log --oneline agent/fix-greeting\n  git notes --ref agent show agent/add-farewell\n  {ga} status && {ga} log tidy-readme\n{note}",
         repo.display()
     ));
 
@@ -48,6 +49,37 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         Err(CliError::failed(
             "the demo did not end as expected (see above)",
         ))
+    }
+}
+
+/// How to call git-agent in the hints: `git agent` when `git-agent` is on
+/// PATH (git finds it there), else this very program by its path (the demo
+/// started with `cargo run`, say), with a note on how to get `git agent`.
+fn this_program() -> (String, &'static str) {
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(dir.join("git-agent"))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    });
+    let exe = std::env::current_exe().ok();
+    match exe {
+        Some(exe) if !on_path => {
+            let shown = exe.display().to_string();
+            let plain = shown
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c));
+            (
+                if plain {
+                    shown
+                } else {
+                    format!("'{}'", shown.replace('\'', "'\\''"))
+                },
+                "  (git-agent is not on PATH: `cargo install --path .` in its source makes `git agent` work)\n",
+            )
+        }
+        _ => ("git agent".to_string(), ""),
     }
 }
 

@@ -50,6 +50,15 @@ pub(crate) fn task_ids(
     } else {
         tasks.iter().map(|t| task_of_path(root, t)).collect()
     };
+    if all {
+        for nested in repo_files::nested_briefs(root) {
+            eprintln!(
+                "warning: {} is not run: briefs in subdirectories of {} are not read (move it up)",
+                repo_files::display(root, &nested),
+                brief::TASKS_DIR
+            );
+        }
+    }
     if ids.is_empty() {
         return Err(
             CliError::usage("there are no briefs").hint("create one with `git agent new <id>`")
@@ -217,6 +226,9 @@ fn no_such_brief(root: &std::path::Path, id: &str) -> CliError {
         .iter()
         .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .collect();
+    if let Some(err) = not_an_id(root, id, &known) {
+        return err;
+    }
     let mut err = CliError::usage(format!("no brief `{id}` in {}", brief::TASKS_DIR));
     if let Some(best) = did_you_mean(id, known.iter().map(String::as_str)) {
         err = err.hint(format!("did you mean `{best}`?"));
@@ -224,6 +236,132 @@ fn no_such_brief(root: &std::path::Path, id: &str) -> CliError {
         err = err.hint(format!("briefs: {}", known.join(", ")));
     }
     err
+}
+
+/// Every brief's `base` resolves to a commit here, or the run is bad input:
+/// exit 2, pointing at the `base:` line, before anything is recorded.
+pub(crate) fn check_bases(root: &std::path::Path, reqs: &[RunRequest]) -> CliResult<()> {
+    let repo = git2::Repository::discover(root)
+        .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
+    for req in reqs {
+        let text = std::fs::read_to_string(&req.brief.path).unwrap_or_default();
+        let Some(problem) = base_problem(&repo, &req.brief, &text) else {
+            continue;
+        };
+        let at = if req.brief.raw.base.is_some() {
+            let report = crate::spec::diagnostic::FileReport::new(
+                &req.brief.path,
+                req.brief_display.clone(),
+                std::sync::Arc::from(text.as_str()),
+            );
+            let (line, col) = report.line_col(problem.span.offset);
+            format!("{}:{line}:{col}", req.brief_display)
+        } else {
+            req.brief_display.clone()
+        };
+        let mut err = CliError::usage(format!("{at}: {}", problem.message));
+        if let Some(help) = problem.help {
+            err = err.hint(help);
+        }
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// Why the brief's `base` does not resolve to a commit in `repo` (`None`
+/// when it does): at its `base:` key, or the file's start when the brief
+/// names none and `HEAD` is no commit. Shared by `run` and `validate`.
+pub(crate) fn base_problem(
+    repo: &git2::Repository,
+    brief: &brief::Brief,
+    text: &str,
+) -> Option<crate::spec::diagnostic::Problem> {
+    use crate::spec::diagnostic::Problem;
+    use crate::spec::yaml::Span;
+    let base = &brief.base;
+    if repo
+        .revparse_single(base)
+        .and_then(|o| o.peel_to_commit())
+        .is_ok()
+    {
+        return None;
+    }
+    let at = brief
+        .raw
+        .base
+        .as_ref()
+        .and(crate::spec::lint::frontmatter(text).and_then(|root| root.key_span(&["base"])));
+    Some(match (at, repo.head()) {
+        (Some(span), _) => Problem::error(
+            "brief::unresolved-base",
+            span,
+            format!("`base: {base}` does not resolve to a commit in this repository"),
+        )
+        .label("no such branch, tag or commit")
+        .help("name a branch, tag or commit that exists here (`git rev-parse <base>` tells)"),
+        (None, Err(_)) => Problem::error(
+            "brief::no-commits",
+            Span::new(0, 0),
+            "the repository has no commits yet, and a run starts from `HEAD`",
+        )
+        .help("commit something first (a run checks out and judges against a commit)"),
+        (None, Ok(_)) => Problem::error(
+            "brief::unresolved-base",
+            Span::new(0, 0),
+            "`HEAD` does not resolve to a commit",
+        )
+        .help("check out a branch, or set `base:` in the brief"),
+    })
+}
+
+/// The error for something named as a task that is no task id: a brief
+/// in a subdirectory of `.agents/tasks/` (never read), or a name that is
+/// not lower-case, with the id it would be.
+fn not_an_id(root: &std::path::Path, id: &str, known: &[String]) -> Option<CliError> {
+    if brief::TaskId::parse(id).is_ok() {
+        return None;
+    }
+    let path = std::path::Path::new(id);
+    let tasks = std::fs::canonicalize(root.join(brief::TASKS_DIR)).ok();
+    let nested = [
+        root.join(path),
+        root.join(brief::TASKS_DIR).join(format!("{id}.md")),
+    ]
+    .iter()
+    .filter_map(|p| std::fs::canonicalize(p).ok())
+    .any(|file| {
+        tasks
+            .as_ref()
+            .is_some_and(|t| file.starts_with(t) && file.parent() != Some(t))
+    });
+    let stem = path.file_stem().map_or(id.into(), |s| s.to_string_lossy());
+    let suggested = brief::suggest_id(&stem);
+    if nested {
+        return Some(
+            CliError::usage(format!(
+                "{id}: briefs in subdirectories of {} are not read (a task's id is its file name)",
+                brief::TASKS_DIR
+            ))
+            .hint(format!("move it to {}/{suggested}.md", brief::TASKS_DIR)),
+        );
+    }
+    let closest = if known.contains(&suggested) {
+        Some(suggested.as_str())
+    } else {
+        did_you_mean(&suggested, known.iter().map(String::as_str))
+    };
+    let hint = match closest {
+        Some(best) => format!("did you mean `{best}`?"),
+        None => format!(
+            "as an id it would be `{suggested}` (`git agent new {suggested}` makes its brief)"
+        ),
+    };
+    Some(
+        CliError::usage(format!(
+            "`{id}` is not a task id: ids are lower-case letters, digits, `-` and `_` (a brief's file name without `.md`)"
+        ))
+        .hint(hint),
+    )
 }
 
 /// A task named twice is a usage error.
@@ -258,6 +396,7 @@ pub(crate) fn engine(root: &std::path::Path, config: &Config) -> CliResult<Arc<E
     engine.withhold(config.github.token_env.as_deref());
     engine.notify = config.notify.clone();
     engine.workspace = config.workspace.clone();
+    engine.commit_author = config.commit.author.clone();
     Ok(Arc::new(engine))
 }
 
@@ -709,7 +848,8 @@ fn write_missing_note(root: &std::path::Path, store: &Store, record: &RunRecord)
     }
     let events = store.open(&record.run_id).read_events().unwrap_or_default();
     let note = crate::report::fold::note(record, &events);
-    repo.add_note(oid, &note).map_err(|e| {
+    let message = crate::engine::finish::note_message(&record.run_id);
+    repo.add_note(oid, &note, &message).map_err(|e| {
         CliError::from_error(
             exit::RUN_FAILED,
             "could not write the run's decision log note",

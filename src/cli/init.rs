@@ -14,14 +14,19 @@ pub fn exec(_args: Args, ctx: &Ctx) -> CliResult {
     let root = ctx.root()?;
     let config_path = root.join(config::CONFIG_PATH);
     let example = repo_files::brief_path(&root, "example");
-    for path in [&config_path, &example] {
-        if path.exists() {
-            return Err(CliError::usage(format!(
-                "{} already exists; init never overwrites",
-                repo_files::display(&root, path)
-            ))
-            .hint("edit it, or remove it first to start over"));
-        }
+    if config_path.exists() {
+        eprintln!(
+            "already set up: {} exists (init never overwrites it); write a brief with `git agent new <id>`, check them with `git agent validate`",
+            config::CONFIG_PATH
+        );
+        return Ok(exit::OK);
+    }
+    if example.exists() {
+        return Err(CliError::usage(format!(
+            "{} already exists; init never overwrites",
+            repo_files::display(&root, &example)
+        ))
+        .hint("edit it, or remove it first to start over"));
     }
     let brief = templates::brief(
         "example",

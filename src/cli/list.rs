@@ -48,6 +48,13 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     } else {
         print_table(&rows);
     }
+    for nested in repo_files::nested_briefs(&root) {
+        eprintln!(
+            "warning: {} is not listed: briefs in subdirectories of {} are not read (move it up)",
+            repo_files::display(&root, &nested),
+            brief::TASKS_DIR
+        );
+    }
     Ok(if invalid > 0 { exit::USAGE } else { exit::OK })
 }
 

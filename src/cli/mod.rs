@@ -12,6 +12,7 @@ mod error;
 mod helper;
 mod init;
 mod land;
+mod lint;
 mod list;
 mod log;
 mod man;

@@ -22,9 +22,9 @@ pub struct Args {
         default_value = "src/**"
     )]
     pub write: Vec<String>,
-    /// The command that decides success
+    /// A command that decides success (repeatable: every one must pass)
     #[arg(long, value_name = "COMMAND", default_value = "make test")]
-    pub check: String,
+    pub check: Vec<String>,
 }
 
 pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
@@ -49,7 +49,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let title = args
         .title
         .unwrap_or_else(|| id.as_str().replace(['-', '_'], " "));
-    let text = templates::brief(id.as_str(), &title, &args.write, &args.check);
+    let text = templates::brief_with_checks(id.as_str(), &title, &args.write, &args.check);
     std::fs::create_dir_all(root.join(TASKS_DIR)).map_err(|e| {
         CliError::from_error(exit::USAGE, format!("could not create {TASKS_DIR}"), &e)
     })?;

@@ -38,6 +38,14 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let repo = git2::Repository::discover(&root)
         .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
     let change = resolve_change(&repo, &args)?;
+    if args.base.is_none() {
+        eprintln!(
+            "no --base: judging against {}, the remote's default branch (merge base {}); pass --base <branch> for another",
+            change.target,
+            short(change.base)
+        );
+    }
+    say_if_escalated(ctx, &change);
     // The rules come from the merge base: a change cannot rewrite them.
     let config = rules::config_at(&repo, &root, change.base, ctx)?;
     let brief = brief_at_base(&repo, &root, &change, &config, ctx)?;
@@ -90,6 +98,8 @@ struct Change {
     head: git2::Oid,
     base: git2::Oid,
     task: String,
+    /// The branch the change targets, as shown (`origin/main`).
+    target: String,
 }
 
 /// Resolve the head, the merge base with the target branch and the task
@@ -115,7 +125,46 @@ fn resolve_change(repo: &git2::Repository, args: &Args) -> CliResult<Change> {
             .hint("pass --task <id>")
         })?,
     };
-    Ok(Change { head, base, task })
+    let target = repo
+        .find_reference(&base_rev)
+        .ok()
+        .and_then(|r| r.symbolic_target().ok().flatten().map(str::to_string))
+        .unwrap_or(base_rev);
+    let target = target
+        .strip_prefix("refs/remotes/")
+        .or_else(|| target.strip_prefix("refs/heads/"))
+        .unwrap_or(&target)
+        .to_string();
+    Ok(Change {
+        head,
+        base,
+        task,
+        target,
+    })
+}
+
+/// A change that is the result of a run that escalated is said to be: the
+/// run handed it to a human, and why is in its reason.
+fn say_if_escalated(ctx: &Ctx, change: &Change) {
+    let head = change.head.to_string();
+    let Ok(records) = super::helper::store(ctx).and_then(|s| {
+        s.list()
+            .map_err(|e| CliError::from_error(exit::USAGE, "could not read the runs", &e))
+    }) else {
+        return;
+    };
+    let escalated = records.iter().rev().find(|r| {
+        r.commit.as_deref() == Some(head.as_str())
+            && r.effective_state() == crate::model::store::State::Escalated
+    });
+    if let Some(r) = escalated {
+        eprintln!(
+            "note: {} is the result of run {}, which escalated: {}",
+            short(change.head),
+            r.run_id,
+            super::terminal::clean(r.reason.as_deref().unwrap_or("a human must look"))
+        );
+    }
 }
 
 /// The branch the change targets: `--base`, else `origin/HEAD`.

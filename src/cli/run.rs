@@ -1,8 +1,8 @@
 //! `git agent run`: execute briefs in isolated worktrees.
 
 use super::helper::{
-    execute, forge_target, jobs, load_config, load_requests, lock_tasks, report, small_runtime,
-    spawn_supervisor, task_ids, Batch,
+    check_bases, execute, forge_target, jobs, load_config, load_requests, lock_tasks, report,
+    small_runtime, spawn_supervisor, task_ids, Batch,
 };
 use super::{exit, CliError, CliResult, Ctx};
 use crate::engine::run::RunRequest;
@@ -31,7 +31,7 @@ pub struct Args {
     /// them in the background (follow with `git agent log RUN --follow`)
     #[arg(long, conflicts_with_all = ["resume", "address_review", "print_env"])]
     pub detach: bool,
-    /// Print one JSON object per run on stdout
+    /// Print the runs on stdout as one JSON array, an object per run
     #[arg(long)]
     pub json: bool,
     /// Print the environment the agent would see (secrets redacted) and the
@@ -127,54 +127,6 @@ fn detach(
         );
     }
     Ok(exit::OK)
-}
-
-/// Every brief's `base` resolves to a commit here, or the run is bad input:
-/// exit 2, pointing at the `base:` line, before anything is recorded.
-fn check_bases(root: &std::path::Path, reqs: &[RunRequest]) -> CliResult<()> {
-    let repo = git2::Repository::discover(root)
-        .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
-    for req in reqs {
-        let base = &req.brief.base;
-        if repo
-            .revparse_single(base)
-            .and_then(|o| o.peel_to_commit())
-            .is_ok()
-        {
-            continue;
-        }
-        let text = std::fs::read_to_string(&req.brief.path).unwrap_or_default();
-        let at = text
-            .lines()
-            .position(|l| l.trim_start().starts_with("base:"))
-            .map(|i| {
-                let col = text
-                    .lines()
-                    .nth(i)
-                    .map_or(0, |l| l.len() - l.trim_start().len());
-                format!("{}:{}:{}", req.brief_display, i + 1, col + 1)
-            });
-        let (message, hint) = match (&at, repo.head()) {
-            (None, Err(_)) => (
-                format!(
-                    "{}: the repository has no commits yet, and a run starts from `HEAD`",
-                    req.brief_display
-                ),
-                "commit something first (a run checks out and judges against a commit)".to_string(),
-            ),
-            (None, Ok(_)) => (
-                format!("{}: `HEAD` does not resolve to a commit", req.brief_display),
-                "check out a branch, or set `base:` in the brief".to_string(),
-            ),
-            (Some(at), _) => (
-                format!("{at}: `base: {base}` does not resolve to a commit in this repository"),
-                "name a branch, tag or commit that exists here (`git rev-parse <base>` tells)"
-                    .to_string(),
-            ),
-        };
-        return Err(CliError::usage(message).hint(hint));
-    }
-    Ok(())
 }
 
 /// Reads the review comments of `pr` into the (single) request, and the

@@ -1,5 +1,6 @@
 //! `git agent status`: runs of this repository and where they stand.
 
+use std::path::Path;
 use std::time::Duration;
 
 use super::helper::{dir_size, human_bytes, push_reasons, store, to_json};
@@ -25,8 +26,9 @@ pub struct Args {
 
 pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let store = store(ctx)?;
+    let root = ctx.root()?;
     if args.watch {
-        return watch(&store, &args);
+        return watch(&store, &args, &root);
     }
     let records = select(&store, &args)?;
     if args.json {
@@ -37,6 +39,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         eprintln!("no runs yet; start one with `git agent run <id>`");
         return Ok(exit::OK);
     }
+    let records = mark_deleted_briefs(&root, records);
     let mut text = render(&records, supervised(&store));
     text.push_str(&pool_line(ctx, &store));
     super::print_out(&text);
@@ -113,12 +116,12 @@ fn render(records: &[RunRecord], supervised: bool) -> String {
 
 /// `--watch`: the table again every second, in place on a terminal (only
 /// when it changed, otherwise), until nothing is queued or working.
-fn watch(store: &Store, args: &Args) -> CliResult {
+fn watch(store: &Store, args: &Args, root: &Path) -> CliResult {
     use std::io::IsTerminal;
     let tty = std::io::stdout().is_terminal();
     let mut last = Vec::new();
     loop {
-        let records = select(store, args)?;
+        let records = mark_deleted_briefs(root, select(store, args)?);
         // Off a terminal a table is printed when a state changes, not
         // every second because durations grow.
         let key: Vec<String> = records
@@ -143,4 +146,15 @@ fn watch(store: &Store, args: &Args) -> CliResult {
         }
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// Runs of briefs that are no longer in the checkout say so in their TASK
+/// cell: `fix-typo (brief deleted)`.
+fn mark_deleted_briefs(root: &Path, mut records: Vec<RunRecord>) -> Vec<RunRecord> {
+    for r in &mut records {
+        if !r.brief_path.is_empty() && !root.join(&r.brief_path).exists() {
+            r.task.push_str(" (brief deleted)");
+        }
+    }
+    records
 }

@@ -93,19 +93,26 @@ fn check(args: &Args, root: &Path, ctx: &Ctx) -> CliResult<Checked> {
     } else {
         expand(&args.paths, ctx)?
     };
-    let mut briefs = 0;
-    let mut invalid = 0;
+    let first_brief = reports.len();
+    let mut valid = Vec::new();
     for path in &files {
         let display = repo_files::display(root, path);
-        let (_, report) = brief::load(path, display.clone(), &brief_ctx).map_err(|e| {
+        let (parsed, report) = brief::load(path, display.clone(), &brief_ctx).map_err(|e| {
             CliError::from_error(exit::USAGE, format!("could not read {display}"), &e)
         })?;
-        briefs += 1;
-        if report.has_errors() {
-            invalid += 1;
+        if let Some(parsed) = parsed {
+            valid.push((reports.len(), parsed));
         }
         reports.push(report);
     }
+    if !config_invalid {
+        lint(root, &config, config_checked, &valid, &mut reports);
+    }
+    let briefs = files.len();
+    let invalid = reports[first_brief..]
+        .iter()
+        .filter(|r| r.has_errors())
+        .count();
 
     let errors: usize = reports.iter().map(FileReport::errors).sum();
     let warnings: usize = reports.iter().map(FileReport::warnings).sum();
@@ -121,30 +128,42 @@ fn check(args: &Args, root: &Path, ctx: &Ctx) -> CliResult<Checked> {
     })
 }
 
+/// The lints (`super::lint`) of the valid briefs and the config, added to
+/// their reports; the config's report comes first when it is checked.
+fn lint(
+    root: &Path,
+    config: &config::Config,
+    config_checked: bool,
+    valid: &[(usize, brief::Brief)],
+    reports: &mut [FileReport],
+) {
+    let texts: Vec<(String, std::sync::Arc<str>)> = valid
+        .iter()
+        .map(|(i, _)| (reports[*i].display_path.clone(), reports[*i].source.clone()))
+        .collect();
+    let linted: Vec<super::lint::Linted<'_>> = valid
+        .iter()
+        .zip(&texts)
+        .map(|((_, brief), (display, text))| super::lint::Linted {
+            brief,
+            display,
+            text,
+        })
+        .collect();
+    let config_text = config_checked.then(|| reports[0].source.clone());
+    let found = super::lint::lints(root, config, config_text.as_deref(), &linted);
+    if config_checked {
+        reports[0].extend(found.config);
+    }
+    for (i, problem) in found.briefs {
+        reports[valid[i].0].push(problem);
+    }
+}
+
 /// Briefs in subdirectories of `.agents/tasks/`, which no command reads (a
 /// task's id is its file name): each an error saying where to move it.
 fn nested_briefs(root: &Path) -> Vec<FileReport> {
-    let tasks = root.join(brief::TASKS_DIR);
-    let mut found = Vec::new();
-    let mut stack: Vec<std::path::PathBuf> = std::fs::read_dir(&tasks)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .collect();
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "md") {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
-    found
+    repo_files::nested_briefs(root)
         .into_iter()
         .map(|path| {
             let display = repo_files::display(root, &path);

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::engine::checks::{self, CheckResult, CheckRunner};
+use crate::engine::denied;
 use crate::engine::prompt;
 use crate::engine::run::{
     agent_extra_env, path_str, write_file, End, Run, RunError, RunRequest, Start,
@@ -91,17 +92,25 @@ pub(super) struct Attempts<'r> {
 struct Carry {
     feedback: Option<String>,
     decisions_read: crate::engine::decisions::Progress,
+    /// A resumed run whose agent had finished its attempt goes on at the
+    /// checks (see [`Start::agent_done`]).
+    agent_done: bool,
 }
 
 /// How the agent's part of an attempt ended, when the run goes on.
 pub(super) struct Invoked {
-    pub(super) outcome: ProcessOutcome,
+    pub(super) exit: ExitKind,
     /// The end of the agent's stderr, for reasons.
     pub(super) stderr_tail: String,
     /// Why a human must look, from the agent itself or its budgets.
     pub(super) escalations: Vec<String>,
     /// The index file's `HEAD` as the attempt began, to catch re-attachment.
     pub(super) head_before: Option<Vec<u8>>,
+}
+
+/// The run's confinement as recorded, for [`denied::hint`].
+fn policy<'a>(run: &'a Attempts<'_>) -> Option<&'a crate::model::sandbox::Effective> {
+    run.sandbox.as_deref().map(|s| &s.effective)
 }
 
 /// An attempt's step either hands its result on or ends the run.
@@ -182,6 +191,7 @@ impl Run {
         let mut carry = Carry {
             feedback: start.feedback,
             decisions_read: start.decisions_read,
+            agent_done: start.agent_done,
         };
         for attempt in start.first_attempt..=brief.escalate.attempts {
             if *stop.borrow_and_update() != StopSignal::Run {
@@ -207,9 +217,18 @@ impl Run {
         stop: &watch::Receiver<StopSignal>,
     ) -> Result<Option<End>, RunError> {
         self.record.attempts = attempt;
-        self.set_state(State::Running)?;
+        let agent_done = std::mem::take(&mut carry.agent_done);
+        self.set_state(if agent_done {
+            State::Verifying
+        } else {
+            State::Running
+        })?;
         self.event(EventKind::AttemptStarted { attempt })?;
-        let invoked = next!(self.invoke(run, attempt, carry, stop).await?);
+        let invoked = if agent_done {
+            self.agent_finished_before(attempt)
+        } else {
+            next!(self.invoke(run, attempt, carry, stop).await?)
+        };
         let mut escalations = invoked.escalations.clone();
         escalations.extend(
             self.inspect(run, attempt, invoked.head_before.as_deref())
@@ -254,13 +273,16 @@ impl Run {
         invoked: &Invoked,
         carry: &mut Carry,
     ) -> Result<Option<End>, RunError> {
-        let reason = match invoked.outcome.exit {
+        let mut reason = match invoked.exit {
             ExitKind::Code(0) => "the agent changed nothing in scope".to_string(),
             exit => format!(
                 "the agent changed nothing in scope; it ended with {exit}: {}",
                 invoked.stderr_tail.trim().lines().last().unwrap_or("")
             ),
         };
+        if let Some(hint) = denied::hint(&invoked.stderr_tail, policy(run)) {
+            reason.push_str(&format!("; {hint}"));
+        }
         self.event(EventKind::AttemptFailed {
             attempt,
             reason: reason.clone(),
@@ -293,18 +315,23 @@ impl Run {
             "check{} {names} failed",
             if failed.len() == 1 { "" } else { "s" }
         );
+        let hints: String = failed
+            .iter()
+            .filter_map(|r| denied::hint(&r.tail, policy(run)))
+            .map(|h| format!("; {h}"))
+            .collect();
         self.event(EventKind::AttemptFailed {
             attempt,
-            reason: reason.clone(),
+            reason: format!("{reason}{hints}"),
         })?;
         carry.feedback = Some(prompt::feedback(&[], failed));
         if Instant::now() >= run.deadline {
-            let reason = format!("{reason}, and the run hit its time limit");
+            let reason = format!("{reason}, and the run hit its time limit{hints}");
             return self.escalate(reason, None).map(Some);
         }
         if attempt == run.req.brief.escalate.attempts {
             return Ok(Some(End::failed(format!(
-                "{reason} on the last attempt ({attempt} of {attempt})"
+                "{reason} on the last attempt ({attempt} of {attempt}){hints}"
             ))));
         }
         Ok(None)
@@ -349,8 +376,11 @@ impl Run {
             process::tail(&self.dir.agent_output(attempt, "stderr"), 600).unwrap_or_default();
         if let ExitKind::Code(code @ (126 | 127)) = outcome.exit {
             // The shell could not find or run the command: retrying cannot help.
+            let hint = denied::hint(&stderr_tail, policy(run))
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
             return Ok(Step::Stop(End::failed(format!(
-                "the agent command `{}` could not start (exit {code}): {}",
+                "the agent command `{}` could not start (exit {code}): {}{hint}",
                 req.agent.command,
                 stderr_tail.trim()
             ))));
@@ -367,7 +397,7 @@ impl Run {
             ));
         }
         Ok(Step::Next(Invoked {
-            outcome,
+            exit: outcome.exit,
             stderr_tail,
             escalations,
             head_before,
@@ -478,7 +508,7 @@ impl Run {
         let mut results = Vec::new();
         for (i, check) in brief.checks.iter().enumerate() {
             let remaining = run.deadline.saturating_duration_since(Instant::now());
-            let result = checks::run_check(
+            let mut result = checks::run_check(
                 &runner,
                 check,
                 self.dir.check_output(attempt, i),
@@ -490,6 +520,19 @@ impl Run {
                 name: check.name.clone(),
                 source,
             })?;
+            if let Some(hint) = (!result.passed)
+                .then(|| denied::hint(&result.tail, policy(run)))
+                .flatten()
+            {
+                result.tail.push_str(&format!("\n[git-agent: {hint}]"));
+            }
+            if result.stopped {
+                // Stopped, not failed: a resumed run runs it again.
+                return Ok(Step::Stop(End::interrupted_in(format!(
+                    "the check `{}`",
+                    check.name
+                ))));
+            }
             self.event(EventKind::CheckFinished {
                 attempt,
                 name: result.name.clone(),
@@ -500,9 +543,6 @@ impl Run {
                 duration_ms: result.duration_ms(),
                 output_tail: result.failing_tail().to_string(),
             })?;
-            if result.stopped {
-                return Ok(Step::Stop(End::interrupted()));
-            }
             results.push(result);
         }
         self.record.checks = results.iter().map(CheckResult::summary).collect();

@@ -98,7 +98,8 @@ impl Run {
         keep: Vec<Change>,
     ) -> Result<Result<(), RunError>, RunError> {
         self.set_state(State::Committing)?;
-        let message = commit_message(brief, &self.dir.id, state);
+        let message = commit_message(brief, &self.dir.id, state, &self.record.agent);
+        let author = self.engine.commit_author.clone();
         let branch = brief.output.branch.clone();
         let task = brief.id.to_string();
         let pending = self.pending_tree;
@@ -118,9 +119,15 @@ impl Run {
         let id = self.dir.id.clone();
         let committed = self
             .git(move |repo| {
-                repo.commit_to_branch(&branch, base, tree, &message, &|c: &git2::Commit| {
-                    is_agent_commit(c, &task)
-                })
+                let author = author.as_ref().map(|a| (a.name.as_str(), a.email.as_str()));
+                repo.commit_to_branch(
+                    &branch,
+                    base,
+                    tree,
+                    &message,
+                    author,
+                    &|c: &git2::Commit| is_agent_commit(c, &task),
+                )
                 .inspect_err(|_| {
                     // What `--resume` will commit stays reachable.
                     let _ = repo.protect(&id, base, tree);
@@ -163,7 +170,9 @@ impl Run {
         };
         let events = self.dir.read_events().unwrap_or_default();
         let note = crate::report::fold::note(&self.record, &events);
-        self.git(move |repo| repo.add_note(oid, &note)).await
+        let message = note_message(&self.record.run_id);
+        self.git(move |repo| repo.add_note(oid, &note, &message))
+            .await
     }
 
     /// A succeeded run's worktree is not needed any more.
@@ -223,7 +232,7 @@ impl Run {
 
 /// The commit message: the brief's title (marked WIP when escalated), its
 /// goal, and the trailers that tie the commit to its task, run and brief.
-fn commit_message(brief: &Brief, run_id: &str, state: State) -> String {
+fn commit_message(brief: &Brief, run_id: &str, state: State, agent: &str) -> String {
     let subject = match state {
         State::Escalated => format!("WIP (escalated): {}", brief.title),
         _ => brief.title.clone(),
@@ -236,10 +245,17 @@ fn commit_message(brief: &Brief, run_id: &str, state: State) -> String {
         msg.push_str("\n\n");
     }
     msg.push_str(&format!(
-        "Agent-Task: {}\nAgent-Run: {run_id}\nAgent-Brief: {}\nAgent-Outcome: {}\n",
+        "Agent-Task: {}\nAgent-Run: {run_id}\nAgent-Brief: {}\nAgent-Outcome: {}\n\
+         Co-authored-by: {agent} (via git-agent) <{}>\n",
         brief.id,
         brief.blob_id,
-        state.outcome()
+        state.outcome(),
+        crate::git::SIGNATURE_EMAIL
     ));
     msg
+}
+
+/// The message of the notes commit that carries a run's decision log.
+pub fn note_message(run_id: &str) -> String {
+    format!("git-agent: decision log of run {run_id}")
 }

@@ -341,7 +341,12 @@ fn copy_note(repo: &Repo, plan: &Plan, notices: &mut Vec<String>) {
             .and_then(|n| n.message().ok().map(str::to_string))
     });
     if let Some(text) = note {
-        if let Err(e) = repo.add_note(plan.new_tip(), &text) {
+        let message = format!(
+            "{} (landed on {})",
+            crate::engine::finish::note_message(&plan.run_id),
+            plan.branch
+        );
+        if let Err(e) = repo.add_note(plan.new_tip(), &text, &message) {
             notices.push(format!(
                 "could not copy the decision log note to {}: {e}",
                 plan.new_tip()

@@ -17,6 +17,7 @@ pub mod attempt;
 pub mod checks;
 mod confine;
 pub mod decisions;
+mod denied;
 pub mod finish;
 pub mod judge;
 pub mod land;

@@ -3,8 +3,9 @@
 
 use tokio::sync::watch;
 
+use crate::engine::attempt::Invoked;
 use crate::engine::run::{End, Run, RunError, RunRequest, Start};
-use crate::exec::process::StopSignal;
+use crate::exec::process::{ExitKind, StopSignal};
 use crate::model::event::EventKind;
 use crate::model::store::{RunDir, State};
 
@@ -59,9 +60,70 @@ impl Run {
             first_attempt: attempt,
             feedback,
             decisions_read,
+            agent_done: judged_in(&self.dir, attempt),
         };
         self.attempts(req, stop, start).await
     }
+}
+
+impl Run {
+    /// What the agent of `attempt` left, as recorded when it finished
+    /// before the run was stopped: the attempt goes on from its judgement
+    /// (the judge found nothing to escalate, or the checks would not have
+    /// started).
+    pub(super) fn agent_finished_before(&self, attempt: u32) -> Invoked {
+        let exit = self
+            .dir
+            .read_events()
+            .unwrap_or_default()
+            .into_iter()
+            .rev()
+            .find_map(|e| match e.kind {
+                EventKind::AgentFinished {
+                    attempt: a,
+                    exit_code,
+                    signal,
+                    ..
+                } if a == attempt => Some(match (exit_code, signal) {
+                    (_, Some(s)) => ExitKind::Signal(s),
+                    (c, None) => ExitKind::Code(c.unwrap_or(0)),
+                }),
+                _ => None,
+            })
+            .unwrap_or(ExitKind::Code(0));
+        Invoked {
+            exit,
+            stderr_tail: crate::exec::process::tail(&self.dir.agent_output(attempt, "stderr"), 600)
+                .unwrap_or_default(),
+            escalations: Vec::new(),
+            head_before: None,
+        }
+    }
+}
+
+/// Whether the agent of `attempt` had finished and its change was judged
+/// (the run was stopped in its checks): a resumed run goes on at the
+/// checks, not with the agent again — which would redo its work, and write
+/// its decisions twice.
+fn judged_in(dir: &RunDir, attempt: u32) -> bool {
+    let Ok(events) = dir.read_events() else {
+        return false;
+    };
+    let started = events
+        .iter()
+        .rposition(|e| matches!(e.kind, EventKind::AttemptStarted { attempt: a } if a == attempt));
+    let Some(started) = started else {
+        return false;
+    };
+    let mut judged = false;
+    for e in &events[started..] {
+        match e.kind {
+            EventKind::ScopeReport { attempt: a, .. } if a == attempt => judged = true,
+            EventKind::AttemptFailed { attempt: a, .. } if a == attempt => return false,
+            _ => {}
+        }
+    }
+    judged
 }
 
 /// A verified result whose commit failed.

@@ -68,6 +68,8 @@ pub struct Engine {
     pub notify: crate::spec::notify::Notify,
     /// `workspace:` of the config: copied files, setup steps, ports.
     pub workspace: crate::spec::workspace::Workspace,
+    /// `commit.author` of the config: the author of the runs' commits.
+    pub commit_author: Option<crate::spec::commit::Identity>,
 }
 
 /// The boxed future a [`Deliverer`] returns.
@@ -97,6 +99,7 @@ impl Engine {
             notice: Arc::new(|_| {}),
             notify: crate::spec::notify::Notify::default(),
             workspace: crate::spec::workspace::Workspace::default(),
+            commit_author: None,
         }
     }
 }
@@ -319,6 +322,9 @@ pub(super) struct Start {
     pub(super) first_attempt: u32,
     pub(super) feedback: Option<String>,
     pub(super) decisions_read: crate::engine::decisions::Progress,
+    /// The agent of `first_attempt` had finished and its change was judged
+    /// (a run stopped in its checks): it is not run again.
+    pub(super) agent_done: bool,
 }
 
 impl Run {
@@ -411,6 +417,7 @@ impl Run {
             first_attempt: 1,
             feedback: None,
             decisions_read: crate::engine::decisions::Progress::Lines(0),
+            agent_done: false,
         };
         self.attempts(req, stop, start).await
     }
@@ -475,6 +482,14 @@ impl End {
             state: State::Interrupted,
             reason: Some("interrupted by a signal".into()),
             keep: None,
+        }
+    }
+
+    /// A signal stopped the run while `what` ran.
+    pub(super) fn interrupted_in(what: String) -> End {
+        End {
+            reason: Some(format!("interrupted by a signal while {what} ran")),
+            ..End::interrupted()
         }
     }
 }

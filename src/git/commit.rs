@@ -95,13 +95,16 @@ impl Repo {
     /// Commits `tree` (parent `base`) and points `refs/heads/<branch>` at it,
     /// or `<branch>-2`, `-3`, ... when the branch holds someone else's work
     /// (tip neither `base` nor accepted by `is_ours`) or is checked out
-    /// somewhere. Returns the branch used and the commit.
+    /// somewhere. Returns the branch used and the commit. Its author is
+    /// `author` (name, email) when given, git-agent otherwise; its
+    /// committer always git-agent.
     pub fn commit_to_branch(
         &self,
         branch: &str,
         base: Oid,
         tree: Oid,
         message: &str,
+        author: Option<(&str, &str)>,
         is_ours: &dyn Fn(&git2::Commit) -> bool,
     ) -> Result<(String, Oid)> {
         const MAX_CANDIDATES: usize = 100;
@@ -112,6 +115,11 @@ impl Repo {
         }
         let repo = self.open()?;
         let sig = signature().map_err(self.git2_err("creating signature", ""))?;
+        let author = match author {
+            Some((name, email)) => git2::Signature::now(name, email)
+                .map_err(self.git2_err("creating signature", format!("{name} <{email}>")))?,
+            None => sig.clone(),
+        };
         let parent = repo
             .find_commit(base)
             .map_err(self.git2_err("looking up base commit", base.to_string()))?;
@@ -119,7 +127,7 @@ impl Repo {
             .find_tree(tree)
             .map_err(self.git2_err("looking up tree", tree.to_string()))?;
         let commit = repo
-            .commit(None, &sig, &sig, message, &tree_obj, &[&parent])
+            .commit(None, &author, &sig, message, &tree_obj, &[&parent])
             .map_err(self.git2_err("creating commit", format!("tree {tree} on {base}")))?;
         let checked_out = self.checked_out_branches();
 
@@ -289,8 +297,9 @@ impl Repo {
         deleted
     }
 
-    /// Attaches `text` to `commit` under [`NOTES_REF`], replacing any note.
-    pub fn add_note(&self, commit: Oid, text: &str) -> Result<()> {
+    /// Attaches `text` to `commit` under [`NOTES_REF`], replacing any note;
+    /// the notes commit says `message` (not libgit2's default words).
+    pub fn add_note(&self, commit: Oid, text: &str, message: &str) -> Result<()> {
         let repo = self.open()?;
         let sig = signature().map_err(self.git2_err("creating signature", ""))?;
         // Neither libgit2 nor git compare-and-swap the notes ref: concurrent
@@ -301,15 +310,13 @@ impl Repo {
         // helps (libgit2 words that as a lock failure).
         let blocked = || self.common_dir.join(NOTES_REF).is_dir();
         retry_on_lock(LockRetries::NOTE, |_| {
-            repo.note(&sig, &sig, Some(NOTES_REF), commit, text, true)
-                .map(drop)
-                .map_err(|e| {
-                    let context = format!("{NOTES_REF} on {commit}");
-                    match self.ref_failure("writing note", &context, e) {
-                        AttemptError::Locked(err) if blocked() => AttemptError::Failed(err),
-                        other => other,
-                    }
-                })
+            write_note(&repo, &sig, commit, text, message).map_err(|e| {
+                let context = format!("{NOTES_REF} on {commit}");
+                match self.ref_failure("writing note", &context, e) {
+                    AttemptError::Locked(err) if blocked() => AttemptError::Failed(err),
+                    other => other,
+                }
+            })
         })
     }
 
@@ -329,6 +336,44 @@ impl Repo {
             AttemptError::Failed(err)
         }
     }
+}
+
+/// The note `text` on `commit` as a new commit of [`NOTES_REF`] saying
+/// `message`, the ref moved only from the tip it was read at. A notes tree
+/// that git fanned out (`ab/cdef…`) is left to libgit2, which knows that
+/// layout (and words its own message).
+fn write_note(
+    repo: &Repository,
+    sig: &git2::Signature<'_>,
+    commit: Oid,
+    text: &str,
+    message: &str,
+) -> std::result::Result<(), git2::Error> {
+    let parent = match repo.find_reference(NOTES_REF) {
+        Ok(r) => Some(r.peel_to_commit()?),
+        Err(e) if e.code() == ErrorCode::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let parent_tree = parent.as_ref().map(git2::Commit::tree).transpose()?;
+    let fanned_out = parent_tree
+        .as_ref()
+        .is_some_and(|t| t.iter().any(|e| e.kind() == Some(git2::ObjectType::Tree)));
+    if fanned_out {
+        return repo
+            .note(sig, sig, Some(NOTES_REF), commit, text, true)
+            .map(drop);
+    }
+    let blob = repo.blob(text.as_bytes())?;
+    let mut builder = repo.treebuilder(parent_tree.as_ref())?;
+    builder.insert(commit.to_string(), blob, 0o100_644)?;
+    let tree = repo.find_tree(builder.write()?)?;
+    let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+    let new = repo.commit(None, sig, sig, message, &tree, &parents)?;
+    match &parent {
+        Some(p) => repo.reference_matching(NOTES_REF, new, true, p.id(), message)?,
+        None => repo.reference(NOTES_REF, new, false, message)?,
+    };
+    Ok(())
 }
 
 /// A name `refs/heads/<name>` can take (and that does not read as an option).
@@ -462,7 +507,7 @@ mod tests {
         let msg = "Do the thing\n\nAgent-Task: t1\n";
         let (branch, c1) = fx
             .repo
-            .commit_to_branch("agent/t1", fx.base, cs.tree, msg, &is_ours)
+            .commit_to_branch("agent/t1", fx.base, cs.tree, msg, None, &is_ours)
             .expect("commit");
         assert_eq!(branch, "agent/t1");
         let repo = fx.repo.open().expect("open");
@@ -481,7 +526,7 @@ mod tests {
         let cs2 = fx.repo.change_set(&wt, fx.base).expect("change set 2");
         let (branch2, c2) = fx
             .repo
-            .commit_to_branch("agent/t1", fx.base, cs2.tree, msg, &is_ours)
+            .commit_to_branch("agent/t1", fx.base, cs2.tree, msg, None, &is_ours)
             .expect("commit 2");
         assert_eq!(branch2, "agent/t1");
         assert_ne!(c1, c2);
@@ -512,7 +557,7 @@ mod tests {
         );
         let (branch3, c3) = fx
             .repo
-            .commit_to_branch("agent/t1", fx.base, cs2.tree, msg, &is_ours)
+            .commit_to_branch("agent/t1", fx.base, cs2.tree, msg, None, &is_ours)
             .expect("commit 3");
         assert_eq!(branch3, "agent/t1-2");
         assert_eq!(git_in(&fx.root, &["rev-parse", "agent/t1"]), human_tip);
@@ -523,7 +568,7 @@ mod tests {
         // The next run reuses the suffixed branch, which is ours.
         let (branch4, _) = fx
             .repo
-            .commit_to_branch("agent/t1", fx.base, cs.tree, msg, &is_ours)
+            .commit_to_branch("agent/t1", fx.base, cs.tree, msg, None, &is_ours)
             .expect("commit 4");
         assert_eq!(branch4, "agent/t1-2");
 
@@ -531,13 +576,13 @@ mod tests {
         let user_branch = git_in(&fx.root, &["symbolic-ref", "--short", "HEAD"]);
         let (branch5, _) = fx
             .repo
-            .commit_to_branch(user_branch.trim(), fx.base, cs.tree, msg, &|_| true)
+            .commit_to_branch(user_branch.trim(), fx.base, cs.tree, msg, None, &|_| true)
             .expect("commit 5");
         assert_eq!(branch5, format!("{}-2", user_branch.trim()));
 
         let err = fx
             .repo
-            .commit_to_branch("bad..name", fx.base, cs.tree, msg, &is_ours)
+            .commit_to_branch("bad..name", fx.base, cs.tree, msg, None, &is_ours)
             .expect_err("invalid");
         assert!(matches!(err, WorkspaceError::InvalidBranch { .. }), "{err}");
         fx.assert_user_untouched();
@@ -546,9 +591,11 @@ mod tests {
     #[test]
     fn notes_are_readable_by_git_and_overwritten() {
         let fx = fixture();
-        fx.repo.add_note(fx.base, "first log\n").expect("note");
         fx.repo
-            .add_note(fx.base, "decision log\n")
+            .add_note(fx.base, "first log\n", "note")
+            .expect("note");
+        fx.repo
+            .add_note(fx.base, "decision log\n", "note")
             .expect("overwrite");
         let shown = git_in(
             &fx.root,
@@ -576,7 +623,7 @@ mod tests {
                 let shared = Arc::clone(&shared);
                 s.spawn(move || {
                     shared
-                        .add_note(*c, &format!("note {i}"))
+                        .add_note(*c, &format!("note {i}"), "note")
                         .expect("concurrent note")
                 });
             }

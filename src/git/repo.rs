@@ -110,6 +110,20 @@ impl Repo {
         self.entries_at(None, paths, true)
     }
 
+    /// As [`Repo::blobs_at_head`], in the tree of `rev` (a brief's base).
+    pub fn blobs_at(&self, rev: &str, paths: &[&Path]) -> Vec<Option<Oid>> {
+        let commit = self.open().ok().and_then(|r| {
+            r.revparse_single(rev)
+                .and_then(|o| o.peel_to_commit())
+                .ok()
+                .map(|c| c.id())
+        });
+        match commit {
+            Some(oid) => self.entries_at(Some(oid), paths, true),
+            None => vec![None; paths.len()],
+        }
+    }
+
     /// The object at each of `paths` in the tree of `commit` (`None`:
     /// `HEAD`): blobs only when `blobs_only`, else trees too.
     pub fn entries_at(

@@ -286,7 +286,17 @@ impl Store {
             [] => Err(ResolveError::NotFound(query.to_string())),
             many => Err(ResolveError::Ambiguous {
                 query: query.to_string(),
-                runs: many.iter().map(|r| r.run_id.clone()).collect(),
+                runs: many
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{} ({} {})",
+                            r.run_id,
+                            r.task,
+                            r.effective_state().outcome()
+                        )
+                    })
+                    .collect(),
             }),
         }
     }
@@ -299,8 +309,22 @@ pub enum ResolveError {
     Read(#[source] io::Error),
     #[error("no run or task named `{0}`")]
     NotFound(String),
-    #[error("`{query}` matches {} runs: {}", runs.len(), runs.join(", "))]
-    Ambiguous { query: String, runs: Vec<String> },
+    #[error("`{query}` matches {} runs: {}; give more of a run id", runs.len(), candidates(runs))]
+    Ambiguous {
+        query: String,
+        /// Each candidate: its id, task and state.
+        runs: Vec<String>,
+    },
+}
+
+/// The candidates of an ambiguous query, the first ten of them.
+fn candidates(runs: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut text = runs[..runs.len().min(SHOWN)].join(", ");
+    if runs.len() > SHOWN {
+        text.push_str(&format!(" and {} more", runs.len() - SHOWN));
+    }
+    text
 }
 
 /// One run's directory.

@@ -49,6 +49,9 @@ pub struct RawConfig {
     /// setup steps, a block of ports.
     #[serde(default)]
     pub workspace: Option<crate::spec::workspace::RawWorkspace>,
+    /// Whose name git-agent's commits carry.
+    #[serde(default)]
+    pub commit: Option<crate::spec::commit::RawCommit>,
 }
 
 /// `github:` — where pull requests go and which variable holds the token.
@@ -227,6 +230,7 @@ pub struct Config {
     pub github: GithubConfig,
     pub notify: crate::spec::notify::Notify,
     pub workspace: crate::spec::workspace::Workspace,
+    pub commit: crate::spec::commit::CommitConfig,
     /// Whether the file existed.
     pub present: bool,
 }
@@ -390,12 +394,14 @@ fn validate(
     let github = validate_github(&raw, node, problems);
     let notify = crate::spec::notify::validate(raw.notify.as_ref(), node, problems);
     let workspace = crate::spec::workspace::validate(raw.workspace.as_ref(), node, problems);
+    let commit = crate::spec::commit::validate(raw.commit.as_ref(), node, problems);
     if problems[before..].iter().any(Problem::is_error) {
         return None;
     }
     Some(Config {
         notify,
         workspace,
+        commit,
         sandbox,
         github,
         default_agent: raw.default_agent,

@@ -2,9 +2,11 @@
 //! validated domain types, with diagnostics that point into the file.
 
 pub mod brief;
+pub mod commit;
 pub mod config;
 pub mod diagnostic;
 pub mod duration;
+pub mod lint;
 pub mod notify;
 pub mod repo_files;
 pub mod schema;

@@ -40,6 +40,32 @@ pub fn list_briefs(root: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Every `*.md` file in the subdirectories of `.agents/tasks/`, sorted:
+/// never read as briefs (a task's id is its file name), so said to be.
+pub fn nested_briefs(root: &Path) -> Vec<PathBuf> {
+    let tasks = root.join(TASKS_DIR);
+    let mut found = Vec::new();
+    let mut stack: Vec<PathBuf> = std::fs::read_dir(&tasks)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
 /// A path as shown to the user: relative to `root` when inside it.
 pub fn display(root: &Path, path: &Path) -> String {
     path.strip_prefix(root)

@@ -71,15 +71,36 @@ Anything else the agent should know: where to look, conventions, traps.
 "#;
 
 pub fn brief(id: &str, title: &str, write: &[String], check: &str) -> String {
+    brief_with_checks(id, title, write, &[check.to_string()])
+}
+
+/// As [`brief`], with one check per command (`check`, `check-2`, ...).
+pub fn brief_with_checks(id: &str, title: &str, write: &[String], checks: &[String]) -> String {
     let quote = |s: &str| serde_json::to_string(s).expect("a string encodes as JSON");
     let write = write
         .iter()
         .map(|w| quote(w))
         .collect::<Vec<_>>()
         .join(", ");
+    let one = "  - name: check\n    run: {check}\n    timeout: 10m\n";
+    let block: String = checks
+        .iter()
+        .enumerate()
+        .map(|(i, command)| {
+            let name = if i == 0 {
+                "check".to_string()
+            } else {
+                format!("check-{}", i + 1)
+            };
+            format!(
+                "  - name: {name}\n    run: {}\n    timeout: 10m\n",
+                quote(command)
+            )
+        })
+        .collect();
     BRIEF
+        .replace(one, &block)
         .replace("{id}", id)
         .replace("{title}", &quote(title))
         .replace("{write}", &write)
-        .replace("{check}", &quote(check))
 }
