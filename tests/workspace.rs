@@ -186,3 +186,42 @@ fn workspace_paths_outside_the_worktree_are_refused() {
         "{said}"
     );
 }
+
+#[test]
+fn a_briefs_own_setup_runs_after_the_configs_and_is_cached_too() {
+    let repo = workspace_repo(&[], true);
+    // Written by hand: the brief's `setup:` uses what the config's made.
+    repo.write(
+        ".agents/tasks/own.md",
+        "---\ntitle: Own setup\nscope:\n  write: [\"**\"]\nsetup:\n  - name: tools\n    run: mkdir -p tools && cp deps/lib.txt tools/gen.txt\n    cache: [tools]\nchecks:\n  - name: tools\n    run: grep -qx v1 tools/gen.txt && grep -qx v1 deps/lib.txt\n---\n# Goal\nUse the tools.\n",
+    );
+    repo.write(".gitignore", ".env\ndeps/\ntools/\n");
+    repo.commit_all("own setup");
+    let (code, run, stderr) = repo.run_one("own");
+    assert_eq!(code, 0, "{stderr}\n{run:#}");
+    let events = repo.events(run["run_id"].as_str().expect("id"));
+    let names: Vec<&str> = support::of_type(&events, "setup_finished")
+        .iter()
+        .map(|e| e["name"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        names,
+        ["deps", "tools"],
+        "the config's first, then the brief's"
+    );
+    let (code, run, stderr) = repo.run_one("own");
+    assert_eq!(code, 0, "{stderr}");
+    let events = repo.events(run["run_id"].as_str().expect("id"));
+    assert!(support::of_type(&events, "setup_finished")
+        .iter()
+        .all(|e| e["cached"] == true));
+    // A bad path in a brief's step points at the brief.
+    repo.write(
+        ".agents/tasks/bad.md",
+        "---\ntitle: Bad\nscope:\n  write: [\"x\"]\nsetup:\n  - name: x\n    run: \"true\"\n    cache: [\"../out\"]\nchecks:\n  - name: ok\n    run: \"true\"\n---\n# Goal\nNo.\n",
+    );
+    let out = repo.run(&["validate"]);
+    assert_eq!(support::status_of(&out), 2, "{}", support::describe(&out));
+    let said = support::stderr(&out);
+    assert!(said.contains("bad.md:8"), "{said}");
+}

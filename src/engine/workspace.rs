@@ -123,10 +123,10 @@ impl Run {
         let paths: Vec<String> = copied.iter().map(|(rel, _)| rel.clone()).collect();
         provided.copied = copied;
         provided.provision(&wt.path).map_err(store)?;
-        if config.copy.is_empty()
-            && paths.is_empty()
+        if paths.is_empty()
             && provided.ports.is_none()
             && config.setup.is_empty()
+            && req.brief.setup.is_empty()
         {
             return Ok(Ok(provided));
         }
@@ -156,7 +156,9 @@ impl Run {
             path: wt.path.clone(),
             source,
         };
-        for (i, step) in self.engine.workspace.setup.iter().enumerate() {
+        // The config's steps, then the brief's own.
+        let steps = self.engine.workspace.setup.iter().chain(&req.brief.setup);
+        for (i, step) in steps.enumerate() {
             let key = self.cache_key(step, base).await?;
             let kept = self.engine.cache_dir().join(&step.name).join(&key);
             let caches: Vec<(String, PathBuf)> = step

@@ -53,6 +53,9 @@ pub struct RawBrief {
     /// How to deliver the result.
     #[serde(default)]
     pub output: Option<RawOutput>,
+    /// Setup steps of this brief, run after the config's `workspace.setup`.
+    #[serde(default)]
+    pub setup: Vec<crate::spec::workspace::RawSetupStep>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -247,6 +250,8 @@ pub struct Brief {
     /// `scope.read` (sparse checkout), when given.
     pub read: Option<Vec<String>>,
     pub checks: Vec<Check>,
+    /// `setup:`: steps run after the config's, before the agent.
+    pub setup: Vec<crate::spec::workspace::SetupStep>,
     pub escalate: Escalate,
     pub output: Output,
     /// The Markdown body: the prompt.
@@ -536,6 +541,8 @@ fn validate(
     let checks = validate_checks(&raw, c);
     let (esc, attempts, timeout, paths) = validate_escalate(&raw, c);
     let (out, branch) = validate_output(&raw, id.as_ref(), c);
+    let setup =
+        crate::spec::workspace::validate_steps(&raw.setup, &["setup"], c.root, &mut c.problems);
     let new_errors = c.errors() > before;
     let (id, write, deny, paths) = match (id, write, deny, paths) {
         (Some(id), Some(w), Some(d), Some(p)) if !new_errors => (id, w, d, p),
@@ -550,6 +557,7 @@ fn validate(
         scope: WriteScope { write, deny },
         read: raw.scope.read.clone(),
         checks,
+        setup,
         escalate: Escalate {
             attempts,
             timeout,

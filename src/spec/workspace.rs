@@ -124,11 +124,7 @@ pub fn validate(raw: Option<&RawWorkspace>, node: &Node, problems: &mut Vec<Prob
             ));
         }
     }
-    let mut steps: Vec<SetupStep> = Vec::new();
-    for (i, step) in raw.setup.iter().enumerate() {
-        let valid = validate_step(step, i, &steps, node, problems);
-        steps.push(valid);
-    }
+    let steps = validate_steps(&raw.setup, &["workspace", "setup"], node, problems);
     Workspace {
         pool: raw.pool.unwrap_or(0),
         copy: raw.copy.clone(),
@@ -146,14 +142,34 @@ fn bad_path(node: &Node, at: Vec<&str>, path: &str, what: &str) -> Problem {
     .help("give a relative path without `..`, e.g. `.env` or `node_modules`")
 }
 
+/// Setup steps (`workspace.setup` of the config, `setup` of a brief) at
+/// `at` in `node`.
+pub fn validate_steps(
+    raw: &[RawSetupStep],
+    at: &[&str],
+    node: &Node,
+    problems: &mut Vec<Problem>,
+) -> Vec<SetupStep> {
+    let mut steps: Vec<SetupStep> = Vec::new();
+    for (i, step) in raw.iter().enumerate() {
+        let valid = validate_step(step, at, i, &steps, node, problems);
+        steps.push(valid);
+    }
+    steps
+}
+
 /// One setup step: paths inside the worktree, a duration, a unique name.
 fn validate_step(
     step: &RawSetupStep,
+    prefix: &[&str],
     i: usize,
     earlier: &[SetupStep],
     node: &Node,
     problems: &mut Vec<Problem>,
 ) -> SetupStep {
+    let under = |rest: &[&str]| -> Vec<String> {
+        prefix.iter().chain(rest).map(|s| s.to_string()).collect()
+    };
     let at = i.to_string();
     for (j, path) in step.cache.iter().chain(&step.key).enumerate() {
         if !is_relative_inside(path) {
@@ -163,9 +179,10 @@ fn validate_step(
                 ("key", j - step.cache.len())
             };
             let k = k.to_string();
+            let place = under(&[&at, field, &k]);
             problems.push(bad_path(
                 node,
-                vec!["workspace", "setup", &at, field, &k],
+                place.iter().map(String::as_str).collect(),
                 path,
                 "setup path",
             ));
@@ -178,7 +195,12 @@ fn validate_step(
             problems.push(
                 Problem::error(
                     "config::bad-duration",
-                    node.span_of(&["workspace", "setup", &at, "timeout"]),
+                    node.span_of(
+                        &under(&[&at, "timeout"])
+                            .iter()
+                            .map(String::as_str)
+                            .collect::<Vec<_>>(),
+                    ),
                     duration_message(step.timeout.as_deref().unwrap_or(""), &message),
                 )
                 .help("write a number with a unit: `10m`, `90s`"),
@@ -190,7 +212,12 @@ fn validate_step(
         problems.push(
             Problem::error(
                 "config::invalid-value",
-                node.span_of(&["workspace", "setup", &at, "name"]),
+                node.span_of(
+                    &under(&[&at, "name"])
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>(),
+                ),
                 format!("setup step name `{}` is empty or used twice", step.name),
             )
             .help("give each step its own name: it keys the step's cache"),
@@ -203,5 +230,17 @@ fn validate_step(
         cache: step.cache.clone(),
         timeout,
         network: step.network != Some(crate::spec::config::RawNetworkMode::None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn span_of_a_setup_path() {
+        let text = "title: Bad\nsetup:\n  - name: x\n    run: \"true\"\n    cache: [\"../out\"]\n";
+        let node = crate::spec::yaml::parse(text, 0).expect("yaml");
+        let span = node.span_of(&["setup", "0", "cache", "0"]);
+        let at = &text[span.offset..span.offset + span.len];
+        assert_eq!(at, "\"../out\"", "{span:?}");
     }
 }
