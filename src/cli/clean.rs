@@ -76,7 +76,7 @@ fn clean_pool(
     older: Option<Duration>,
     removed: &mut Removed,
 ) -> CliResult<()> {
-    for slot in super::helper::pool_slots(ctx, store) {
+    for slot in super::background::pool_slots(ctx, store) {
         let old_enough = match (older, slot.taken) {
             (None, _) => true,
             (Some(age), Some(at)) => at.elapsed().is_ok_and(|e| e > age),

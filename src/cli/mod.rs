@@ -1,5 +1,6 @@
 //! The command line: argument parsing and dispatch. One file per subcommand.
 
+mod background;
 mod clean;
 mod committed;
 mod completions;

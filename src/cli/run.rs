@@ -1,8 +1,9 @@
 //! `git agent run`: execute briefs in isolated worktrees.
 
+use super::background::{lock_tasks, spawn_supervisor};
 use super::helper::{
-    check_bases, execute, forge_target, jobs, load_config, load_requests, lock_tasks, report,
-    small_runtime, spawn_supervisor, task_ids, Batch,
+    check_bases, execute, forge_target, jobs, load_config, load_requests, report, small_runtime,
+    task_ids, Batch,
 };
 use super::{exit, CliError, CliResult, Ctx};
 use crate::engine::run::RunRequest;

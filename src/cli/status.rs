@@ -48,7 +48,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
 
 /// `pool: 2 worktrees (1 in use), 310 MiB` when the repository keeps one.
 fn pool_line(ctx: &Ctx, store: &Store) -> String {
-    let slots = super::helper::pool_slots(ctx, store);
+    let slots = super::background::pool_slots(ctx, store);
     let present: Vec<_> = slots.iter().filter(|s| s.path.exists()).collect();
     if present.is_empty() {
         return String::new();

@@ -541,8 +541,7 @@ fn validate(
     let checks = validate_checks(&raw, c);
     let (esc, attempts, timeout, paths) = validate_escalate(&raw, c);
     let (out, branch) = validate_output(&raw, id.as_ref(), c);
-    let setup =
-        crate::spec::workspace::validate_steps(&raw.setup, &["setup"], c.root, &mut c.problems);
+    let setup = crate::spec::workspace::validate_steps(&raw.setup, &["setup"], c.root, c.problems);
     let new_errors = c.errors() > before;
     let (id, write, deny, paths) = match (id, write, deny, paths) {
         (Some(id), Some(w), Some(d), Some(p)) if !new_errors => (id, w, d, p),

@@ -171,23 +171,7 @@ fn validate_step(
         prefix.iter().chain(rest).map(|s| s.to_string()).collect()
     };
     let at = i.to_string();
-    for (j, path) in step.cache.iter().chain(&step.key).enumerate() {
-        if !is_relative_inside(path) {
-            let (field, k) = if j < step.cache.len() {
-                ("cache", j)
-            } else {
-                ("key", j - step.cache.len())
-            };
-            let k = k.to_string();
-            let place = under(&[&at, field, &k]);
-            problems.push(bad_path(
-                node,
-                place.iter().map(String::as_str).collect(),
-                path,
-                "setup path",
-            ));
-        }
-    }
+    check_paths(step, &under, &at, node, problems);
     let timeout = match step.timeout.as_deref().map(duration::parse) {
         None => DEFAULT_SETUP_TIMEOUT,
         Some(Ok(d)) => d,
@@ -230,6 +214,33 @@ fn validate_step(
         cache: step.cache.clone(),
         timeout,
         network: step.network != Some(crate::spec::config::RawNetworkMode::None),
+    }
+}
+
+/// A step's `cache` and `key` paths stay inside the worktree.
+fn check_paths(
+    step: &RawSetupStep,
+    under: &dyn Fn(&[&str]) -> Vec<String>,
+    at: &str,
+    node: &Node,
+    problems: &mut Vec<Problem>,
+) {
+    for (j, path) in step.cache.iter().chain(&step.key).enumerate() {
+        if !is_relative_inside(path) {
+            let (field, k) = if j < step.cache.len() {
+                ("cache", j)
+            } else {
+                ("key", j - step.cache.len())
+            };
+            let k = k.to_string();
+            let place = under(&[at, field, &k]);
+            problems.push(bad_path(
+                node,
+                place.iter().map(String::as_str).collect(),
+                path,
+                "setup path",
+            ));
+        }
     }
 }
 
