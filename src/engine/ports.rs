@@ -28,11 +28,16 @@ impl PortBlock {
     }
 }
 
-/// The locks of this user's git-agents, whichever repository they run in.
+/// The locks of this user's git-agents, whichever repository they run in:
+/// under the user's runtime dir (`$XDG_RUNTIME_DIR`, private to them) or
+/// cache dir, never a shared `/tmp` path another user could have made first.
 fn lock_dir() -> PathBuf {
-    std::env::temp_dir()
-        .join(format!("git-agent-{}", nix::unistd::getuid()))
-        .join("ports")
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let base = var("XDG_RUNTIME_DIR")
+        .or_else(|| var("XDG_CACHE_HOME"))
+        .or_else(|| var("HOME").map(|h| h.join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("git-agent").join("ports")
 }
 
 /// The first free block of `count` ports.
