@@ -378,6 +378,9 @@ fn reject_duplicates(reqs: &[RunRequest]) -> CliResult<()> {
 
 /// The engine of this repository, as the config sets it up.
 pub(crate) fn engine(root: &std::path::Path, config: &Config) -> CliResult<Arc<Engine>> {
+    if config.sandbox.mode != config::SandboxMode::Off {
+        crate::exec::sandbox::warm_up();
+    }
     let repo = git2::Repository::discover(root)
         .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
     let mut engine = Engine::new(

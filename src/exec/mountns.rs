@@ -56,6 +56,18 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// A plan that covers no socket: for probing whether the namespace can
+    /// be made at all (the walk for sockets is the real plan's cost).
+    pub fn bare() -> Plan {
+        Plan {
+            writable: Vec::new(),
+            masks: Vec::new(),
+            root: CString::from(c"/"),
+            null: CString::from(c"/dev/null"),
+            masked: Vec::new(),
+        }
+    }
+
     /// The plan for a run that may write `writable` (directories and
     /// files) and connect to the sockets in `allowed_sockets`.
     pub fn new(writable: &[PathBuf], allowed_sockets: &[PathBuf]) -> Plan {

@@ -148,6 +148,21 @@ fn probe(
     cmd.status()
 }
 
+/// Runs the kernel probes (Landlock, user, PID and mount namespaces) on a
+/// thread of their own, so that their children are done by the time the
+/// first run's sandbox is prepared (the worktree is made meanwhile). A
+/// probe asked for before it finished waits for it (`OnceLock`).
+pub fn warm_up() {
+    let _ = std::thread::Builder::new()
+        .name("sandbox-probes".into())
+        .spawn(|| {
+            let _ = landlock_abi();
+            let _ = user_namespaces();
+            let _ = pid_namespaces();
+            let _ = mount_namespaces();
+        });
+}
+
 /// Whether this process may create a user namespace (probed once with a
 /// short-lived child).
 pub fn user_namespaces() -> Result<(), ProbeError> {
@@ -219,7 +234,7 @@ pub fn mount_namespaces() -> bool {
     static PROBE: OnceLock<bool> = OnceLock::new();
     *PROBE.get_or_init(|| {
         let ns = UserNs::of_current_user();
-        let plan = mountns::Plan::new(&[], &[]);
+        let plan = mountns::Plan::bare();
         let mut cmd = std::process::Command::new("/bin/sh");
         cmd.args(["-c", "exit 0"])
             .stdin(std::process::Stdio::null())

@@ -380,10 +380,18 @@ impl RunDir {
         self.path.join(format!("check-{attempt}-{index}.out"))
     }
 
+    /// Replaces `run.json` whole (a rename: never half a record, whatever
+    /// kills the process). Only the final record is also synced to disk:
+    /// the states in between are many, an fsync costs milliseconds on real
+    /// disks, and after a power cut the events and `salvage` tell them.
     pub fn write_record(&self, record: &RunRecord) -> io::Result<()> {
         self.keep_damaged_record()?;
         let json = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
-        write_atomic(&self.record_path(), &json)
+        if record.state.is_terminal() {
+            write_atomic(&self.record_path(), &json)
+        } else {
+            replace(&self.record_path(), &json)
+        }
     }
 
     pub fn read_record(&self) -> io::Result<RunRecord> {
@@ -425,6 +433,23 @@ impl RunDir {
             .filter_map(|l| serde_json::from_slice(l).ok())
             .collect())
     }
+}
+
+/// write + rename: whole or not at all for every reader, not synced.
+fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+    }
+    fs::rename(&tmp, path)
 }
 
 /// write + fsync + rename + fsync(dir).

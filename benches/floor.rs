@@ -1,0 +1,251 @@
+//! How close a run comes to the git floor — the bare cycle a careful script
+//! would do (`worktree add --detach`, write a file, `add -A`, `commit`,
+//! `worktree remove`) — measured side by side in the same process, round
+//! by round so both see the same machine:
+//!
+//! 1. a small repository (50 files): `git agent run` vs the bare cycle;
+//! 2. 5,000 files, a full worktree, vs the bare cycle; and a `scope.read`
+//!    of 5% of them;
+//! 3. verification of a change set of N new files (the agent writes them)
+//!    vs `git add -A` + `git write-tree` of the same files (N = 100,000, or
+//!    `GIT_AGENT_BENCH_NEW_FILES`).
+//!
+//! `GIT_AGENT_BENCH_REPO=<clone>` adds rows 1–2 on a real repository.
+//! Run: `cargo bench --bench floor` (prints numbers; asserts nothing).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const ROUNDS: usize = 5;
+const BIN: &str = env!("CARGO_BIN_EXE_git-agent");
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "b")
+        .env("GIT_AUTHOR_EMAIL", "b@b")
+        .env("GIT_COMMITTER_NAME", "b")
+        .env("GIT_COMMITTER_EMAIL", "b@b")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git {args:?} in {}", dir.display());
+}
+
+fn agent(repo: &Path, args: &[&str]) -> std::process::Output {
+    let out = Command::new(BIN)
+        .current_dir(repo)
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git-agent runs");
+    assert!(
+        out.status.success(),
+        "git agent {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A repository of `files` files in `dirs` directories, with a config
+/// (agent: `agent`, worktrees in `base/wt`) and the briefs `full` and
+/// `sparse` (a `scope.read` of the first twentieth of the directories).
+fn repo_of(base: &Path, files: usize, dirs: usize, agent_cmd: &str, write: &str) -> PathBuf {
+    let repo = base.join("repo");
+    std::fs::create_dir_all(&repo).expect("repo");
+    git(&repo, &["init", "-q"]);
+    for i in 0..files {
+        let dir = repo.join(format!("d{:03}", i % dirs));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(
+            dir.join(format!("f{i:05}.txt")),
+            format!("file {i}\n").repeat(10),
+        )
+        .expect("file");
+    }
+    std::fs::create_dir_all(repo.join(".agents/tasks")).expect("tasks");
+    std::fs::write(
+        repo.join(".agents/config.yaml"),
+        format!(
+            "default_agent: a\nagents:\n  a:\n    adapter: command\n    command: {agent_cmd:?}\nworktree_dir: {}\n",
+            base.join("wt").display()
+        ),
+    )
+    .expect("config");
+    let read_dirs = (dirs / 20).max(1);
+    let read: Vec<String> = (0..read_dirs).map(|d| format!("\"d{d:03}/**\"")).collect();
+    for (name, read) in [
+        ("full", String::new()),
+        ("sparse", format!("  read: [{}]\n", read.join(", "))),
+    ] {
+        std::fs::write(
+            repo.join(format!(".agents/tasks/{name}.md")),
+            format!("---\ntitle: Touch\nscope:\n  write: [{write:?}]\n{read}checks:\n  - name: ok\n    run: \"true\"\nescalate:\n  attempts: 1\n  timeout: 10m\n---\n# Goal\nTouch.\n"),
+        )
+        .expect("brief");
+    }
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "synthetic"]);
+    repo
+}
+
+/// The bare cycle, timed.
+fn bare_cycle(repo: &Path, wt: &Path, file: &str) -> Duration {
+    let w = wt.to_str().expect("utf-8");
+    let t = Instant::now();
+    git(repo, &["worktree", "add", "-q", "--detach", w, "HEAD"]);
+    let path = wt.join(file);
+    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+    text.push_str("changed\n");
+    std::fs::write(&path, text).expect("write");
+    git(wt, &["add", "-A"]);
+    git(wt, &["commit", "-qm", "x"]);
+    git(repo, &["worktree", "remove", "--force", w]);
+    t.elapsed()
+}
+
+/// `git agent run <task>`, timed; its branch is deleted afterwards so that
+/// every round does the same work.
+fn run(repo: &Path, task: &str) -> Duration {
+    let t = Instant::now();
+    agent(repo, &["run", task]);
+    let took = t.elapsed();
+    git(repo, &["branch", "-D", "-q", &format!("agent/{task}")]);
+    took
+}
+
+fn rows(label: &str, repo: &Path, wt: &Path, file: &str) {
+    let (mut bare, mut full, mut sparse) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        bare.push(bare_cycle(repo, wt, file));
+        full.push(run(repo, "full"));
+        sparse.push(run(repo, "sparse"));
+    }
+    let (bare, full, sparse) = (median(bare), median(full), median(sparse));
+    println!(
+        "{label}: bare cycle {:.1} ms; git agent run {:.1} ms = {:.2}x; with scope.read of 5% {:.1} ms = {:.3}x",
+        ms(bare),
+        ms(full),
+        ms(full) / ms(bare),
+        ms(sparse),
+        ms(sparse) / ms(bare)
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The milliseconds between the first `from` event and the first `to` event.
+fn between(repo: &Path, task: &str, from: &str, to: &str) -> f64 {
+    let log = agent(repo, &["log", task, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&log.stdout).expect("json");
+    let at = |ty: &str| -> f64 {
+        let ts = v["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .find(|e| e["type"] == ty)
+            .and_then(|e| e["ts"].as_str())
+            .unwrap_or_else(|| panic!("no {ty} event"))
+            .to_string();
+        let t = time::OffsetDateTime::parse(&ts, &time::format_description::well_known::Rfc3339)
+            .expect("ts");
+        (t.unix_timestamp_nanos() / 1_000) as f64 / 1000.0
+    };
+    at(to) - at(from)
+}
+
+fn new_files(tmp: &Path, count: usize) {
+    let make = format!(
+        "python3 -c 'import os\nos.makedirs(\"gen\", exist_ok=True)\nfor i in range({count}):\n    d = \"gen/%03d\" % (i % 1000)\n    os.makedirs(d, exist_ok=True)\n    open(\"%s/%06d.txt\" % (d, i), \"w\").write(str(i))'"
+    );
+    let base = tmp.join("new");
+    let repo = repo_of(&base, 50, 5, &make, "gen/**");
+    // The baseline: the same files in a plain worktree, staged and written.
+    let plain = base.join("plain");
+    git(
+        &repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "--detach",
+            plain.to_str().expect("utf-8"),
+            "HEAD",
+        ],
+    );
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(&make)
+        .current_dir(&plain)
+        .status()
+        .expect("sh");
+    assert!(status.success());
+    let t = Instant::now();
+    git(&plain, &["add", "-A"]);
+    git(&plain, &["write-tree"]);
+    let baseline = ms(t.elapsed());
+    agent(&repo, &["run", "full"]);
+    let verify = between(&repo, "full", "agent_finished", "scope_report");
+    println!(
+        "{count} new files: verification {:.0} ms vs git add -A + write-tree {baseline:.0} ms = {:.2}x",
+        verify,
+        verify / baseline
+    );
+}
+
+fn main() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
+    if wanted("small") {
+        let base = tmp.path().join("small");
+        let repo = repo_of(
+            &base,
+            50,
+            5,
+            "sh -c 'echo changed >> d000/f00000.txt'",
+            "d000/**",
+        );
+        rows("50 files", &repo, &base.join("bare-wt"), "d000/f00000.txt");
+    }
+    if wanted("5k") {
+        let base = tmp.path().join("5k");
+        let repo = repo_of(
+            &base,
+            5000,
+            100,
+            "sh -c 'echo changed >> d000/f00000.txt'",
+            "d000/**",
+        );
+        rows(
+            "5,000 files",
+            &repo,
+            &base.join("bare-wt"),
+            "d000/f00000.txt",
+        );
+    }
+    if let Some(real) = std::env::var_os("GIT_AGENT_BENCH_REPO") {
+        println!("(GIT_AGENT_BENCH_REPO={}: run the same briefs there by hand; rows on a real clone need its own briefs)", PathBuf::from(real).display());
+    }
+    if wanted("new") {
+        let count = std::env::var("GIT_AGENT_BENCH_NEW_FILES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(100_000);
+        new_files(tmp.path(), count);
+    }
+}
