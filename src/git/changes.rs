@@ -112,10 +112,13 @@ impl Repo {
         self.check_owns(wt)?;
         let index = TempIndex::new(wt)?;
         let git = self.staging_git(wt, &index)?;
-        clear_index_bits(&git, !wt.sparse)?;
+        // git-agent's own copy has no bits the agent set; only an index
+        // taken from the admin dir (older worktrees) needs them cleared.
+        if !index.from_pristine {
+            clear_index_bits(&git, !wt.sparse)?;
+        }
         let staged = stage_all(&git, &wt.excluded)?;
-        let out = git.run(&["write-tree"])?;
-        let tree = parse_oid(&out.stdout, &git, "write-tree")?;
+        let tree = self.write_tree(&git, &index)?;
         drop(index);
 
         let repo = self.open()?;
@@ -159,6 +162,20 @@ impl Repo {
             .filter(|p| !p.is_empty())
             .map(|p| String::from_utf8_lossy(p).trim_end_matches('/').to_string())
             .collect())
+    }
+
+    /// The staged index as a tree: written in this process (libgit2), or
+    /// by `git write-tree` when libgit2 cannot read what git wrote.
+    fn write_tree(&self, git: &Git, index: &TempIndex) -> Result<Oid> {
+        let in_process = self.open().ok().and_then(|repo| {
+            let mut staged = git2::Index::open(&index.path).ok()?;
+            staged.write_tree_to(&repo).ok()
+        });
+        if let Some(tree) = in_process {
+            return Ok(tree);
+        }
+        let out = git.run(&["write-tree"])?;
+        parse_oid(&out.stdout, git, "write-tree")
     }
 
     /// `wt`'s admin dir is in this repository's common dir.
@@ -285,6 +302,8 @@ fn stage_everything(git: &Git) -> Result<Staged> {
 /// Private copy of a worktree's index, removed on drop.
 struct TempIndex {
     path: PathBuf,
+    /// Copied from git-agent's own record of the checkout.
+    from_pristine: bool,
 }
 
 impl TempIndex {
@@ -296,6 +315,7 @@ impl TempIndex {
                 std::process::id(),
                 unique()
             )),
+            from_pristine: false,
         }
     }
 
@@ -305,9 +325,9 @@ impl TempIndex {
     /// Worktrees made before that copy existed fall back to the admin dir's.
     fn new(wt: &Worktree) -> Result<TempIndex> {
         let pristine = wt.pristine_index();
-        let source = match &pristine {
-            Some(p) if p.is_file() => p.clone(),
-            _ => wt.admin_dir.join("index"),
+        let (source, from_pristine) = match &pristine {
+            Some(p) if p.is_file() => (p.clone(), true),
+            _ => (wt.admin_dir.join("index"), false),
         };
         let path = wt.admin_dir.join(format!(
             "git-agent-index.{}.{}",
@@ -328,7 +348,10 @@ impl TempIndex {
             }
             Err(e) => return Err(io_err("copying index", &source)(e)),
         }
-        Ok(TempIndex { path })
+        Ok(TempIndex {
+            path,
+            from_pristine,
+        })
     }
 }
 

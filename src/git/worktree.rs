@@ -340,7 +340,9 @@ impl Repo {
         {
             let _thread = WORKTREE_ADD.lock().unwrap_or_else(|e| e.into_inner());
             let _process = LockFile::acquire(&self.common_dir.join("agent/worktree.lock"))?;
-            self.worktree_add(&path, commit, existed)?;
+            // A full checkout is written by `worktree add` itself (one git
+            // process); a sparse one needs its patterns first.
+            self.worktree_add(&path, commit, existed, patterns.is_none())?;
             if patterns.is_some() {
                 // `sparse-checkout set` would write this into the common config
                 // the first time; do it here, under the lock.
@@ -435,13 +437,16 @@ impl Repo {
     }
 
     /// `git worktree add --no-checkout --detach`, retried on lock contention.
-    fn worktree_add(&self, path: &Path, commit: Oid, existed: bool) -> Result<()> {
-        let git = self.git();
+    fn worktree_add(&self, path: &Path, commit: Oid, existed: bool, checkout: bool) -> Result<()> {
+        let git = self
+            .git()
+            .config("core.sparseCheckout=false")
+            .config("checkout.workers=0");
         let hex = commit.to_string();
         let args: [&OsStr; 6] = [
             "worktree".as_ref(),
             "add".as_ref(),
-            "--no-checkout".as_ref(),
+            if checkout { "--quiet" } else { "--no-checkout" }.as_ref(),
             "--detach".as_ref(),
             path.as_os_str(),
             hex.as_ref(),
@@ -482,6 +487,8 @@ impl Repo {
     fn populate(&self, wt: &Worktree, commit: Oid, patterns: Option<&[String]>) -> Result<()> {
         let hex = commit.to_string();
         match patterns {
+            // Checked out by `worktree add`.
+            None if wt.path.join(".git").is_file() && wt.admin_dir.join("index").is_file() => {}
             Some(patterns) => {
                 let mut input = patterns.join("\n");
                 input.push('\n');
