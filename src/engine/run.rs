@@ -221,6 +221,7 @@ pub async fn execute(
         worktree: None,
         pending_tree: None,
         slot: None,
+        saved: std::sync::Mutex::new(None),
     };
     run.save()?;
     let mut end = match run.steps(&req, stop).await {
@@ -312,6 +313,8 @@ pub(super) struct Run {
     pub(super) pending_tree: Option<git2::Oid>,
     /// The pool slot whose worktree this run works in (held until it ends).
     pub(super) slot: Option<crate::engine::pool::Slot>,
+    /// The record as last written.
+    pub(super) saved: std::sync::Mutex<Option<Vec<u8>>>,
 }
 
 /// Where the attempt loop starts: a fresh run's first attempt, or the
@@ -329,6 +332,16 @@ pub(super) struct Start {
 
 impl Run {
     pub(super) fn save(&self) -> Result<(), RunError> {
+        // A record that did not change is not written again (each write
+        // is a new file renamed into place).
+        let now = serde_json::to_vec(&self.record).ok();
+        {
+            let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
+            if now.is_some() && *saved == now {
+                return Ok(());
+            }
+            *saved = now;
+        }
         self.dir
             .write_record(&self.record)
             .map_err(|source| RunError::Store {
@@ -351,6 +364,8 @@ impl Run {
     /// Saves the record shown in `state` while keeping its own (the
     /// outcome, during delivery, which reads it).
     pub(super) fn show_state(&self, state: State) -> Result<(), RunError> {
+        // What is on disk now is not `self.record`: the next save writes.
+        *self.saved.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let shown = RunRecord {
             state,
             ..self.record.clone()
