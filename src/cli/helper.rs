@@ -504,34 +504,11 @@ pub(crate) fn print_summary(records: &[&RunRecord]) {
     if records.is_empty() {
         return;
     }
-    let rows: Vec<[String; 6]> = records.iter().map(|r| summary_row(r)).collect();
+    let rows: Vec<Vec<String>> = records.iter().map(|r| summary_row(r).to_vec()).collect();
     let header = [
         "TASK", "OUTCOME", "ATTEMPTS", "CHECKS", "BRANCH", "DURATION",
     ];
-    let widths: Vec<usize> = (0..6)
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].chars().count())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: Vec<&str>| {
-        cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    let mut out = format!("{}\n", line(header.to_vec()));
-    for r in &rows {
-        out.push_str(&line(r.iter().map(String::as_str).collect()));
-        out.push('\n');
-    }
+    let mut out = crate::report::runs::align(&header, &rows);
     push_reasons(&mut out, records);
     super::print_out(&out);
 }

@@ -406,16 +406,7 @@ mod tests {
         let r = f.repo.open().expect("open");
         // A commit on `parent` with the top-level `file` set to `content`.
         let commit_with = |parent: Oid, file: &str, content: &str| -> Oid {
-            let p = r.find_commit(parent).expect("parent");
-            let blob = r.blob(content.as_bytes()).expect("blob");
-            let mut tb = r
-                .treebuilder(Some(&p.tree().expect("tree")))
-                .expect("builder");
-            tb.insert(file, blob, BLOB as i32).expect("insert");
-            let tree = r.find_tree(tb.write().expect("write")).expect("tree");
-            let sig = signature().expect("sig");
-            r.commit(None, &sig, &sig, file, &tree, &[&p])
-                .expect("commit")
+            commit_file(&f.repo, parent, file, content, file)
         };
         let result = commit_with(f.base, "long.txt", "the agent's version\n");
         assert_eq!(f.repo.replay_onto(result, f.base).unwrap(), Some(result));

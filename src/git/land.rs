@@ -311,18 +311,13 @@ mod tests {
 
     /// A commit on `parent` with the top-level `file` set to `content`.
     fn commit_with(f: &Fixture, parent: Oid, file: &str, content: &str) -> Oid {
-        let r = f.repo.open().expect("open");
-        let p = r.find_commit(parent).expect("parent");
-        let blob = r.blob(content.as_bytes()).expect("blob");
-        let mut tb = r
-            .treebuilder(Some(&p.tree().expect("tree")))
-            .expect("builder");
-        tb.insert(file, blob, BLOB as i32).expect("insert");
-        let tree = r.find_tree(tb.write().expect("write")).expect("tree");
-        let sig = git2::Signature::now("Someone", "someone@example.com").expect("sig");
-        let message = format!("{file}\n\nAgent-Task: t\n");
-        r.commit(None, &sig, &sig, &message, &tree, &[&p])
-            .expect("commit")
+        commit_file(
+            &f.repo,
+            parent,
+            file,
+            content,
+            &format!("{file}\n\nAgent-Task: t\n"),
+        )
     }
 
     #[test]

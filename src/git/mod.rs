@@ -163,6 +163,28 @@ pub(crate) mod test_support {
     }
 
     /// A repository with a committed base and a dirty user checkout.
+    /// A commit on `parent` with the top-level `file` set to `content`,
+    /// with `message` (no branch moved).
+    pub(crate) fn commit_file(
+        repo: &Repo,
+        parent: Oid,
+        file: &str,
+        content: &str,
+        message: &str,
+    ) -> Oid {
+        let r = repo.open().expect("open");
+        let p = r.find_commit(parent).expect("parent");
+        let blob = r.blob(content.as_bytes()).expect("blob");
+        let mut tb = r
+            .treebuilder(Some(&p.tree().expect("tree")))
+            .expect("builder");
+        tb.insert(file, blob, 0o100644).expect("insert");
+        let tree = r.find_tree(tb.write().expect("write")).expect("tree");
+        let sig = git2::Signature::now("Someone", "someone@example.com").expect("sig");
+        r.commit(None, &sig, &sig, message, &tree, &[&p])
+            .expect("commit")
+    }
+
     pub(crate) fn fixture() -> Fixture {
         let tmp = tempfile::tempdir().expect("tempdir");
         let root = tmp.path().join("repo");

@@ -25,11 +25,17 @@ pub fn table(records: &[RunRecord]) -> String {
         "RUN", "TASK", "STATE", "STARTED", "DURATION", "CHECKS", "BRANCH",
     ];
     let rows: Vec<Vec<String>> = records.iter().map(row).collect();
+    align(&header, &rows)
+}
+
+/// `header` and `rows` as columns two spaces apart, each as wide as its
+/// widest cell; no trailing blanks.
+pub fn align(header: &[&str], rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..header.len())
         .map(|i| {
             rows.iter()
-                .map(|r| r[i].chars().count())
-                .chain([header[i].len()])
+                .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+                .chain([header[i].chars().count()])
                 .max()
                 .unwrap_or(0)
         })
@@ -42,8 +48,8 @@ pub fn table(records: &[RunRecord]) -> String {
             .collect();
         format!("{}\n", text.join("  ").trim_end())
     };
-    let mut out = line(&header);
-    for r in &rows {
+    let mut out = line(header);
+    for r in rows {
         out.push_str(&line(&r.iter().map(String::as_str).collect::<Vec<_>>()));
     }
     out
