@@ -1097,6 +1097,8 @@ fn markdown_log_snapshot() {
 
         task `story` · branch `agent/story` · 2 of 2 attempts · [DURATION] · agent `fx`
 
+        **Cost:** not reported
+
         ### Goal
 
         Make the scripted change.

@@ -4,9 +4,7 @@
 pub const CONFIG: &str = r#"# git-agent config. Schema: `git agent schema config`.
 # Agents run in their own worktree (cwd), get the prompt in
 # $GIT_AGENT_PROMPT_FILE and never see GITHUB_TOKEN / GH_TOKEN.
-# Adapters: claude, codex, aider, copilot, opencode (see docs/agents/), or `command`
-# for any program. Under the sandbox (Landlock) a CLI gets all its tools; a later
-# attempt continues its session with the failing checks.
+# Adapters: claude, codex, aider, copilot, opencode (docs/agents/), or `command`.
 default_agent: claude
 agents:
   claude:
