@@ -55,8 +55,8 @@ impl AgentCli for Aider {
         true
     }
 
-    fn trailing(&self, cx: &Context<'_>) -> Vec<String> {
-        trailing(cx)
+    fn trailing(&self, cx: &Context<'_>) -> Result<Vec<String>, AgentError> {
+        Ok(trailing(cx))
     }
 
     fn fixed_env(&self) -> &'static [(&'static str, &'static str)] {

@@ -42,6 +42,17 @@ impl AgentCli for Codex {
         args(agent, cx)
     }
 
+    /// `[resume <session>] <prompt>`, after the user's `args`: those are
+    /// options of `exec`, which `exec resume` does not all take after it.
+    fn trailing(&self, cx: &Context<'_>) -> Result<Vec<String>, AgentError> {
+        let mut out = Vec::new();
+        if let Some(session) = cx.resume {
+            out.extend(["resume".to_string(), session.to_string()]);
+        }
+        out.push(super::read_prompt(cx)?);
+        Ok(out)
+    }
+
     fn access(&self, cx: &Context<'_>) -> Option<String> {
         Some(if cx.sandboxed {
             "all tools (`--sandbox danger-full-access`): git-agent's sandbox confines it, \
@@ -96,7 +107,6 @@ impl AgentCli for Codex {
 }
 
 pub fn args(agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, AgentError> {
-    let prompt = super::read_prompt(cx)?;
     let mut args: Vec<String> = [
         "exec",
         "--json",
@@ -119,12 +129,6 @@ pub fn args(agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, AgentError> 
     if let Some(model) = &agent.model {
         args.extend(["--model".to_string(), model.clone()]);
     }
-    if let Some(session) = cx.resume {
-        args.extend(["resume".to_string(), session.to_string()]);
-    }
-    // The prompt is the positional argument; the user's `args` follow it
-    // and must be options (clap accepts options after positionals).
-    args.push(prompt);
     Ok(args)
 }
 

@@ -76,9 +76,10 @@ pub trait AgentCli: Sync {
     fn install_hint(&self) -> &'static str;
     /// The arguments before the user's `args`.
     fn args(&self, agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, AgentError>;
-    /// The arguments after the user's `args` (aider's files).
-    fn trailing(&self, _cx: &Context<'_>) -> Vec<String> {
-        Vec::new()
+    /// The arguments after the user's `args` (aider's files, Codex's
+    /// subcommand and prompt).
+    fn trailing(&self, _cx: &Context<'_>) -> Result<Vec<String>, AgentError> {
+        Ok(Vec::new())
     }
     /// Variables it always gets: no update checks, telemetry or error
     /// reporting from a background run.
@@ -200,7 +201,7 @@ pub fn invocation(agent: &Agent, cx: &Context<'_>) -> Result<Invocation, AgentEr
     ];
     args.extend(adapter_args);
     args.extend(agent.args.iter().cloned());
-    args.extend(cli.trailing(cx));
+    args.extend(cli.trailing(cx)?);
     let mut env = Vec::new();
     for (name, value) in cli.fixed_env() {
         env.push((name.to_string(), value.to_string()));

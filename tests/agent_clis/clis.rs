@@ -120,7 +120,9 @@ pub fn codex() -> Setup {
         name: "codex",
         adapter: "codex",
         model: "gpt-5.5",
-        args: vec![],
+        // An option of `exec` that `exec resume` does not take: the user's
+        // `args` must come before the subcommand.
+        args: vec!["--add-dir", "/tmp"],
         env: codex_env,
         tools_only: false,
         shell: Some(codex_shell),
