@@ -146,6 +146,7 @@ fn fill(repo: &git2::Repository, store: &Store) {
             duration_ms: Some(30_000 + (i as u64 * 37) % 60_000),
             delivery: None,
             landed: None,
+            usage: Default::default(),
             queued: None,
             task,
         })

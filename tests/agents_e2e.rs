@@ -1,190 +1,47 @@
-//! End-to-end tests of the `claude`, `codex` and `aider` adapters: the real
-//! CLIs, driven by `git agent run`, talking to a scripted fake model server
-//! on 127.0.0.1 (`tests/fake_model`). No network, no account.
+//! End-to-end tests of the `claude`, `codex`, `aider`, `copilot` and
+//! `opencode` adapters: the real CLIs, driven by `git agent run`, talking to
+//! a scripted fake model server on 127.0.0.1 (`tests/fake_model`). No
+//! network, no account. What the tests share is `tests/agent_clis/`.
 //!
 //! The CLIs are found under `$GIT_AGENT_TEST_AGENTS_DIR` (set by
-//! `.ci/install-agents.sh`: `npm/node_modules/.bin/{claude,codex}`,
+//! `.ci/install-agents.sh`: `npm/node_modules/.bin/{claude,codex,copilot,opencode}`,
 //! `venv/bin/aider`). When one is missing the test fails loudly under
 //! `CI=true`, and is skipped with a notice otherwise.
 //!
-//! For each CLI: (a) an in-scope edit that succeeds, (b) an edit outside the
-//! scope that escalates, (c) a failing check on attempt 1 whose output
-//! reaches the model, and a second attempt that succeeds. Then the budgets
-//! (`escalate.max_turns`, `escalate.max_cost_usd`) where a CLI reports what
-//! they limit: Claude Code (both), Codex (turns), aider (cost). The runs are
-//! serialized (a lock) so that their durations, printed, mean something.
+//! For each CLI: (a) an in-scope edit that succeeds, after a shell command
+//! that is no check (`ls`, `sh test.sh`), which runs because the sandbox
+//! confines the agent and the adapter gives it all its tools; (b) an edit
+//! outside the scope that escalates; (c) a failing check on attempt 1 whose
+//! output reaches the model, as the new message of the session attempt 1
+//! left (the request carries the first conversation), and a second attempt
+//! that succeeds. Then the budgets (`escalate.max_turns`,
+//! `escalate.max_cost_usd`) where a CLI reports what they limit: Claude
+//! Code (both), Codex (turns), aider (cost). The runs are serialized (a
+//! lock) so that their durations, printed, mean something.
+//! `agents_full.rs` has the runs without the sandbox and without sessions.
 
+mod agent_clis;
 mod fake_model;
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
+use agent_clis::clis::{aider, claude, codex, codex_shell, copilot, opencode, search_replace};
+use agent_clis::{
+    activity, cli, confined, dump, record, repo, run, strs, timing, Setup, MARKER, SERIAL,
+};
 use fake_model::{Call, FakeModel, Turn};
 use serde_json::{json, Value};
-use support::{of_type, yaml_str, Brief, TestRepo};
-
-/// One e2e run at a time: timings stay meaningful and the CLIs do not
-/// fight over two cores.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-const MARKER: &str = "MARKER-7: the greeting lacks the word fixed";
-
-fn check_fails_first() -> String {
-    // The marker is computed by the shell, so the prompt's copy of the
-    // command does not contain it: only the check's output does.
-    let rest = MARKER.strip_prefix("MARKER-7").expect("marker");
-    format!("grep -q 'hello fixed' src/greet.txt || {{ echo \"MARKER-$((3+4)){rest}\"; exit 1; }}")
-}
-
-/// The CLI's path, or `None` (with a notice) when it is not installed
-/// locally. Under `CI=true` a missing CLI fails the test.
-fn cli(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("GIT_AGENT_TEST_AGENTS_DIR").map(PathBuf::from);
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let path = dir.as_ref().map(|d| match name {
-        "aider" => d.join("venv/bin/aider"),
-        _ => d.join("npm/node_modules/.bin").join(name),
-    });
-    match path {
-        Some(p) if p.exists() => Some(p),
-        Some(p) => {
-            assert!(
-                !ci,
-                "{name} is not installed at {} (GIT_AGENT_TEST_AGENTS_DIR): .ci/install-agents.sh must install it; see its output",
-                p.display()
-            );
-            eprintln!("SKIPPED: {name} not found at {}", p.display());
-            None
-        }
-        None => {
-            assert!(
-                !ci,
-                "GIT_AGENT_TEST_AGENTS_DIR is not set under CI=true: run .ci/install-agents.sh and export what it prints"
-            );
-            eprintln!(
-                "SKIPPED: {name}: set GIT_AGENT_TEST_AGENTS_DIR (see .ci/install-agents.sh) to run the real-CLI tests"
-            );
-            None
-        }
-    }
-}
-
-/// A repository with `src/greet.txt` and `README.md`, and an agent `a`
-/// of `adapter` running `program`.
-fn repo(adapter: &str, program: &Path, model: &str, extra_args: &[&str]) -> TestRepo {
-    let repo = TestRepo::with_files(&[("README.md", "# Project\n"), ("src/greet.txt", "hello\n")]);
-    let args = extra_args
-        .iter()
-        .map(|a| yaml_str(a))
-        .collect::<Vec<_>>()
-        .join(", ");
-    repo.write(
-        ".agents/config.yaml",
-        format!(
-            "default_agent: a\nagents:\n  a:\n    adapter: {adapter}\n    command: {}\n    model: {}\n    args: [{args}]\n\
-             worktree_dir: {}\nkill_grace: 2s\n",
-            yaml_str(&program.display().to_string()),
-            yaml_str(model),
-            yaml_str(&repo.wt.display().to_string()),
-        ),
-    );
-    repo
-}
-
-/// `git agent run <id> --json` with the provider's variables; returns the
-/// exit code, the run object, stderr and the wall time.
-fn run(repo: &TestRepo, id: &str, env: &[(String, String)]) -> (i32, Value, String, Duration) {
-    // The real CLIs get a UTF-8 locale.
-    let mut extra = vec![("LC_ALL", "C.UTF-8")];
-    extra.extend(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let start = Instant::now();
-    let (code, runs, stderr) = repo.run_json_env(&[id], &extra);
-    let took = start.elapsed();
-    let run = runs.into_iter().next().unwrap_or(Value::Null);
-    (code, run, stderr, took)
-}
-
-/// Everything about a finished run, for assertion messages.
-fn dump(repo: &TestRepo, run: &Value, stderr: &str, server: &FakeModel) -> String {
-    let id = run["run_id"].as_str().unwrap_or("");
-    let dir = repo.run_dir(id);
-    let mut s = format!(
-        "run: {run:#}\nstderr:\n{stderr}\nserver:\n{}\n",
-        server.describe()
-    );
-    for n in 1..=3 {
-        for stream in ["stdout", "stderr"] {
-            if let Ok(t) = std::fs::read_to_string(dir.join(format!("agent-{n}.{stream}"))) {
-                let tail: String = t
-                    .chars()
-                    .rev()
-                    .take(3000)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
-                s.push_str(&format!("--- agent-{n}.{stream}\n{tail}\n"));
-            }
-        }
-    }
-    s
-}
-
-fn activity(events: &[Value], attempt: u64) -> Value {
-    of_type(events, "agent_activity")
-        .into_iter()
-        .find(|e| e["attempt"] == attempt)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
-fn strs(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .map(|x| x.as_str().unwrap_or("").to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Copies an attempt's stdout to `$GIT_AGENT_RECORD_STREAMS/<name>` (to refresh fixtures).
-fn record(repo: &TestRepo, run: &Value, attempt: u32, name: &str) {
-    if let Some(dir) = std::env::var_os("GIT_AGENT_RECORD_STREAMS") {
-        let id = run["run_id"].as_str().unwrap_or("");
-        let from = repo.run_dir(id).join(format!("agent-{attempt}.stdout"));
-        let _ = std::fs::copy(from, Path::new(&dir).join(name));
-    }
-}
-
-fn timing(cli: &str, case: &str, took: Duration) {
-    eprintln!("TIMING {cli} {case}: {:.1}s", took.as_secs_f64());
-}
+use support::{of_type, Brief};
 
 // ---------------------------------------------------------------------------
 // The three cases, shared by the CLIs.
 
-struct Setup {
-    name: &'static str,
-    adapter: &'static str,
-    model: &'static str,
-    args: Vec<&'static str>,
-    /// Provider variables for git-agent's environment (the adapter passes them on).
-    env: fn(&TestRepo, &FakeModel) -> Vec<(String, String)>,
-    /// (a): edit src/greet.txt to `hello fixed`, run the check, say "Changed the greeting."
-    success: fn() -> Vec<Turn>,
-    /// (b): edit README.md.
-    outside: fn() -> Vec<Turn>,
-    /// (c): attempt 1 writes `hello world`; attempt 2 `hello fixed`.
-    retry: fn() -> Vec<Turn>,
-}
-
 fn case_success(s: &Setup) {
     let Some(program) = cli(s.name) else { return };
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let server = FakeModel::start((s.success)());
+    let server = s.server((s.success)());
     let repo = repo(s.adapter, &program, s.model, &s.args);
     repo.brief(
         "greet",
@@ -240,12 +97,40 @@ fn case_success(s: &Setup) {
     assert!(md.contains("### What the agent did"), "{md}");
     assert!(md.contains("Changed the greeting"), "{md}");
     assert!(md.contains("src/greet.txt"), "{md}");
+    assert!(md.contains("**Cost:** "), "{md}");
+    if s.shell.is_some() && confined(&events) {
+        // The kernel confines it: the CLI got all its tools, and a shell
+        // command that is no check ran.
+        let access = a["access"].as_str().unwrap_or("");
+        assert!(access.starts_with("all tools"), "{a:#}\n{why}");
+        let ran: Vec<(String, Value)> = a["commands"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c["command"].as_str().unwrap_or("").to_string(),
+                    c["exit_code"].clone(),
+                )
+            })
+            .collect();
+        assert!(
+            ran.iter()
+                .any(|(c, code)| c.contains("sh test.sh") && *code == 0),
+            "{a:#}\n{why}"
+        );
+        assert!(a["permission_denials"].is_null(), "{a:#}\n{why}");
+        assert!(
+            server.received("tests: 1 passed"),
+            "the command's output reached the model\n{why}"
+        );
+    }
 }
 
 fn case_outside(s: &Setup) {
     let Some(program) = cli(s.name) else { return };
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let server = FakeModel::start((s.outside)());
+    let server = s.server((s.outside)());
     let repo = repo(s.adapter, &program, s.model, &s.args);
     repo.brief(
         "stray",
@@ -291,64 +176,38 @@ fn case_outside(s: &Setup) {
     );
 }
 
+/// (c): attempt 2 continues attempt 1's session: its first request
+/// carries the first conversation (attempt 1's last words, "First try.")
+/// and the check's output as the new message.
 fn case_retry(s: &Setup) {
-    let Some(program) = cli(s.name) else { return };
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let server = FakeModel::start((s.retry)());
-    let repo = repo(s.adapter, &program, s.model, &s.args);
-    repo.brief(
-        "retry",
-        &Brief::new(&["src/**"])
-            .title("Fix the greeting, eventually")
-            .check("greeting", &check_fails_first())
-            .attempts(2)
-            .timeout("280s"),
-    );
-    repo.commit_all("config");
-    let (code, run, stderr, took) = run(&repo, "retry", &(s.env)(&repo, &server));
-    timing(s.name, "retry", took);
+    let case = agent_clis::Case::new("retry", agent_clis::retry_brief(), (s.retry)());
+    let Some(f) = agent_clis::retried(s, case, "retry") else {
+        return;
+    };
     record(
-        &repo,
-        &run,
+        &f.repo,
+        &f.run,
         2,
         &format!("{}-retry-2.{}", s.name, ext(s.name)),
     );
-    let why = dump(&repo, &run, &stderr, &server);
-    assert_eq!(code, 0, "{why}");
-    assert_eq!(run["outcome"], "succeeded", "{why}");
-    assert_eq!(run["attempts"], 2, "{why}");
-    assert_eq!(
-        repo.show("agent/retry", "src/greet.txt").as_deref(),
-        Some("hello fixed\n")
-    );
-    let id = run["run_id"].as_str().expect("run id");
-    let events = repo.events(id);
-    let checks: Vec<(u64, bool)> = of_type(&events, "check_finished")
-        .iter()
-        .map(|c| {
-            (
-                c["attempt"].as_u64().unwrap_or(0),
-                c["passed"].as_bool().unwrap_or(false),
-            )
-        })
-        .collect();
-    assert_eq!(checks, [(1, false), (2, true)], "{why}");
-    // The failing check's output reached the model, in a request of attempt 2.
-    let requests = server.requests();
-    let first_with_marker = requests
-        .iter()
-        .position(|r| r.body.contains(MARKER))
-        .unwrap_or_else(|| panic!("the model never saw the check's output\n{why}"));
+    let why = &f.why;
+    let (a1, a2) = (f.activity(1), f.activity(2));
+    assert!(a1["session"].is_string(), "{a1:#}\n{why}");
+    assert_eq!(a2["continued"], true, "{a2:#}\n{why}");
+    let second = f.requests_from(MARKER);
     assert!(
-        requests[..first_with_marker]
-            .iter()
-            .any(|r| r.turn.is_some()),
-        "the feedback arrived before attempt 1 ran\n{why}"
+        second[0].body.contains("First try."),
+        "attempt 2's first request does not carry attempt 1's conversation\n{why}"
     );
-    assert!(
-        !activity(&events, 1).is_null() && !activity(&events, 2).is_null(),
-        "{events:#?}"
-    );
+    // Only the feedback is new: the brief's prompt is not sent again as a message.
+    assert!(!second[0].body.contains("attempt 2 of 2."), "{why}");
+    // Tokens of this attempt alone, also where the CLI reports the
+    // session's total (Codex, Copilot): at most 100 per request of it.
+    if let Some(tokens) = a2["input_tokens"].as_u64() {
+        assert!(tokens <= 100 * second.len() as u64, "{a2:#}\n{why}");
+    }
+    let md = f.repo.log_md(f.run["run_id"].as_str().unwrap_or(""));
+    assert!(md.contains("continued its session"), "{md}");
 }
 
 fn ext(name: &str) -> &'static str {
@@ -360,70 +219,7 @@ fn ext(name: &str) -> &'static str {
 }
 
 // ---------------------------------------------------------------------------
-// Claude Code
-
-fn claude() -> Setup {
-    Setup {
-        name: "claude",
-        adapter: "claude",
-        model: "claude-sonnet-4-5",
-        args: vec![],
-        env: |repo, server| {
-            vec![
-                ("ANTHROPIC_BASE_URL".into(), server.url()),
-                ("ANTHROPIC_API_KEY".into(), "sk-ant-dummy".into()),
-                (
-                    "CLAUDE_CONFIG_DIR".into(),
-                    repo.tmp.join("claude-config").display().to_string(),
-                ),
-            ]
-        },
-        success: || {
-            vec![
-                Turn::tool("Read", json!({"file_path": "{cwd}/src/greet.txt"})),
-                Turn::tool(
-                    "Edit",
-                    json!({"file_path": "{cwd}/src/greet.txt", "old_string": "hello", "new_string": "hello fixed"}),
-                ),
-                Turn::tool(
-                    "Bash",
-                    json!({"command": "grep -q 'hello fixed' src/greet.txt", "description": "run the check"}),
-                ),
-                Turn::text("Changed the greeting."),
-            ]
-        },
-        outside: || {
-            vec![
-                Turn::tool("Read", json!({"file_path": "{cwd}/README.md"})),
-                Turn::tool(
-                    "Edit",
-                    json!({"file_path": "{cwd}/README.md", "old_string": "# Project", "new_string": "# Project (edited)"}),
-                ),
-                Turn::tool(
-                    "Bash",
-                    json!({"command": "curl -s http://example.invalid/", "description": "not allowed"}),
-                ),
-                Turn::text("Edited the README."),
-            ]
-        },
-        retry: || {
-            vec![
-                Turn::tool("Read", json!({"file_path": "{cwd}/src/greet.txt"})),
-                Turn::tool(
-                    "Edit",
-                    json!({"file_path": "{cwd}/src/greet.txt", "old_string": "hello", "new_string": "hello world"}),
-                ),
-                Turn::text("First try."),
-                Turn::tool("Read", json!({"file_path": "{cwd}/src/greet.txt"})),
-                Turn::tool(
-                    "Edit",
-                    json!({"file_path": "{cwd}/src/greet.txt", "old_string": "hello world", "new_string": "hello fixed"}),
-                ),
-                Turn::text("Changed the greeting after the feedback."),
-            ]
-        },
-    }
-}
+// Each CLI
 
 #[test]
 fn claude_edits_in_scope_and_succeeds() {
@@ -438,81 +234,6 @@ fn claude_out_of_scope_edit_escalates() {
 #[test]
 fn claude_retries_with_the_check_output() {
     case_retry(&claude());
-}
-
-// ---------------------------------------------------------------------------
-// Codex
-
-fn patch(path: &str, old: &str, new: &str) -> String {
-    format!("*** Begin Patch\n*** Update File: {path}\n@@\n-{old}\n+{new}\n*** End Patch\n")
-}
-
-fn codex_env(repo: &TestRepo, server: &FakeModel) -> Vec<(String, String)> {
-    let home = repo.tmp.join("codex-home");
-    std::fs::create_dir_all(&home).expect("codex home");
-    std::fs::write(
-        home.join("config.toml"),
-        format!(
-            "model_provider = \"fake\"\ncheck_for_update_on_startup = false\n\n\
-             [analytics]\nenabled = false\n\n\
-             [model_providers.fake]\nname = \"fake\"\nbase_url = \"{}\"\nwire_api = \"responses\"\n\
-             env_key = \"OPENAI_API_KEY\"\nrequest_max_retries = 0\nstream_max_retries = 0\n",
-            server.v1()
-        ),
-    )
-    .expect("codex config");
-    vec![
-        ("CODEX_HOME".into(), home.display().to_string()),
-        ("OPENAI_API_KEY".into(), "sk-dummy".into()),
-    ]
-}
-
-fn codex_shell(cmd: &str) -> Turn {
-    Turn::tool("exec_command", json!({"cmd": cmd, "workdir": "{cwd}"}))
-}
-
-fn codex() -> Setup {
-    Setup {
-        name: "codex",
-        adapter: "codex",
-        model: "gpt-5.5",
-        args: vec![],
-        env: codex_env,
-        success: || {
-            vec![
-                codex_shell("cat src/greet.txt"),
-                Turn::custom(
-                    "apply_patch",
-                    &patch("src/greet.txt", "hello", "hello fixed"),
-                ),
-                codex_shell("grep -q 'hello fixed' src/greet.txt"),
-                Turn::text("Changed the greeting."),
-            ]
-        },
-        outside: || {
-            vec![
-                Turn::custom(
-                    "apply_patch",
-                    &patch("README.md", "# Project", "# Project (edited)"),
-                ),
-                Turn::text("Edited the README."),
-            ]
-        },
-        retry: || {
-            vec![
-                Turn::custom(
-                    "apply_patch",
-                    &patch("src/greet.txt", "hello", "hello world"),
-                ),
-                Turn::text("First try."),
-                Turn::custom(
-                    "apply_patch",
-                    &patch("src/greet.txt", "hello world", "hello fixed"),
-                ),
-                Turn::text("Changed the greeting after the feedback."),
-            ]
-        },
-    }
 }
 
 #[test]
@@ -530,75 +251,6 @@ fn codex_retries_with_the_check_output() {
     case_retry(&codex());
 }
 
-// ---------------------------------------------------------------------------
-// aider
-
-fn search_replace(path: &str, old: &str, new: &str, prose: &str) -> Turn {
-    Turn::text(&format!(
-        "{prose}\n\n{path}\n```\n<<<<<<< SEARCH\n{old}\n=======\n{new}\n>>>>>>> REPLACE\n```\n"
-    ))
-}
-
-fn aider_env(repo: &TestRepo, server: &FakeModel) -> Vec<(String, String)> {
-    // A price list with the fake model: no download, and a cost to report.
-    let caches = repo.home.join(".aider/caches");
-    std::fs::create_dir_all(&caches).expect("aider caches");
-    std::fs::write(
-        caches.join("model_prices_and_context_window.json"),
-        json!({"openai/fake": {"max_tokens": 4096, "max_input_tokens": 100000, "max_output_tokens": 4096,
-            "input_cost_per_token": 0.000001, "output_cost_per_token": 0.000002,
-            "litellm_provider": "openai", "mode": "chat"}})
-        .to_string(),
-    )
-    .expect("price list");
-    vec![
-        ("OPENAI_API_BASE".into(), server.v1()),
-        ("OPENAI_API_KEY".into(), "sk-dummy".into()),
-    ]
-}
-
-fn aider() -> Setup {
-    Setup {
-        name: "aider",
-        adapter: "aider",
-        model: "openai/fake",
-        args: vec!["--edit-format", "diff"],
-        env: aider_env,
-        success: || {
-            vec![search_replace(
-                "src/greet.txt",
-                "hello",
-                "hello fixed",
-                "Changed the greeting.",
-            )]
-        },
-        outside: || {
-            // aider first asks to add README.md to the chat (`--yes-always`
-            // accepts) and sends the request again: the edit comes twice.
-            let edit = || {
-                search_replace(
-                    "README.md",
-                    "# Project",
-                    "# Project (edited)",
-                    "Edited the README.",
-                )
-            };
-            vec![edit(), edit()]
-        },
-        retry: || {
-            vec![
-                search_replace("src/greet.txt", "hello", "hello world", "First try."),
-                search_replace(
-                    "src/greet.txt",
-                    "hello world",
-                    "hello fixed",
-                    "Changed the greeting after the feedback.",
-                ),
-            ]
-        },
-    }
-}
-
 #[test]
 fn aider_edits_in_scope_and_succeeds() {
     case_success(&aider());
@@ -612,6 +264,36 @@ fn aider_out_of_scope_edit_escalates() {
 #[test]
 fn aider_retries_with_the_check_output() {
     case_retry(&aider());
+}
+
+#[test]
+fn copilot_edits_in_scope_and_succeeds() {
+    case_success(&copilot());
+}
+
+#[test]
+fn copilot_out_of_scope_edit_escalates() {
+    case_outside(&copilot());
+}
+
+#[test]
+fn copilot_retries_with_the_check_output() {
+    case_retry(&copilot());
+}
+
+#[test]
+fn opencode_edits_in_scope_and_succeeds() {
+    case_success(&opencode());
+}
+
+#[test]
+fn opencode_out_of_scope_edit_escalates() {
+    case_outside(&opencode());
+}
+
+#[test]
+fn opencode_retries_with_the_check_output() {
+    case_retry(&opencode());
 }
 
 // ---------------------------------------------------------------------------
@@ -664,7 +346,11 @@ fn serve() {
             ..Turn::default()
         })
         .collect();
-    let server = FakeModel::start(turns);
+    let server = if std::env::var_os("FAKE_TOOLS_ONLY").is_some() {
+        FakeModel::start_tools_only(turns)
+    } else {
+        FakeModel::start(turns)
+    };
     std::fs::write(
         std::env::var("FAKE_PORT_FILE").unwrap_or("/tmp/fake-port".into()),
         server.port.to_string(),
@@ -732,6 +418,16 @@ fn codex_auth_error_fails_the_run() {
 #[test]
 fn aider_auth_error_fails_the_run() {
     case_auth_error(&aider());
+}
+
+#[test]
+fn copilot_auth_error_fails_the_run() {
+    case_auth_error(&copilot());
+}
+
+#[test]
+fn opencode_auth_error_fails_the_run() {
+    case_auth_error(&opencode());
 }
 
 // ---------------------------------------------------------------------------

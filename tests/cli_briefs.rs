@@ -466,7 +466,7 @@ fn validate_checks_brief_agents_against_the_config() {
     );
     assert_eq!(
         problem["help"],
-        "did you mean `claude`? Agents in the config: aider, claude, codex, script"
+        "did you mean `claude`? Agents in the config: aider, claude, codex, copilot, opencode, script"
     );
 }
 

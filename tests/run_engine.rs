@@ -133,6 +133,12 @@ fn success_commits_once_on_the_agent_branch_with_trailers_and_note() {
     assert!(note.contains("branch `agent/hello`"), "{note}");
     assert!(note.contains(run_id), "{note}");
     assert!(note.contains("`src/hello.txt`"), "{note}");
+    // One cost line for every run: a `command` agent reports none.
+    assert!(note.contains("**Cost:** not reported"), "{note}");
+    assert_eq!(
+        run["usage"],
+        serde_json::json!({"input_tokens": null, "output_tokens": null, "cost_usd": null})
+    );
 
     // The worktree is gone, and git knows it.
     assert_eq!(repo.worktrees(), [repo.root.display().to_string()]);
@@ -1090,6 +1096,8 @@ fn markdown_log_snapshot() {
         ## ✅ Succeeded — Fix the value
 
         task `story` · branch `agent/story` · 2 of 2 attempts · [DURATION] · agent `fx`
+
+        **Cost:** not reported
 
         ### Goal
 

@@ -9,8 +9,12 @@
 //! adds the files the model asks for — `--yes-always` accepts). Its history
 //! files go to the run directory, never into the worktree, and the repo map
 //! is off (`--map-tokens 0`) because its cache would be written into the
-//! worktree. aider prints no JSON: its plain output is parsed (`Tokens: ...
-//! Cost: ...` per model request, `Applied edit to ...`).
+//! worktree. This is the same with git-agent's sandbox and without it:
+//! aider never runs a shell command without a person saying yes. Its chat
+//! history is one file for the run, in the run's side directory; a later
+//! attempt continues that conversation (`--restore-chat-history`). aider
+//! prints no JSON: its plain output is parsed (`Tokens: ... Cost: ...` per
+//! model request, `Applied edit to ...`).
 
 use std::path::{Path, PathBuf};
 
@@ -39,8 +43,20 @@ impl AgentCli for Aider {
         args(agent, cx)
     }
 
-    fn trailing(&self, cx: &Context<'_>) -> Vec<String> {
-        trailing(cx)
+    fn access(&self, _cx: &Context<'_>) -> Option<String> {
+        Some(
+            "file edits (SEARCH/REPLACE) only, no shell commands, with git-agent's sandbox or \
+             without it (aider runs a command only when a person says yes)"
+                .to_string(),
+        )
+    }
+
+    fn resumes(&self) -> bool {
+        true
+    }
+
+    fn trailing(&self, cx: &Context<'_>) -> Result<Vec<String>, AgentError> {
+        Ok(trailing(cx))
     }
 
     fn fixed_env(&self) -> &'static [(&'static str, &'static str)] {
@@ -73,13 +89,12 @@ impl AgentCli for Aider {
     }
 }
 
+/// The chat history of a run's attempts (the one "session" aider has).
+pub const CHAT_HISTORY: &str = "aider.chat.md";
+
 pub fn args(agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, AgentError> {
-    let side = |name: &str| {
-        cx.run_dir
-            .join(format!("aider-{}.{name}", cx.attempt))
-            .to_string_lossy()
-            .into_owned()
-    };
+    let side = |name: &str| cx.side_dir.join(name).to_string_lossy().into_owned();
+    let attempt = cx.attempt;
     let mut args: Vec<String> = [
         "--yes-always",
         "--no-check-update",
@@ -98,9 +113,18 @@ pub fn args(agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, AgentError> 
     ]
     .map(String::from)
     .to_vec();
-    args.extend(["--chat-history-file".to_string(), side("chat.md")]);
-    args.extend(["--input-history-file".to_string(), side("input.history")]);
-    args.extend(["--llm-history-file".to_string(), side("llm.md")]);
+    args.extend(["--chat-history-file".to_string(), side(CHAT_HISTORY)]);
+    if cx.resume.is_some() {
+        args.push("--restore-chat-history".to_string());
+    }
+    args.extend([
+        "--input-history-file".to_string(),
+        side(&format!("aider-{attempt}.input.history")),
+    ]);
+    args.extend([
+        "--llm-history-file".to_string(),
+        side(&format!("aider-{attempt}.llm.md")),
+    ]);
     if let Some(model) = &agent.model {
         args.extend(["--model".to_string(), model.clone()]);
     }
@@ -224,6 +248,10 @@ impl StreamParser for Parser {
 
     fn failure(&self) -> Option<(FailureKind, String)> {
         self.failure.clone()
+    }
+
+    fn session(&self) -> Option<String> {
+        (self.requests > 0).then(|| CHAT_HISTORY.to_string())
     }
 }
 

@@ -1,12 +1,17 @@
 //! Claude Code (`claude -p ... --output-format stream-json`).
 //!
-//! Permissions: `--permission-mode acceptEdits` (file edits inside the
-//! working directory are accepted, anything outside is refused) and an
-//! `--allowedTools` list: the file tools, and `Bash` only for the brief's
-//! check commands, `git status|diff|log` and `git agent decide`. Anything
-//! else is a permission denial, reported in the stream's `result` event.
-//! Budgets are passed natively (`--max-turns`, `--max-budget-usd`) and also
-//! watched live by [`super::supervise`].
+//! Permissions: under git-agent's sandbox, every tool
+//! (`--permission-mode bypassPermissions`, with `IS_SANDBOX=1`, without
+//! which Claude Code refuses that mode to root): the kernel confines its
+//! writes. Without the sandbox, `--permission-mode acceptEdits` (file edits
+//! inside the working directory are accepted, anything outside is refused)
+//! and an `--allowedTools` list: the file tools, and `Bash` only for the
+//! brief's check commands, `git status|diff|log` and `git agent decide`.
+//! Anything else is a permission denial, reported in the stream's `result`
+//! event. A later attempt continues the session of the one before
+//! (`--resume <session_id>`, the id from the stream). Budgets are passed
+//! natively (`--max-turns`, `--max-budget-usd`) and also watched live by
+//! [`super::supervise`].
 
 use std::collections::{HashMap, HashSet};
 
@@ -34,21 +39,12 @@ const FILE_TOOLS: &[&str] = &[
     "TodoWrite",
 ];
 
-/// The tool list for `--allowedTools`.
+/// The tool list for `--allowedTools` (without the sandbox).
 pub fn allowed_tools(cx: &Context<'_>) -> Vec<String> {
     let mut tools: Vec<String> = FILE_TOOLS.iter().map(|t| t.to_string()).collect();
-    for check in &cx.brief.checks {
-        tools.push(format!("Bash({})", check.run.trim()));
-    }
-    for prefix in [
-        "git status",
-        "git diff",
-        "git log",
-        "git agent decide",
-        "git-agent decide",
-    ] {
-        tools.push(format!("Bash({prefix}:*)"));
-    }
+    let (checks, prefixes) = super::narrow_commands(cx);
+    tools.extend(checks.iter().map(|c| format!("Bash({c})")));
+    tools.extend(prefixes.iter().map(|p| format!("Bash({p}:*)")));
     tools
 }
 
@@ -66,6 +62,31 @@ impl AgentCli for Claude {
 
     fn args(&self, agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, AgentError> {
         args(agent, cx)
+    }
+
+    fn access(&self, cx: &Context<'_>) -> Option<String> {
+        Some(if cx.sandboxed {
+            "all tools (`--permission-mode bypassPermissions`): git-agent's sandbox confines it"
+                .to_string()
+        } else {
+            super::narrow_access(&format!(
+                "`--permission-mode acceptEdits` and `--allowedTools {}`",
+                allowed_tools(cx).join(" ")
+            ))
+        })
+    }
+
+    fn env(&self, cx: &Context<'_>) -> Vec<(String, String)> {
+        // Claude Code refuses bypassPermissions to root outside a sandbox.
+        if cx.sandboxed {
+            vec![("IS_SANDBOX".to_string(), "1".to_string())]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn resumes(&self) -> bool {
+        true
     }
 
     fn fixed_env(&self) -> &'static [(&'static str, &'static str)] {
@@ -109,19 +130,24 @@ impl AgentCli for Claude {
 }
 
 pub fn args(agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, AgentError> {
-    let prompt = std::fs::read_to_string(cx.prompt_file).map_err(|source| AgentError::Prompt {
-        path: cx.prompt_file.to_path_buf(),
-        source,
-    })?;
-    let mut args = vec!["-p".to_string(), prompt, "--allowedTools".to_string()];
-    args.extend(allowed_tools(cx));
+    let mut args = vec!["-p".to_string(), super::read_prompt(cx)?];
+    if let Some(session) = cx.resume {
+        args.extend(["--resume".to_string(), session.to_string()]);
+    }
+    let mode = if cx.sandboxed {
+        "bypassPermissions"
+    } else {
+        args.push("--allowedTools".to_string());
+        args.extend(allowed_tools(cx));
+        "acceptEdits"
+    };
     args.extend(
         [
             "--output-format",
             "stream-json",
             "--verbose",
             "--permission-mode",
-            "acceptEdits",
+            mode,
         ]
         .map(String::from),
     );
@@ -148,6 +174,7 @@ pub struct Parser {
     result_seen: bool,
     failure: Option<(FailureKind, String)>,
     last_text: Option<String>,
+    session: Option<String>,
 }
 
 impl StreamParser for Parser {
@@ -158,6 +185,7 @@ impl StreamParser for Parser {
         match v["type"].as_str() {
             Some("system") if v["subtype"] == "init" => {
                 self.cwd = v["cwd"].as_str().map(str::to_string);
+                self.session = v["session_id"].as_str().map(str::to_string);
             }
             Some("assistant") => self.assistant(&v),
             Some("user") => self.user(&v),
@@ -187,6 +215,10 @@ impl StreamParser for Parser {
 
     fn failure(&self) -> Option<(FailureKind, String)> {
         self.failure.clone()
+    }
+
+    fn session(&self) -> Option<String> {
+        self.session.clone()
     }
 }
 

@@ -8,9 +8,12 @@
 //! Under git-agent's own sandbox (Landlock, which forbids the mounts
 //! bubblewrap needs) Codex runs with `-s danger-full-access`: the kernel
 //! already confines its writes to the worktree, tmp dir and its CODEX_HOME.
-//! `--ephemeral` keeps no session files. Codex reports tokens but no cost
-//! and no model-turn count: `turns` counts its steps (tool calls and
-//! messages), which is what `escalate.max_turns` limits, live.
+//! A later attempt continues the session of the one before (`codex exec
+//! resume <thread_id>`); the last attempt, which none follows, keeps no
+//! session files (`--ephemeral`). Codex reports tokens but no cost and no
+//! model-turn count: `turns` counts its steps (tool calls and messages),
+//! which is what `escalate.max_turns` limits, live. A continued session's
+//! `turn.completed` gives the session's tokens so far.
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +40,38 @@ impl AgentCli for Codex {
 
     fn args(&self, agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, AgentError> {
         args(agent, cx)
+    }
+
+    /// `[resume <session>] <prompt>`, after the user's `args`: those are
+    /// options of `exec`, which `exec resume` does not all take after it.
+    fn trailing(&self, cx: &Context<'_>) -> Result<Vec<String>, AgentError> {
+        let mut out = Vec::new();
+        if let Some(session) = cx.resume {
+            out.extend(["resume".to_string(), session.to_string()]);
+        }
+        out.push(super::read_prompt(cx)?);
+        Ok(out)
+    }
+
+    fn access(&self, cx: &Context<'_>) -> Option<String> {
+        Some(if cx.sandboxed {
+            "all tools (`--sandbox danger-full-access`): git-agent's sandbox confines it, \
+             and Codex's own cannot run inside it"
+                .to_string()
+        } else {
+            "Codex's own sandbox (`--sandbox workspace-write`): commands write only the \
+             worktree and the temp dir, without network; git-agent's sandbox does not \
+             confine this run"
+                .to_string()
+        })
+    }
+
+    fn resumes(&self) -> bool {
+        true
+    }
+
+    fn cumulative_usage(&self) -> bool {
+        true
     }
 
     fn fixed_env(&self) -> &'static [(&'static str, &'static str)] {
@@ -72,10 +107,6 @@ impl AgentCli for Codex {
 }
 
 pub fn args(agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, AgentError> {
-    let prompt = std::fs::read_to_string(cx.prompt_file).map_err(|source| AgentError::Prompt {
-        path: cx.prompt_file.to_path_buf(),
-        source,
-    })?;
     let mut args: Vec<String> = [
         "exec",
         "--json",
@@ -85,19 +116,19 @@ pub fn args(agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, AgentError> 
         } else {
             "workspace-write"
         },
-        "--ephemeral",
         "--color",
         "never",
         "--skip-git-repo-check",
     ]
     .map(String::from)
     .to_vec();
+    // Session files only where a later attempt may continue the session.
+    if cx.attempt >= cx.brief.escalate.attempts {
+        args.push("--ephemeral".to_string());
+    }
     if let Some(model) = &agent.model {
         args.extend(["--model".to_string(), model.clone()]);
     }
-    // The prompt is the positional argument; the user's `args` follow it
-    // and must be options (clap accepts options after positionals).
-    args.push(prompt);
     Ok(args)
 }
 
@@ -109,6 +140,7 @@ pub struct Parser {
     steps: u32,
     failure: Option<(FailureKind, String)>,
     completed: bool,
+    session: Option<String>,
 }
 
 impl StreamParser for Parser {
@@ -117,6 +149,9 @@ impl StreamParser for Parser {
             return;
         };
         match v["type"].as_str() {
+            Some("thread.started") => {
+                self.session = v["thread_id"].as_str().map(str::to_string);
+            }
             Some("item.completed") => self.item(&v["item"]),
             Some("turn.completed") => {
                 self.completed = true;
@@ -164,6 +199,10 @@ impl StreamParser for Parser {
 
     fn failure(&self) -> Option<(FailureKind, String)> {
         self.failure.clone()
+    }
+
+    fn session(&self) -> Option<String> {
+        self.session.clone()
     }
 }
 

@@ -10,13 +10,27 @@
 //! outcome.
 //!
 //! One file per kind: [`claude`] (Claude Code), [`codex`] (OpenAI Codex
-//! CLI), [`aider`], and [`command`], which runs any program with
-//! `sh -c '<command> "$@"'` and reports nothing.
+//! CLI), [`aider`], [`copilot`] (GitHub Copilot CLI), [`opencode`], and
+//! [`command`], which runs any program with `sh -c '<command> "$@"'` and
+//! reports nothing. Copilot and opencode map their JSON lines onto the
+//! generic parser of [`jsonl`].
+//!
+//! Two choices every adapter makes from its [`Context`]: where git-agent's
+//! sandbox confines writes (`sandboxed`), the CLI gets its broadest
+//! non-interactive mode, since the kernel, not the CLI's permission list,
+//! is the boundary; elsewhere the narrow list it always had, and the log
+//! says which ([`AgentCli::access`]). And on a later attempt, where the CLI
+//! can continue a session ([`AgentCli::resumes`]), it continues the one of
+//! the attempt before (`resume`) with the failing checks as its new
+//! message, instead of starting afresh.
 
 pub mod aider;
 pub mod claude;
 pub mod codex;
 pub mod command;
+pub mod copilot;
+pub mod jsonl;
+pub mod opencode;
 pub mod report;
 pub mod supervise;
 
@@ -62,9 +76,10 @@ pub trait AgentCli: Sync {
     fn install_hint(&self) -> &'static str;
     /// The arguments before the user's `args`.
     fn args(&self, agent: &Agent, cx: &Context<'_>) -> Result<Vec<String>, AgentError>;
-    /// The arguments after the user's `args` (aider's files).
-    fn trailing(&self, _cx: &Context<'_>) -> Vec<String> {
-        Vec::new()
+    /// The arguments after the user's `args` (aider's files, Codex's
+    /// subcommand and prompt).
+    fn trailing(&self, _cx: &Context<'_>) -> Result<Vec<String>, AgentError> {
+        Ok(Vec::new())
     }
     /// Variables it always gets: no update checks, telemetry or error
     /// reporting from a background run.
@@ -83,6 +98,28 @@ pub trait AgentCli: Sync {
     /// A fresh parser of its output, for an agent working in `worktree`
     /// (`None`: the CLI has no event stream).
     fn parser(&self, worktree: &Path) -> Option<Box<dyn StreamParser>>;
+    /// What these arguments let the agent do, one line for the log.
+    fn access(&self, _cx: &Context<'_>) -> Option<String> {
+        None
+    }
+    /// Variables that depend on the attempt (added to [`AgentCli::fixed_env`]).
+    fn env(&self, _cx: &Context<'_>) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    /// Whether it can continue a session of an earlier attempt.
+    fn resumes(&self) -> bool {
+        false
+    }
+    /// Whether a continued session reports the session's tokens so far,
+    /// not this invocation's (the report subtracts what came before).
+    fn cumulative_usage(&self) -> bool {
+        false
+    }
+    /// A file it writes besides its stream (Copilot's usage figures), in
+    /// the run's side directory; read into the parser after it ends.
+    fn side_output(&self, _side_dir: &Path, _attempt: u32) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// The CLI of an adapter kind.
@@ -92,6 +129,8 @@ pub fn cli_for(adapter: Adapter) -> &'static dyn AgentCli {
         Adapter::Claude => &claude::Claude,
         Adapter::Codex => &codex::Codex,
         Adapter::Aider => &aider::Aider,
+        Adapter::Copilot => &copilot::Copilot,
+        Adapter::Opencode => &opencode::Opencode,
     }
 }
 
@@ -115,15 +154,20 @@ pub fn parse(
 pub struct Context<'a> {
     pub brief: &'a Brief,
     pub worktree: &'a Path,
-    /// The run's directory (adapters keep their side files there).
-    pub run_dir: &'a Path,
     /// The rendered prompt (it carries the previous attempt's feedback).
     pub prompt_file: &'a Path,
     pub attempt: u32,
     /// The orchestrator's environment (adapters pick their provider's variables from it).
     pub env_source: &'a [(String, String)],
-    /// git-agent's own sandbox confines the agent (adapters drop theirs where they clash).
+    /// git-agent's own sandbox confines the agent's writes: the CLI gets
+    /// all its tools (and drops its own sandbox where they clash).
     pub sandboxed: bool,
+    /// The run's directory for the CLI's side files (aider's chat history,
+    /// Copilot's usage figures): writable under the sandbox, kept with the run.
+    pub side_dir: &'a Path,
+    /// The session this attempt continues (the previous attempt's); `None`:
+    /// a fresh session, the prompt carrying the feedback.
+    pub resume: Option<&'a str>,
 }
 
 /// The program, arguments and extra environment of one attempt.
@@ -133,6 +177,8 @@ pub struct Invocation {
     pub args: Vec<String>,
     /// Added to the agent's allowlisted environment (wins over it).
     pub env: Vec<(String, String)>,
+    /// What the agent may do, for the log.
+    pub access: Option<String>,
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -155,11 +201,12 @@ pub fn invocation(agent: &Agent, cx: &Context<'_>) -> Result<Invocation, AgentEr
     ];
     args.extend(adapter_args);
     args.extend(agent.args.iter().cloned());
-    args.extend(cli.trailing(cx));
+    args.extend(cli.trailing(cx)?);
     let mut env = Vec::new();
     for (name, value) in cli.fixed_env() {
         env.push((name.to_string(), value.to_string()));
     }
+    env.extend(cli.env(cx));
     for name in cli.provider_env() {
         if let Some((_, v)) = cx.env_source.iter().find(|(k, _)| k == name) {
             env.push((name.to_string(), v.clone()));
@@ -169,12 +216,68 @@ pub fn invocation(agent: &Agent, cx: &Context<'_>) -> Result<Invocation, AgentEr
         program: "sh".into(),
         args,
         env,
+        access: cli.access(cx),
     })
 }
 
+/// Reads the prompt file an invocation passes on the command line.
+pub(crate) fn read_prompt(cx: &Context<'_>) -> Result<String, AgentError> {
+    std::fs::read_to_string(cx.prompt_file).map_err(|source| AgentError::Prompt {
+        path: cx.prompt_file.to_path_buf(),
+        source,
+    })
+}
+
+/// What the adapters with a narrow mode allow in a shell without the
+/// sandbox: the brief's check commands, then read-only git and
+/// `git agent decide` (each a command prefix).
+pub(crate) fn narrow_commands(cx: &Context<'_>) -> (Vec<String>, &'static [&'static str]) {
+    let checks = cx.brief.checks.iter().map(|c| c.run.trim().to_string());
+    (
+        checks.collect(),
+        &[
+            "git status",
+            "git diff",
+            "git log",
+            "git agent decide",
+            "git-agent decide",
+        ],
+    )
+}
+
+/// The log's line for an adapter's narrow mode.
+pub(crate) fn narrow_access(allowed: &str) -> String {
+    format!(
+        "narrow: git-agent's sandbox does not confine this run (`sandbox.mode: off`, or no \
+         Landlock), so only {allowed}"
+    )
+}
+
+/// Whether a CLI asked to continue a session said it has no such session
+/// (removed, or kept elsewhere): the attempt then starts afresh.
+pub fn session_lost(stdout: &str, stderr: &str) -> bool {
+    const SAID: &[&str] = &[
+        "no conversation found with session id",
+        "no rollout found for thread id",
+        "no session, task, or name matched",
+        "session not found",
+    ];
+    let tail = |t: &str| {
+        let start = t.len().saturating_sub(4000);
+        let start = (start..=t.len())
+            .find(|i| t.is_char_boundary(*i))
+            .unwrap_or(0);
+        t[start..].to_ascii_lowercase()
+    };
+    let (out, err) = (tail(stdout), tail(stderr));
+    SAID.iter().any(|s| out.contains(s) || err.contains(s))
+}
+
 /// Where an agent CLI keeps its own state (sessions, logs, settings): it
-/// must be able to write there under the sandbox. Only paths that exist
-/// are returned (a sandbox rule needs an open file descriptor).
+/// must be able to write there under the sandbox, or a later attempt has
+/// no session to continue. Its directories are made when missing (the CLI
+/// would make them itself); only paths that exist are returned (a sandbox
+/// rule needs an open file descriptor).
 pub fn state_paths(
     adapter: Adapter,
     env_source: &[(String, String)],
@@ -191,6 +294,7 @@ pub fn state_paths(
     let keep = |v: Vec<Option<PathBuf>>, dir: bool| -> Vec<PathBuf> {
         v.into_iter()
             .flatten()
+            .filter(|p| !dir || p.is_absolute() && std::fs::create_dir_all(p).is_ok())
             .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_dir() == dir))
             .collect()
     };
@@ -260,6 +364,12 @@ pub trait StreamParser: Send {
     fn activity(&self) -> AgentActivity;
     /// A failure the stream reported, with its message.
     fn failure(&self) -> Option<(FailureKind, String)>;
+    /// The session the CLI reported, which a later attempt may continue.
+    fn session(&self) -> Option<String> {
+        None
+    }
+    /// The content of the adapter's [`AgentCli::side_output`] file.
+    fn side_output(&mut self, _text: &str) {}
 }
 
 /// Feeds a recorded stream from `tests/fixtures/agent_streams/` to a parser.
@@ -275,6 +385,31 @@ pub(crate) fn feed_fixture<P: StreamParser + Default>(fixture: &str) -> P {
         parser.line(line);
     }
     parser
+}
+
+/// Feeds a recorded stream from `tests/fixtures/agent_streams/` to the
+/// parser of `cli`, for an agent that worked in the directory the stream
+/// names first (the directory of its first absolute `…/src/` or `…/greet.txt` path).
+#[cfg(test)]
+pub(crate) fn feed_stream(cli: &dyn AgentCli, fixture: &str) -> Box<dyn StreamParser> {
+    let path = format!(
+        "{}/tests/fixtures/agent_streams/{fixture}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"));
+    let worktree = text
+        .split('"')
+        .filter(|s| s.starts_with("/tmp/"))
+        .find_map(|s| {
+            let end = s.find("/src/").or_else(|| s.rfind("/greet.txt"))?;
+            Some(s[..end].to_string())
+        })
+        .unwrap_or_default();
+    let mut p = cli.parser(Path::new(&worktree)).expect("a parser");
+    for line in text.lines() {
+        p.line(line);
+    }
+    p
 }
 
 /// Classifies an error message from a CLI or its provider.

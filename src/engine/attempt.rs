@@ -16,10 +16,8 @@ use tokio::sync::watch;
 use crate::engine::checks::{self, CheckResult, CheckRunner};
 use crate::engine::denied;
 use crate::engine::prompt;
-use crate::engine::run::{
-    agent_extra_env, path_str, write_file, End, Run, RunError, RunRequest, Start,
-};
-use crate::exec::process::{self, ExitKind, ProcessOutcome, ProcessSpec, StopSignal};
+use crate::engine::run::{path_str, End, Run, RunError, RunRequest, Start};
+use crate::exec::process::{self, ExitKind, StopSignal};
 use crate::exec::{env, sandbox};
 use crate::git::{Change, RepoGuard, Worktree};
 use crate::model::event::EventKind;
@@ -347,27 +345,15 @@ impl Run {
         stop: &watch::Receiver<StopSignal>,
     ) -> Result<Step<Invoked>, RunError> {
         let req = run.req;
-        self.write_prompt(run, attempt, carry.feedback.as_deref())?;
-        let spec = match self.agent_spec(run, attempt) {
-            Ok(spec) => spec,
+        let head_before = std::fs::read(run.wt.admin_dir.join("HEAD")).ok();
+        let launched = match self
+            .launch(run, attempt, carry.feedback.as_deref(), stop)
+            .await?
+        {
+            Ok(launched) => launched,
             Err(e) => return Ok(Step::Stop(End::failed(e.to_string()))),
         };
-        let head_before = std::fs::read(run.wt.admin_dir.join("HEAD")).ok();
-        let (outcome, budget_stop) =
-            crate::agent::supervise(&spec, stop.clone(), &req.agent, &req.brief)
-                .await
-                .map_err(RunError::Agent)?;
-        self.event(EventKind::AgentFinished {
-            attempt,
-            exit_code: outcome.exit.code(),
-            signal: outcome.exit.signal(),
-            timed_out: outcome.timed_out,
-            duration_ms: outcome.duration.as_millis() as u64,
-            stdout_bytes: outcome.stdout_bytes,
-            stderr_bytes: outcome.stderr_bytes,
-            leaked: outcome.leaked,
-            egress_refused: outcome.egress_refused.clone(),
-        })?;
+        let outcome = &launched.outcome;
         let asked_for_human = self.read_decisions(attempt, &mut carry.decisions_read)?;
         if outcome.stopped.is_some() {
             return Ok(Step::Stop(End::interrupted()));
@@ -386,7 +372,7 @@ impl Run {
             ))));
         }
         self.set_state(State::Verifying)?;
-        let mut escalations = next_step!(self.agent_report(run, attempt, &outcome, budget_stop)?);
+        let mut escalations = next_step!(self.agent_report(run, attempt, &launched)?);
         if let Some(summary) = asked_for_human {
             escalations.push(format!("the agent asked for a human: {summary}"));
         }
@@ -402,90 +388,6 @@ impl Run {
             escalations,
             head_before,
         }))
-    }
-
-    /// The prompt of this attempt (with the last one's feedback and any
-    /// review comments), and the feedback file, where the agent reads them.
-    fn write_prompt(
-        &self,
-        run: &Attempts<'_>,
-        attempt: u32,
-        feedback: Option<&str>,
-    ) -> Result<(), RunError> {
-        let req = run.req;
-        let review = req
-            .review
-            .as_ref()
-            .map(|r| prompt::review_comments(r.pull_request, &r.comments));
-        let prompt_text = prompt::render(&req.brief, attempt, feedback, review.as_deref());
-        write_file(&self.dir.prompt_path(), &prompt_text)?;
-        write_file(&self.dir.feedback_path(), feedback.unwrap_or(""))
-    }
-
-    /// What the agent CLI reported (tool calls, turns, cost) into the log;
-    /// a failure retrying cannot help ends the run; budgets escalate.
-    fn agent_report(
-        &self,
-        run: &Attempts<'_>,
-        attempt: u32,
-        outcome: &ProcessOutcome,
-        budget_stop: Option<String>,
-    ) -> Result<Step<Vec<String>>, RunError> {
-        let report = crate::agent::report(
-            &run.req.agent,
-            &run.req.brief,
-            &run.wt.path,
-            &self.dir.agent_output(attempt, "stdout"),
-            &self.dir.agent_output(attempt, "stderr"),
-            outcome,
-            budget_stop,
-        );
-        if let Some(activity) = report.activity {
-            self.event(EventKind::AgentActivity { attempt, activity })?;
-        }
-        if let Some(reason) = report.fatal {
-            return Ok(Step::Stop(End::failed(reason)));
-        }
-        Ok(Step::Next(report.escalations))
-    }
-
-    /// The agent's process: the adapter's command line (a missing CLI is
-    /// the error), the allowlisted environment, the run's limits.
-    fn agent_spec(
-        &self,
-        run: &Attempts<'_>,
-        attempt: u32,
-    ) -> Result<ProcessSpec, crate::agent::AgentError> {
-        let req = run.req;
-        let invocation = crate::agent::invocation(
-            &req.agent,
-            &crate::agent::Context {
-                brief: &req.brief,
-                worktree: &run.wt.path,
-                run_dir: &self.dir.path,
-                prompt_file: &self.dir.prompt_path(),
-                attempt,
-                env_source: &self.engine.env_source,
-                sandboxed: run.sandbox.as_ref().is_some_and(|s| s.confines_writes()),
-            },
-        )?;
-        let mut extra = agent_extra_env(&self.dir, req.brief.id.as_str(), attempt);
-        extra.extend(run.provided.env());
-        extra.extend(invocation.env);
-        let remaining = run.deadline.saturating_duration_since(Instant::now());
-        Ok(ProcessSpec {
-            program: invocation.program,
-            args: invocation.args,
-            cwd: run.wt.path.clone(),
-            env: env::build(self.engine.env_source.clone(), &req.agent.pass_env, &extra),
-            stdout_path: self.dir.agent_output(attempt, "stdout"),
-            stderr_path: self.dir.agent_output(attempt, "stderr"),
-            output_limit: AGENT_OUTPUT_LIMIT,
-            timeout: Some(remaining.max(Duration::from_millis(1))),
-            grace: self.engine.grace,
-            marker: Some(run.marker.clone()),
-            sandbox: run.sandbox.clone(),
-        })
     }
 
     /// Runs the brief's checks on the worktree, confined like the agent.

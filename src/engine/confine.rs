@@ -107,7 +107,12 @@ impl Run {
             path: objects.clone(),
             error,
         })?;
-        let mut write_dirs = vec![wt.path.clone(), self.dir.tmp_dir(), objects];
+        let side = self.dir.side_dir();
+        std::fs::create_dir_all(&side).map_err(|error| ConfineError::Create {
+            path: side.clone(),
+            error,
+        })?;
+        let mut write_dirs = vec![wt.path.clone(), self.dir.tmp_dir(), objects, side];
         write_dirs.push(wt.admin_dir.clone());
         write_dirs.extend(config.write_paths.iter().cloned());
         // The agent CLI's own state (Codex's CODEX_HOME, Claude's config dir).

@@ -2,9 +2,10 @@
 //!
 //! - [`run`]: the [`run::Engine`], a run's record and its prepare step;
 //!   [`resume`] picks an interrupted run up again.
-//! - [`attempt`]: the attempt loop — invoke the agent, [`judge`] what it
-//!   left (through the [`verify`] rules, shared with [`review`]), run the
-//!   [`checks`], feed failures back.
+//! - [`attempt`]: the attempt loop — invoke the agent (its prompt, process
+//!   and report, continuing its session on a later attempt: `agent.rs`),
+//!   [`judge`] what it left (through the [`verify`] rules, shared with
+//!   [`review`]), run the [`checks`], feed failures back.
 //! - [`finish`]: commit, note, hand to delivery (through the
 //!   [`run::Deliverer`] seam: the engine never calls the forge), clean up.
 //! - [`orchestrator`]: many runs, overlap waits, signals.
@@ -13,6 +14,7 @@
 //!
 //! The engine emits events and records; it never prints.
 
+mod agent;
 pub mod attempt;
 pub mod checks;
 mod confine;

@@ -265,6 +265,7 @@ pub(crate) fn new_record(run_dir: &RunDir, req: &RunRequest) -> RunRecord {
         delivery: None,
         queued: None,
         landed: None,
+        usage: Default::default(),
     }
 }
 

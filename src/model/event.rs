@@ -121,7 +121,7 @@ pub enum VerdictRecord {
 }
 
 /// What an agent CLI did in one attempt, parsed from its event stream
-/// (adapters `claude`, `codex`, `aider`; see `src/agent/`).
+/// (adapters `claude`, `codex`, `aider`, `copilot`, `opencode`; see `src/agent/`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct AgentActivity {
     /// Every tool call, in order.
@@ -154,6 +154,17 @@ pub struct AgentActivity {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// What the CLI was allowed to do: all its tools where git-agent's
+    /// sandbox confines it, the adapter's narrow list where it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<String>,
+    /// The CLI's own session id, which the next attempt continues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// This attempt continued the previous attempt's session (the failing
+    /// checks were its new message) instead of starting afresh.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub continued: bool,
 }
 
 /// One tool call of an agent CLI.

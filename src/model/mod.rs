@@ -1,6 +1,6 @@
 //! The leaf layer: the types git-agent persists and every other layer
 //! shares — run records and their directories, events, delivery records,
-//! landings, the recorded sandbox policy, timestamps. It imports no other layer.
+//! landings, the recorded sandbox policy, timestamps, the agents' usage. It imports no other layer.
 
 pub mod check;
 pub mod delivery;
@@ -13,6 +13,7 @@ pub mod salvage;
 pub mod sandbox;
 pub mod store;
 pub mod time;
+pub mod usage;
 
 /// An error and its causes, outermost first: the one walk of `source()`
 /// chains that every reason and message uses.

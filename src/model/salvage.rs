@@ -51,6 +51,7 @@ impl RunDir {
             delivery: None,
             queued: None,
             landed: None,
+            usage: Default::default(),
         };
         for event in &events {
             take_in(&mut record, &event.kind);
@@ -127,6 +128,7 @@ fn take_in(record: &mut RunRecord, kind: &EventKind) {
             record.commit = Some(commit.clone());
         }
         EventKind::Landed { landing } => record.landed = Some(landing.clone()),
+        EventKind::AgentActivity { activity, .. } => record.usage.add(activity),
         _ => {}
     }
 }

@@ -106,6 +106,13 @@ pub struct RunRecord {
     /// Where `git agent land` brought the result, once it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub landed: Option<crate::model::landing::Landing>,
+    /// What the agent CLI reported of the run's tokens and cost, summed
+    /// over its attempts (absent: not reported).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::model::usage::Usage::unreported"
+    )]
+    pub usage: crate::model::usage::Usage,
 }
 
 /// A detached request waiting for the supervisor: what `-j` and
@@ -350,6 +357,11 @@ impl RunDir {
     pub fn decisions_path(&self) -> PathBuf {
         self.path.join("decisions.jsonl")
     }
+    /// The agent CLI's side files (aider's chat history, Copilot's usage
+    /// figures): the one directory of the run the agent may write.
+    pub fn side_dir(&self) -> PathBuf {
+        self.path.join("agent-files")
+    }
     /// `git agent stop` writes this file; the process running the run
     /// watches for it (`graceful` or `kill` inside).
     pub fn stop_path(&self) -> PathBuf {
@@ -542,6 +554,7 @@ mod tests {
             delivery: None,
             queued: None,
             landed: None,
+            usage: Default::default(),
         };
         assert_eq!(record.effective_state(), State::Interrupted);
         let mine = RunRecord {

@@ -24,6 +24,10 @@ pub struct RunJson<'a> {
     pub delivery: Option<&'a crate::model::delivery::DeliveryRecord>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub landed: Option<&'a crate::model::landing::Landing>,
+    /// Tokens and cost the agent CLI reported, over all attempts: always
+    /// present, `null` where it reported nothing (the `command` adapter,
+    /// Codex's cost).
+    pub usage: &'a crate::model::usage::Usage,
 }
 
 pub fn to_json(r: &RunRecord) -> RunJson<'_> {
@@ -43,5 +47,6 @@ pub fn to_json(r: &RunRecord) -> RunJson<'_> {
         started_at: &r.started_at,
         delivery: r.delivery.as_ref(),
         landed: r.landed.as_ref(),
+        usage: &r.usage,
     }
 }

@@ -20,6 +20,8 @@ fn icon(state: State) -> &'static str {
 pub fn render_markdown(record: &RunRecord, events: &[Event]) -> String {
     let mut md = String::new();
     render_header(&mut md, record);
+    let usage = crate::model::usage::Usage::of_events(events);
+    let _ = writeln!(md, "**Cost:** {}\n", usage.line());
 
     if let Some(goal) = events.iter().find_map(|e| match &e.kind {
         EventKind::RunStarted { goal, .. } => Some(goal.clone()),
@@ -237,9 +239,12 @@ fn render_agent(md: &mut String, events: &[Event]) {
     }
 }
 
-/// An attempt's turns, tokens, cost and tool calls, on one line.
+/// An attempt's session, turns, tokens, cost and tool calls, on one line.
 fn activity_facts(a: &AgentActivity) -> String {
     let mut facts = Vec::new();
+    if a.continued {
+        facts.push("continued its session".to_string());
+    }
     if let Some(t) = a.turns {
         facts.push(format!("{t} turn{}", if t == 1 { "" } else { "s" }));
     }
@@ -260,6 +265,9 @@ fn activity_facts(a: &AgentActivity) -> String {
 /// An attempt's files, commands, denials, stops, errors, notes and tool
 /// calls as a list, then its final message quoted.
 fn render_activity(md: &mut String, a: &AgentActivity) {
+    if let Some(access) = &a.access {
+        let _ = writeln!(md, "- Access: {}", escape::message(access));
+    }
     if !a.files_edited.is_empty() {
         let _ = writeln!(
             md,

@@ -33,43 +33,15 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::model::event::{Event, EventKind};
+use crate::model::event::Event;
 use crate::model::reached::Reached;
 use crate::model::store::State;
 
-/// What the agent CLI reported of one run's cost, summed over its attempts.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Usage {
-    pub input_tokens: Option<u64>,
-    pub output_tokens: Option<u64>,
-    pub cost_usd: Option<f64>,
-}
-
-impl Usage {
-    /// Whether the agent reported anything.
-    pub fn reported(&self) -> bool {
-        self.input_tokens.is_some() || self.output_tokens.is_some() || self.cost_usd.is_some()
-    }
-}
+pub use crate::model::usage::Usage;
 
 /// The usage the adapters reported in a run's `agent_activity` events.
 pub fn usage(events: &[Event]) -> Usage {
-    let mut u = Usage::default();
-    for event in events {
-        if let EventKind::AgentActivity { activity, .. } = &event.kind {
-            u.input_tokens = add(u.input_tokens, activity.input_tokens);
-            u.output_tokens = add(u.output_tokens, activity.output_tokens);
-            u.cost_usd = add(u.cost_usd, activity.cost_usd);
-        }
-    }
-    u
-}
-
-fn add<T: std::ops::Add<Output = T>>(sum: Option<T>, more: Option<T>) -> Option<T> {
-    match (sum, more) {
-        (Some(a), Some(b)) => Some(a + b),
-        (a, b) => a.or(b),
-    }
+    Usage::of_events(events)
 }
 
 /// One run, as the figures need it.
@@ -200,9 +172,15 @@ fn figures<'a>(runs: impl Iterator<Item = &'a RunFacts>) -> Figures {
         if run.usage.reported() {
             let u = &mut f.usage;
             u.runs_reporting += 1;
-            u.input_tokens = add(u.input_tokens, run.usage.input_tokens);
-            u.output_tokens = add(u.output_tokens, run.usage.output_tokens);
-            u.cost_usd = add(u.cost_usd, run.usage.cost_usd);
+            let sum = Usage {
+                input_tokens: u.input_tokens,
+                output_tokens: u.output_tokens,
+                cost_usd: u.cost_usd,
+            }
+            .plus(run.usage);
+            u.input_tokens = sum.input_tokens;
+            u.output_tokens = sum.output_tokens;
+            u.cost_usd = sum.cost_usd;
         }
         match run.landing {
             Some(Reached::Merged) => f.merged += 1,
@@ -239,7 +217,7 @@ fn median(values: &mut [u64]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::event::AgentActivity;
+    use crate::model::event::{AgentActivity, EventKind};
 
     fn run(task: &str, agent: &str, state: State) -> RunFacts {
         RunFacts {

@@ -186,6 +186,10 @@ pub enum Adapter {
     Codex,
     /// aider (`aider --message-file`); see docs/agents/aider.md.
     Aider,
+    /// GitHub Copilot CLI (`copilot -p`, JSON output); see docs/agents/copilot.md.
+    Copilot,
+    /// opencode (`opencode run --format json`); see docs/agents/opencode.md.
+    Opencode,
 }
 
 impl Adapter {
@@ -196,6 +200,8 @@ impl Adapter {
             Adapter::Claude => Some("claude"),
             Adapter::Codex => Some("codex"),
             Adapter::Aider => Some("aider"),
+            Adapter::Copilot => Some("copilot"),
+            Adapter::Opencode => Some("opencode"),
         }
     }
 }

@@ -4,7 +4,7 @@
 pub const CONFIG: &str = r#"# git-agent config. Schema: `git agent schema config`.
 # Agents run in their own worktree (cwd), get the prompt in
 # $GIT_AGENT_PROMPT_FILE and never see GITHUB_TOKEN / GH_TOKEN.
-# Adapters: claude, codex, aider (see docs/agents/), or `command` for any program.
+# Adapters: claude, codex, aider, copilot, opencode (docs/agents/), or `command`.
 default_agent: claude
 agents:
   claude:
@@ -14,6 +14,11 @@ agents:
   aider:
     adapter: aider
     model: openai/gpt-4o
+  copilot:
+    adapter: copilot         # GitHub Copilot CLI; passes COPILOT_PROVIDER_* (BYOK) through when set
+  opencode:
+    adapter: opencode        # passes OPENCODE_CONFIG and provider keys through when set
+    model: anthropic/claude-sonnet-4-5
   script:
     adapter: command
     command: ./scripts/agent.sh   # any program: reads $GIT_AGENT_PROMPT_FILE, edits files

@@ -113,6 +113,10 @@ struct State {
     stop: AtomicBool,
     /// Answer every POST with this status line and JSON body (e.g. a 401).
     reject: Option<(String, String)>,
+    /// Only requests with tools consume a turn, chat completions too
+    /// (CLIs that ask for titles without tools); otherwise every chat
+    /// completion does (aider sends no tools).
+    tools_only: bool,
 }
 
 /// A running server; stops when dropped.
@@ -123,16 +127,31 @@ pub struct FakeModel {
 
 impl FakeModel {
     pub fn start(turns: Vec<Turn>) -> FakeModel {
-        Self::start_with(turns, None)
+        Self::start_with(turns, None, false)
+    }
+
+    /// Like [`FakeModel::start`], but a chat completion without tools (a
+    /// title, a summary) consumes no turn either: for CLIs that call tools
+    /// over chat completions (Copilot CLI, opencode).
+    pub fn start_tools_only(turns: Vec<Turn>) -> FakeModel {
+        Self::start_with(turns, None, true)
     }
 
     /// A server that answers every model request with `status` (e.g.
     /// `401 Unauthorized`) and `body`: for authentication and model errors.
     pub fn rejecting(status: &str, body: &str) -> FakeModel {
-        Self::start_with(Vec::new(), Some((status.to_string(), body.to_string())))
+        Self::start_with(
+            Vec::new(),
+            Some((status.to_string(), body.to_string())),
+            false,
+        )
     }
 
-    fn start_with(turns: Vec<Turn>, reject: Option<(String, String)>) -> FakeModel {
+    fn start_with(
+        turns: Vec<Turn>,
+        reject: Option<(String, String)>,
+        tools_only: bool,
+    ) -> FakeModel {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = listener.local_addr().expect("local addr").port();
         let state = Arc::new(State {
@@ -142,6 +161,7 @@ impl FakeModel {
             ids: AtomicUsize::new(1),
             stop: AtomicBool::new(false),
             reject,
+            tools_only,
         });
         let st = state.clone();
         std::thread::spawn(move || {
@@ -269,8 +289,8 @@ fn serve(stream: TcpStream, st: &State) -> std::io::Result<()> {
     let has_tools = json["tools"].as_array().is_some_and(|t| !t.is_empty());
     let route = path.split('?').next().unwrap_or("").to_string();
     let chat = route.ends_with("/chat/completions");
-    let consumes = method == "POST"
-        && (chat || (has_tools && (route.ends_with("/messages") || route.ends_with("/responses"))));
+    let model_route = chat || route.ends_with("/messages") || route.ends_with("/responses");
+    let consumes = method == "POST" && model_route && (has_tools || (chat && !st.tools_only));
     let turn_index = consumes.then(|| st.next.fetch_add(1, Ordering::SeqCst));
     let turn = match turn_index {
         Some(i) if i < st.turns.len() => st.turns[i].clone(),
@@ -338,24 +358,11 @@ fn serve(stream: TcpStream, st: &State) -> std::io::Result<()> {
         return respond(&mut out, "200 OK", "text/event-stream", &sse);
     }
     if chat {
-        let text = turn.text.clone().unwrap_or_else(|| "Done.".into());
         if stream_wanted {
-            let mut sse = String::new();
-            for (delta, finish) in [
-                (json!({"role":"assistant","content":text}), Value::Null),
-                (json!({}), json!("stop")),
-            ] {
-                let chunk = json!({"id":format!("chatcmpl-{id}"),"object":"chat.completion.chunk","created":0,"model":"fake",
-                    "choices":[{"index":0,"delta":delta,"finish_reason":finish}]});
-                sse.push_str(&format!("data: {chunk}\n\n"));
-            }
-            sse.push_str("data: [DONE]\n\n");
+            let sse = chat_sse(&turn, id);
             return respond(&mut out, "200 OK", "text/event-stream", &sse);
         }
-        let (input, output) = turn.tokens();
-        let reply = json!({"id":format!("chatcmpl-{id}"),"object":"chat.completion","created":0,"model":"fake",
-            "choices":[{"index":0,"message":{"role":"assistant","content":text},"finish_reason":"stop"}],
-            "usage":{"prompt_tokens":input,"completion_tokens":output,"total_tokens":input + output}});
+        let reply = chat_message(&turn, id);
         return respond(&mut out, "200 OK", "application/json", &reply.to_string());
     }
     respond(
@@ -523,4 +530,79 @@ fn responses_sse(turn: &Turn, id: usize) -> String {
                 "output_tokens_details":{"reasoning_tokens":0},"total_tokens":input + output}}}),
     );
     s
+}
+
+/// A chat completion's tool calls (`function` calls; a freeform call is sent as one too).
+fn chat_tool_calls(turn: &Turn, id: usize) -> Vec<Value> {
+    turn.calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (name, arguments) = match c {
+                Call::Function { name, input } => (name.clone(), input.to_string()),
+                Call::Custom { name, input } => (name.clone(), json!({"input": input}).to_string()),
+            };
+            json!({"id":format!("call_{id}_{i}"),"type":"function",
+                "function":{"name":name,"arguments":arguments}})
+        })
+        .collect()
+}
+
+/// The text of a chat answer: the turn's, `Done.` when it has neither text nor calls.
+fn chat_text(turn: &Turn) -> Option<String> {
+    match (&turn.text, turn.calls.is_empty()) {
+        (Some(t), _) => Some(t.clone()),
+        (None, true) => Some("Done.".into()),
+        (None, false) => None,
+    }
+}
+
+fn chat_finish(turn: &Turn) -> &'static str {
+    if turn.calls.is_empty() {
+        "stop"
+    } else {
+        "tool_calls"
+    }
+}
+
+fn chat_usage(turn: &Turn) -> Value {
+    let (input, output) = turn.tokens();
+    json!({"prompt_tokens":input,"completion_tokens":output,"total_tokens":input + output})
+}
+
+fn chat_message(turn: &Turn, id: usize) -> Value {
+    let mut message = json!({"role":"assistant","content":chat_text(turn)});
+    let calls = chat_tool_calls(turn, id);
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    json!({"id":format!("chatcmpl-{id}"),"object":"chat.completion","created":0,"model":"fake",
+        "choices":[{"index":0,"message":message,"finish_reason":chat_finish(turn)}],
+        "usage":chat_usage(turn)})
+}
+
+/// A streamed chat completion: the text, each tool call whole in one delta,
+/// the finish reason, then a usage chunk (what `stream_options.include_usage` asks for).
+fn chat_sse(turn: &Turn, id: usize) -> String {
+    let mut deltas = vec![];
+    let mut first = json!({"role":"assistant"});
+    if let Some(t) = chat_text(turn) {
+        first["content"] = json!(t);
+    }
+    deltas.push((first, Value::Null));
+    for (index, mut call) in chat_tool_calls(turn, id).into_iter().enumerate() {
+        call["index"] = json!(index);
+        deltas.push((json!({"tool_calls":[call]}), Value::Null));
+    }
+    deltas.push((json!({}), json!(chat_finish(turn))));
+    let mut sse = String::new();
+    for (delta, finish) in deltas {
+        let chunk = json!({"id":format!("chatcmpl-{id}"),"object":"chat.completion.chunk","created":0,"model":"fake",
+            "choices":[{"index":0,"delta":delta,"finish_reason":finish}]});
+        sse.push_str(&format!("data: {chunk}\n\n"));
+    }
+    let usage = json!({"id":format!("chatcmpl-{id}"),"object":"chat.completion.chunk","created":0,"model":"fake",
+        "choices":[],"usage":chat_usage(turn)});
+    sse.push_str(&format!("data: {usage}\n\ndata: [DONE]\n\n"));
+    sse
 }
