@@ -146,6 +146,8 @@ fn fill(repo: &git2::Repository, store: &Store) {
             duration_ms: Some(30_000 + (i as u64 * 37) % 60_000),
             delivery: None,
             landed: None,
+            chain: None,
+            conflicts: Vec::new(),
             queued: None,
             task,
         })

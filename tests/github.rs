@@ -1023,6 +1023,7 @@ fn spec(head: &str, draft: bool) -> git_agent::forge::PrSpec {
         title: "Say hello".into(),
         body: "body".into(),
         draft,
+        retarget_from: Vec::new(),
     }
 }
 

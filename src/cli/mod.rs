@@ -1,6 +1,7 @@
 //! The command line: argument parsing and dispatch. One file per subcommand.
 
 mod background;
+mod chain;
 mod clean;
 mod committed;
 mod completions;

@@ -7,13 +7,16 @@
 //!   [`checks`], feed failures back.
 //! - [`finish`]: commit, note, hand to delivery (through the
 //!   [`run::Deliverer`] seam: the engine never calls the forge), clean up.
-//! - [`orchestrator`]: many runs, overlap waits, signals.
+//! - [`orchestrator`]: many runs, chained ones in order ([`chain`]), runs
+//!   beside each other checked for conflicts afterwards ([`overlap`]),
+//!   signals.
 //! - [`land`]: a succeeded result replayed onto its base's tip, checked
 //!   there (by [`review`]) and fast-forwarded in.
 //!
 //! The engine emits events and records; it never prints.
 
 pub mod attempt;
+pub mod chain;
 pub mod checks;
 mod confine;
 pub mod decisions;
@@ -23,6 +26,7 @@ pub mod judge;
 pub mod land;
 mod notify;
 pub mod orchestrator;
+pub mod overlap;
 pub mod pool;
 mod ports;
 pub mod prompt;

@@ -32,7 +32,11 @@ impl PortBlock {
 /// under the user's runtime dir (`$XDG_RUNTIME_DIR`, private to them) or
 /// cache dir, never a shared `/tmp` path another user could have made first.
 fn lock_dir() -> PathBuf {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     let base = var("XDG_RUNTIME_DIR")
         .or_else(|| var("XDG_CACHE_HOME"))
         .or_else(|| var("HOME").map(|h| h.join(".cache")))

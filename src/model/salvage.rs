@@ -51,6 +51,8 @@ impl RunDir {
             delivery: None,
             queued: None,
             landed: None,
+            chain: None,
+            conflicts: Vec::new(),
         };
         for event in &events {
             take_in(&mut record, &event.kind);

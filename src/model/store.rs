@@ -106,6 +106,13 @@ pub struct RunRecord {
     /// Where `git agent land` brought the result, once it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub landed: Option<crate::model::landing::Landing>,
+    /// `after:`: the results the run started from, the branch it stacks on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<crate::model::chain::Chain>,
+    /// Results of runs beside it (overlapping write scopes, not chained)
+    /// that this one's does not merge with cleanly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<crate::model::chain::Conflict>,
 }
 
 /// A detached request waiting for the supervisor: what `-j` and
@@ -519,6 +526,8 @@ mod tests {
             delivery: None,
             queued: None,
             landed: None,
+            chain: None,
+            conflicts: Vec::new(),
         };
         assert_eq!(record.effective_state(), State::Interrupted);
         let mine = RunRecord {

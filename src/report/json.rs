@@ -24,6 +24,10 @@ pub struct RunJson<'a> {
     pub delivery: Option<&'a crate::model::delivery::DeliveryRecord>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub landed: Option<&'a crate::model::landing::Landing>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<&'a crate::model::chain::Chain>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub conflicts: &'a [crate::model::chain::Conflict],
 }
 
 pub fn to_json(r: &RunRecord) -> RunJson<'_> {
@@ -43,5 +47,7 @@ pub fn to_json(r: &RunRecord) -> RunJson<'_> {
         started_at: &r.started_at,
         delivery: r.delivery.as_ref(),
         landed: r.landed.as_ref(),
+        chain: r.chain.as_ref(),
+        conflicts: &r.conflicts,
     }
 }

@@ -547,9 +547,23 @@ impl Forge for GitHub {
     }
 
     async fn open_or_update_pr(&self, spec: &PrSpec) -> Result<(PullRequest, bool), ForgeError> {
-        if let Some(existing) = self.find_pr(&spec.head, &spec.base).await? {
+        let mut found = self.find_pr(&spec.head, &spec.base).await?;
+        // A stacked pull request whose base has landed moves to the base.
+        let mut moved = false;
+        for from in spec.retarget_from.iter().filter(|b| **b != spec.base) {
+            if found.is_some() {
+                break;
+            }
+            found = self.find_pr(&spec.head, from).await?;
+            moved = found.is_some();
+        }
+        if let Some(existing) = found {
             let url = self.repo_path(&format!("/pulls/{}", existing.number));
-            let body = json!({ "title": spec.title, "body": spec.body });
+            let body = if moved {
+                json!({ "title": spec.title, "body": spec.body, "base": spec.base })
+            } else {
+                json!({ "title": spec.title, "body": spec.body })
+            };
             let updated = self
                 .send(
                     "updating the pull request",
@@ -561,6 +575,9 @@ impl Forge for GitHub {
             let mut pr = pull_from(&updated);
             if pr.number == 0 {
                 pr = existing;
+            }
+            if moved {
+                pr.base = spec.base.clone();
             }
             return Ok((pr, false));
         }
