@@ -760,6 +760,7 @@ fn top_level_help() {
       stop         Stop a run gracefully (recorded interrupted, resumable) or take it off the queue
       supervise    Run the queue of detached runs until it is empty (`run --detach` starts it)
       stats        Count runs per task and per agent: outcomes, attempts, time, tokens, merged results
+      report       Show run records from other machines (downloaded artifacts) as one job summary
       log          Show a run's decision log: Markdown (the PR body) or JSON events
       diff         Show a run's result as a diff against its base, each file with the glob allowing it
       clean        Remove the worktrees of finished runs and abandoned reviews (branches are kept)

@@ -21,6 +21,7 @@ mod man;
 mod new;
 mod plan;
 mod progress;
+mod report;
 mod review;
 mod rules;
 mod run;
@@ -71,6 +72,7 @@ pub enum Command {
     Stop(stop::Args),
     Supervise(supervise::Args),
     Stats(stats::Args),
+    Report(report::Args),
     Log(log::Args),
     Diff(diff::Args),
     Clean(clean::Args),
@@ -159,6 +161,7 @@ fn dispatch(command: Command, ctx: &Ctx) -> CliResult {
         Command::Stop(args) => stop::exec(args, ctx),
         Command::Supervise(args) => supervise::exec(args, ctx),
         Command::Stats(args) => stats::exec(args, ctx),
+        Command::Report(args) => report::exec(args, ctx),
         Command::Log(args) => log::exec(args, ctx),
         Command::Diff(args) => diff::exec(args, ctx),
         Command::Clean(args) => clean::exec(args, ctx),

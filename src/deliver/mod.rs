@@ -13,6 +13,7 @@
 
 mod checks;
 pub mod forge;
+mod notes;
 
 pub use checks::{check_reports, review_check_reports};
 
@@ -331,16 +332,9 @@ fn push_run(
             token,
         )?;
     }
-    // Someone else's notes may have moved on: a rejected notes push is said,
-    // not fatal.
-    let notes = PushSpec {
-        git_dir: &target.git_dir,
-        remote: &target.remote,
-        refspecs: vec!["refs/notes/agent:refs/notes/agent".into()],
-        leases: Vec::new(),
-        scrub_env: scrub,
-    };
-    Ok(push(&notes, token)
+    // Other runners push the notes too: theirs are merged with ours, never
+    // overwritten. A notes push that still fails is said, not fatal.
+    Ok(notes::push_notes(target, token, &scrub)
         .err()
         .map(|e| format!("the decision-log notes were not pushed: {e}")))
 }
