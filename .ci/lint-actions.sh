@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Lints the Action and the README's workflows with zizmor (a binary wheel
-# from PyPI, pinned), offline: template injection, credential persistence,
-# unpinned actions, dangerous environment files.
+# Lints the Action, this repository's workflows (.github/workflows: the
+# fan-out, the release) and the README's workflows with zizmor (a binary
+# wheel from PyPI, pinned), offline: template injection, credential
+# persistence, unpinned actions, dangerous environment files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=target/lint-venv
@@ -25,4 +26,4 @@ for block in re.findall(r"```yaml\n(.*?)```", text, re.S):
 if n == 0:
     sys.exit("no workflows found in README.md")
 PY
-"$venv/bin/zizmor" --offline action.yml "$workflows"/*.yml
+"$venv/bin/zizmor" --offline action.yml .github/workflows/*.yml "$workflows"/*.yml
