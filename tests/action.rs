@@ -12,6 +12,7 @@
     reason = "fake servers' helpers: a panic there is the test failing"
 )]
 
+mod fake_github;
 mod support;
 
 use std::collections::HashMap;
@@ -783,4 +784,67 @@ fn the_release_workflow_makes_what_the_install_step_downloads() {
         .run;
     assert!(install.contains(r#"name="git-agent-$version-$arch-unknown-linux-gnu.tar.gz""#));
     assert!(install.contains(r#""$base/v$version/SHA256SUMS""#));
+}
+
+/// Comment mode, on GitHub's own `issue_comment` example: the owner's
+/// `/agent run ok-a` is run, and answered with reactions and a comment.
+#[test]
+fn comment_mode_runs_the_slash_command_and_answers() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (server, fake) = rt.block_on(fake_github::fake_github());
+    let repo = repo_with_two_briefs();
+    let (_remote, git) = fake_github::bare_remote(&repo.tmp);
+    repo.config_with(
+        "batch.sh",
+        &format!("github:\n  api_url: {}\n", support::yaml_str(&server.uri())),
+    );
+    repo.commit_all("the fake GitHub");
+    repo.git(&[
+        "remote",
+        "add",
+        "origin",
+        &format!("http://127.0.0.1:{}/octo/hello.git", git.port),
+    ]);
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/webhooks/issue_comment.created.json");
+    let mut event: Value =
+        serde_json::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
+    event["comment"]["body"] = serde_json::json!("/agent run ok-a");
+    let path = repo.tmp.join("event.json");
+    std::fs::write(&path, event.to_string()).unwrap();
+    let step = run_step_in_event(
+        &repo,
+        &[("mode", "comment"), ("token", fake_github::TOKEN)],
+        &[("EVENT_PATH", path.to_str().unwrap())],
+    );
+    assert!(step.output.status.success(), "{}", describe(&step.output));
+    assert!(repo.rev_opt("agent/ok-a").is_some(), "ok-a ran");
+    assert!(
+        repo.rev_opt("agent/stray-b").is_none(),
+        "only what was asked"
+    );
+    assert!(
+        step.summary.contains("| `ok-a` | ✅ succeeded |"),
+        "{}",
+        step.summary
+    );
+    let reactions: Vec<String> = fake.state().reactions.iter().map(|r| r.1.clone()).collect();
+    assert_eq!(reactions, ["eyes", "+1"]);
+    let comments = fake.state().comments.clone();
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    assert!(
+        comments[0].1.contains("`ok-a`: **succeeded**"),
+        "{}",
+        comments[0].1
+    );
+    // A comment with no command: the step does nothing, quietly.
+    event["comment"]["body"] = serde_json::json!("Thanks!");
+    std::fs::write(&path, event.to_string()).unwrap();
+    let step = run_step_in_event(
+        &repo,
+        &[("mode", "comment"), ("token", fake_github::TOKEN)],
+        &[("EVENT_PATH", path.to_str().unwrap())],
+    );
+    assert!(step.output.status.success(), "{}", describe(&step.output));
+    assert_eq!(fake.state().comments.len(), 1);
 }

@@ -767,6 +767,7 @@ fn top_level_help() {
       decide       Record a decision in the running task's log (use from inside a run)
       deliver      Push a finished run's branch and notes; open or update its pull request
       land         Land a succeeded run: replayed onto its base's tip, checked there, fast-forwarded
+      comment      Act on a slash command in a pull request or issue comment (the Action's comment mode)
       schema       Print the JSON schema of brief frontmatter or of the config, for editors
       man          Print or install the manual pages (installed, `git agent --help` shows them)
       completions  Print a shell completion script: bash, zsh or fish

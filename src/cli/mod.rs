@@ -3,6 +3,7 @@
 mod background;
 mod chain;
 mod clean;
+mod comment;
 mod committed;
 mod completions;
 mod decide;
@@ -79,6 +80,7 @@ pub enum Command {
     Decide(decide::Args),
     Deliver(deliver::Args),
     Land(land::Args),
+    Comment(comment::Args),
     Schema(schema::Args),
     Man(man::Args),
     Completions(completions::Args),
@@ -168,6 +170,7 @@ fn dispatch(command: Command, ctx: &Ctx) -> CliResult {
         Command::Decide(args) => decide::exec(args, ctx),
         Command::Deliver(args) => deliver::exec(args, ctx),
         Command::Land(args) => land::exec(args, ctx),
+        Command::Comment(args) => comment::exec(args, ctx),
         Command::Init(args) => init::exec(args, ctx),
         Command::New(args) => new::exec(args, ctx),
         Command::Validate(args) => validate::exec(args, ctx),
@@ -193,6 +196,7 @@ fn ends_on_a_closed_stdout(command: &Command) -> bool {
             | Command::Clean(_)
             | Command::Deliver(_)
             | Command::Land(_)
+            | Command::Comment(_)
     )
 }
 

@@ -126,6 +126,11 @@ pub struct FakeState {
     /// The repository's branches a pull request may target (GitHub
     /// refuses others); empty: any.
     pub branches: Vec<String>,
+    /// Reactions added: (comment id, content).
+    pub reactions: Vec<(u64, String)>,
+    /// Heads of pull requests as `pulls/get` gives them: (number, sha,
+    /// the head's repository); unlisted: the example's sha, `octo/hello`.
+    pub pull_heads: Vec<(u64, String, String)>,
 }
 
 #[derive(Clone, Default)]
@@ -285,6 +290,30 @@ impl Respond for Fake {
                     .map(|p| (p.2, p.3.clone()))
                     .unwrap_or_default();
                 example = pr_json(&example, n, draft, &base);
+            }
+            "pulls/get" => {
+                let n: u64 = path.rsplit('/').next().unwrap().parse().unwrap();
+                let Some((head, _, draft, base)) = st.prs.iter().find(|p| p.1 == n).cloned() else {
+                    return ResponseTemplate::new(404)
+                        .set_body_json(json!({"message": "Not Found"}));
+                };
+                example = pr_json(&example, n, draft, &base);
+                example["head"]["ref"] = json!(head);
+                example["head"]["repo"]["full_name"] = json!("octo/hello");
+                if let Some((_, sha, repo)) = st.pull_heads.iter().find(|h| h.0 == n) {
+                    example["head"]["sha"] = json!(sha);
+                    example["head"]["repo"]["full_name"] = json!(repo);
+                }
+            }
+            "reactions/create-for-issue-comment" => {
+                let id: u64 = path
+                    .split('/')
+                    .nth(6)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                let content = body["content"].as_str().unwrap_or("").to_string();
+                example["content"] = json!(content);
+                st.reactions.push((id, content));
             }
             // GitHub lists pull requests among issues (with `pull_request`).
             "issues/list-for-repo" => {

@@ -9,6 +9,7 @@
 
 pub use crate::model::review::ReviewComment;
 
+pub mod event;
 pub mod github;
 pub mod push;
 
