@@ -138,38 +138,35 @@ async fn resolve(
             })?;
             Ok(vec!["run".into(), task])
         }
-        SlashCommand::Review => {
-            let pr = gh
-                .pull_request(comment.number)
-                .await
-                .map_err(|e| e.to_string())?;
-            let (target, refname) = (target.clone(), format!("refs/pull/{}/head", pr.number));
-            let fetched = tokio::task::spawn_blocking(move || {
-                let token = target.token.as_ref().map(|(t, _)| t.as_str());
-                let url = target.fetch_url.as_deref().unwrap_or(&target.remote_url);
-                crate::deliver::forge::push::fetch_objects(
-                    &target.git_dir,
-                    url,
-                    &refname,
-                    &[],
-                    token,
-                )
-            })
-            .await;
-            match fetched {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(format!("could not fetch the pull request's head: {e}")),
-                Err(e) => return Err(e.to_string()),
-            }
-            Ok(vec![
-                "review".into(),
-                pr.head_sha,
-                "--base".into(),
-                format!("origin/{}", pr.base_ref),
-                "--post-required".into(),
-            ])
-        }
+        SlashCommand::Review => review_args(gh, target, comment.number).await,
     }
+}
+
+/// `review <head> --base origin/<base> --post-required` for pull request
+/// `number`, its head fetched (`refs/pull/<n>/head`) to be reviewed.
+async fn review_args(
+    gh: &GitHub,
+    target: &crate::deliver::Target,
+    number: u64,
+) -> Result<Vec<String>, String> {
+    let pr = gh.pull_request(number).await.map_err(|e| e.to_string())?;
+    let (target, refname) = (target.clone(), format!("refs/pull/{number}/head"));
+    let fetched = tokio::task::spawn_blocking(move || {
+        let token = target.token.as_ref().map(|(t, _)| t.as_str());
+        let url = target.fetch_url.as_deref().unwrap_or(&target.remote_url);
+        let scrub = crate::deliver::scrub_env(&target);
+        crate::deliver::forge::push::fetch_objects(&target.git_dir, url, &refname, &scrub, token)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    fetched.map_err(|e| format!("could not fetch the pull request's head: {e}"))?;
+    Ok(vec![
+        "review".into(),
+        pr.head_sha,
+        "--base".into(),
+        format!("origin/{}", pr.base_ref),
+        "--post-required".into(),
+    ])
 }
 
 /// The task whose brief's `output.branch` (default `agent/<task>`) is

@@ -292,7 +292,7 @@ async fn deliver_inner(
 }
 
 /// The token's variables, removed from git's environment.
-fn scrub_env(target: &Target) -> Vec<String> {
+pub fn scrub_env(target: &Target) -> Vec<String> {
     ["GITHUB_TOKEN", "GH_TOKEN"]
         .iter()
         .map(|s| s.to_string())

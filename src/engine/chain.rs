@@ -46,36 +46,9 @@ impl Run {
             Err(reason) => return Ok(Err(reason)),
         };
         let pending: Vec<&Link> = links.iter().filter(|l| l.commit.is_some()).collect();
-        let tips: Vec<git2::Oid> = pending
-            .iter()
-            .filter_map(|l| {
-                l.commit
-                    .as_deref()
-                    .and_then(|c| git2::Oid::from_str(c).ok())
-            })
-            .collect();
-        let start = match tips.as_slice() {
-            [] => base,
-            [one] => *one,
-            several => {
-                let (several, names) = (several.to_vec(), task_list(&pending));
-                let message = format!(
-                    "git-agent: the results of {names}, merged for {}",
-                    req.brief.id
-                );
-                match self
-                    .git(move |repo| repo.merge_results(&several, &message))
-                    .await?
-                {
-                    Ok(merged) => merged,
-                    Err(paths) => {
-                        return Ok(Err(format!(
-                            "the results of {names} do not merge ({}): land one of them first",
-                            paths.join(", ")
-                        )))
-                    }
-                }
-            }
+        let start = match self.start_of(req, base, &pending).await? {
+            Ok(start) => start,
+            Err(reason) => return Ok(Err(reason)),
         };
         let stacked_on = match pending.as_slice() {
             [one] => Some(one.branch.clone()),
@@ -91,6 +64,45 @@ impl Run {
         }
         self.record.chain = Some(chain);
         Ok(Ok(start))
+    }
+}
+
+impl Run {
+    /// The commit the run starts from: `base`, the one pending result, or
+    /// the pending results merged; `Err` when they do not merge.
+    async fn start_of(
+        &self,
+        req: &RunRequest,
+        base: git2::Oid,
+        pending: &[&Link],
+    ) -> Result<Result<git2::Oid, String>, RunError> {
+        let tips: Vec<git2::Oid> = pending
+            .iter()
+            .filter_map(|l| {
+                l.commit
+                    .as_deref()
+                    .and_then(|c| git2::Oid::from_str(c).ok())
+            })
+            .collect();
+        let several = match tips.as_slice() {
+            [] => return Ok(Ok(base)),
+            [one] => return Ok(Ok(*one)),
+            several => several.to_vec(),
+        };
+        let names = task_list(pending);
+        let message = format!(
+            "git-agent: the results of {names}, merged for {}",
+            req.brief.id
+        );
+        Ok(self
+            .git(move |repo| repo.merge_results(&several, &message))
+            .await?
+            .map_err(|paths| {
+                format!(
+                    "the results of {names} do not merge ({}): land one of them first",
+                    paths.join(", ")
+                )
+            }))
     }
 }
 

@@ -187,20 +187,7 @@ pub fn summary_of(
         );
     }
     md.push('\n');
-    // Results side by side that do not merge with each other.
-    for r in records {
-        for c in &r.conflicts {
-            let _ = writeln!(
-                md,
-                "- ⚠️ `{}` {}",
-                r.task,
-                crate::report::escape::message(&c.describe())
-            );
-        }
-    }
-    if records.iter().any(|r| !r.conflicts.is_empty()) {
-        md.push('\n');
-    }
+    md.push_str(&conflicts(records));
     let mut logs = String::new();
     for r in records {
         let events = events(r);
@@ -216,6 +203,25 @@ pub fn summary_of(
         logs = "_The decision logs exceed the job summary's 1 MiB limit; `git agent log RUN` shows each._\n".into();
     }
     md + &logs
+}
+
+/// A line per result that does not merge with another's beside it.
+fn conflicts(records: &[&RunRecord]) -> String {
+    let mut md = String::new();
+    for r in records {
+        for c in &r.conflicts {
+            let _ = writeln!(
+                md,
+                "- ⚠️ `{}` {}",
+                r.task,
+                crate::report::escape::message(&c.describe())
+            );
+        }
+    }
+    if !md.is_empty() {
+        md.push('\n');
+    }
+    md
 }
 
 fn icon(state: State) -> &'static str {
