@@ -134,6 +134,10 @@ async fn a_matrix_of_chains_runs_in_parallel_clones_and_delivers_to_one_remote()
         .collect();
     assert_eq!(entries, ["a b", "c", "d", "e", "f"]);
 
+    // For the figures: agents that take a model's time.
+    if let Some(secs) = std::env::var_os("GIT_AGENT_FANOUT_SLEEP") {
+        std::fs::write(seed.out.join("sleep"), secs.as_encoded_bytes()).unwrap();
+    }
     // One job per entry, all at once, each in a fresh clone.
     let clones: Vec<TestRepo> = entries
         .iter()
@@ -246,6 +250,19 @@ async fn a_matrix_of_chains_runs_in_parallel_clones_and_delivers_to_one_remote()
         .filter(|b| b["base"] == "main")
         .collect();
     assert_eq!(moved.len(), 1, "{moved:?}");
+    // With GIT_AGENT_FANOUT_BASELINE set, the same briefs on one machine
+    // (one process, `-j 2`), for the figures.
+    if std::env::var_os("GIT_AGENT_FANOUT_BASELINE").is_some() {
+        let one = clone(&remote, git_server.port);
+        let t0 = Instant::now();
+        let out = tokio::task::block_in_place(|| {
+            let child = start(&one, &seed.out, "a b c d e f -j 2");
+            child.wait_with_output()
+        })
+        .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", support::describe(&out));
+        eprintln!("one machine: 6 runs at -j 2 in {:.1?}", t0.elapsed());
+    }
     fake_github::assert_clean(&fake);
 }
 

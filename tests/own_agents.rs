@@ -28,7 +28,9 @@ fn this_projects_briefs_validate_and_plan_as_chains() {
     let entries = matrix["include"].as_array().expect("include");
     assert!(entries.len() >= 3, "{matrix}");
     assert!(
-        entries.iter().any(|e| e["tasks"] == "deps-update changelog-deps"),
+        entries
+            .iter()
+            .any(|e| e["tasks"] == "deps-update changelog-deps"),
         "the changelog runs after the update it records: {matrix}"
     );
 }
