@@ -20,8 +20,10 @@ for block in re.findall(r"```yaml\n(.*?)```", text, re.S):
     if "jobs:" in block:
         n += 1
         # The README's placeholder for this action, pinned as a user would.
-        block = block.replace("<owner>/git-agent@<commit>",
-                              "octo/git-agent@0123456789abcdef0123456789abcdef01234567")
+        pin = "0123456789abcdef0123456789abcdef01234567"
+        block = block.replace("<owner>/git-agent@<commit>", f"octo/git-agent@{pin}")
+        block = block.replace("<owner>/git-agent/.github/workflows/agents.yml@<commit>",
+                              f"octo/git-agent/.github/workflows/agents.yml@{pin}")
         open(f"{sys.argv[1]}/readme-{n}.yml", "w").write(block)
 if n == 0:
     sys.exit("no workflows found in README.md")
