@@ -256,3 +256,63 @@ fn cycles_and_unknown_tasks_are_refused_where_they_are_written() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("no brief `bb`"), "{}", stderr(&out));
 }
+
+#[test]
+fn after_several_tasks_a_run_starts_from_their_merge() {
+    let repo = project();
+    repo.brief(
+        "x",
+        &Brief::new(&["x.txt"])
+            .title("Write x")
+            .on_scope_violation("revert"),
+    );
+    repo.brief(
+        "both",
+        &Brief::new(&["both.txt"])
+            .after(&["a", "x"])
+            .on_scope_violation("revert"),
+    );
+    repo.commit_all("both");
+    let (code, runs, err) = repo.run_json(&["both", "x", "a", "-j", "3"]);
+    assert_eq!(code, 0, "{err}\n{runs:#?}");
+    let rec = record(&repo, run_of(&runs, "both"));
+    // Its start: a merge of a's and x's results, made by git-agent.
+    let start = rec["base_commit"].as_str().unwrap();
+    let parents = repo.git(&["rev-list", "--parents", "-n", "1", start]);
+    let parents: Vec<&str> = parents.split_whitespace().skip(1).collect();
+    assert_eq!(parents, [repo.rev("agent/a"), repo.rev("agent/x")]);
+    assert_eq!(repo.rev("agent/both~1"), start);
+    assert_eq!(repo.show("agent/both", "x.txt").as_deref(), Some("x\n"));
+    assert_eq!(repo.show("agent/both", "a.txt").as_deref(), Some("a\n"));
+    // Two results: no single branch to stack on; the PR targets the base.
+    assert_eq!(rec["base_branch"], "main");
+    assert!(rec["chain"]["stacked_on"].is_null());
+}
+
+#[test]
+fn a_detached_chained_run_waits_for_the_one_queued_before_it() {
+    let repo = project();
+    let out = repo.run(&["run", "--detach", "a", "b"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ids: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let outcome = |id: &str| -> String {
+        let out = repo.run(&["status", "--all", "--json"]);
+        let runs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        runs.iter()
+            .find(|r| r["run_id"] == id)
+            .map(|r| r["outcome"].as_str().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    while ["queued", "running", ""].contains(&outcome(&ids[1]).as_str()) {
+        assert!(std::time::Instant::now() < deadline, "b never ended");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(outcome(&ids[0]), "succeeded");
+    assert_eq!(outcome(&ids[1]), "succeeded");
+    assert_eq!(
+        repo.rev("agent/b~1"),
+        repo.rev("agent/a"),
+        "b built on a's result"
+    );
+}
