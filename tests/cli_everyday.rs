@@ -137,10 +137,11 @@ fn validate_points_at_a_base_that_does_not_resolve() {
 
 /// The state in the only run's `run.json`, as it is on disk now.
 fn only_run_state(repo: &TestRepo) -> Option<String> {
+    // The run's directory, not the store's `.seq` counter beside it.
     let dir = std::fs::read_dir(repo.root.join(".git/agent/runs"))
         .ok()?
         .flatten()
-        .next()?;
+        .find(|e| e.path().is_dir())?;
     let text = std::fs::read_to_string(dir.path().join("run.json")).ok()?;
     let record: Value = serde_json::from_str(&text).ok()?;
     record["state"].as_str().map(str::to_string)
