@@ -147,6 +147,8 @@ fn fill(repo: &git2::Repository, store: &Store) {
             delivery: None,
             landed: None,
             usage: Default::default(),
+            chain: None,
+            conflicts: Vec::new(),
             queued: None,
             task,
         })

@@ -760,12 +760,14 @@ fn top_level_help() {
       stop         Stop a run gracefully (recorded interrupted, resumable) or take it off the queue
       supervise    Run the queue of detached runs until it is empty (`run --detach` starts it)
       stats        Count runs per task and per agent: outcomes, attempts, time, tokens, merged results
+      report       Show run records from other machines (downloaded artifacts) as one job summary
       log          Show a run's decision log: Markdown (the PR body) or JSON events
       diff         Show a run's result as a diff against its base, each file with the glob allowing it
       clean        Remove the worktrees of finished runs and abandoned reviews (branches are kept)
       decide       Record a decision in the running task's log (use from inside a run)
       deliver      Push a finished run's branch and notes; open or update its pull request
       land         Land a succeeded run: replayed onto its base's tip, checked there, fast-forwarded
+      comment      Act on a slash command in a pull request or issue comment (the Action's comment mode)
       schema       Print the JSON schema of brief frontmatter or of the config, for editors
       man          Print or install the manual pages (installed, `git agent --help` shows them)
       completions  Print a shell completion script: bash, zsh or fish

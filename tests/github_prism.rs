@@ -234,6 +234,7 @@ fn spec(draft: bool) -> PrSpec {
         title: "Say hello".into(),
         body: "## Decision log\n\n- attempt 1: checks passed\n".into(),
         draft,
+        retarget_from: Vec::new(),
     }
 }
 

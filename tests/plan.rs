@@ -30,7 +30,7 @@ fn project() -> TestRepo {
 }
 
 #[test]
-fn the_plan_shows_each_run_and_who_waits_for_whom() {
+fn the_plan_shows_each_run_and_which_run_side_by_side() {
     let repo = project();
     let head = repo.rev("HEAD");
     let out = repo.run(&["plan", "api", "all-src", "docs", "-j", "4"]);
@@ -49,6 +49,7 @@ fn the_plan_shows_each_run_and_who_waits_for_whom() {
       check     tests: `cargo test api` (10m00s)
       escalate  3 attempts, 1m00s in all
       deliver   branch on agent/api
+      beside    all-src (write scopes may overlap: side by side, results checked for conflicts)
 
     all-src  Tidy src
       agent     fx (command: sh "[FIXTURE]")
@@ -58,7 +59,7 @@ fn the_plan_shows_each_run_and_who_waits_for_whom() {
       check     ok: `true` (10m00s)
       escalate  1 attempt, 1m00s in all
       deliver   branch on agent/all-src
-      waits for api (overlapping write scopes)
+      beside    api (write scopes may overlap: side by side, results checked for conflicts)
 
     docs  Write docs
       agent     fx (command: sh "[FIXTURE]")

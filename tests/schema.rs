@@ -88,6 +88,7 @@ const BRIEF_STRUCTURAL: &[&str] = &[
 /// Invalid briefs whose frontmatter is structurally fine: the schema must
 /// accept them (their problem is a value, the file name, ...).
 const BRIEF_VALUE_ONLY: &[&str] = &[
+    "after-bad.md",
     "Bad Name.md",
     "attempts-too-many.md",
     "bad-branch-name.md",

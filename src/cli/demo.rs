@@ -32,7 +32,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         .map(|(t, _)| t.to_string())
         .collect();
     let reqs = super::helper::load_requests(&repo, &config, &ids, None, &demo_ctx)?;
-    let records = super::helper::execute(&repo, &config, reqs, 3, false, &demo_ctx)?;
+    let records = super::helper::execute(&repo, &config, reqs, 3, &demo_ctx)?;
     super::print_out("\n");
     super::helper::report(&records, false)?;
 

@@ -30,7 +30,9 @@ pub struct Batch {
     /// How many runs at once (default: config max_parallel, else the number of CPUs)
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub jobs: Option<usize>,
-    /// Start runs whose write scopes overlap at the same time
+    /// Run runs whose write scopes overlap side by side (what they always
+    /// do now: their results are checked for conflicts; `after:` in a
+    /// brief orders runs). Kept for older scripts
     #[arg(long)]
     pub allow_overlap: bool,
 }
@@ -178,12 +180,14 @@ pub(crate) fn load_requests(
             resume: None,
             review: None,
             queued: None,
+            after: Vec::new(),
         });
     }
     if bad {
         return Err(CliError::reported(exit::USAGE));
     }
     reject_duplicates(&reqs)?;
+    super::chain::link(root, config, &mut reqs, ctx)?;
     for warning in super::committed::warnings(root, &reqs) {
         eprintln!("warning: {}", super::terminal::clean(&warning));
     }
@@ -420,24 +424,32 @@ pub(crate) fn execute(
     config: &Config,
     reqs: Vec<RunRequest>,
     jobs: usize,
-    allow_overlap: bool,
     ctx: &Ctx,
 ) -> CliResult<Vec<Result<RunRecord, NoRecord>>> {
     let engine = engine(root, config)?;
-    let plan = orchestrator::plan(&reqs, allow_overlap);
-    for entry in plan.iter().filter(|e| !e.waits_for.is_empty()) {
-        eprintln!(
-            "{} waits for {}: their write scopes may overlap (use --allow-overlap to run them together)",
-            entry.task,
-            entry.waits_for.join(", ")
-        );
+    let plan = orchestrator::plan(&reqs);
+    for (i, entry) in plan.iter().enumerate() {
+        if !entry.waits_for.is_empty() {
+            eprintln!("{} runs after {}", entry.task, entry.waits_for.join(", "));
+        }
+        let later = &plan[i + 1..];
+        for other in entry
+            .overlaps
+            .iter()
+            .filter(|o| later.iter().any(|e| &e.task == *o))
+        {
+            eprintln!(
+                "{} and {other} may write the same files: they run side by side, and their results are checked for conflicts when both end",
+                entry.task
+            );
+        }
     }
     let runtime = run_runtime()?;
     let progress = progress::reporter(ctx.stderr_tty, config.notify.bell);
     let finished = runtime.block_on(async move {
         let (tx, rx) = watch::channel(StopSignal::Run);
         orchestrator::install_signal_handler(tx, super::announce_stopping);
-        orchestrator::run_all(engine, reqs, jobs, allow_overlap, rx, progress).await
+        orchestrator::run_all(engine, reqs, jobs, rx, progress).await
     });
     Ok(finished
         .into_iter()
@@ -563,6 +575,12 @@ pub(crate) fn push_reasons(out: &mut String, records: &[&RunRecord]) {
             r.task,
             r.reason.as_deref().unwrap_or("")
         ));
+    }
+    // Results side by side that do not merge with each other.
+    for r in records {
+        for c in &r.conflicts {
+            out.push_str(&format!("{}: {}\n", r.task, c.describe()));
+        }
     }
 }
 

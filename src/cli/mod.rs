@@ -1,7 +1,9 @@
 //! The command line: argument parsing and dispatch. One file per subcommand.
 
 mod background;
+mod chain;
 mod clean;
+mod comment;
 mod committed;
 mod completions;
 mod decide;
@@ -20,6 +22,7 @@ mod man;
 mod new;
 mod plan;
 mod progress;
+mod report;
 mod review;
 mod rules;
 mod run;
@@ -70,12 +73,14 @@ pub enum Command {
     Stop(stop::Args),
     Supervise(supervise::Args),
     Stats(stats::Args),
+    Report(report::Args),
     Log(log::Args),
     Diff(diff::Args),
     Clean(clean::Args),
     Decide(decide::Args),
     Deliver(deliver::Args),
     Land(land::Args),
+    Comment(comment::Args),
     Schema(schema::Args),
     Man(man::Args),
     Completions(completions::Args),
@@ -158,12 +163,14 @@ fn dispatch(command: Command, ctx: &Ctx) -> CliResult {
         Command::Stop(args) => stop::exec(args, ctx),
         Command::Supervise(args) => supervise::exec(args, ctx),
         Command::Stats(args) => stats::exec(args, ctx),
+        Command::Report(args) => report::exec(args, ctx),
         Command::Log(args) => log::exec(args, ctx),
         Command::Diff(args) => diff::exec(args, ctx),
         Command::Clean(args) => clean::exec(args, ctx),
         Command::Decide(args) => decide::exec(args, ctx),
         Command::Deliver(args) => deliver::exec(args, ctx),
         Command::Land(args) => land::exec(args, ctx),
+        Command::Comment(args) => comment::exec(args, ctx),
         Command::Init(args) => init::exec(args, ctx),
         Command::New(args) => new::exec(args, ctx),
         Command::Validate(args) => validate::exec(args, ctx),
@@ -189,6 +196,7 @@ fn ends_on_a_closed_stdout(command: &Command) -> bool {
             | Command::Clean(_)
             | Command::Deliver(_)
             | Command::Land(_)
+            | Command::Comment(_)
     )
 }
 

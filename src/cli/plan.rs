@@ -1,6 +1,8 @@
 //! `git agent plan`: what `git agent run` would do with these briefs —
-//! agent, base commit, worktree, scope, checks, escalation, delivery, and
-//! which runs wait for which — without running anything.
+//! agent, base commit (or the results it starts from, `after:`), worktree,
+//! scope, checks, escalation, delivery, which runs wait for which and which
+//! run side by side, the chains — without running anything. `--matrix`
+//! prints the chains as a GitHub Actions matrix.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -25,8 +27,12 @@ pub struct Args {
     #[command(flatten)]
     pub batch: super::helper::Batch,
     /// Print the plan as JSON on stdout
-    #[arg(long)]
+    #[arg(long, conflicts_with = "matrix")]
     pub json: bool,
+    /// Print the independent chains as a GitHub Actions matrix (JSON for
+    /// `strategy.matrix`: `{"include": [{"chain": .., "tasks": ..}]}`)
+    #[arg(long)]
+    pub matrix: bool,
 }
 
 /// One run as planned.
@@ -53,8 +59,27 @@ pub struct Planned {
     pub deliver: &'static str,
     pub branch: String,
     pub fallback: &'static str,
-    /// Earlier tasks of the batch this one waits for (overlapping scopes).
+    /// The brief's `after:`.
+    pub after: Vec<String>,
+    /// Tasks of the batch this one runs after: it starts when they succeed.
     pub waits_for: Vec<String>,
+    /// Where each task of `after:` outside the batch has its result.
+    pub starts_from: Vec<StartsFrom>,
+    /// Tasks of the batch it runs side by side with (write scopes that may
+    /// overlap, not chained): their results are checked for conflicts.
+    pub overlaps: Vec<String>,
+}
+
+/// A task of `after:` outside the batch, as the run would find it now.
+#[derive(Debug, Serialize)]
+pub struct StartsFrom {
+    pub task: String,
+    pub branch: String,
+    /// Its result the run would start from; `None` when the base holds it
+    /// (or, with `missing`, when there is none).
+    pub commit: Option<String>,
+    /// No result anywhere: the run would fail.
+    pub missing: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -68,6 +93,17 @@ pub struct PlannedCheck {
 pub struct Plan {
     pub jobs: usize,
     pub runs: Vec<Planned>,
+    /// The independent chains, each in the order its tasks run.
+    pub chains: Vec<Vec<String>>,
+}
+
+/// One entry of `--matrix`: a chain, run by one job.
+#[derive(Debug, Serialize)]
+pub struct MatrixEntry {
+    /// Its first task: a name for the job.
+    pub chain: String,
+    /// Its tasks in order, separated by spaces (the Action's `tasks`).
+    pub tasks: String,
 }
 
 pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
@@ -78,24 +114,87 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
     let repo = git2::Repository::discover(&root)
         .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
     let jobs = super::helper::jobs(args.batch.jobs, &config);
-    let order = orchestrator::plan(&reqs, args.batch.allow_overlap);
+    let order = orchestrator::plan(&reqs);
+    let chains = crate::spec::after::chains(
+        &order
+            .iter()
+            .map(|e| (e.task.clone(), e.waits_for.clone()))
+            .collect::<Vec<_>>(),
+    );
+    if args.matrix {
+        return print_matrix(&chains);
+    }
+    let git = crate::git::Repo::discover(&root)
+        .map_err(|e| CliError::from_error(exit::USAGE, "could not open the repository", &e))?;
     let runs: Vec<Planned> = reqs
         .iter()
         .zip(order)
-        .map(|(req, entry)| planned(&repo, req, entry.waits_for))
+        .map(|(req, entry)| {
+            let mut p = planned(&repo, req, entry.waits_for);
+            p.overlaps = entry.overlaps;
+            p.starts_from = starts_from(&git, req, &p);
+            p
+        })
         .collect();
-    let plan = Plan { jobs, runs };
+    let plan = Plan { jobs, runs, chains };
     if args.json {
         print_json(&plan)?;
     } else {
         super::print_out(&render(&plan));
     }
-    // A base that does not resolve would fail the run: say so by the code.
-    Ok(if plan.runs.iter().any(|r| r.base_commit.is_none()) {
+    // A base that does not resolve, or a task to start after that has no
+    // result, would fail the run: say so by the code.
+    let fails = |r: &Planned| r.base_commit.is_none() || r.starts_from.iter().any(|s| s.missing);
+    Ok(if plan.runs.iter().any(fails) {
         exit::USAGE
     } else {
         exit::OK
     })
+}
+
+/// `--matrix`: one entry per chain, on one line (for `$GITHUB_OUTPUT`).
+fn print_matrix(chains: &[Vec<String>]) -> CliResult {
+    let include: Vec<MatrixEntry> = chains
+        .iter()
+        .map(|c| MatrixEntry {
+            chain: c.first().cloned().unwrap_or_default(),
+            tasks: c.join(" "),
+        })
+        .collect();
+    let json = serde_json::json!({ "include": include });
+    super::outln!("{json}");
+    Ok(exit::OK)
+}
+
+/// Where the tasks of `after:` that are not in the batch have their
+/// results, as the run would find them now.
+fn starts_from(git: &crate::git::Repo, req: &RunRequest, p: &Planned) -> Vec<StartsFrom> {
+    let base = p
+        .base_commit
+        .as_deref()
+        .and_then(|c| git2::Oid::from_str(c).ok());
+    req.after
+        .iter()
+        .filter(|a| !p.waits_for.contains(&a.task))
+        .map(|a| {
+            let tip = git.result_of(&a.task, &a.branch).ok().flatten();
+            let held = |f: &dyn Fn(git2::Oid) -> bool| base.is_some_and(f);
+            let (commit, missing) = match tip {
+                Some(t) if held(&|b| git.holds_result(b, t).unwrap_or(false)) => (None, false),
+                Some(t) => (Some(t.to_string()), false),
+                None => (
+                    None,
+                    !held(&|b| git.holds_task(b, &a.task).unwrap_or(false)),
+                ),
+            };
+            StartsFrom {
+                task: a.task.clone(),
+                branch: a.branch.clone(),
+                commit,
+                missing,
+            }
+        })
+        .collect()
 }
 
 fn planned(repo: &git2::Repository, req: &RunRequest, waits_for: Vec<String>) -> Planned {
@@ -147,7 +246,10 @@ fn planned(repo: &git2::Repository, req: &RunRequest, waits_for: Vec<String>) ->
             EscalateFallback::DraftPr => "draft-pr",
             EscalateFallback::Issue => "issue",
         },
+        after: b.after.iter().map(|a| a.task.to_string()).collect(),
         waits_for,
+        starts_from: Vec::new(),
+        overlaps: Vec::new(),
     }
 }
 
@@ -156,6 +258,16 @@ pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
     for r in &plan.runs {
         render_run(&mut out, r);
+    }
+    if plan.runs.iter().any(|r| !r.after.is_empty()) {
+        let _ = writeln!(
+            out,
+            "chains (each in the order it runs; chains are independent)"
+        );
+        for chain in &plan.chains {
+            let _ = writeln!(out, "  {}", chain.join(" → "));
+        }
+        out.push('\n');
     }
     let _ = writeln!(
         out,
@@ -241,11 +353,40 @@ fn render_delivery(out: &mut String, r: &Planned) {
         let _ = write!(out, "; escalated → {}", r.fallback);
     }
     out.push('\n');
+    render_order(out, r);
+}
+
+/// What the run starts from and which runs it waits for or runs beside.
+fn render_order(out: &mut String, r: &Planned) {
     if !r.waits_for.is_empty() {
         let _ = writeln!(
             out,
-            "  waits for {} (overlapping write scopes)",
+            "  after     {} (this batch: starts from their results once they succeed)",
             r.waits_for.join(", ")
+        );
+    }
+    for s in &r.starts_from {
+        let _ = match (&s.commit, s.missing) {
+            (Some(c), _) => writeln!(
+                out,
+                "  after     {}: its result on {} ({}), the pull request stacked on it",
+                s.task,
+                s.branch,
+                &c[..10]
+            ),
+            (None, false) => writeln!(out, "  after     {}: its result is in the base", s.task),
+            (None, true) => writeln!(
+                out,
+                "  after     {}: has no result on {}: the run would fail",
+                s.task, s.branch
+            ),
+        };
+    }
+    if !r.overlaps.is_empty() {
+        let _ = writeln!(
+            out,
+            "  beside    {} (write scopes may overlap: side by side, results checked for conflicts)",
+            r.overlaps.join(", ")
         );
     }
 }

@@ -59,7 +59,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         }
         let reqs = resume_request(&root, &config, query, ctx)?;
         let _locks = lock_tasks(&super::helper::store(ctx)?, &tasks_of(&reqs))?;
-        let records = execute(&root, &config, reqs, 1, true, ctx)?;
+        let records = execute(&root, &config, reqs, 1, ctx)?;
         publish_to_actions(&records, ctx);
         return report(&records, args.json);
     }
@@ -85,7 +85,7 @@ pub fn exec(args: Args, ctx: &Ctx) -> CliResult {
         );
     }
     let _locks = lock_tasks(&store, &tasks_of(&reqs))?;
-    let records = execute(&root, &config, reqs, jobs, args.batch.allow_overlap, ctx)?;
+    let records = execute(&root, &config, reqs, jobs, ctx)?;
     publish_to_actions(&records, ctx);
     report(&records, args.json)
 }

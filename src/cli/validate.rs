@@ -105,6 +105,7 @@ fn check(args: &Args, root: &Path, ctx: &Ctx) -> CliResult<Checked> {
         }
         reports.push(report);
     }
+    graph(root, &valid, &mut reports);
     if !config_invalid {
         lint(root, &config, config_checked, &valid, &mut reports);
     }
@@ -126,6 +127,16 @@ fn check(args: &Args, root: &Path, ctx: &Ctx) -> CliResult<Checked> {
         errors,
         warnings,
     })
+}
+
+/// `after:` across the valid briefs (tasks with no brief, cycles), in
+/// their reports.
+fn graph(root: &Path, valid: &[(usize, brief::Brief)], reports: &mut [FileReport]) {
+    let known = super::chain::known_ids(root);
+    let briefs: Vec<&brief::Brief> = valid.iter().map(|(_, b)| b).collect();
+    for (i, problem) in super::chain::graph_reports(&briefs, &known) {
+        reports[valid[i].0].push(problem);
+    }
 }
 
 /// The lints (`super::lint`) of the valid briefs and the config, added to

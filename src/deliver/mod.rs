@@ -13,6 +13,7 @@
 
 mod checks;
 pub mod forge;
+mod notes;
 
 pub use checks::{check_reports, review_check_reports};
 
@@ -172,6 +173,7 @@ pub async fn deliver(target: &Target, record: &RunRecord, events: &[Event]) -> D
     let mut delivery = DeliveryRecord::of(record);
     delivery.attempted_at = Some(crate::model::time::now_rfc3339());
     delivery.notices.clear();
+    stacked_base(target, record, &mut delivery);
     match deliver_inner(target, record, events, &mut delivery).await {
         Ok(()) => {
             delivery.state = DeliveryState::Delivered;
@@ -183,6 +185,55 @@ pub async fn deliver(target: &Target, record: &RunRecord, events: &[Event]) -> D
         }
     }
     delivery
+}
+
+/// A run stacked on another task's result (`after:`) targets that
+/// result's branch until the result has landed in the branch the brief's
+/// base names; from then on, that branch.
+fn stacked_base(target: &Target, record: &RunRecord, delivery: &mut DeliveryRecord) {
+    let Some(chain) = &record.chain else {
+        return;
+    };
+    let (Some(link), Some(onto)) = (chain.stacked_link(), &chain.onto) else {
+        return;
+    };
+    let Some(commit) = link
+        .commit
+        .as_deref()
+        .and_then(|c| git2::Oid::from_str(c).ok())
+    else {
+        return;
+    };
+    if delivery.base != link.branch {
+        return;
+    }
+    let landed = crate::git::Repo::discover(&target.git_dir).is_ok_and(|repo| {
+        let Ok(git) = repo.open() else { return false };
+        [
+            format!("refs/heads/{onto}"),
+            format!("refs/remotes/origin/{onto}"),
+        ]
+        .iter()
+        .filter_map(|r| git.refname_to_id(r).ok())
+        .any(|tip| repo.holds_result(tip, commit).unwrap_or(false))
+    });
+    if landed {
+        delivery.notices.push(format!(
+            "`{}` has landed on {onto}: the pull request targets {onto} now, not {}",
+            link.task, link.branch
+        ));
+        delivery.base = onto.clone();
+    }
+}
+
+/// The branches a pull request of `record` may have been opened onto
+/// before (the results it ran after), to be moved from.
+fn retarget_from(record: &RunRecord) -> Vec<String> {
+    record
+        .chain
+        .iter()
+        .flat_map(|c| c.after.iter().map(|l| l.branch.clone()))
+        .collect()
 }
 
 async fn deliver_inner(
@@ -241,7 +292,7 @@ async fn deliver_inner(
 }
 
 /// The token's variables, removed from git's environment.
-fn scrub_env(target: &Target) -> Vec<String> {
+pub fn scrub_env(target: &Target) -> Vec<String> {
     ["GITHUB_TOKEN", "GH_TOKEN"]
         .iter()
         .map(|s| s.to_string())
@@ -281,16 +332,9 @@ fn push_run(
             token,
         )?;
     }
-    // Someone else's notes may have moved on: a rejected notes push is said,
-    // not fatal.
-    let notes = PushSpec {
-        git_dir: &target.git_dir,
-        remote: &target.remote,
-        refspecs: vec!["refs/notes/agent:refs/notes/agent".into()],
-        leases: Vec::new(),
-        scrub_env: scrub,
-    };
-    Ok(push(&notes, token)
+    // Other runners push the notes too: theirs are merged with ours, never
+    // overwritten. A notes push that still fails is said, not fatal.
+    Ok(notes::push_notes(target, token, &scrub)
         .err()
         .map(|e| format!("the decision-log notes were not pushed: {e}")))
 }
@@ -424,6 +468,7 @@ pub async fn deliver_pr(
         title: record.title.clone(),
         body,
         draft: escalated || delivery.mode == crate::model::delivery::Deliver::DraftPr,
+        retarget_from: retarget_from(record),
     };
     let (pr, created) = forge.open_or_update_pr(&spec).await?;
     // A retry of this run's delivery, which opened the PR and then failed.

@@ -8,7 +8,9 @@
 //!   [`review`]), run the [`checks`], feed failures back.
 //! - [`finish`]: commit, note, hand to delivery (through the
 //!   [`run::Deliverer`] seam: the engine never calls the forge), clean up.
-//! - [`orchestrator`]: many runs, overlap waits, signals.
+//! - [`orchestrator`]: many runs, chained ones in order ([`chain`]), runs
+//!   beside each other checked for conflicts afterwards ([`overlap`]),
+//!   signals.
 //! - [`land`]: a succeeded result replayed onto its base's tip, checked
 //!   there (by [`review`]) and fast-forwarded in.
 //!
@@ -16,6 +18,7 @@
 
 mod agent;
 pub mod attempt;
+pub mod chain;
 pub mod checks;
 mod confine;
 pub mod decisions;
@@ -25,6 +28,7 @@ pub mod judge;
 pub mod land;
 mod notify;
 pub mod orchestrator;
+pub mod overlap;
 pub mod pool;
 mod ports;
 pub mod prompt;

@@ -1,5 +1,10 @@
-//! Many runs at once: a bounded pool, runs whose write scopes overlap kept
-//! apart, and one signal path (first Ctrl-C stops cleanly, second kills).
+//! Many runs at once: a bounded pool, chained runs (`after:`) started
+//! when those they run after have succeeded (never when one failed), runs
+//! whose write scopes overlap side by side from the same base and their
+//! results checked for conflicts when the batch ends ([`overlap`]), and
+//! one signal path (first Ctrl-C stops cleanly, second kills).
+//!
+//! [`overlap`]: crate::engine::overlap
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -9,38 +14,77 @@ use tokio::task::JoinSet;
 
 use crate::engine::run::{self, Engine, Progress, RunError, RunRequest};
 use crate::exec::process::StopSignal;
-use crate::model::store::RunRecord;
+use crate::model::store::{RunRecord, State};
 use crate::spec::scope::may_overlap;
 
 /// The order runs will start in, and which waits for which.
 #[derive(Debug, Clone)]
 pub struct PlanEntry {
     pub task: String,
-    /// Earlier tasks in the batch whose write scope may overlap this one's.
+    /// Tasks of the batch this one runs after (`after:`): it starts once
+    /// they have succeeded, from their results.
     pub waits_for: Vec<String>,
+    /// Tasks of the batch whose write scopes may overlap this one's and
+    /// that are not chained with it: they run side by side from the same
+    /// base, and their results are checked for conflicts afterwards.
+    pub overlaps: Vec<String>,
 }
 
-pub fn plan(reqs: &[RunRequest], allow_overlap: bool) -> Vec<PlanEntry> {
+/// Each request's place in the batch: what it waits for, what it runs
+/// beside.
+pub fn plan(reqs: &[RunRequest]) -> Vec<PlanEntry> {
+    let in_batch = |t: &str| reqs.iter().any(|r| r.brief.id.as_str() == t);
+    let waits: Vec<Vec<String>> = reqs
+        .iter()
+        .map(|r| {
+            r.after
+                .iter()
+                .map(|p| p.task.clone())
+                .filter(|t| in_batch(t))
+                .collect()
+        })
+        .collect();
+    let chained =
+        |i: usize, j: usize| is_before(reqs, &waits, i, j) || is_before(reqs, &waits, j, i);
     reqs.iter()
         .enumerate()
         .map(|(i, r)| PlanEntry {
             task: r.brief.id.to_string(),
-            waits_for: if allow_overlap {
-                Vec::new()
-            } else {
-                reqs[..i]
-                    .iter()
-                    .filter(|o| {
-                        may_overlap(
+            waits_for: waits[i].clone(),
+            overlaps: reqs
+                .iter()
+                .enumerate()
+                .filter(|(j, o)| {
+                    *j != i
+                        && !chained(i, *j)
+                        && may_overlap(
                             o.brief.scope.write.patterns(),
                             r.brief.scope.write.patterns(),
                         )
-                    })
-                    .map(|o| o.brief.id.to_string())
-                    .collect()
-            },
+                })
+                .map(|(_, o)| o.brief.id.to_string())
+                .collect(),
         })
         .collect()
+}
+
+/// Whether request `i` runs, through `after:` in the batch, before `j`.
+fn is_before(reqs: &[RunRequest], waits: &[Vec<String>], i: usize, j: usize) -> bool {
+    let target = reqs[i].brief.id.as_str();
+    let mut stack = vec![j];
+    let mut seen = vec![false; reqs.len()];
+    while let Some(k) = stack.pop() {
+        if std::mem::replace(&mut seen[k], true) {
+            continue;
+        }
+        for t in &waits[k] {
+            if t == target {
+                return true;
+            }
+            stack.extend(reqs.iter().position(|r| r.brief.id.as_str() == t));
+        }
+    }
+    false
 }
 
 /// What became of each request, in request order.
@@ -53,6 +97,127 @@ pub enum Finished {
     },
 }
 
+/// A batch in flight: the requests not started yet and what became of the
+/// others.
+struct Batch {
+    entries: Vec<PlanEntry>,
+    results: Vec<Option<Finished>>,
+    pending: VecDeque<(usize, RunRequest)>,
+    running: usize,
+}
+
+/// Whether a request may start, given what became of those it is after.
+enum Ready {
+    Wait,
+    Go(Vec<(String, String, String)>),
+    /// One it is after did not succeed: it never starts, for this reason.
+    Refuse(String),
+    Interrupted,
+}
+
+impl Batch {
+    fn ready(&self, idx: usize) -> Ready {
+        let mut results = Vec::new();
+        for task in &self.entries[idx].waits_for {
+            let Some(j) = self.entries.iter().position(|e| &e.task == task) else {
+                continue;
+            };
+            match &self.results[j] {
+                None => return Ready::Wait,
+                Some(Finished::NotStarted { .. }) => return Ready::Interrupted,
+                Some(Finished::Ran(Ok(r))) if r.state == State::Succeeded => {
+                    if let (Some(b), Some(c)) = (&r.branch, &r.commit) {
+                        results.push((task.clone(), b.clone(), c.clone()));
+                    }
+                }
+                Some(Finished::Ran(Ok(r))) => {
+                    let why = r
+                        .reason
+                        .as_deref()
+                        .map(|w| format!(": {w}"))
+                        .unwrap_or_default();
+                    return Ready::Refuse(format!(
+                        "not started: `{task}`, which it runs after, {}{why}",
+                        match r.effective_state() {
+                            State::Escalated => "escalated",
+                            State::Interrupted => "was interrupted",
+                            _ => "failed",
+                        }
+                    ));
+                }
+                Some(Finished::Ran(Err(e))) => {
+                    return Ready::Refuse(format!(
+                        "not started: `{task}`, which it runs after, failed: {}",
+                        run::error_chain(e)
+                    ))
+                }
+            }
+        }
+        Ready::Go(results)
+    }
+
+    /// Starts every pending run that may start, within `jobs`; records the
+    /// ones that never will.
+    fn start_ready(
+        &mut self,
+        engine: &Arc<Engine>,
+        jobs: usize,
+        set: &mut JoinSet<(usize, Result<RunRecord, RunError>)>,
+        stop: &watch::Receiver<StopSignal>,
+        progress: &Progress,
+    ) -> Vec<(tokio::task::Id, usize)> {
+        let mut started = Vec::new();
+        let mut i = 0;
+        while i < self.pending.len() {
+            let idx = self.pending[i].0;
+            let go = match self.ready(idx) {
+                Ready::Wait => {
+                    i += 1;
+                    continue;
+                }
+                Ready::Go(_) if self.running >= jobs => {
+                    i += 1;
+                    continue;
+                }
+                other => other,
+            };
+            let (idx, mut req) = self.pending.remove(i).expect("index checked above");
+            match go {
+                Ready::Go(results) => {
+                    for p in &mut req.after {
+                        if let Some((_, b, c)) = results.iter().find(|r| r.0 == p.task) {
+                            p.result = Some((b.clone(), c.clone()));
+                        }
+                    }
+                    self.running += 1;
+                    let (engine, stop, progress) = (engine.clone(), stop.clone(), progress.clone());
+                    let handle =
+                        set.spawn(
+                            async move { (idx, run::execute(engine, req, stop, progress).await) },
+                        );
+                    started.push((handle.id(), idx));
+                }
+                Ready::Refuse(reason) => {
+                    let record = crate::engine::chain::not_started(engine, &req, reason);
+                    if let Ok(r) = &record {
+                        progress(r);
+                    }
+                    self.results[idx] = Some(Finished::Ran(record));
+                    // What waited for this one may be decided now.
+                    i = 0;
+                }
+                _ => {
+                    self.results[idx] = Some(Finished::NotStarted {
+                        task: req.brief.id.to_string(),
+                    });
+                    i = 0;
+                }
+            }
+        }
+        started
+    }
+}
+
 /// Runs the requests with at most `jobs` at once. Returns when all have
 /// ended; `stop` (fed by the signal handler) stops starting new runs and is
 /// passed to every running child.
@@ -60,41 +225,25 @@ pub async fn run_all(
     engine: Arc<Engine>,
     reqs: Vec<RunRequest>,
     jobs: usize,
-    allow_overlap: bool,
     stop: watch::Receiver<StopSignal>,
     progress: Progress,
 ) -> Vec<Finished> {
-    let entries = plan(&reqs, allow_overlap);
-    let count = reqs.len();
-    let mut results: Vec<Option<Finished>> = (0..count).map(|_| None).collect();
-    let mut pending: VecDeque<(usize, RunRequest)> = reqs.into_iter().enumerate().collect();
-    let mut running: Vec<usize> = Vec::new();
+    let entries = plan(&reqs);
+    let scopes = crate::engine::overlap::Scopes::of(&reqs, &entries);
+    let mut batch = Batch {
+        results: (0..reqs.len()).map(|_| None).collect(),
+        pending: reqs.into_iter().enumerate().collect(),
+        entries,
+        running: 0,
+    };
     let mut set = JoinSet::new();
     let mut task_ids = std::collections::HashMap::new();
-    let jobs = jobs.max(1);
-
     loop {
-        let stopping = *stop.borrow() != StopSignal::Run;
-        if !stopping {
-            // Start every pending run that waits for nothing still unfinished.
-            let mut i = 0;
-            while i < pending.len() && running.len() < jobs {
-                if waits(&entries, &results, pending[i].0) {
-                    i += 1;
-                    continue;
-                }
-                let (idx, req) = pending.remove(i).expect("index checked above");
-                running.push(idx);
-                let engine = engine.clone();
-                let stop = stop.clone();
-                let progress = progress.clone();
-                let handle = set
-                    .spawn(async move { (idx, run::execute(engine, req, stop, progress).await) });
-                task_ids.insert(handle.id(), idx);
-            }
+        if *stop.borrow() == StopSignal::Run {
+            task_ids.extend(batch.start_ready(&engine, jobs.max(1), &mut set, &stop, &progress));
         } else {
-            for (idx, req) in pending.drain(..) {
-                results[idx] = Some(Finished::NotStarted {
+            for (idx, req) in batch.pending.drain(..) {
+                batch.results[idx] = Some(Finished::NotStarted {
                     task: req.brief.id.to_string(),
                 });
             }
@@ -114,29 +263,21 @@ pub async fn run_all(
             }
             None => break,
         };
-        running.retain(|r| *r != idx);
-        results[idx] = Some(Finished::Ran(result));
+        batch.running -= 1;
+        batch.results[idx] = Some(Finished::Ran(result));
     }
-    results
+    let mut finished: Vec<Finished> = batch
+        .results
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
             r.unwrap_or(Finished::NotStarted {
-                task: entries[i].task.clone(),
+                task: batch.entries[i].task.clone(),
             })
         })
-        .collect()
-}
-
-/// Whether request `idx` waits for an earlier request, still unfinished,
-/// whose write scope may overlap its own.
-fn waits(entries: &[PlanEntry], results: &[Option<Finished>], idx: usize) -> bool {
-    entries[idx].waits_for.iter().any(|t| {
-        entries
-            .iter()
-            .enumerate()
-            .any(|(j, e)| &e.task == t && j < idx && results[j].is_none())
-    })
+        .collect();
+    crate::engine::overlap::check(&engine, &scopes, &mut finished).await;
+    finished
 }
 
 /// Installs the signal handler: first SIGINT/SIGTERM → `Graceful`, second → `Kill`.

@@ -24,7 +24,6 @@ use crate::engine::run::{self, Engine, Progress, RunError, RunRequest};
 use crate::exec::process::StopSignal;
 use crate::model::locks::{FileLock, Locks};
 use crate::model::store::{Queued, RunRecord, State, Store};
-use crate::spec::scope::may_overlap;
 
 /// How often the supervisor looks for new requests while runs work.
 const POLL: Duration = Duration::from_millis(250);
@@ -103,7 +102,46 @@ pub type Loader = Arc<dyn Fn(&RunRecord) -> Result<RunRequest, String> + Send + 
 /// A run the supervisor started, for the limits of later ones.
 struct Live {
     run_id: String,
-    write: Vec<String>,
+}
+
+/// Whether a queued chained run may start.
+enum After {
+    Go,
+    /// A run of a task it is after, queued before it, has not ended.
+    Wait,
+    /// The latest run of a task it is after, queued before it, did not
+    /// succeed: it never starts, for this reason.
+    Refuse(String),
+}
+
+/// What the runs queued before `record` of the tasks `req` is after say.
+fn after_queued(store: &Store, record: &RunRecord, req: &RunRequest) -> After {
+    if req.after.is_empty() {
+        return After::Go;
+    }
+    let all = store.list().unwrap_or_default();
+    let before = all
+        .iter()
+        .take_while(|r| r.run_id != record.run_id)
+        .collect::<Vec<_>>();
+    for p in &req.after {
+        let Some(latest) = before.iter().rev().find(|r| r.task == p.task) else {
+            continue;
+        };
+        let state = latest.effective_state();
+        if !state.is_terminal() && latest.queued.is_some() {
+            return After::Wait;
+        }
+        if latest.queued.is_some() && state.is_terminal() && state != State::Succeeded {
+            return After::Refuse(format!(
+                "not started: `{}`, which it runs after, {} (run {})",
+                p.task,
+                state.outcome(),
+                latest.run_id
+            ));
+        }
+    }
+    After::Go
 }
 
 /// Runs the queue until it is empty (or `stop`), then returns holding
@@ -196,27 +234,29 @@ fn start_what_can_start(
             continue;
         };
         let req = load(&record);
-        let write = req
-            .as_ref()
-            .map(|r| r.brief.scope.write.patterns().to_vec())
-            .unwrap_or_default();
-        if !asked.allow_overlap && live.iter().any(|l| may_overlap(&l.write, &write)) {
+        // Runs with overlapping write scopes go side by side; a chained
+        // one waits for the runs of the tasks it is after, queued before it.
+        let after = match &req {
+            Ok(req) => after_queued(&engine.store, &record, req),
+            Err(_) => After::Go,
+        };
+        if matches!(after, After::Wait) {
             continue;
         }
         let Some(claimed) = claim(&engine.store, locks, &record) else {
             continue;
         };
-        let mut req = match req {
-            Ok(req) => req,
-            Err(reason) => {
+        let mut req = match (req, after) {
+            (Ok(req), After::Go) => req,
+            (Err(reason), _) | (Ok(_), After::Refuse(reason)) => {
                 fail_unstarted(&engine.store, claimed, reason, progress);
                 continue;
             }
+            (Ok(_), After::Wait) => unreachable!("waiting runs are skipped above"),
         };
         req.queued = Some(claimed);
         live.push(Live {
             run_id: record.run_id.clone(),
-            write,
         });
         let (engine, stop, progress) = (engine.clone(), stop.clone(), progress.clone());
         let run_id = record.run_id.clone();

@@ -170,6 +170,8 @@ pub struct RunRequest {
     /// The queued record this run takes up (`run --detach`): the run keeps
     /// the id it was given when it was queued.
     pub queued: Option<RunRecord>,
+    /// The tasks of the brief's `after:`: the run starts from their results.
+    pub after: Vec<crate::engine::chain::Predecessor>,
 }
 
 /// A pull request's review comments for the agent to address.
@@ -266,6 +268,8 @@ pub(crate) fn new_record(run_dir: &RunDir, req: &RunRequest) -> RunRecord {
         queued: None,
         landed: None,
         usage: Default::default(),
+        chain: None,
+        conflicts: Vec::new(),
     }
 }
 
@@ -413,7 +417,12 @@ impl Run {
         let base = self.git(move |repo| repo.resolve_commit(&base_ref)).await?;
         let base_ref = brief.base.clone();
         self.record.base_branch = self.git(move |repo| Ok(repo.branch_of(&base_ref))).await?;
-        self.record.base_commit = Some(base.to_string());
+        // `after:`: the results this run builds on, not the base.
+        let (start, refused) = match self.chain_start(req, base).await? {
+            Ok(start) => (start, None),
+            Err(reason) => (base, Some(reason)),
+        };
+        self.record.base_commit = Some(start.to_string());
         self.save()?;
         self.event(EventKind::RunStarted {
             task: brief.id.to_string(),
@@ -422,9 +431,16 @@ impl Run {
             brief_blob: brief.blob_id.clone(),
             agent: req.agent.name.clone(),
             base_ref: brief.base.clone(),
-            base_commit: base.to_string(),
+            base_commit: start.to_string(),
             goal: crate::spec::brief::goal_of(&brief.body),
         })?;
+        if let Some(chained) = crate::engine::chain::chained_event(&self.record, base, start) {
+            self.event(chained)?;
+        }
+        if let Some(reason) = refused {
+            return Ok(End::failed(reason));
+        }
+        let base = start;
 
         let wt = self.prepare_worktree(req, base).await?;
         let start = Start {

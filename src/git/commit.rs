@@ -35,7 +35,7 @@ pub fn is_agent_commit(commit: &git2::Commit, task: &str) -> bool {
 }
 
 /// Serializes note writes between threads of this process.
-static NOTES: Mutex<()> = Mutex::new(());
+pub(super) static NOTES: Mutex<()> = Mutex::new(());
 
 impl Repo {
     /// `base`'s tree plus only the given changes.

@@ -27,6 +27,8 @@
 //! - `objects`: importing the objects an agent's own git wrote;
 //! - `safe_tree`: writing inside a worktree without escaping it;
 //! - `history`: what a base branch's history holds of git-agent's results;
+//! - `notes`: the notes ref merged with another copy of it (many pushers);
+//! - `stack`: results on results (`after:`), and whether two results merge;
 //! - `guard`: what an agent could plant in the shared git dir ([`RepoGuard`]);
 //! - `land`: a result replayed onto a branch's tip, the branch and its
 //!   checkouts moved by compare-and-swap ([`Replay`], [`Checkout`]);
@@ -41,10 +43,12 @@ mod guard;
 mod history;
 mod land;
 mod lock;
+mod notes;
 mod objects;
 mod repo;
 mod reuse;
 mod safe_tree;
+mod stack;
 mod worktree;
 
 pub use changes::{Change, ChangeKind, ChangeSet};

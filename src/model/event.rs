@@ -325,6 +325,22 @@ pub enum EventKind {
     Escalated {
         reason: String,
     },
+    /// The run starts after other tasks (`after:`): from their results
+    /// that are not in the base yet (one: its branch's tip; several: their
+    /// merge, `start`), its pull request stacked on `stacked_on`.
+    Chained {
+        #[serde(flatten)]
+        chain: crate::model::chain::Chain,
+        /// The commit the run started from, when not the base's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start: Option<String>,
+    },
+    /// The result does not merge cleanly with a run's beside it (write
+    /// scopes that overlap, not chained), found when the batch ended.
+    Conflicts {
+        #[serde(flatten)]
+        conflict: crate::model::chain::Conflict,
+    },
     /// The run addresses review comments of a pull request.
     ReviewFeedback {
         pull_request: u64,

@@ -2,6 +2,7 @@
 //! shares — run records and their directories, events, delivery records,
 //! landings, the recorded sandbox policy, timestamps, the agents' usage. It imports no other layer.
 
+pub mod chain;
 pub mod check;
 pub mod delivery;
 pub mod event;

@@ -52,6 +52,8 @@ impl RunDir {
             queued: None,
             landed: None,
             usage: Default::default(),
+            chain: None,
+            conflicts: Vec::new(),
         };
         for event in &events {
             take_in(&mut record, &event.kind);

@@ -113,6 +113,13 @@ pub struct RunRecord {
         skip_serializing_if = "crate::model::usage::Usage::unreported"
     )]
     pub usage: crate::model::usage::Usage,
+    /// `after:`: the results the run started from, the branch it stacks on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<crate::model::chain::Chain>,
+    /// Results of runs beside it (overlapping write scopes, not chained)
+    /// that this one's does not merge with cleanly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<crate::model::chain::Conflict>,
 }
 
 /// A detached request waiting for the supervisor: what `-j` and
@@ -555,6 +562,8 @@ mod tests {
             queued: None,
             landed: None,
             usage: Default::default(),
+            chain: None,
+            conflicts: Vec::new(),
         };
         assert_eq!(record.effective_state(), State::Interrupted);
         let mine = RunRecord {

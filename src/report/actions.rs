@@ -145,6 +145,17 @@ fn multiline(entries: &[(&str, &str)]) -> String {
 
 /// The job summary: a table of the runs, then each decision log folded.
 pub fn summary(store: &Store, records: &[&RunRecord]) -> String {
+    summary_of(records, &|r| {
+        store.open(&r.run_id).read_events().unwrap_or_default()
+    })
+}
+
+/// [`summary`] of records from anywhere (`git agent report`: run records
+/// other machines made), each run's events from `events`.
+pub fn summary_of(
+    records: &[&RunRecord],
+    events: &dyn Fn(&RunRecord) -> Vec<crate::model::event::Event>,
+) -> String {
     let mut md = String::from(
         "## git-agent\n\n| Task | Outcome | Checks | Branch | Delivered |\n|---|---|---|---|---|\n",
     );
@@ -176,9 +187,10 @@ pub fn summary(store: &Store, records: &[&RunRecord]) -> String {
         );
     }
     md.push('\n');
+    md.push_str(&conflicts(records));
     let mut logs = String::new();
     for r in records {
-        let events = store.open(&r.run_id).read_events().unwrap_or_default();
+        let events = events(r);
         let log = crate::report::markdown::render_markdown(r, &events);
         let _ = write!(
             logs,
@@ -191,6 +203,25 @@ pub fn summary(store: &Store, records: &[&RunRecord]) -> String {
         logs = "_The decision logs exceed the job summary's 1 MiB limit; `git agent log RUN` shows each._\n".into();
     }
     md + &logs
+}
+
+/// A line per result that does not merge with another's beside it.
+fn conflicts(records: &[&RunRecord]) -> String {
+    let mut md = String::new();
+    for r in records {
+        for c in &r.conflicts {
+            let _ = writeln!(
+                md,
+                "- ⚠️ `{}` {}",
+                r.task,
+                crate::report::escape::message(&c.describe())
+            );
+        }
+    }
+    if !md.is_empty() {
+        md.push('\n');
+    }
+    md
 }
 
 fn icon(state: State) -> &'static str {

@@ -28,6 +28,10 @@ pub struct RunJson<'a> {
     /// present, `null` where it reported nothing (the `command` adapter,
     /// Codex's cost).
     pub usage: &'a crate::model::usage::Usage,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<&'a crate::model::chain::Chain>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub conflicts: &'a [crate::model::chain::Conflict],
 }
 
 pub fn to_json(r: &RunRecord) -> RunJson<'_> {
@@ -48,5 +52,7 @@ pub fn to_json(r: &RunRecord) -> RunJson<'_> {
         delivery: r.delivery.as_ref(),
         landed: r.landed.as_ref(),
         usage: &r.usage,
+        chain: r.chain.as_ref(),
+        conflicts: &r.conflicts,
     }
 }

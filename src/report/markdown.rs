@@ -581,6 +581,8 @@ fn run_problem(kind: &EventKind) -> Option<String> {
             "- 💬 addressed {comments} review comment{} on #{pull_request}",
             if *comments == 1 { "" } else { "s" }
         ),
+        EventKind::Chained { chain, .. } => chained(chain),
+        EventKind::Conflicts { conflict } => conflicted(conflict),
         EventKind::Delivered { mode, url, .. } => match url {
             Some(url) => format!("- 📦 delivered ({mode}): {url}"),
             None => format!("- 📦 delivered ({mode})"),
@@ -620,6 +622,43 @@ fn run_problem(kind: &EventKind) -> Option<String> {
         }
         _ => return None,
     })
+}
+
+/// A result beside this one that does not merge with it.
+fn conflicted(conflict: &crate::model::chain::Conflict) -> String {
+    let paths: Vec<String> = conflict.paths.iter().map(|p| escape::code(p)).collect();
+    format!(
+        "- ⚠️ conflicts with {} (task {}) in {}: the two results do not merge cleanly",
+        escape::code(&conflict.branch),
+        escape::code(&conflict.task),
+        paths.join(", ")
+    )
+}
+
+/// Where a chained run started: each task it ran after, and the branch
+/// its pull request stacks on.
+fn chained(chain: &crate::model::chain::Chain) -> String {
+    let links: Vec<String> = chain
+        .after
+        .iter()
+        .map(|l| match &l.commit {
+            Some(c) => format!(
+                "{}'s result ({} at {})",
+                escape::code(&l.task),
+                escape::code(&l.branch),
+                escape::code(c.get(..12).unwrap_or(c))
+            ),
+            None => format!("{} (its result already in the base)", escape::code(&l.task)),
+        })
+        .collect();
+    let mut line = format!("- 🔗 ran after {}", links.join(", "));
+    if let Some(branch) = &chain.stacked_on {
+        line.push_str(&format!(
+            "; its pull request stacks on {} until that lands",
+            escape::code(branch)
+        ));
+    }
+    line
 }
 
 fn capitalize(s: &str) -> String {

@@ -56,6 +56,10 @@ pub struct RawBrief {
     /// Setup steps of this brief, run after the config's `workspace.setup`.
     #[serde(default)]
     pub setup: Vec<crate::spec::workspace::RawSetupStep>,
+    /// Tasks this one runs after: the run starts from their results (not
+    /// `base`) and its pull request stacks on theirs until they land.
+    #[serde(default)]
+    pub after: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -252,6 +256,8 @@ pub struct Brief {
     pub checks: Vec<Check>,
     /// `setup:`: steps run after the config's, before the agent.
     pub setup: Vec<crate::spec::workspace::SetupStep>,
+    /// `after:`: the tasks whose results the run starts from.
+    pub after: Vec<crate::spec::after::After>,
     pub escalate: Escalate,
     pub output: Output,
     /// The Markdown body: the prompt.
@@ -542,6 +548,7 @@ fn validate(
     let (esc, attempts, timeout, paths) = validate_escalate(&raw, c);
     let (out, branch) = validate_output(&raw, id.as_ref(), c);
     let setup = crate::spec::workspace::validate_steps(&raw.setup, &["setup"], c.root, c.problems);
+    let after = crate::spec::after::validate(&raw.after, id.as_ref(), c.root, c.problems);
     let new_errors = c.errors() > before;
     let (id, write, deny, paths) = match (id, write, deny, paths) {
         (Some(id), Some(w), Some(d), Some(p)) if !new_errors => (id, w, d, p),
@@ -557,6 +564,7 @@ fn validate(
         read: raw.scope.read.clone(),
         checks,
         setup,
+        after,
         escalate: Escalate {
             attempts,
             timeout,

@@ -1,6 +1,7 @@
 //! What the user writes: briefs and the config, parsed from YAML into
 //! validated domain types, with diagnostics that point into the file.
 
+pub mod after;
 pub mod brief;
 pub mod commit;
 pub mod config;

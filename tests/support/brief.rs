@@ -70,6 +70,8 @@ pub struct Brief {
     pub max_turns: Option<u32>,
     pub max_cost_usd: Option<f64>,
     pub goal: String,
+    /// `after:`: the tasks this one runs after.
+    pub after: Vec<String>,
 }
 
 impl Brief {
@@ -87,6 +89,7 @@ impl Brief {
             max_turns: None,
             max_cost_usd: None,
             goal: "Make the scripted change.".into(),
+            after: Vec::new(),
         }
     }
 
@@ -123,6 +126,11 @@ impl Brief {
         self.on_scope_violation = Some(v.into());
         self
     }
+    /// `after:`: runs after these tasks, from their results.
+    pub fn after(mut self, tasks: &[&str]) -> Self {
+        self.after = tasks.iter().map(|s| s.to_string()).collect();
+        self
+    }
     /// `escalate.max_turns`.
     pub fn max_turns(mut self, n: u32) -> Self {
         self.max_turns = Some(n);
@@ -143,6 +151,9 @@ impl Brief {
         };
         let mut y = String::from("---\n");
         y.push_str(&format!("title: {}\n", yaml_str(&self.title)));
+        if !self.after.is_empty() {
+            y.push_str(&format!("after: {}\n", list(&self.after)));
+        }
         y.push_str("scope:\n");
         y.push_str(&format!("  write: {}\n", list(&self.write)));
         if !self.deny.is_empty() {

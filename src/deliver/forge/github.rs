@@ -539,6 +539,52 @@ impl GitHub {
             .into_iter()
             .find(|pr| pr.base.is_empty() || pr.base == base))
     }
+
+    /// Pull request `number`: its head and base.
+    pub async fn pull_request(&self, number: u64) -> Result<PullHead, ForgeError> {
+        let url = self.repo_path(&format!("/pulls/{number}"));
+        let v = self
+            .send("reading the pull request", Method::Get, &url, None)
+            .await?;
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        Ok(PullHead {
+            number,
+            head_ref: text(&v["head"]["ref"]),
+            head_sha: text(&v["head"]["sha"]),
+            head_repo: text(&v["head"]["repo"]["full_name"]),
+            base_ref: text(&v["base"]["ref"]),
+        })
+    }
+
+    /// Adds reaction `content` (`eyes`, `+1`, `-1`, `confused`, …) to
+    /// issue or pull request comment `comment`.
+    pub async fn react(&self, comment: u64, content: &str) -> Result<(), ForgeError> {
+        let url = self.repo_path(&format!("/issues/comments/{comment}/reactions"));
+        self.send(
+            "reacting to the comment",
+            Method::Post,
+            &url,
+            Some(&json!({ "content": content })),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `owner/repo` of this repository.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.repo.owner, self.repo.repo)
+    }
+}
+
+/// A pull request's head and base, as a slash command needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullHead {
+    pub number: u64,
+    pub head_ref: String,
+    pub head_sha: String,
+    /// `owner/repo` of the head's repository (another one for a fork).
+    pub head_repo: String,
+    pub base_ref: String,
 }
 
 impl Forge for GitHub {
@@ -547,9 +593,23 @@ impl Forge for GitHub {
     }
 
     async fn open_or_update_pr(&self, spec: &PrSpec) -> Result<(PullRequest, bool), ForgeError> {
-        if let Some(existing) = self.find_pr(&spec.head, &spec.base).await? {
+        let mut found = self.find_pr(&spec.head, &spec.base).await?;
+        // A stacked pull request whose base has landed moves to the base.
+        let mut moved = false;
+        for from in spec.retarget_from.iter().filter(|b| **b != spec.base) {
+            if found.is_some() {
+                break;
+            }
+            found = self.find_pr(&spec.head, from).await?;
+            moved = found.is_some();
+        }
+        if let Some(existing) = found {
             let url = self.repo_path(&format!("/pulls/{}", existing.number));
-            let body = json!({ "title": spec.title, "body": spec.body });
+            let body = if moved {
+                json!({ "title": spec.title, "body": spec.body, "base": spec.base })
+            } else {
+                json!({ "title": spec.title, "body": spec.body })
+            };
             let updated = self
                 .send(
                     "updating the pull request",
@@ -561,6 +621,9 @@ impl Forge for GitHub {
             let mut pr = pull_from(&updated);
             if pr.number == 0 {
                 pr = existing;
+            }
+            if moved {
+                pr.base = spec.base.clone();
             }
             return Ok((pr, false));
         }

@@ -9,6 +9,7 @@
 
 pub use crate::model::review::ReviewComment;
 
+pub mod event;
 pub mod github;
 pub mod push;
 
@@ -95,6 +96,9 @@ pub struct PrSpec {
     pub title: String,
     pub body: String,
     pub draft: bool,
+    /// Bases an open pull request of `head` may have that it is moved
+    /// from to `base` (a stacked pull request whose base landed).
+    pub retarget_from: Vec<String>,
 }
 
 /// An issue as delivery needs it.
