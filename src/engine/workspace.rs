@@ -338,17 +338,7 @@ impl Run {
 /// The paths a `copy` entry names in the checkout: itself, or, with `*` or
 /// `?` in its last component, the matching names of its directory.
 fn expand(root: &Path, pattern: &str) -> Vec<String> {
-    let inside = |rel: &str| {
-        let p = Path::new(rel);
-        !rel.is_empty()
-            && p.components()
-                .all(|c| matches!(c, std::path::Component::Normal(_)))
-            && !p
-                .components()
-                .next()
-                .is_some_and(|c| c.as_os_str().eq_ignore_ascii_case(".git"))
-    };
-    if !inside(pattern.trim_end_matches('/')) {
+    if !crate::spec::workspace::is_relative_inside(pattern.trim_end_matches('/')) {
         return Vec::new();
     }
     let pattern = pattern.trim_end_matches('/');

@@ -88,8 +88,8 @@ impl Workspace {
 
 const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// A path relative to the worktree that stays inside it.
-fn is_relative_inside(path: &str) -> bool {
+/// A path relative to the worktree that stays inside it (and out of `.git`).
+pub fn is_relative_inside(path: &str) -> bool {
     let p = std::path::Path::new(path);
     !path.is_empty()
         && !p.is_absolute()
