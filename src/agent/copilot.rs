@@ -237,22 +237,7 @@ mod tests {
     fn parses_a_successful_run() {
         let p = feed_stream(&Copilot, "copilot-success.jsonl");
         let a = p.activity();
-        assert_eq!(a.files_edited, ["src/greet.txt"]);
-        let ran: Vec<(&str, Option<i32>)> = a
-            .commands
-            .iter()
-            .map(|c| (c.command.as_str(), c.exit_code))
-            .collect();
-        assert_eq!(
-            ran,
-            [
-                ("ls", Some(0)),
-                ("sh test.sh", Some(0)),
-                ("grep -q 'hello fixed' src/greet.txt", Some(0))
-            ]
-        );
-        assert_eq!(a.final_message.as_deref(), Some("Changed the greeting."));
-        assert_eq!(a.turns, Some(6));
+        crate::agent::assert_scripted_success(&a);
         assert!(a.permission_denials.is_empty());
         assert!(p.session().is_some());
         assert!(p.failure().is_none());

@@ -390,6 +390,29 @@ pub(crate) fn feed_fixture<P: StreamParser + Default>(fixture: &str) -> P {
 /// Feeds a recorded stream from `tests/fixtures/agent_streams/` to the
 /// parser of `cli`, for an agent that worked in the directory the stream
 /// names first (the directory of its first absolute `…/src/` or `…/greet.txt` path).
+/// What every CLI's scripted success run did (the fake model's script:
+/// `ls`, `sh test.sh`, an edit of `src/greet.txt`, the check's grep, six
+/// turns): the activity its parser must report alike.
+#[cfg(test)]
+pub(crate) fn assert_scripted_success(a: &crate::model::event::AgentActivity) {
+    assert_eq!(a.files_edited, ["src/greet.txt"]);
+    let ran: Vec<(&str, Option<i32>)> = a
+        .commands
+        .iter()
+        .map(|c| (c.command.as_str(), c.exit_code))
+        .collect();
+    assert_eq!(
+        ran,
+        [
+            ("ls", Some(0)),
+            ("sh test.sh", Some(0)),
+            ("grep -q 'hello fixed' src/greet.txt", Some(0))
+        ]
+    );
+    assert_eq!(a.final_message.as_deref(), Some("Changed the greeting."));
+    assert_eq!(a.turns, Some(6));
+}
+
 #[cfg(test)]
 pub(crate) fn feed_stream(cli: &dyn AgentCli, fixture: &str) -> Box<dyn StreamParser> {
     let path = format!(

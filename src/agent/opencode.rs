@@ -226,22 +226,7 @@ mod tests {
     fn parses_a_successful_run() {
         let p = feed_stream(&Opencode, "opencode-success.jsonl");
         let a = p.activity();
-        assert_eq!(a.files_edited, ["src/greet.txt"]);
-        let ran: Vec<(&str, Option<i32>)> = a
-            .commands
-            .iter()
-            .map(|c| (c.command.as_str(), c.exit_code))
-            .collect();
-        assert_eq!(
-            ran,
-            [
-                ("ls", Some(0)),
-                ("sh test.sh", Some(0)),
-                ("grep -q 'hello fixed' src/greet.txt", Some(0))
-            ]
-        );
-        assert_eq!(a.final_message.as_deref(), Some("Changed the greeting."));
-        assert_eq!(a.turns, Some(6));
+        crate::agent::assert_scripted_success(&a);
         assert_eq!((a.input_tokens, a.output_tokens), (Some(600), Some(120)));
         assert!(
             a.cost_usd.is_some_and(|c| (c - 0.00084).abs() < 1e-9),
