@@ -123,8 +123,6 @@ fn fill(repo: &git2::Repository, store: &Store) {
             dir.append_event(&event).expect("append event");
         }
         dir.write_record(&RunRecord {
-            schema: 1,
-            run_id: dir.id.clone(),
             title: format!("Do {task}"),
             brief_path: format!(".agents/tasks/{task}.md"),
             brief_blob: "0".repeat(40),
@@ -137,20 +135,11 @@ fn fill(repo: &git2::Repository, store: &Store) {
             commit,
             attempts,
             max_attempts: 3,
-            worktree: None,
             reason: (state != State::Succeeded).then(|| "checks failed".into()),
-            checks: Vec::new(),
-            pid: 0,
             started_at: "2024-01-01T00:00:00Z".into(),
             finished_at: Some("2024-01-01T00:01:00Z".into()),
             duration_ms: Some(30_000 + (i as u64 * 37) % 60_000),
-            delivery: None,
-            landed: None,
-            usage: Default::default(),
-            chain: None,
-            conflicts: Vec::new(),
-            queued: None,
-            task,
+            ..RunRecord::blank(&dir.id, &task)
         })
         .expect("write record");
     }

@@ -242,34 +242,16 @@ pub async fn execute(
 /// The record of a run that starts now.
 pub(crate) fn new_record(run_dir: &RunDir, req: &RunRequest) -> RunRecord {
     RunRecord {
-        schema: 1,
-        run_id: run_dir.id.clone(),
-        task: req.brief.id.to_string(),
         title: req.brief.title.clone(),
         brief_path: req.brief_display.clone(),
         brief_blob: req.brief.blob_id.clone(),
         agent: req.agent.name.clone(),
         state: State::Preparing,
         base_ref: req.brief.base.clone(),
-        base_commit: None,
-        base_branch: None,
-        branch: None,
-        commit: None,
-        attempts: 0,
         max_attempts: req.brief.escalate.attempts,
-        worktree: None,
-        reason: None,
-        checks: Vec::new(),
         pid: std::process::id(),
         started_at: crate::model::time::now_rfc3339(),
-        finished_at: None,
-        duration_ms: None,
-        delivery: None,
-        queued: None,
-        landed: None,
-        usage: Default::default(),
-        chain: None,
-        conflicts: Vec::new(),
+        ..RunRecord::blank(&run_dir.id, req.brief.id.as_str())
     }
 }
 

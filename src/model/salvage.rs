@@ -23,37 +23,14 @@ impl RunDir {
             return None;
         }
         let mut record = RunRecord {
-            schema: 1,
-            run_id: self.id.clone(),
-            task: task_of_run_id(&self.id),
-            title: String::new(),
-            brief_path: String::new(),
-            brief_blob: String::new(),
-            agent: String::new(),
             state: State::Failed,
-            base_ref: String::new(),
-            base_commit: None,
-            base_branch: None,
-            branch: None,
-            commit: None,
-            attempts: 0,
-            max_attempts: 0,
-            worktree: None,
             reason: Some(format!(
                 "the run's record ({}) is damaged ({why}); shown as its events tell it",
                 self.record_path().display()
             )),
-            checks: Vec::new(),
-            pid: 0,
             started_at: events.first().map(|e| e.ts.clone()).unwrap_or_default(),
             finished_at: events.last().map(|e| e.ts.clone()),
-            duration_ms: None,
-            delivery: None,
-            queued: None,
-            landed: None,
-            usage: Default::default(),
-            chain: None,
-            conflicts: Vec::new(),
+            ..RunRecord::blank(&self.id, &task_of_run_id(&self.id))
         };
         for event in &events {
             take_in(&mut record, &event.kind);

@@ -133,6 +133,42 @@ pub struct Queued {
 }
 
 impl RunRecord {
+    /// A record with its identity only: every other part empty or absent.
+    /// The one place that knows all the fields; the others override what
+    /// they know (`RunRecord { state, ..RunRecord::blank(id, task) }`).
+    pub fn blank(run_id: &str, task: &str) -> RunRecord {
+        RunRecord {
+            schema: 1,
+            run_id: run_id.to_string(),
+            task: task.to_string(),
+            title: String::new(),
+            brief_path: String::new(),
+            brief_blob: String::new(),
+            agent: String::new(),
+            state: State::Preparing,
+            base_ref: String::new(),
+            base_commit: None,
+            base_branch: None,
+            branch: None,
+            commit: None,
+            attempts: 0,
+            max_attempts: 0,
+            worktree: None,
+            reason: None,
+            checks: Vec::new(),
+            pid: 0,
+            started_at: String::new(),
+            finished_at: None,
+            duration_ms: None,
+            delivery: None,
+            queued: None,
+            landed: None,
+            usage: Default::default(),
+            chain: None,
+            conflicts: Vec::new(),
+        }
+    }
+
     /// Whether a non-terminal record's owner is gone (killed, machine died).
     /// A queued run has no owner yet: it waits for a supervisor.
     pub fn is_orphaned(&self) -> bool {
@@ -536,34 +572,12 @@ mod tests {
     #[test]
     fn dead_owner_means_interrupted() {
         let record = RunRecord {
-            schema: 1,
-            run_id: "r".into(),
-            task: "t".into(),
-            title: String::new(),
-            brief_path: String::new(),
-            brief_blob: String::new(),
-            agent: String::new(),
             state: State::Running,
             base_ref: "HEAD".into(),
-            base_commit: None,
-            base_branch: None,
-            branch: None,
-            commit: None,
             attempts: 1,
             max_attempts: 1,
-            worktree: None,
-            reason: None,
-            checks: Vec::new(),
             pid: i32::MAX as u32,
-            started_at: String::new(),
-            finished_at: None,
-            duration_ms: None,
-            delivery: None,
-            queued: None,
-            landed: None,
-            usage: Default::default(),
-            chain: None,
-            conflicts: Vec::new(),
+            ..RunRecord::blank("r", "t")
         };
         assert_eq!(record.effective_state(), State::Interrupted);
         let mine = RunRecord {
