@@ -238,7 +238,7 @@ impl Run {
         }
         // The checks judge the tree that would be committed: what it does
         // not have is out of their sight while they run.
-        let aside = self.set_aside(run, attempt, judged.tree).await?;
+        let aside = self.set_aside(run, attempt, &judged.not_in_tree)?;
         self.provision(run)?;
         let checked = self.check(run, attempt, stop).await;
         self.put_back(run, &aside)?;
@@ -491,20 +491,19 @@ impl Run {
             })
     }
 
-    /// Moves what the candidate tree `tree` does not have out of the
+    /// Moves `paths`, what the candidate tree does not have, out of the
     /// worktree (into `<worktree>.aside/`, on the same file system);
     /// returns the paths moved.
-    async fn set_aside(
+    fn set_aside(
         &self,
         run: &Attempts<'_>,
         attempt: u32,
-        tree: git2::Oid,
+        paths: &[String],
     ) -> Result<Vec<String>, RunError> {
-        let wt = run.wt.clone();
-        let paths = self.git(move |repo| repo.not_in_tree(&wt, tree)).await?;
         if paths.is_empty() {
-            return Ok(paths);
+            return Ok(Vec::new());
         }
+        let paths = paths.to_vec();
         let aside = run.wt.aside_dir();
         for path in &paths {
             let to = aside.join(path);

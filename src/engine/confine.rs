@@ -1,9 +1,10 @@
 //! The run's confinement: one sandbox, prepared before the first attempt,
 //! for the agent and the checks alike.
 
-use std::sync::Arc;
-
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::exec::mountns::SocketScan;
 
 use crate::engine::run::{error_chain, Run, RunError};
 use crate::exec::sandbox::SandboxError;
@@ -128,6 +129,36 @@ impl Run {
             network: config.network,
             sockets: config.sockets.clone(),
             allow: config.allow.clone(),
+            sockets_found: Some(self.sockets.found()),
         })
+    }
+}
+
+/// The run's scan for sockets: begun when the run is, on a thread of its
+/// own, so that it overlaps the making of the worktree; taken once, by the
+/// first sandbox the run prepares, and kept for the others.
+#[derive(Debug)]
+pub(super) struct Sockets {
+    scan: Mutex<Option<SocketScan>>,
+    found: OnceLock<Vec<PathBuf>>,
+}
+
+impl Sockets {
+    /// Begins the scan when the run will be confined.
+    pub(super) fn start(config: &crate::spec::config::SandboxConfig) -> Sockets {
+        let confined = config.mode != crate::spec::config::SandboxMode::Off;
+        Sockets {
+            scan: Mutex::new(confined.then(SocketScan::start)),
+            found: OnceLock::new(),
+        }
+    }
+
+    fn found(&self) -> Vec<PathBuf> {
+        self.found
+            .get_or_init(|| {
+                let scan = self.scan.lock().unwrap_or_else(|e| e.into_inner()).take();
+                scan.map_or_else(crate::exec::mountns::sockets, SocketScan::take)
+            })
+            .clone()
     }
 }

@@ -18,6 +18,8 @@ pub(super) struct Judged {
     pub(super) in_scope: Vec<Change>,
     /// Reasons a human must look even when the checks pass.
     pub(super) for_human: Vec<String>,
+    /// What is on disk and not in `tree`: set aside while the checks run.
+    pub(super) not_in_tree: Vec<String>,
 }
 
 impl Run {
@@ -186,7 +188,7 @@ impl Run {
             escalations.push(reason);
             return self.escalate(escalations.join("; "), None).map(Step::Stop);
         }
-        let (tree, in_scope) = match self.scope(run, attempt, &verifier, &mut escalations).await {
+        let (staged, in_scope) = match self.scope(run, attempt, &verifier, &mut escalations).await {
             Err(RunError::Workspace(crate::git::WorkspaceError::Deadline { .. })) => {
                 escalations.push(
                     "the run's time limit (and the allowance after it) passed before git-agent could take in what the agent left"
@@ -204,9 +206,10 @@ impl Run {
                 .map(Step::Stop);
         }
         Ok(Step::Next(Judged {
-            tree,
+            tree: staged.tree,
             for_human: for_human(&verifier, &in_scope),
             in_scope,
+            not_in_tree: staged.not_in_tree,
         }))
     }
 
@@ -273,21 +276,21 @@ impl Run {
 
     /// The change set judged by the scope; out-of-scope changes escalate
     /// (reasons added to `escalations`) or are reverted, as the brief says.
-    /// Returns the change's tree and the changes in scope.
+    /// Returns the change set and the changes in scope.
     async fn scope(
         &self,
         run: &Attempts<'_>,
         attempt: u32,
         verifier: &Verifier<'_>,
         escalations: &mut Vec<String>,
-    ) -> Result<(git2::Oid, Vec<Change>), RunError> {
+    ) -> Result<(ChangeSet, Vec<Change>), RunError> {
         let base = run.base;
         let changes = self.stage(run).await?;
         escalations.extend(self.refused_paths(attempt, &changes.refused)?);
         let judged = verifier.scope(&changes.changes);
         self.scope_report(attempt, judged.scoped)?;
         if judged.outside.is_empty() {
-            return Ok((changes.tree, judged.allowed));
+            return Ok((changes, judged.allowed));
         }
         match run.req.brief.escalate.on_scope_violation {
             OnScopeViolation::Escalate => {
@@ -304,7 +307,7 @@ impl Run {
                     plural(judged.outside.len()),
                     list_paths(judged.outside.iter().map(|c| c.path.as_str()))
                 ));
-                Ok((changes.tree, judged.allowed))
+                Ok((changes, judged.allowed))
             }
             OnScopeViolation::Revert => {
                 let (wt, undo) = (run.wt.clone(), judged.outside.clone());
@@ -319,7 +322,7 @@ impl Run {
                 let changes = self.stage(run).await?;
                 let judged = verifier.scope(&changes.changes);
                 self.scope_report(attempt, judged.scoped)?;
-                Ok((changes.tree, judged.allowed))
+                Ok((changes, judged.allowed))
             }
         }
     }
@@ -350,7 +353,7 @@ impl Run {
     async fn stage(&self, run: &Attempts<'_>) -> Result<ChangeSet, RunError> {
         let (base, wt, id) = (run.base, run.wt.clone(), self.dir.id.clone());
         self.git(move |repo| {
-            let changes = repo.change_set(&wt, base)?;
+            let changes = repo.candidate(&wt, base)?;
             repo.protect(&id, base, changes.tree)?;
             Ok(changes)
         })

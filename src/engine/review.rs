@@ -358,6 +358,7 @@ fn prepare_sandbox(
         network: config.network,
         sockets: config.sockets.clone(),
         allow: config.allow.clone(),
+        sockets_found: None,
     };
     let prepared = crate::exec::sandbox::Prepared::new(config.mode, &policy)
         .map_err(|e| ReviewError::Sandbox(e.to_string()))?;

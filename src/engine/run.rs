@@ -70,6 +70,9 @@ pub struct Engine {
     pub workspace: crate::spec::workspace::Workspace,
     /// `commit.author` of the config: the author of the runs' commits.
     pub commit_author: Option<crate::spec::commit::Identity>,
+    /// The repository, found once: every git operation of every run starts
+    /// from it (discovery opens and canonicalises; once is enough).
+    repo: std::sync::OnceLock<Repo>,
 }
 
 /// The boxed future a [`Deliverer`] returns.
@@ -100,11 +103,21 @@ impl Engine {
             notify: crate::spec::notify::Notify::default(),
             workspace: crate::spec::workspace::Workspace::default(),
             commit_author: None,
+            repo: std::sync::OnceLock::new(),
         }
     }
 }
 
 impl Engine {
+    /// The repository at `root`, discovered on first use.
+    pub fn repo(&self) -> Result<Repo, WorkspaceError> {
+        if let Some(repo) = self.repo.get() {
+            return Ok(repo.clone());
+        }
+        let repo = Repo::discover(&self.root)?;
+        Ok(self.repo.get_or_init(|| repo).clone())
+    }
+
     /// Where setup steps' caches are kept: outside every place a run may write.
     pub fn cache_dir(&self) -> PathBuf {
         self.store
@@ -224,6 +237,7 @@ pub async fn execute(
         pending_tree: None,
         slot: None,
         saved: std::sync::Mutex::new(None),
+        sockets: crate::engine::confine::Sockets::start(&engine.sandbox),
     };
     run.save()?;
     let mut end = match run.steps(&req, stop).await {
@@ -302,6 +316,8 @@ pub(super) struct Run {
     pub(super) slot: Option<crate::engine::pool::Slot>,
     /// The record as last written.
     pub(super) saved: std::sync::Mutex<Option<Vec<u8>>>,
+    /// The sockets the sandbox covers, scanned while the worktree is made.
+    pub(super) sockets: crate::engine::confine::Sockets,
 }
 
 /// Where the attempt loop starts: a fresh run's first attempt, or the
@@ -376,11 +392,8 @@ impl Run {
         &self,
         op: impl FnOnce(&Repo) -> Result<T, WorkspaceError> + Send + 'static,
     ) -> Result<T, RunError> {
-        let root = self.engine.root.clone();
-        tokio::task::spawn_blocking(move || {
-            let repo = Repo::discover(&root)?;
-            op(&repo)
-        })
+        let repo = self.engine.repo();
+        tokio::task::spawn_blocking(move || op(&repo?))
         .await
         .map_err(|e| RunError::Join(e.to_string()))?
         .map_err(RunError::from)

@@ -75,13 +75,18 @@ impl Channels {
         Ok(())
     }
 
-    /// The step's exit and the processes its init killed. In a PID
-    /// namespace the leader is the waiter; the init's report has the
-    /// command's own status.
-    pub(crate) fn exit(&self, leader: ExitStatus) -> (ExitKind, usize) {
+    /// The step's exit and, when its PID namespace's init reported, the
+    /// processes the init killed. In a PID namespace the leader is the
+    /// waiter; the init's report has the command's own status. A report
+    /// means the namespace is gone (its init exited after writing it, and
+    /// the kernel ends every process of a namespace whose init ends).
+    pub(crate) fn exit(&self, leader: ExitStatus) -> (ExitKind, Option<usize>) {
         match self.report.as_ref().and_then(ReportPipe::read) {
-            Some(r) => (exit_of(ExitStatus::from_raw(r.status)), r.leaked as usize),
-            None => (exit_of(leader), 0),
+            Some(r) => (
+                exit_of(ExitStatus::from_raw(r.status)),
+                Some(r.leaked as usize),
+            ),
+            None => (exit_of(leader), None),
         }
     }
 

@@ -71,6 +71,16 @@ impl Plan {
     /// The plan for a run that may write `writable` (directories and
     /// files) and connect to the sockets in `allowed_sockets`.
     pub fn new(writable: &[PathBuf], allowed_sockets: &[PathBuf]) -> Plan {
+        Plan::with_sockets(writable, allowed_sockets, sockets())
+    }
+
+    /// As [`Plan::new`], covering the sockets `found` by a scan made for
+    /// this run (see [`SocketScan`]).
+    pub fn with_sockets(
+        writable: &[PathBuf],
+        allowed_sockets: &[PathBuf],
+        found: Vec<PathBuf>,
+    ) -> Plan {
         let writable: Vec<PathBuf> = writable
             .iter()
             .filter_map(|p| std::fs::canonicalize(p).ok())
@@ -79,7 +89,7 @@ impl Plan {
             .iter()
             .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
             .collect();
-        let mut masked: Vec<PathBuf> = sockets()
+        let mut masked: Vec<PathBuf> = found
             .into_iter()
             .filter(|s| !writable.iter().any(|w| s.starts_with(w)))
             .filter(|s| !allowed.contains(s))
@@ -170,6 +180,31 @@ unsafe fn set_attr(path: &CString, flags: u32, set: u64, clear: u64) -> io::Resu
 
 fn c_path(path: &Path) -> Option<CString> {
     CString::new(path.as_os_str().as_bytes()).ok()
+}
+
+/// A scan for sockets on a thread of its own, begun when a run starts so
+/// that the walk overlaps the making of its worktree; the run's plan,
+/// made once for all its steps, takes the result.
+#[derive(Debug)]
+pub struct SocketScan(Option<std::thread::JoinHandle<Vec<PathBuf>>>);
+
+impl SocketScan {
+    pub fn start() -> SocketScan {
+        SocketScan(
+            std::thread::Builder::new()
+                .name("socket-scan".into())
+                .spawn(sockets)
+                .ok(),
+        )
+    }
+
+    /// The sockets found (scanned now if the thread could not be made or
+    /// died).
+    pub fn take(self) -> Vec<PathBuf> {
+        self.0
+            .and_then(|scan| scan.join().ok())
+            .unwrap_or_else(sockets)
+    }
 }
 
 /// Every pathname unix socket that can be found (see the module docs).

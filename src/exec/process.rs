@@ -256,7 +256,14 @@ pub async fn run(
     let (exit, killed_in_namespace) = channels.exit(status);
     debug!(pid, %exit, ?duration, "leader exited");
 
-    let leaked = guard.sweep.run().await + killed_in_namespace;
+    // A step whose PID namespace is gone left nothing alive: its init
+    // killed what was left and the kernel ended the namespace with it (the
+    // waiter, the group's only other member, is the leader tokio reaped).
+    // Otherwise /proc is swept.
+    let leaked = match killed_in_namespace {
+        Some(killed) => killed,
+        None => guard.sweep.run().await,
+    };
     guard.armed = false;
     let (out, err, pipes_left_open) =
         close_pipes(pid, drains.stdout, drains.stderr, drains.give_up, spec).await?;

@@ -50,6 +50,9 @@ pub struct Policy {
     pub sockets: Vec<PathBuf>,
     /// What the egress proxy lets through (`network: allowlist`).
     pub allow: Vec<Endpoint>,
+    /// The sockets a scan made for this run found (see
+    /// [`mountns::SocketScan`]); `None`: scanned when the plan is made.
+    pub sockets_found: Option<Vec<PathBuf>>,
 }
 
 /// Descriptors the child is given for the layers that report back.
@@ -494,7 +497,10 @@ fn mount_plan(policy: &Policy) -> mountns::Plan {
         .cloned()
         .chain(DEVICES.iter().map(PathBuf::from))
         .collect();
-    mountns::Plan::new(&writable, &policy.sockets)
+    match &policy.sockets_found {
+        Some(found) => mountns::Plan::with_sockets(&writable, &policy.sockets, found.clone()),
+        None => mountns::Plan::new(&writable, &policy.sockets),
+    }
 }
 
 /// The record of what `policy` gives, before the layers' own findings
@@ -792,6 +798,7 @@ mod tests {
             network: NetworkPolicy::Open,
             sockets: Vec::new(),
             allow: Vec::new(),
+            sockets_found: None,
         };
         let n = 200;
         let t = Instant::now();

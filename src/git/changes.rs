@@ -84,6 +84,12 @@ pub struct ChangeSet {
     /// some file systems read as `.git` (`core.protectNTFS`/`protectHFS`).
     /// Never in the tree; the judge makes each a violation.
     pub refused: Vec<String>,
+    /// What is on disk and not in `tree` — untracked or ignored, whatever
+    /// `.gitignore` (which the agent writes) says — collapsed to the
+    /// topmost directory: what checks would see that a commit of `tree`
+    /// would not. Listed by [`Repo::candidate`] only (empty otherwise).
+    #[serde(skip)]
+    pub not_in_tree: Vec<String>,
 }
 
 impl ChangeSet {
@@ -109,6 +115,18 @@ impl Repo {
     /// index is left alone), writes it as a tree and diffs `base`'s tree
     /// against it.
     pub fn change_set(&self, wt: &Worktree, base: Oid) -> Result<ChangeSet> {
+        self.staged_change_set(wt, base, false)
+    }
+
+    /// The change set the checks will judge, with what is on disk and not
+    /// in its tree ([`ChangeSet::not_in_tree`]), listed from the same
+    /// private index that made the tree: the paths that index does not
+    /// hold are exactly those the tree does not.
+    pub fn candidate(&self, wt: &Worktree, base: Oid) -> Result<ChangeSet> {
+        self.staged_change_set(wt, base, true)
+    }
+
+    fn staged_change_set(&self, wt: &Worktree, base: Oid, list_others: bool) -> Result<ChangeSet> {
         self.check_owns(wt)?;
         let index = TempIndex::new(wt)?;
         let git = self.staging_git(wt, &index)?;
@@ -119,6 +137,11 @@ impl Repo {
         }
         let staged = stage_all(&git, &wt.excluded)?;
         let tree = self.write_tree(&git, &index)?;
+        let not_in_tree = if list_others {
+            others(&git)?
+        } else {
+            Vec::new()
+        };
         drop(index);
 
         let repo = self.open()?;
@@ -137,31 +160,8 @@ impl Repo {
             changes,
             uncommitted_nested_repos: staged.nested,
             refused: staged.refused,
+            not_in_tree,
         })
-    }
-
-    /// The paths on disk in `wt` that `tree` does not have — untracked or
-    /// ignored, whatever `.gitignore` (which the agent writes) says —
-    /// collapsed to their topmost directory: what checks would see that a
-    /// commit of `tree` would not.
-    pub fn not_in_tree(&self, wt: &Worktree, tree: Oid) -> Result<Vec<String>> {
-        self.check_owns(wt)?;
-        wt.sanitize_admin()?;
-        let index = TempIndex::fresh(wt);
-        let git = wt
-            .git(&self.git_env)
-            .env("GIT_INDEX_FILE", &index.path)
-            .config("core.sparseCheckout=false")
-            .config("core.splitIndex=false");
-        let git = git.deadline(wt.deadline);
-        git.run(&["read-tree", &tree.to_string()])?;
-        let out = git.run(&["ls-files", "--others", "--directory", "-z"])?;
-        Ok(out
-            .stdout
-            .split(|b| *b == 0)
-            .filter(|p| !p.is_empty())
-            .map(|p| String::from_utf8_lossy(p).trim_end_matches('/').to_string())
-            .collect())
     }
 
     /// The staged index as a tree: written in this process (libgit2), or
@@ -218,6 +218,18 @@ impl Repo {
             .config("core.checkStat=default")
             .deadline(wt.deadline))
     }
+}
+
+/// The paths on disk the staged index does not hold (untracked or
+/// ignored), collapsed to their topmost directory.
+fn others(git: &Git) -> Result<Vec<String>> {
+    let out = git.run(&["ls-files", "--others", "--directory", "-z"])?;
+    Ok(out
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).trim_end_matches('/').to_string())
+        .collect())
 }
 
 /// What `git add -A` could not stage.
@@ -307,18 +319,6 @@ struct TempIndex {
 }
 
 impl TempIndex {
-    /// A path for a new, empty index.
-    fn fresh(wt: &Worktree) -> TempIndex {
-        TempIndex {
-            path: wt.admin_dir.join(format!(
-                "git-agent-index.{}.{}",
-                std::process::id(),
-                unique()
-            )),
-            from_pristine: false,
-        }
-    }
-
     /// A copy of the index git-agent wrote when it checked the worktree out
     /// (kept where the agent cannot write), never of the agent's own: its
     /// stat data, skip-worktree and assume-unchanged bits are git-agent's.
