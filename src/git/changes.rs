@@ -136,11 +136,11 @@ impl Repo {
             clear_index_bits(&git, !wt.sparse)?;
         }
         let staged = stage_all(&git, &wt.excluded)?;
-        let tree = self.write_tree(&git, &index)?;
-        let not_in_tree = if list_others {
-            others(&git)?
-        } else {
-            Vec::new()
+        let (tree, held) = self.write_tree(&git, &index)?;
+        let not_in_tree = match (list_others, held) {
+            (false, _) => Vec::new(),
+            (true, Some(held)) => others_on_disk(&wt.path, &held, wt.deadline)?,
+            (true, None) => others(&git)?,
         };
         drop(index);
 
@@ -164,18 +164,23 @@ impl Repo {
         })
     }
 
-    /// The staged index as a tree: written in this process (libgit2), or
-    /// by `git write-tree` when libgit2 cannot read what git wrote.
-    fn write_tree(&self, git: &Git, index: &TempIndex) -> Result<Oid> {
+    /// The staged index as a tree, and the paths it holds (sorted): written
+    /// in this process (libgit2), or by `git write-tree` (no paths) when
+    /// libgit2 cannot read what git wrote.
+    fn write_tree(&self, git: &Git, index: &TempIndex) -> Result<(Oid, Option<Vec<Vec<u8>>>)> {
         let in_process = self.open().ok().and_then(|repo| {
             let mut staged = git2::Index::open(&index.path).ok()?;
-            staged.write_tree_to(&repo).ok()
+            let tree = staged.write_tree_to(&repo).ok()?;
+            let mut paths: Vec<Vec<u8>> = staged.iter().map(|e| e.path).collect();
+            paths.sort();
+            paths.dedup();
+            Some((tree, paths))
         });
-        if let Some(tree) = in_process {
-            return Ok(tree);
+        if let Some((tree, paths)) = in_process {
+            return Ok((tree, Some(paths)));
         }
         let out = git.run(&["write-tree"])?;
-        parse_oid(&out.stdout, git, "write-tree")
+        Ok((parse_oid(&out.stdout, git, "write-tree")?, None))
     }
 
     /// `wt`'s admin dir is in this repository's common dir.
@@ -218,6 +223,79 @@ impl Repo {
             .config("core.checkStat=default")
             .deadline(wt.deadline))
     }
+}
+
+/// What `git ls-files --others --directory` says of `root` against an
+/// index holding `held` (sorted), without a git process: files and
+/// symlinks the index does not hold, and directories under which it holds
+/// nothing, not descended (nested repositories among them); `.git` at any
+/// depth and special files (fifos, sockets) are not listed, as git lists
+/// neither.
+/// Bounded by the run's `deadline`, as the git it stands for would be.
+fn others_on_disk(
+    root: &Path,
+    held: &[Vec<u8>],
+    deadline: Option<std::time::Instant>,
+) -> Result<Vec<String>> {
+    use std::os::unix::ffi::OsStrExt;
+    struct Walk<'a> {
+        root: &'a Path,
+        held: &'a [Vec<u8>],
+        deadline: Option<std::time::Instant>,
+        seen: usize,
+        out: Vec<String>,
+    }
+    fn walk(w: &mut Walk<'_>, rel: &[u8]) -> Result<()> {
+        let dir = w.root.join(OsStr::from_bytes(rel));
+        for entry in fs::read_dir(&dir).map_err(io_err("listing", &dir))? {
+            let entry = entry.map_err(io_err("listing", &dir))?;
+            w.seen += 1;
+            if w.seen % 4096 == 0 && w.deadline.is_some_and(|d| std::time::Instant::now() > d) {
+                return Err(WorkspaceError::Deadline {
+                    command: "listing what the worktree holds beyond the candidate tree".into(),
+                });
+            }
+            let name = entry.file_name();
+            if name.as_bytes() == b".git" {
+                continue;
+            }
+            let mut path = rel.to_vec();
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(name.as_bytes());
+            let kind = entry.file_type().map_err(io_err("listing", &dir))?;
+            let listed = if w.held.binary_search(&path).is_ok() {
+                false
+            } else if kind.is_dir() {
+                let mut prefix = path.clone();
+                prefix.push(b'/');
+                let at = w.held.partition_point(|p| p.as_slice() < prefix.as_slice());
+                if w.held.get(at).is_some_and(|p| p.starts_with(&prefix)) {
+                    walk(w, &path)?;
+                    false
+                } else {
+                    true
+                }
+            } else {
+                kind.is_file() || kind.is_symlink()
+            };
+            if listed {
+                w.out.push(String::from_utf8_lossy(&path).into_owned());
+            }
+        }
+        Ok(())
+    }
+    let mut w = Walk {
+        root,
+        held,
+        deadline,
+        seen: 0,
+        out: Vec::new(),
+    };
+    walk(&mut w, b"")?;
+    w.out.sort();
+    Ok(w.out)
 }
 
 /// The paths on disk the staged index does not hold (untracked or
@@ -526,6 +604,51 @@ mod tests {
     use crate::git::test_support::*;
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
+
+    /// The candidate's `not_in_tree` is listed without git; it must say
+    /// what `git ls-files --others --directory` says against the same
+    /// index, on a worktree made to trip a hand-written walk.
+    #[test]
+    fn what_the_candidate_lacks_is_what_git_lists() {
+        let fx = fixture();
+        let wt = fx.full("others");
+        let p = &wt.path;
+        write(&p.join(".gitignore"), "*.o\nbuild/\n");
+        write(&p.join("src/main.o"), "ignored, in a tracked dir");
+        write(&p.join("build/out/a.bin"), "ignored dir");
+        write(&p.join("notes/todo.txt"), "untracked dir");
+        write(&p.join("src/deep/new.rs"), "staged");
+        fs::create_dir_all(p.join("empty/inner")).expect("empty dirs");
+        git_in(p, &["init", "-q", "nested"]);
+        write(&p.join("nested/f.txt"), "in a nested repo");
+        git_in(p, &["init", "-q", "src/nested2"]);
+        std::os::unix::fs::symlink("/etc", p.join("src/to_etc")).expect("symlink");
+        nix::unistd::mkfifo(&p.join("src/fifo"), nix::sys::stat::Mode::S_IRWXU).expect("fifo");
+        let cs = fx.repo.candidate(&wt, fx.base).expect("candidate");
+        // The same listing by git, against the index the candidate staged:
+        // the tree read into a fresh index.
+        let index = wt.admin_dir.join("compare-index");
+        let env = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .current_dir(p)
+                .env("GIT_INDEX_FILE", &index)
+                .args(args)
+                .output()
+                .expect("git");
+            assert!(out.status.success(), "{args:?}");
+            out.stdout
+        };
+        env(&["read-tree", &cs.tree.to_string()]);
+        let mut git: Vec<String> = env(&["ls-files", "--others", "--directory", "-z"])
+            .split(|b| *b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| String::from_utf8_lossy(p).trim_end_matches('/').to_string())
+            .collect();
+        git.sort();
+        assert!(git.contains(&"src/main.o".to_string()), "control: {git:?}");
+        assert!(git.contains(&"nested".to_string()), "control: {git:?}");
+        assert_eq!(cs.not_in_tree, git);
+    }
     #[test]
     fn change_set_reports_every_kind_of_edit() {
         let fx = fixture();

@@ -1,6 +1,7 @@
 //! [`Repo`], the user's repository: how it is found and opened, and the
 //! handles every other part of [`crate::git`] starts from.
 
+use std::cell::RefCell;
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,42 @@ use git2::{Oid, Repository};
 
 use super::command::{arg_eq, Git};
 use super::error::{io_err, Result, WorkspaceError};
+
+thread_local! {
+    /// The handle [`Repo::open`] lends on this thread, while nobody holds it.
+    static OPENED: RefCell<Option<(PathBuf, Repository)>> = const { RefCell::new(None) };
+}
+
+/// A libgit2 handle lent by [`Repo::open`]; given back to the thread when
+/// dropped (`Repository` is not `Sync`: each thread keeps its own).
+pub struct Opened {
+    git_dir: PathBuf,
+    repo: Option<Repository>,
+}
+
+impl std::ops::Deref for Opened {
+    type Target = Repository;
+    fn deref(&self) -> &Repository {
+        self.repo.as_ref().expect("held until dropped")
+    }
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        let Some(repo) = self.repo.take() else {
+            return;
+        };
+        let git_dir = std::mem::take(&mut self.git_dir);
+        // During thread teardown the slot may be gone: the handle just closes.
+        let _ = OPENED.try_with(|slot| {
+            if let Ok(mut slot) = slot.try_borrow_mut() {
+                if slot.is_none() {
+                    *slot = Some((git_dir, repo));
+                }
+            }
+        });
+    }
+}
 
 /// The user's repository. Holds paths only; see the module docs.
 #[derive(Debug, Clone)]
@@ -56,11 +93,34 @@ impl Repo {
         self.workdir.as_deref()
     }
 
-    /// A fresh libgit2 handle (`Repository` is not `Sync`; open one per thread).
-    pub fn open(&self) -> Result<Repository> {
-        Repository::open(&self.git_dir).map_err(|source| WorkspaceError::NotARepository {
-            path: self.git_dir.clone(),
-            source,
+    /// A libgit2 handle on this thread: the one an earlier call on the
+    /// same thread gave back when it was dropped, else a fresh one.
+    /// Opening parses every config file (system, global, the repository's),
+    /// which a run would otherwise do some twenty times; a kept handle
+    /// still reads refs, objects and config changes from disk as it goes.
+    pub fn open(&self) -> Result<Opened> {
+        let kept = OPENED.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            match slot.take() {
+                Some((dir, repo)) if dir == self.git_dir => Some(repo),
+                other => {
+                    *slot = other;
+                    None
+                }
+            }
+        });
+        let repo = match kept {
+            Some(repo) => repo,
+            None => Repository::open(&self.git_dir).map_err(|source| {
+                WorkspaceError::NotARepository {
+                    path: self.git_dir.clone(),
+                    source,
+                }
+            })?,
+        };
+        Ok(Opened {
+            git_dir: self.git_dir.clone(),
+            repo: Some(repo),
         })
     }
 
