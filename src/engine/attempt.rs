@@ -447,8 +447,9 @@ impl Run {
             })?;
             results.push(result);
         }
+        // Saved with the next state (committing, the next attempt, the end):
+        // the events hold every result meanwhile.
         self.record.checks = results.iter().map(CheckResult::summary).collect();
-        self.save()?;
         Ok(Step::Next(results))
     }
 

@@ -27,6 +27,12 @@ impl Run {
                 }
             }
         }
+        // A succeeded run's worktree is done with once its change is
+        // committed: its removal (thousands of unlinks, a git process)
+        // runs while the note is written and the result delivered.
+        let removal = (end_state == State::Succeeded && !pending && self.slot.is_none())
+            .then(|| self.start_removal())
+            .flatten();
         // The commit (or nothing) holds the change set now; a pending one
         // stays protected for `--resume`.
         let id = self.dir.id.clone();
@@ -71,7 +77,15 @@ impl Run {
             self.show_state(State::Delivering)?;
             self.deliver(brief).await?;
         }
-        if end_state == State::Succeeded && self.slot.is_some() {
+        if let Some(removal) = removal {
+            match removal.await {
+                Ok(Ok(())) => self.record.worktree = None,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %error_chain(&RunError::from(e)), "could not remove the worktree")
+                }
+                Err(e) => tracing::warn!(error = %e, "could not remove the worktree"),
+            }
+        } else if end_state == State::Succeeded && self.slot.is_some() {
             // Back to the pool: the next run resets it.
             self.worktree = None;
             self.record.worktree = None;
@@ -176,6 +190,23 @@ impl Run {
     }
 
     /// A succeeded run's worktree is not needed any more.
+    /// Begins removing the run's worktree on a blocking thread.
+    fn start_removal(
+        &mut self,
+    ) -> Option<tokio::task::JoinHandle<Result<(), crate::git::WorkspaceError>>> {
+        let wt = self.worktree.take()?;
+        let repo = match self.engine.repo() {
+            Ok(repo) => repo,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not remove the worktree");
+                return None;
+            }
+        };
+        Some(tokio::task::spawn_blocking(move || {
+            repo.remove_worktree(&wt)
+        }))
+    }
+
     async fn remove_worktree(&mut self) {
         let Some(wt) = self.worktree.take() else {
             return;

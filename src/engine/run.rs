@@ -394,9 +394,9 @@ impl Run {
     ) -> Result<T, RunError> {
         let repo = self.engine.repo();
         tokio::task::spawn_blocking(move || op(&repo?))
-        .await
-        .map_err(|e| RunError::Join(e.to_string()))?
-        .map_err(RunError::from)
+            .await
+            .map_err(|e| RunError::Join(e.to_string()))?
+            .map_err(RunError::from)
     }
 
     pub(super) async fn steps(
@@ -417,8 +417,8 @@ impl Run {
             Ok(start) => (start, None),
             Err(reason) => (base, Some(reason)),
         };
+        // Saved with the worktree's path, written ahead of its making.
         self.record.base_commit = Some(start.to_string());
-        self.save()?;
         self.event(EventKind::RunStarted {
             task: brief.id.to_string(),
             title: brief.title.clone(),

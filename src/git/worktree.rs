@@ -874,7 +874,17 @@ mod tests {
         });
         let list = git_in(&fx.root, &["worktree", "list", "--porcelain"]);
         assert_eq!(list.matches("worktree ").count(), 1, "{list}");
-        assert!(!fx.repo.common_dir().join("agent/worktree.lock").exists());
+        // Every creation let go of the lock.
+        let lock = std::fs::File::open(fx.repo.common_dir().join("agent/worktree.lock"))
+            .expect("the lock file stays");
+        // SAFETY: a non-blocking flock on a descriptor owned here.
+        let free = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&lock),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        } == 0;
+        assert!(free, "the worktree lock is still held");
         fx.assert_user_untouched();
     }
 }
