@@ -166,12 +166,53 @@ pub fn warm_up() {
         });
 }
 
+/// Whether one child can make all three namespaces at once, as a run's
+/// step does (user namespace with its maps, a read-only mount namespace, a
+/// PID namespace whose init execs): where it can, as on most systems,
+/// that one child stands for the three probes below; where it cannot,
+/// they find which layer is missing.
+fn all_namespaces() -> bool {
+    static PROBE: OnceLock<bool> = OnceLock::new();
+    *PROBE.get_or_init(|| {
+        let ns = UserNs::of_current_user();
+        let plan = mountns::Plan::bare();
+        // The raw calls of the three probes, in one child, on buffers made here.
+        let status = probe(move || unsafe {
+            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+            if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            write_proc(&ns.setgroups, b"deny")?;
+            write_proc(&ns.uid_map_path, &ns.uid_map)?;
+            write_proc(&ns.gid_map_path, &ns.gid_map)?;
+            plan.apply()?;
+            match libc::fork() {
+                0 => Ok(()),
+                pid if pid > 0 => {
+                    let mut status = 0;
+                    libc::waitpid(pid, &mut status, 0);
+                    libc::_exit(if libc::WIFEXITED(status) {
+                        libc::WEXITSTATUS(status)
+                    } else {
+                        1
+                    });
+                }
+                _ => Err(io::Error::last_os_error()),
+            }
+        });
+        matches!(status, Ok(s) if s.success())
+    })
+}
+
 /// Whether this process may create a user namespace (probed once with a
 /// short-lived child).
 pub fn user_namespaces() -> Result<(), ProbeError> {
     static PROBE: OnceLock<Result<(), ProbeError>> = OnceLock::new();
     PROBE
         .get_or_init(|| {
+            if all_namespaces() {
+                return Ok(());
+            }
             // As the run's children do: unshare, then write the id maps.
             // Where AppArmor restricts unprivileged user namespaces
             // (Ubuntu 23.10+), the unshare succeeds but the namespace has no
@@ -204,6 +245,9 @@ pub fn pid_namespaces() -> bool {
     }
     static PROBE: OnceLock<bool> = OnceLock::new();
     *PROBE.get_or_init(|| {
+        if all_namespaces() {
+            return true;
+        }
         // unshare(2) and fork(2) only; the probe's own child (pid 1 of the
         // namespace) execs the shell, the probe waits for it.
         let status = probe(|| unsafe {
@@ -236,6 +280,9 @@ pub fn mount_namespaces() -> bool {
     }
     static PROBE: OnceLock<bool> = OnceLock::new();
     *PROBE.get_or_init(|| {
+        if all_namespaces() {
+            return true;
+        }
         let ns = UserNs::of_current_user();
         let plan = mountns::Plan::bare();
         let mut cmd = std::process::Command::new("/bin/sh");
