@@ -10,14 +10,24 @@
 //!    vs `git add -A` + `git write-tree` of the same files (N = 100,000, or
 //!    `GIT_AGENT_BENCH_NEW_FILES`).
 //!
-//! `GIT_AGENT_BENCH_REPO=<clone>` adds rows 1–2 on a real repository.
+//! `GIT_AGENT_BENCH_REPO=<clone>` adds rows 1–2 on a copy of a real
+//! repository (a local clone of it, with a config and the two briefs
+//! committed on top; `scope.read` takes the top-level entries in order
+//! until they hold 5% of the files). Medians of `GIT_AGENT_BENCH_ROUNDS`
+//! rounds (default 15 for the small repository, 5 for the others).
 //! Run: `cargo bench --bench floor` (prints numbers; asserts nothing).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const ROUNDS: usize = 5;
+/// Rounds for a row, `GIT_AGENT_BENCH_ROUNDS` or `default`.
+fn rounds(default: usize) -> usize {
+    std::env::var("GIT_AGENT_BENCH_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
 const BIN: &str = env!("CARGO_BIN_EXE_git-agent");
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -98,6 +108,89 @@ fn repo_of(base: &Path, files: usize, dirs: usize, agent_cmd: &str, write: &str)
     repo
 }
 
+/// A local clone of `real` with the config and the briefs `full` and
+/// `sparse` committed on top; returns it and the file the agent appends to
+/// (the first file of the first top-level directory `sparse` reads).
+fn real_repo(real: &Path, base: &Path) -> (PathBuf, String) {
+    std::fs::create_dir_all(base).expect("base");
+    let repo = base.join("repo");
+    let status = Command::new("git")
+        .args(["clone", "-q", "--no-hardlinks"])
+        .arg(real)
+        .arg(&repo)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .status()
+        .expect("git clone");
+    assert!(status.success(), "cloning {}", real.display());
+    let listed = Command::new("git")
+        .current_dir(&repo)
+        .args(["ls-files", "-z"])
+        .output()
+        .expect("ls-files");
+    let files: Vec<String> = listed
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    // Top-level directories in order, each taken whole when the files
+    // read stay within 5%, until they hold 4%.
+    let mut per_dir: std::collections::BTreeMap<&str, usize> = Default::default();
+    for file in &files {
+        if let Some((top, _)) = file.split_once('/') {
+            *per_dir.entry(top).or_default() += 1;
+        }
+    }
+    let mut read: Vec<String> = Vec::new();
+    let mut held = 0;
+    for (dir, count) in per_dir {
+        if (held + count) * 20 <= files.len() {
+            read.push(dir.to_string());
+            held += count;
+        }
+        if held * 25 >= files.len() {
+            break;
+        }
+    }
+    println!(
+        "{}: {} files; scope.read {:?} holds {held} ({:.1}%)",
+        real.display(),
+        files.len(),
+        read,
+        held as f64 * 100.0 / files.len() as f64
+    );
+    let first = read.first().expect("the repository has a directory").clone();
+    let file = files
+        .iter()
+        .find(|f| f.starts_with(&format!("{first}/")))
+        .expect("a file in it")
+        .clone();
+    let agent = format!("sh -c 'echo changed >> {file}'");
+    std::fs::create_dir_all(repo.join(".agents/tasks")).expect("tasks");
+    std::fs::write(
+        repo.join(".agents/config.yaml"),
+        format!(
+            "default_agent: a\nagents:\n  a:\n    adapter: command\n    command: {agent:?}\nworktree_dir: {}\n",
+            base.join("wt").display()
+        ),
+    )
+    .expect("config");
+    let globs: Vec<String> = read.iter().map(|d| format!("\"{d}/**\"")).collect();
+    for (name, read) in [
+        ("full", String::new()),
+        ("sparse", format!("  read: [{}]\n", globs.join(", "))),
+    ] {
+        std::fs::write(
+            repo.join(format!(".agents/tasks/{name}.md")),
+            format!("---\ntitle: Touch\nscope:\n  write: [\"{first}/**\"]\n{read}checks:\n  - name: ok\n    run: \"true\"\nescalate:\n  attempts: 1\n  timeout: 10m\n---\n# Goal\nTouch.\n"),
+        )
+        .expect("brief");
+    }
+    git(&repo, &["add", ".agents"]);
+    git(&repo, &["commit", "-qm", "bench briefs"]);
+    (repo, file)
+}
+
 /// The bare cycle, timed.
 fn bare_cycle(repo: &Path, wt: &Path, file: &str) -> Duration {
     let w = wt.to_str().expect("utf-8");
@@ -123,9 +216,9 @@ fn run(repo: &Path, task: &str) -> Duration {
     took
 }
 
-fn rows(label: &str, repo: &Path, wt: &Path, file: &str) {
+fn rows(label: &str, repo: &Path, wt: &Path, file: &str, rounds: usize) {
     let (mut bare, mut full, mut sparse) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         bare.push(bare_cycle(repo, wt, file));
         full.push(run(repo, "full"));
         sparse.push(run(repo, "sparse"));
@@ -220,7 +313,13 @@ fn main() {
             "sh -c 'echo changed >> d000/f00000.txt'",
             "d000/**",
         );
-        rows("50 files", &repo, &base.join("bare-wt"), "d000/f00000.txt");
+        rows(
+            "50 files",
+            &repo,
+            &base.join("bare-wt"),
+            "d000/f00000.txt",
+            rounds(15),
+        );
     }
     if wanted("5k") {
         let base = tmp.path().join("5k");
@@ -236,10 +335,14 @@ fn main() {
             &repo,
             &base.join("bare-wt"),
             "d000/f00000.txt",
+            rounds(5),
         );
     }
     if let Some(real) = std::env::var_os("GIT_AGENT_BENCH_REPO") {
-        println!("(GIT_AGENT_BENCH_REPO={}: run the same briefs there by hand; rows on a real clone need its own briefs)", PathBuf::from(real).display());
+        let base = tmp.path().join("real");
+        let (repo, file) = real_repo(Path::new(&real), &base);
+        let label = format!("{} ({file})", PathBuf::from(&real).display());
+        rows(&label, &repo, &base.join("bare-wt"), &file, rounds(5));
     }
     if wanted("new") {
         let count = std::env::var("GIT_AGENT_BENCH_NEW_FILES")
