@@ -438,10 +438,13 @@ impl Repo {
 
     /// `git worktree add --no-checkout --detach`, retried on lock contention.
     fn worktree_add(&self, path: &Path, commit: Oid, existed: bool, checkout: bool) -> Result<()> {
+        // No reflog for the worktree's HEAD: nothing reads it, and its
+        // directory and file are two more inodes made and unlinked per run.
         let git = self
             .git()
             .config("core.sparseCheckout=false")
-            .config("checkout.workers=0");
+            .config("checkout.workers=0")
+            .config("core.logAllRefUpdates=false");
         let hex = commit.to_string();
         let args: [&OsStr; 6] = [
             "worktree".as_ref(),
