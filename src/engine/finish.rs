@@ -144,7 +144,7 @@ impl Run {
                 )
                 .inspect_err(|_| {
                     // What `--resume` will commit stays reachable.
-                    let _ = repo.protect(&id, base, tree);
+                    let _ = repo.protect(&id, tree);
                 })
             })
             .await;

@@ -354,7 +354,7 @@ impl Run {
         let (base, wt, id) = (run.base, run.wt.clone(), self.dir.id.clone());
         self.git(move |repo| {
             let changes = repo.candidate(&wt, base)?;
-            repo.protect(&id, base, changes.tree)?;
+            repo.protect(&id, changes.tree)?;
             Ok(changes)
         })
         .await

@@ -270,13 +270,14 @@ impl Repo {
     /// Keeps `tree` (a run's staged change set, not yet committed) reachable
     /// from `refs/agent/runs/<run>`: a `git gc --prune=now` by the user in
     /// the meantime must not take the objects a passed run is about to
-    /// commit.
-    pub fn protect(&self, run: &str, base: Oid, tree: Oid) -> Result<()> {
-        let snapshot = self.snapshot_commit(base, tree)?;
+    /// commit. The ref names the tree itself (git's reachability, `gc` and
+    /// `log --all` take a ref to a tree as they take a tag of one): no
+    /// commit is made only to hold it.
+    pub fn protect(&self, run: &str, tree: Oid) -> Result<()> {
         self.open()?
             .reference(
                 &format!("{RUNS_REF_PREFIX}{run}"),
-                snapshot,
+                tree,
                 true,
                 "git-agent: keep a run's change set until it is committed",
             )
