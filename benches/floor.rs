@@ -159,7 +159,10 @@ fn real_repo(real: &Path, base: &Path) -> (PathBuf, String) {
         read,
         held as f64 * 100.0 / files.len() as f64
     );
-    let first = read.first().expect("the repository has a directory").clone();
+    let first = read
+        .first()
+        .expect("the repository has a directory")
+        .clone();
     let file = files
         .iter()
         .find(|f| f.starts_with(&format!("{first}/")))

@@ -68,7 +68,13 @@ impl Prefix {
         let home = root.join("home");
         std::fs::create_dir_all(root.join("bin")).expect("bin dir");
         std::fs::create_dir_all(&home).expect("home dir");
-        std::fs::copy(support::bin(), root.join("bin/git-agent")).expect("copy the binary");
+        // A hard link, not a copy: a copy is a file open for writing, and
+        // a test thread that forks meanwhile keeps it so in its child until
+        // that child execs, making our exec fail with ETXTBSY.
+        let installed = root.join("bin/git-agent");
+        if std::fs::hard_link(support::bin(), &installed).is_err() {
+            std::fs::copy(support::bin(), &installed).expect("copy the binary");
+        }
         Prefix {
             _tmp: tmp,
             root,

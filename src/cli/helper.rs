@@ -451,6 +451,10 @@ pub(crate) fn execute(
         orchestrator::install_signal_handler(tx, super::announce_stopping);
         orchestrator::run_all(engine, reqs, jobs, rx, progress).await
     });
+    // Every run has ended and been awaited: the idle threads of the
+    // blocking pool need not be woken and joined one by one before the
+    // results are shown.
+    runtime.shutdown_background();
     Ok(finished
         .into_iter()
         .map(|f| match f {
