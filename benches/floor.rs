@@ -82,27 +82,10 @@ fn repo_of(base: &Path, files: usize, dirs: usize, agent_cmd: &str, write: &str)
         )
         .expect("file");
     }
-    std::fs::create_dir_all(repo.join(".agents/tasks")).expect("tasks");
-    std::fs::write(
-        repo.join(".agents/config.yaml"),
-        format!(
-            "default_agent: a\nagents:\n  a:\n    adapter: command\n    command: {agent_cmd:?}\nworktree_dir: {}\n",
-            base.join("wt").display()
-        ),
-    )
-    .expect("config");
-    let read_dirs = (dirs / 20).max(1);
-    let read: Vec<String> = (0..read_dirs).map(|d| format!("\"d{d:03}/**\"")).collect();
-    for (name, read) in [
-        ("full", String::new()),
-        ("sparse", format!("  read: [{}]\n", read.join(", "))),
-    ] {
-        std::fs::write(
-            repo.join(format!(".agents/tasks/{name}.md")),
-            format!("---\ntitle: Touch\nscope:\n  write: [{write:?}]\n{read}checks:\n  - name: ok\n    run: \"true\"\nescalate:\n  attempts: 1\n  timeout: 10m\n---\n# Goal\nTouch.\n"),
-        )
-        .expect("brief");
-    }
+    let read: Vec<String> = (0..(dirs / 20).max(1))
+        .map(|d| format!("d{d:03}"))
+        .collect();
+    write_briefs(&repo, base, agent_cmd, write, &read);
     git(&repo, &["add", "-A"]);
     git(&repo, &["commit", "-qm", "synthetic"]);
     repo
@@ -169,11 +152,21 @@ fn real_repo(real: &Path, base: &Path) -> (PathBuf, String) {
         .expect("a file in it")
         .clone();
     let agent = format!("sh -c 'echo changed >> {file}'");
+    write_briefs(&repo, base, &agent, &format!("{first}/**"), &read);
+    git(&repo, &["add", ".agents"]);
+    git(&repo, &["commit", "-qm", "bench briefs"]);
+    (repo, file)
+}
+
+/// The config (agent `agent_cmd`, worktrees in `base/wt`) and the briefs
+/// `full` and `sparse` (which reads the directories `read`), both writing
+/// `write`.
+fn write_briefs(repo: &Path, base: &Path, agent_cmd: &str, write: &str, read: &[String]) {
     std::fs::create_dir_all(repo.join(".agents/tasks")).expect("tasks");
     std::fs::write(
         repo.join(".agents/config.yaml"),
         format!(
-            "default_agent: a\nagents:\n  a:\n    adapter: command\n    command: {agent:?}\nworktree_dir: {}\n",
+            "default_agent: a\nagents:\n  a:\n    adapter: command\n    command: {agent_cmd:?}\nworktree_dir: {}\n",
             base.join("wt").display()
         ),
     )
@@ -185,13 +178,10 @@ fn real_repo(real: &Path, base: &Path) -> (PathBuf, String) {
     ] {
         std::fs::write(
             repo.join(format!(".agents/tasks/{name}.md")),
-            format!("---\ntitle: Touch\nscope:\n  write: [\"{first}/**\"]\n{read}checks:\n  - name: ok\n    run: \"true\"\nescalate:\n  attempts: 1\n  timeout: 10m\n---\n# Goal\nTouch.\n"),
+            format!("---\ntitle: Touch\nscope:\n  write: [{write:?}]\n{read}checks:\n  - name: ok\n    run: \"true\"\nescalate:\n  attempts: 1\n  timeout: 10m\n---\n# Goal\nTouch.\n"),
         )
         .expect("brief");
     }
-    git(&repo, &["add", ".agents"]);
-    git(&repo, &["commit", "-qm", "bench briefs"]);
-    (repo, file)
 }
 
 /// The bare cycle, timed.

@@ -8,6 +8,9 @@ use crate::model::event::EventKind;
 use crate::model::store::State;
 use crate::spec::brief::{goal_of, Brief};
 
+/// A worktree's removal under way.
+type Removal = tokio::task::JoinHandle<Result<(), crate::git::WorkspaceError>>;
+
 impl Run {
     pub(super) async fn finish(&mut self, req: &RunRequest, end: End) -> Result<(), RunError> {
         let brief = &req.brief;
@@ -65,18 +68,30 @@ impl Run {
             duration_ms: duration.as_millis() as u64,
             reason: self.record.reason.clone(),
         })?;
-        // An escalated run with `escalate.fallback: issue` is handed to a
-        // human even when it committed nothing.
+        if logged {
+            self.deliver_if_asked(brief, end_state).await?;
+        }
+        self.settle_worktree(end_state, removal).await;
+        self.save()
+    }
+
+    /// Delivers beyond the local branch when the brief asks: a commit, or
+    /// an escalated run with `escalate.fallback: issue`, handed to a human
+    /// even when it committed nothing.
+    async fn deliver_if_asked(&mut self, brief: &Brief, end_state: State) -> Result<(), RunError> {
         let hand_back = end_state == State::Escalated
             && brief.escalate.fallback == EscalateFallback::Issue
             && matches!(brief.output.deliver, Deliver::Pr | Deliver::DraftPr);
-        if logged
-            && brief.output.deliver != Deliver::Branch
-            && (self.record.commit.is_some() || hand_back)
-        {
+        if brief.output.deliver != Deliver::Branch && (self.record.commit.is_some() || hand_back) {
             self.show_state(State::Delivering)?;
             self.deliver(brief).await?;
         }
+        Ok(())
+    }
+
+    /// Where the run's worktree goes: removed (the removal begun after the
+    /// commit is awaited), back to the pool, or kept for the user.
+    async fn settle_worktree(&mut self, end_state: State, removal: Option<Removal>) {
         if let Some(removal) = removal {
             match removal.await {
                 Ok(Ok(())) => self.record.worktree = None,
@@ -99,7 +114,6 @@ impl Run {
                 tracing::warn!(error = %error_chain(&e), "could not rewrite the kept worktree's admin dir");
             }
         }
-        self.save()
     }
 
     /// Commits `keep` on `base` to the task's branch and records it. The
@@ -191,9 +205,7 @@ impl Run {
 
     /// A succeeded run's worktree is not needed any more.
     /// Begins removing the run's worktree on a blocking thread.
-    fn start_removal(
-        &mut self,
-    ) -> Option<tokio::task::JoinHandle<Result<(), crate::git::WorkspaceError>>> {
+    fn start_removal(&mut self) -> Option<Removal> {
         let wt = self.worktree.take()?;
         let repo = match self.engine.repo() {
             Ok(repo) => repo,

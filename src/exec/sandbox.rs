@@ -186,22 +186,32 @@ fn all_namespaces() -> bool {
             write_proc(&ns.uid_map_path, &ns.uid_map)?;
             write_proc(&ns.gid_map_path, &ns.gid_map)?;
             plan.apply()?;
-            match libc::fork() {
-                0 => Ok(()),
-                pid if pid > 0 => {
-                    let mut status = 0;
-                    libc::waitpid(pid, &mut status, 0);
-                    libc::_exit(if libc::WIFEXITED(status) {
-                        libc::WEXITSTATUS(status)
-                    } else {
-                        1
-                    });
-                }
-                _ => Err(io::Error::last_os_error()),
-            }
+            first_in_pid_namespace()
         });
         matches!(status, Ok(s) if s.success())
     })
+}
+
+/// In a probe's child that has unshared `CLONE_NEWPID`: forks the
+/// namespace's first process (its pid 1), which returns to exec the shell,
+/// while the probe waits for it and exits as it did.
+///
+/// # Safety
+/// Only between fork and exec: raw system calls only.
+unsafe fn first_in_pid_namespace() -> io::Result<()> {
+    match libc::fork() {
+        0 => Ok(()),
+        pid if pid > 0 => {
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+            libc::_exit(if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                1
+            });
+        }
+        _ => Err(io::Error::last_os_error()),
+    }
 }
 
 /// Whether this process may create a user namespace (probed once with a
@@ -254,19 +264,7 @@ pub fn pid_namespaces() -> bool {
             if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID) != 0 {
                 return Err(io::Error::last_os_error());
             }
-            match libc::fork() {
-                0 => Ok(()),
-                pid if pid > 0 => {
-                    let mut status = 0;
-                    libc::waitpid(pid, &mut status, 0);
-                    libc::_exit(if libc::WIFEXITED(status) {
-                        libc::WEXITSTATUS(status)
-                    } else {
-                        1
-                    });
-                }
-                _ => Err(io::Error::last_os_error()),
-            }
+            first_in_pid_namespace()
         });
         matches!(status, Ok(s) if s.success())
     })

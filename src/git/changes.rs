@@ -230,27 +230,42 @@ impl Repo {
 /// symlinks the index does not hold, and directories under which it holds
 /// nothing, not descended (nested repositories among them); `.git` at any
 /// depth and special files (fifos, sockets) are not listed, as git lists
-/// neither.
-/// Bounded by the run's `deadline`, as the git it stands for would be.
+/// neither. Bounded by the run's `deadline`, as the git it stands for is.
 fn others_on_disk(
     root: &Path,
     held: &[Vec<u8>],
     deadline: Option<std::time::Instant>,
 ) -> Result<Vec<String>> {
-    use std::os::unix::ffi::OsStrExt;
-    struct Walk<'a> {
-        root: &'a Path,
-        held: &'a [Vec<u8>],
-        deadline: Option<std::time::Instant>,
-        seen: usize,
-        out: Vec<String>,
-    }
-    fn walk(w: &mut Walk<'_>, rel: &[u8]) -> Result<()> {
-        let dir = w.root.join(OsStr::from_bytes(rel));
+    let mut listing = Listing {
+        root,
+        held,
+        deadline,
+        seen: 0,
+        out: Vec::new(),
+    };
+    listing.walk(b"")?;
+    listing.out.sort();
+    Ok(listing.out)
+}
+
+/// The walk of [`others_on_disk`].
+struct Listing<'a> {
+    root: &'a Path,
+    held: &'a [Vec<u8>],
+    deadline: Option<std::time::Instant>,
+    seen: usize,
+    out: Vec<String>,
+}
+
+impl Listing<'_> {
+    fn walk(&mut self, rel: &[u8]) -> Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = self.root.join(OsStr::from_bytes(rel));
         for entry in fs::read_dir(&dir).map_err(io_err("listing", &dir))? {
             let entry = entry.map_err(io_err("listing", &dir))?;
-            w.seen += 1;
-            if w.seen % 4096 == 0 && w.deadline.is_some_and(|d| std::time::Instant::now() > d) {
+            self.seen += 1;
+            if self.seen % 4096 == 0 && self.deadline.is_some_and(|d| std::time::Instant::now() > d)
+            {
                 return Err(WorkspaceError::Deadline {
                     command: "listing what the worktree holds beyond the candidate tree".into(),
                 });
@@ -265,14 +280,11 @@ fn others_on_disk(
             }
             path.extend_from_slice(name.as_bytes());
             let kind = entry.file_type().map_err(io_err("listing", &dir))?;
-            let listed = if w.held.binary_search(&path).is_ok() {
+            let listed = if self.held.binary_search(&path).is_ok() {
                 false
             } else if kind.is_dir() {
-                let mut prefix = path.clone();
-                prefix.push(b'/');
-                let at = w.held.partition_point(|p| p.as_slice() < prefix.as_slice());
-                if w.held.get(at).is_some_and(|p| p.starts_with(&prefix)) {
-                    walk(w, &path)?;
+                if self.holds_below(&path) {
+                    self.walk(&path)?;
                     false
                 } else {
                     true
@@ -281,21 +293,21 @@ fn others_on_disk(
                 kind.is_file() || kind.is_symlink()
             };
             if listed {
-                w.out.push(String::from_utf8_lossy(&path).into_owned());
+                self.out.push(String::from_utf8_lossy(&path).into_owned());
             }
         }
         Ok(())
     }
-    let mut w = Walk {
-        root,
-        held,
-        deadline,
-        seen: 0,
-        out: Vec::new(),
-    };
-    walk(&mut w, b"")?;
-    w.out.sort();
-    Ok(w.out)
+
+    /// The index holds something below the directory `dir`.
+    fn holds_below(&self, dir: &[u8]) -> bool {
+        let mut prefix = dir.to_vec();
+        prefix.push(b'/');
+        let at = self
+            .held
+            .partition_point(|p| p.as_slice() < prefix.as_slice());
+        self.held.get(at).is_some_and(|p| p.starts_with(&prefix))
+    }
 }
 
 /// The paths on disk the staged index does not hold (untracked or
