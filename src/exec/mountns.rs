@@ -218,8 +218,17 @@ pub fn sockets() -> Vec<PathBuf> {
     if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR") {
         dirs.push(PathBuf::from(runtime));
     }
+    // `/var/run` is a link to `/run` on most systems: each place once.
+    let mut walked: Vec<PathBuf> = Vec::new();
     for dir in dirs {
+        let Ok(dir) = std::fs::canonicalize(&dir) else {
+            continue;
+        };
+        if walked.contains(&dir) {
+            continue;
+        }
         walk(&dir, SOCKET_DEPTH, &mut budget, &mut found);
+        walked.push(dir);
     }
     found
 }
