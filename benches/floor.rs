@@ -21,6 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{agent, git, median};
+
 /// Rounds for a row, `GIT_AGENT_BENCH_ROUNDS` or `default`.
 fn rounds(default: usize) -> usize {
     std::env::var("GIT_AGENT_BENCH_ROUNDS")
@@ -28,44 +32,6 @@ fn rounds(default: usize) -> usize {
         .and_then(|n| n.parse().ok())
         .unwrap_or(default)
 }
-const BIN: &str = env!("CARGO_BIN_EXE_git-agent");
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", "b")
-        .env("GIT_AUTHOR_EMAIL", "b@b")
-        .env("GIT_COMMITTER_NAME", "b")
-        .env("GIT_COMMITTER_EMAIL", "b@b")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("git runs");
-    assert!(status.success(), "git {args:?} in {}", dir.display());
-}
-
-fn agent(repo: &Path, args: &[&str]) -> std::process::Output {
-    let out = Command::new(BIN)
-        .current_dir(repo)
-        .args(args)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git-agent runs");
-    assert!(
-        out.status.success(),
-        "git agent {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 /// A repository of `files` files in `dirs` directories, with a config
 /// (agent: `agent`, worktrees in `base/wt`) and the briefs `full` and
 /// `sparse` (a `scope.read` of the first twentieth of the directories).

@@ -17,31 +17,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{big_repo, git, DIRS, FILES_PER_DIR};
+use common::{agent, big_repo, git, median, DIRS, FILES_PER_DIR};
 
 const ROUNDS: usize = 3;
-const BIN: &str = env!("CARGO_BIN_EXE_git-agent");
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn agent(repo: &Path, args: &[&str]) -> std::process::Output {
-    let out = Command::new(BIN)
-        .current_dir(repo)
-        .args(args)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git-agent runs");
-    assert!(
-        out.status.success(),
-        "git agent {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 /// The events of the latest run of `task`.
 fn events(repo: &Path, task: &str) -> Vec<serde_json::Value> {
     let log = agent(repo, &["log", task, "--json"]);
