@@ -136,7 +136,7 @@ impl Repo {
             clear_index_bits(&git, !wt.sparse)?;
         }
         let staged = stage_all(&git, &wt.excluded)?;
-        let (tree, held) = self.write_tree(&git, &index)?;
+        let (tree, held) = self.write_tree(&git, &index, list_others)?;
         let not_in_tree = match (list_others, held) {
             (false, _) => Vec::new(),
             (true, Some(held)) => others_on_disk(&wt.path, &held, wt.deadline)?,
@@ -164,20 +164,28 @@ impl Repo {
         })
     }
 
-    /// The staged index as a tree, and the paths it holds (sorted): written
-    /// in this process (libgit2), or by `git write-tree` (no paths) when
-    /// libgit2 cannot read what git wrote.
-    fn write_tree(&self, git: &Git, index: &TempIndex) -> Result<(Oid, Option<Vec<Vec<u8>>>)> {
+    /// The staged index as a tree and, when `with_paths`, the paths it
+    /// holds (sorted): written in this process (libgit2), or by
+    /// `git write-tree` (no paths) when libgit2 cannot read what git wrote.
+    fn write_tree(
+        &self,
+        git: &Git,
+        index: &TempIndex,
+        with_paths: bool,
+    ) -> Result<(Oid, Option<Vec<Vec<u8>>>)> {
         let in_process = self.open().ok().and_then(|repo| {
             let mut staged = git2::Index::open(&index.path).ok()?;
             let tree = staged.write_tree_to(&repo).ok()?;
-            let mut paths: Vec<Vec<u8>> = staged.iter().map(|e| e.path).collect();
-            paths.sort();
-            paths.dedup();
+            let paths = with_paths.then(|| {
+                let mut paths: Vec<Vec<u8>> = staged.iter().map(|e| e.path).collect();
+                paths.sort();
+                paths.dedup();
+                paths
+            });
             Some((tree, paths))
         });
         if let Some((tree, paths)) = in_process {
-            return Ok((tree, Some(paths)));
+            return Ok((tree, paths));
         }
         let out = git.run(&["write-tree"])?;
         Ok((parse_oid(&out.stdout, git, "write-tree")?, None))
