@@ -404,6 +404,7 @@ pub(crate) fn engine(root: &std::path::Path, config: &Config) -> CliResult<Arc<E
     engine.notify = config.notify.clone();
     engine.workspace = config.workspace.clone();
     engine.commit_author = config.commit.author.clone();
+    engine.warm_up();
     Ok(Arc::new(engine))
 }
 

@@ -118,6 +118,14 @@ impl Engine {
         Ok(self.repo.get_or_init(|| repo).clone())
     }
 
+    /// Starts what the first run would otherwise wait for: git's answer
+    /// on whether a worktree can be checked out in this process.
+    pub fn warm_up(&self) {
+        if let Ok(repo) = self.repo() {
+            repo.warm_up_checkout();
+        }
+    }
+
     /// Where setup steps' caches are kept: outside every place a run may write.
     pub fn cache_dir(&self) -> PathBuf {
         self.store

@@ -36,6 +36,7 @@
 //!   file and the error type they all share.
 
 mod changes;
+mod checkout;
 mod command;
 mod commit;
 mod error;

@@ -340,9 +340,13 @@ impl Repo {
         {
             let _thread = WORKTREE_ADD.lock().unwrap_or_else(|e| e.into_inner());
             let _process = LockFile::acquire(&self.common_dir.join("agent/worktree.lock"))?;
-            // A full checkout is written by `worktree add` itself (one git
+            // A full checkout is made in this process where it can be made
+            // as git would, else written by `worktree add` itself (one git
             // process); a sparse one needs its patterns first.
-            self.worktree_add(&path, commit, existed, patterns.is_none())?;
+            let made = patterns.is_none() && self.add_worktree_in_process(&path, commit)?;
+            if !made {
+                self.worktree_add(&path, commit, existed, patterns.is_none())?;
+            }
             if patterns.is_some() {
                 // `sparse-checkout set` would write this into the common config
                 // the first time; do it here, under the lock.
@@ -544,26 +548,17 @@ impl Repo {
         {
             return Err(unsafe_path("refusing to delete the repository itself"));
         }
-        // `git worktree remove` reads the worktree's admin dir.
-        if let Err(e) = wt.sanitize_admin() {
-            tracing::debug!(error = %e, "could not rewrite the admin dir before removing it");
-        }
-        let (out, command) = self.git().run_unchecked(
-            &[
-                "worktree".as_ref(),
-                "remove".as_ref(),
-                "--force".as_ref(),
-                "--force".as_ref(),
-                wt.path.as_os_str(),
-            ],
-            None,
-        )?;
-        if !out.status.success() {
-            tracing::debug!(%command, stderr = %String::from_utf8_lossy(&out.stderr).trim(),
-                "git worktree remove failed; removing by hand");
-        }
+        // What `git worktree remove --force --force` does, without its
+        // process: the checkout, then the admin entry (nothing in either
+        // is read, so nothing the agent planted there is followed), then
+        // `worktrees/` once empty, under the lock its makers hold.
         remove_tree(&wt.path)?;
         remove_tree(&wt.admin_dir)?;
+        {
+            let _thread = WORKTREE_ADD.lock().unwrap_or_else(|e| e.into_inner());
+            let _process = LockFile::acquire(&self.common_dir.join("agent/worktree.lock"))?;
+            self.drop_empty_worktrees_dir();
+        }
         if wt.aside_dir().exists() {
             remove_tree(&wt.aside_dir())?;
         }

@@ -1,0 +1,593 @@
+//! A full worktree made in this process: the admin entry written as
+//! `git worktree add --detach` writes it, the files by libgit2 — two git
+//! processes fewer per run. Only where that gives, byte for byte and mode
+//! for mode, what git's own checkout would: where any setting or attribute
+//! could make git transform what it writes (a filter driver, line endings,
+//! an encoding), or the umask would make git's modes differ from libgit2's,
+//! the worktree is left to git ([`Repo::create_worktree`] falls back).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use git2::Oid;
+
+use super::error::{io_err, Result};
+use super::repo::Repo;
+use super::safe_tree::remove_tree;
+
+/// The settings under which git may write a file other than as its blob
+/// reads, or lay out a worktree otherwise: filter drivers, line-ending and
+/// encoding conversion, symlink and path rules, the worktree's ref storage
+/// and link format. Matched against canonical (lower-case) keys.
+const CHECKOUT_SETTINGS: &str = "^(filter\\.|core\\.(autocrlf|eol|symlinks|attributesfile|checkroundtripencoding|protectntfs|protecthfs|precomposeunicode|ignorecase)$|extensions\\.(refstorage|relativeworktrees)$|worktree\\.userelativepaths$)";
+
+/// Words of gitattributes that can change what checkout writes (`text`,
+/// `eol`, `crlf`, `ident`, `filter`, `working-tree-encoding`). A file
+/// that holds any of them, even in a comment, leaves the checkout to git.
+const CONVERTING_ATTRIBUTES: [&[u8]; 5] = [b"text", b"eol", b"crlf", b"ident", b"filter"];
+const ENCODING_ATTRIBUTE: &[u8] = b"encoding";
+
+/// Per repository (common dir): whether git's configuration leaves a
+/// checkout as libgit2 writes it, asked once per process.
+static SETTINGS_CLEAR: Mutex<BTreeMap<PathBuf, Arc<OnceLock<bool>>>> = Mutex::new(BTreeMap::new());
+
+impl Repo {
+    /// Asks git, on a thread of its own, what [`Repo::settings_clear`]
+    /// needs, so that the answer is there when the first worktree is made.
+    pub fn warm_up_checkout(&self) {
+        let repo = self.clone();
+        let _ = std::thread::Builder::new()
+            .name("checkout-settings".into())
+            .spawn(move || repo.settings_clear());
+    }
+
+    /// Makes the admin entry and the checkout of `commit` at `path` (a new
+    /// or empty directory) as `git worktree add --detach` would, when this
+    /// process can do it as git would. `Ok(false)`: it cannot here, and
+    /// nothing was left behind.
+    pub(super) fn add_worktree_in_process(&self, path: &Path, commit: Oid) -> Result<bool> {
+        if !umask_keeps_modes() || !self.settings_clear() || self.path_registered(path) {
+            return Ok(false);
+        }
+        let Some(name) = admin_name(path) else {
+            return Ok(false);
+        };
+        let tree = {
+            let repo = self.open()?;
+            let commit = repo
+                .find_commit(commit)
+                .map_err(self.git2_err("looking up commit", commit.to_string()))?;
+            let tree = commit
+                .tree()
+                .map_err(self.git2_err("reading tree of", commit.id().to_string()))?;
+            if self.attributes_convert(&repo, &tree) {
+                return Ok(false);
+            }
+            tree.id()
+        };
+        let existed = path.exists();
+        let admin = self.make_admin_dir(&name)?;
+        let made = self.link_and_check_out(path, &admin, commit, tree);
+        if !matches!(made, Ok(true)) {
+            if !existed {
+                let _ = remove_tree(path);
+            } else if let Ok(entries) = fs::read_dir(path) {
+                for entry in entries.flatten() {
+                    let _ = remove_tree(&entry.path());
+                }
+            }
+            let _ = remove_tree(&admin);
+            self.drop_empty_worktrees_dir();
+        }
+        made
+    }
+
+    /// `<common>/worktrees/<name>`, or `<name>1`, `<name>2`… when taken
+    /// (git's own numbering), created.
+    fn make_admin_dir(&self, name: &str) -> Result<PathBuf> {
+        let worktrees = self.common_dir.join("worktrees");
+        fs::create_dir_all(&worktrees).map_err(io_err("creating", &worktrees))?;
+        let mut counter = 0u32;
+        loop {
+            let candidate = match counter {
+                0 => worktrees.join(name),
+                n => worktrees.join(format!("{name}{n}")),
+            };
+            match fs::create_dir(&candidate) {
+                Ok(()) => return Ok(candidate),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && counter < 10_000 => {
+                    counter += 1;
+                }
+                Err(e) => return Err(io_err("creating", &candidate)(e)),
+            }
+        }
+    }
+
+    /// The files git writes for a linked worktree (in its order, `locked`
+    /// first so that no `worktree prune` takes the entry half made), then
+    /// the checkout and its index; `locked` goes last. `Ok(false)`: libgit2
+    /// refused the tree (git's checkout will say why).
+    fn link_and_check_out(
+        &self,
+        path: &Path,
+        admin: &Path,
+        commit: Oid,
+        tree: Oid,
+    ) -> Result<bool> {
+        let write =
+            |file: &Path, text: String| fs::write(file, text).map_err(io_err("writing", file));
+        let locked = admin.join("locked");
+        write(&locked, "initializing\n".into())?;
+        fs::create_dir_all(path).map_err(io_err("creating", path))?;
+        let dotgit = path.join(".git");
+        write(&admin.join("gitdir"), format!("{}\n", dotgit.display()))?;
+        write(&dotgit, format!("gitdir: {}\n", admin.display()))?;
+        write(&admin.join("commondir"), "../..\n".into())?;
+        let refs = admin.join("refs");
+        fs::create_dir(&refs).map_err(io_err("creating", &refs))?;
+        write(&admin.join("HEAD"), format!("{commit}\n"))?;
+        if let Err(e) = check_out(path, tree) {
+            tracing::debug!(error = %e, path = %path.display(), "libgit2 did not check the tree out; leaving it to git");
+            return Ok(false);
+        }
+        fs::remove_file(&locked).map_err(io_err("removing", &locked))?;
+        Ok(true)
+    }
+
+    /// Some admin entry already names `path` (a worktree that went missing
+    /// without being pruned): git refuses such a path, or numbers it; its
+    /// own `worktree add` is left to say which.
+    fn path_registered(&self, path: &Path) -> bool {
+        let wanted = path.join(".git");
+        fs::read_dir(self.common_dir.join("worktrees"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                fs::read_to_string(e.path().join("gitdir"))
+                    .is_ok_and(|g| Path::new(g.trim_end()) == wanted.as_path())
+            })
+    }
+
+    /// Removes `<common>/worktrees` once it holds no entry, as `git
+    /// worktree remove` does (a concurrent maker recreates it).
+    pub(super) fn drop_empty_worktrees_dir(&self) {
+        let _ = fs::remove_dir(self.common_dir.join("worktrees"));
+    }
+
+    /// Whether git's configuration, as git itself reads it (system, global
+    /// and repository files, includes, `-c` and `GIT_CONFIG_*` from the
+    /// environment), and as libgit2 reads it, sets none of
+    /// [`CHECKOUT_SETTINGS`]. Cached per repository for the process.
+    fn settings_clear(&self) -> bool {
+        let cell = {
+            let mut map = SETTINGS_CLEAR.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(self.common_dir.clone()).or_default().clone()
+        };
+        *cell.get_or_init(|| self.git_sets_nothing() && self.libgit2_sets_nothing())
+    }
+
+    fn git_sets_nothing(&self) -> bool {
+        let args = [
+            "config".as_ref(),
+            "--get-regexp".as_ref(),
+            CHECKOUT_SETTINGS.as_ref(),
+        ];
+        match self.git().run_unchecked(&args, None) {
+            // Exit 1 with no output: no key matches.
+            Ok((out, _)) => out.status.code() == Some(1) && out.stdout.is_empty(),
+            Err(_) => false,
+        }
+    }
+
+    fn libgit2_sets_nothing(&self) -> bool {
+        let Ok(repo) = self.open() else {
+            return false;
+        };
+        let Ok(config) = repo.config().and_then(|mut c| c.snapshot()) else {
+            return false;
+        };
+        let Ok(mut entries) = config.entries(Some(CHECKOUT_SETTINGS)) else {
+            return false;
+        };
+        entries.next().is_none()
+    }
+
+    /// Any attributes file git would read for this checkout names an
+    /// attribute that converts content: the repository's
+    /// `info/attributes`, the user's and the system's, or a
+    /// `.gitattributes` anywhere in `tree`.
+    fn attributes_convert(&self, repo: &git2::Repository, tree: &git2::Tree<'_>) -> bool {
+        let mut files = vec![
+            self.common_dir.join("info/attributes"),
+            PathBuf::from("/etc/gitattributes"),
+            PathBuf::from("/usr/local/etc/gitattributes"),
+        ];
+        match std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
+            Some(xdg) => files.push(PathBuf::from(xdg).join("git/attributes")),
+            None => {
+                if let Some(home) = std::env::var_os("HOME") {
+                    files.push(PathBuf::from(home).join(".config/git/attributes"));
+                }
+            }
+        }
+        let on_disk = files.iter().any(|f| match fs::read(f) {
+            Ok(bytes) => converts(&bytes),
+            Err(e) => e.kind() != io::ErrorKind::NotFound,
+        });
+        if on_disk {
+            return true;
+        }
+        let mut found = false;
+        let walked = tree.walk(git2::TreeWalkMode::PreOrder, |_, entry| {
+            if entry.name_bytes() == b".gitattributes" {
+                found = match repo.find_blob(entry.id()) {
+                    Ok(blob) => converts(blob.content()),
+                    // A `.gitattributes` that is a directory or a gitlink
+                    // is read by neither.
+                    Err(_) => entry.kind() == Some(git2::ObjectType::Blob),
+                };
+                if found {
+                    return git2::TreeWalkResult::Abort;
+                }
+            }
+            git2::TreeWalkResult::Ok
+        });
+        found || walked.is_err()
+    }
+}
+
+/// libgit2's checkout of `tree` into the worktree at `path` (its HEAD
+/// already names the commit), writing the worktree's index. Filters are
+/// off: nothing configured or attributed would convert (checked above).
+fn check_out(path: &Path, tree: Oid) -> std::result::Result<(), git2::Error> {
+    let repo = git2::Repository::open(path)?;
+    let tree = repo.find_tree(tree)?;
+    let mut options = git2::build::CheckoutBuilder::new();
+    options.force().recreate_missing(true).disable_filters(true);
+    repo.checkout_tree(tree.as_object(), Some(&mut options))?;
+    // The checkout writes the index it updated; one it left empty (it
+    // should not) would make every file look new to git.
+    let mut index = repo.index()?;
+    if index.is_empty() && !tree.is_empty() {
+        index.read_tree(&tree)?;
+        index.write()?;
+    }
+    Ok(())
+}
+
+fn converts(bytes: &[u8]) -> bool {
+    let has = |word: &[u8]| bytes.windows(word.len()).any(|w| w == word);
+    CONVERTING_ATTRIBUTES.iter().any(|w| has(w)) || has(ENCODING_ATTRIBUTE)
+}
+
+/// The admin entry's name, as git derives it from the worktree's last
+/// component — only when git would keep that name unchanged (letters,
+/// digits, `-`, `_`, `.` not leading); else `None` and git names it.
+fn admin_name(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && !name.ends_with(".lock")
+        && !name.ends_with('.')
+        && !name.contains("..")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    plain.then(|| name.to_string())
+}
+
+/// Whether git's modes (`0666`/`0777` less the umask) and libgit2's
+/// (`0644`/`0755` less the umask) agree: when the umask clears group and
+/// other write, as the usual `022` and `077` do.
+fn umask_keeps_modes() -> bool {
+    static KEEPS: OnceLock<bool> = OnceLock::new();
+    *KEEPS.get_or_init(|| {
+        let Ok(status) = fs::read_to_string("/proc/self/status") else {
+            return false;
+        };
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            .is_some_and(|mask| mask & 0o022 == 0o022)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::test_support::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Every file under `root` but `.git`: its bytes (a symlink's target)
+    /// and its permission bits.
+    fn snapshot(root: &Path) -> Vec<(String, Vec<u8>, u32)> {
+        files_on_disk(root)
+            .into_iter()
+            .map(|rel| {
+                let path = root.join(&rel);
+                let meta = fs::symlink_metadata(&path).expect("meta");
+                let bytes = if meta.file_type().is_symlink() {
+                    fs::read_link(&path)
+                        .expect("link")
+                        .into_os_string()
+                        .into_encoded_bytes()
+                } else {
+                    fs::read(&path).expect("read")
+                };
+                (rel, bytes, meta.permissions().mode())
+            })
+            .collect()
+    }
+
+    /// A commit on the base with `path` (nested) set to `content`.
+    fn commit_nested(fx: &Fixture, path: &str, content: &str) -> Oid {
+        let repo = fx.repo.open().expect("open");
+        let base = repo.find_commit(fx.base).expect("base");
+        let mut index = git2::Index::new().expect("index");
+        index.read_tree(&base.tree().expect("tree")).expect("read");
+        let blob = repo.blob(content.as_bytes()).expect("blob");
+        let mut entry = index.get_path(Path::new("README.md"), 0).expect("an entry");
+        entry.id = blob;
+        entry.path = path.as_bytes().to_vec();
+        entry.file_size = content.len() as u32;
+        index.add(&entry).expect("add");
+        let tree = repo
+            .find_tree(index.write_tree_to(&repo).expect("tree"))
+            .expect("tree");
+        let sig = git2::Signature::now("Someone", "someone@example.com").expect("sig");
+        repo.commit(None, &sig, &sig, "nested", &tree, &[&base])
+            .expect("commit")
+    }
+
+    fn admin_of(fx: &Fixture, name: &str) -> PathBuf {
+        fs::canonicalize(fx.root.join(".git/worktrees").join(name)).expect("admin dir")
+    }
+
+    #[test]
+    fn a_worktree_made_here_is_the_one_git_makes() {
+        let fx = fixture();
+        let ours = fx.wts.join("ours");
+        assert!(fx
+            .repo
+            .add_worktree_in_process(&ours, fx.base)
+            .expect("add"));
+        let theirs = fx.wts.join("theirs");
+        git_in(
+            &fx.root,
+            &[
+                "-c",
+                "core.logAllRefUpdates=false",
+                "worktree",
+                "add",
+                "-q",
+                "--detach",
+                theirs.to_str().expect("utf-8"),
+                &fx.base.to_string(),
+            ],
+        );
+        // The same files, bytes, modes and links, and the same index.
+        assert_eq!(snapshot(&ours), snapshot(&theirs));
+        assert_eq!(
+            git_in(&ours, &["ls-files", "-s"]),
+            git_in(&theirs, &["ls-files", "-s"])
+        );
+        assert_eq!(git_in(&ours, &["status", "--porcelain", "--ignored"]), "");
+        assert_eq!(
+            git_in(&ours, &["rev-parse", "HEAD"]).trim(),
+            fx.base.to_string()
+        );
+        // The same admin entry (git's reset also leaves ORIG_HEAD).
+        let names = |dir: &Path| -> Vec<String> {
+            let mut names: Vec<String> = fs::read_dir(dir)
+                .expect("admin")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "ORIG_HEAD")
+                .collect();
+            names.sort();
+            names
+        };
+        let (a, b) = (admin_of(&fx, "ours"), admin_of(&fx, "theirs"));
+        assert_eq!(names(&a), names(&b));
+        for file in ["HEAD", "commondir"] {
+            assert_eq!(
+                fs::read(a.join(file)).ok(),
+                fs::read(b.join(file)).ok(),
+                "{file}"
+            );
+        }
+        let ours_canon = fs::canonicalize(&ours).expect("canon");
+        assert_eq!(
+            fs::read_to_string(a.join("gitdir")).expect("gitdir"),
+            format!("{}/.git\n", ours_canon.display())
+        );
+        assert_eq!(
+            fs::read_to_string(ours.join(".git")).expect(".git"),
+            format!("gitdir: {}\n", a.display())
+        );
+        let list = git_in(&fx.root, &["worktree", "list", "--porcelain"]);
+        assert!(
+            list.contains(&format!(
+                "worktree {}\nHEAD {}\ndetached",
+                ours_canon.display(),
+                fx.base
+            )),
+            "{list}"
+        );
+        git_in(&fx.root, &["fsck", "--no-progress"]);
+        fx.assert_user_untouched();
+
+        // Removed by hand as `git worktree remove` would: entry, checkout,
+        // and `worktrees/` with the last of them.
+        let wt = fx.repo.find_worktree(&ours, None).expect("found");
+        fx.repo.remove_worktree(&wt).expect("remove");
+        assert!(!ours.exists() && !a.exists());
+        assert!(
+            fx.root.join(".git/worktrees").is_dir(),
+            "theirs is still there"
+        );
+        let wt = fx.repo.find_worktree(&theirs, None).expect("found");
+        fx.repo.remove_worktree(&wt).expect("remove");
+        assert!(!fx.root.join(".git/worktrees").exists());
+        assert_eq!(git_in(&fx.root, &["worktree", "list"]).lines().count(), 1);
+    }
+
+    #[test]
+    fn a_configured_filter_leaves_the_checkout_to_git() {
+        let fx = fixture();
+        git_in(&fx.root, &["config", "filter.up.smudge", "tr a-z A-Z"]);
+        git_in(&fx.root, &["config", "filter.up.clean", "cat"]);
+        let commit = commit_file(
+            &fx.repo,
+            fx.base,
+            ".gitattributes",
+            "*.md filter=up\n",
+            "attrs",
+        );
+        let wt = fx
+            .repo
+            .create_worktree(&fx.wts.join("filtered"), commit, None)
+            .expect("create");
+        assert_eq!(
+            fs::read_to_string(wt.path.join("README.md")).expect("read"),
+            "HELLO\n",
+            "git's checkout ran the smudge filter"
+        );
+        // Control: libgit2 would have written the blob as it is.
+        let raw = fx.wts.join("raw");
+        git_in(
+            &fx.root,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "--no-checkout",
+                "--detach",
+                raw.to_str().expect("utf-8"),
+                &commit.to_string(),
+            ],
+        );
+        let tree = fx
+            .repo
+            .open()
+            .expect("open")
+            .find_commit(commit)
+            .expect("commit")
+            .tree_id();
+        check_out(&raw, tree).expect("raw checkout");
+        assert_eq!(
+            fs::read_to_string(raw.join("README.md")).expect("read"),
+            "hello\n"
+        );
+    }
+
+    #[test]
+    fn config_from_the_environment_counts_as_git_sees_it() {
+        // `git -c core.autocrlf=true agent run`: git hands the setting to
+        // its subcommand in the environment, where libgit2 never looks.
+        let fx = fixture();
+        let plain = fx.repo.clone();
+        assert!(plain.git_sets_nothing(), "control: nothing is set");
+        let with_param = fx
+            .repo
+            .clone()
+            .with_git_env("GIT_CONFIG_PARAMETERS", "'core.autocrlf=true'");
+        assert!(!with_param.git_sets_nothing());
+        let file = fx.root.join("global.config");
+        write(&file, "[core]\n\teol = crlf\n");
+        let with_global = fx.repo.clone().with_git_env("GIT_CONFIG_GLOBAL", &file);
+        assert!(!with_global.git_sets_nothing());
+    }
+
+    #[test]
+    fn converting_attributes_anywhere_leave_the_checkout_to_git() {
+        let fx = fixture();
+        let commit = commit_nested(&fx, "docs/.gitattributes", "guide.md eol=crlf\n");
+        let path = fx.wts.join("crlf");
+        assert!(!fx
+            .repo
+            .add_worktree_in_process(&path, commit)
+            .expect("asked"));
+        assert!(!path.exists(), "nothing left behind");
+        assert!(
+            !fx.root.join(".git/worktrees").exists(),
+            "no admin entry left behind"
+        );
+        let wt = fx
+            .repo
+            .create_worktree(&path, commit, None)
+            .expect("create");
+        assert_eq!(
+            fs::read(wt.path.join("docs/guide.md")).expect("read"),
+            b"guide\r\n"
+        );
+
+        // The repository's own attributes file counts too.
+        write(&fx.root.join(".git/info/attributes"), "*.md text\n");
+        assert!(!fx
+            .repo
+            .add_worktree_in_process(&fx.wts.join("info"), fx.base)
+            .expect("asked"));
+        fs::remove_file(fx.root.join(".git/info/attributes")).expect("rm");
+        assert!(fx
+            .repo
+            .add_worktree_in_process(&fx.wts.join("plain"), fx.base)
+            .expect("asked"));
+    }
+
+    #[test]
+    fn a_taken_admin_name_is_numbered_and_a_registered_path_left_to_git() {
+        let fx = fixture();
+        // A stale entry of that name for another path.
+        let stale = fx.root.join(".git/worktrees/run");
+        fs::create_dir_all(&stale).expect("stale");
+        write(&stale.join("gitdir"), "/nowhere/run/.git\n");
+        let path = fx.wts.join("run");
+        assert!(fx
+            .repo
+            .add_worktree_in_process(&path, fx.base)
+            .expect("add"));
+        let admin = fs::canonicalize(fx.root.join(".git/worktrees/run1")).expect("numbered");
+        assert_eq!(
+            fs::read_to_string(path.join(".git")).expect(".git"),
+            format!("gitdir: {}\n", admin.display())
+        );
+        assert!(!admin.join("locked").exists(), "unlocked once made");
+        // An entry naming the path of a new worktree: git's to decide.
+        let again = fx.wts.join("again");
+        let entry = fx.root.join(".git/worktrees/other");
+        fs::create_dir_all(&entry).expect("entry");
+        write(
+            &entry.join("gitdir"),
+            &format!("{}/.git\n", again.display()),
+        );
+        assert!(!fx
+            .repo
+            .add_worktree_in_process(&again, fx.base)
+            .expect("asked"));
+        assert!(!again.exists());
+    }
+
+    #[test]
+    fn converting_words_are_found() {
+        assert!(converts(b"* text=auto\n"));
+        assert!(converts(b"*.sh eol=lf\n"));
+        assert!(converts(b"*.bin filter=lfs diff=lfs merge=lfs -text\n"));
+        assert!(converts(b"*.txt working-tree-encoding=UTF-16\n"));
+        assert!(converts(b"*.c ident\n"));
+        assert!(!converts(
+            b"*.rs diff=rust\n*.md whitespace=trailing-space\n"
+        ));
+        assert_eq!(
+            admin_name(Path::new("/w/20261201-182443-full-86cb")).as_deref(),
+            Some("20261201-182443-full-86cb")
+        );
+        assert_eq!(admin_name(Path::new("/w/.hidden")), None);
+        assert_eq!(admin_name(Path::new("/w/x.lock")), None);
+        assert_eq!(admin_name(Path::new("/w/a b")), None);
+    }
+}
