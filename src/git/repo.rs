@@ -1,23 +1,27 @@
 //! [`Repo`], the user's repository: how it is found and opened, and the
 //! handles every other part of [`crate::git`] starts from.
 
-use std::cell::RefCell;
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use git2::{Oid, Repository};
 
 use super::command::{arg_eq, Git};
 use super::error::{io_err, Result, WorkspaceError};
 
-thread_local! {
-    /// The handle [`Repo::open`] lends on this thread, while nobody holds it.
-    static OPENED: RefCell<Option<(PathBuf, Repository)>> = const { RefCell::new(None) };
-}
+/// The handles [`Repo::open`] lends, while nobody holds them: shared by
+/// every thread of the process (a `Repository` is used by one thread at a
+/// time, and may move between them), so that a run's steps on the
+/// runtime's blocking threads do not each parse the config again.
+static SPARE: Mutex<Vec<(PathBuf, Repository)>> = Mutex::new(Vec::new());
 
-/// A libgit2 handle lent by [`Repo::open`]; given back to the thread when
-/// dropped (`Repository` is not `Sync`: each thread keeps its own).
+/// Spare handles kept at most (a batch of `-j N` runs holds up to N).
+const SPARE_LIMIT: usize = 16;
+
+/// A libgit2 handle lent by [`Repo::open`]; given back to the spares when
+/// dropped.
 pub struct Opened {
     git_dir: PathBuf,
     repo: Option<Repository>,
@@ -36,14 +40,10 @@ impl Drop for Opened {
             return;
         };
         let git_dir = std::mem::take(&mut self.git_dir);
-        // During thread teardown the slot may be gone: the handle just closes.
-        let _ = OPENED.try_with(|slot| {
-            if let Ok(mut slot) = slot.try_borrow_mut() {
-                if slot.is_none() {
-                    *slot = Some((git_dir, repo));
-                }
-            }
-        });
+        let mut spare = SPARE.lock().unwrap_or_else(|p| p.into_inner());
+        if spare.len() < SPARE_LIMIT {
+            spare.push((git_dir, repo));
+        }
     }
 }
 
@@ -93,22 +93,19 @@ impl Repo {
         self.workdir.as_deref()
     }
 
-    /// A libgit2 handle on this thread: the one an earlier call on the
-    /// same thread gave back when it was dropped, else a fresh one.
-    /// Opening parses every config file (system, global, the repository's),
-    /// which a run would otherwise do some twenty times; a kept handle
-    /// still reads refs, objects and config changes from disk as it goes.
+    /// A libgit2 handle: one an earlier call gave back when it was dropped
+    /// (on any thread), else a fresh one. Opening parses every config file
+    /// (system, global, the repository's), which a run would otherwise do
+    /// some twenty times; a kept handle still reads refs, objects and
+    /// config changes from disk as it goes.
     pub fn open(&self) -> Result<Opened> {
-        let kept = OPENED.with(|slot| {
-            let mut slot = slot.borrow_mut();
-            match slot.take() {
-                Some((dir, repo)) if dir == self.git_dir => Some(repo),
-                other => {
-                    *slot = other;
-                    None
-                }
-            }
-        });
+        let kept = {
+            let mut spare = SPARE.lock().unwrap_or_else(|p| p.into_inner());
+            spare
+                .iter()
+                .rposition(|(dir, _)| *dir == self.git_dir)
+                .map(|i| spare.swap_remove(i).1)
+        };
         let repo = match kept {
             Some(repo) => repo,
             None => Repository::open(&self.git_dir).map_err(|source| {
