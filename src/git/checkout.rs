@@ -20,9 +20,10 @@ use super::safe_tree::remove_tree;
 
 /// The settings under which git may write a file other than as its blob
 /// reads, or lay out a worktree otherwise: filter drivers, line-ending and
-/// encoding conversion, symlink and path rules, the worktree's ref storage
-/// and link format. Matched against canonical (lower-case) keys.
-const CHECKOUT_SETTINGS: &str = "^(filter\\.|core\\.(autocrlf|eol|symlinks|attributesfile|checkroundtripencoding|protectntfs|protecthfs|precomposeunicode|ignorecase)$|extensions\\.(refstorage|relativeworktrees)$|worktree\\.userelativepaths$)";
+/// encoding conversion, symlink and path rules, shared permissions, the
+/// worktree's ref storage and link format. Matched against canonical
+/// (lower-case) keys.
+const CHECKOUT_SETTINGS: &str = "^(filter\\.|core\\.(autocrlf|eol|symlinks|attributesfile|checkroundtripencoding|protectntfs|protecthfs|precomposeunicode|ignorecase|sharedrepository)$|extensions\\.(refstorage|relativeworktrees)$|worktree\\.userelativepaths$)";
 
 /// Words of gitattributes that can change what checkout writes (`text`,
 /// `eol`, `crlf`, `ident`, `filter`, `working-tree-encoding`). A file
@@ -501,6 +502,10 @@ mod tests {
         write(&file, "[core]\n\teol = crlf\n");
         let with_global = fx.repo.clone().with_git_env("GIT_CONFIG_GLOBAL", &file);
         assert!(!with_global.git_sets_nothing());
+        // A group-shared repository: git makes its files group-writable.
+        git_in(&fx.root, &["config", "core.sharedRepository", "group"]);
+        assert!(!plain.git_sets_nothing());
+        assert!(!plain.libgit2_sets_nothing());
     }
 
     #[test]
