@@ -417,9 +417,11 @@ impl Run {
             return self.resume(req, stop).await;
         }
         let base_ref = brief.base.clone();
-        let base = self.git(move |repo| repo.resolve_commit(&base_ref)).await?;
-        let base_ref = brief.base.clone();
-        self.record.base_branch = self.git(move |repo| Ok(repo.branch_of(&base_ref))).await?;
+        // One trip to a blocking thread for both.
+        let (base, base_branch) = self
+            .git(move |repo| Ok((repo.resolve_commit(&base_ref)?, repo.branch_of(&base_ref))))
+            .await?;
+        self.record.base_branch = base_branch;
         // `after:`: the results this run builds on, not the base.
         let (start, refused) = match self.chain_start(req, base).await? {
             Ok(start) => (start, None),

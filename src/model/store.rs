@@ -449,9 +449,19 @@ impl RunDir {
         }
     }
 
+    /// The record. One that does not parse is read again (four times at
+    /// most) before it counts as damaged: the writer may have reused, for
+    /// its next record, the file this read had opened (see [`replace`]).
     pub fn read_record(&self) -> io::Result<RunRecord> {
-        let bytes = fs::read(self.record_path())?;
-        serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        let mut tries = 0;
+        loop {
+            let bytes = fs::read(self.record_path())?;
+            match serde_json::from_slice(&bytes) {
+                Ok(record) => return Ok(record),
+                Err(_) if tries < 4 => tries += 1,
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+            }
+        }
     }
 
     /// Appends one event as one `write` of one line.
@@ -490,9 +500,61 @@ impl RunDir {
     }
 }
 
-/// write + rename: whole or not at all for every reader, not synced.
+/// write + rename: whole or not at all for every reader, not synced. The
+/// file written is this process's spare beside `path`, and the rename an
+/// exchange (`renameat2(RENAME_EXCHANGE)`): the record it replaces becomes
+/// the spare the next write fills, so a run's many records cost two files,
+/// not a file made and one unlinked each time (on ext4 a file made soon
+/// after others were unlinked costs several times more). A reader that
+/// opened the old record before the exchange reads it whole unless it is
+/// still reading when the next write begins: [`RunDir::read_record`] reads
+/// again then. Where the file system cannot exchange, a plain rename.
 fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_then_rename(path, bytes, false)
+    let tmp = tmp_path(path);
+    {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+    }
+    if exchange(&tmp, path).is_ok() {
+        return Ok(());
+    }
+    fs::rename(&tmp, path)
+}
+
+/// Swaps the names of `a` and `b` (both must exist).
+fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let a = std::ffi::CString::new(a.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let b = std::ffi::CString::new(b.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: renameat2(2) on two NUL-terminated paths that outlive the call.
+    let done = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `.<name>.tmp<pid>` beside `path`: this process's (what `salvage`
+/// removes once its writer is gone).
+fn tmp_path(path: &Path) -> PathBuf {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ))
 }
 
 /// write + fsync + rename + fsync(dir).
@@ -504,13 +566,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// the file and its directory reach the disk first.
 fn write_then_rename(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
+    let tmp = tmp_path(path);
     {
         let mut file = File::create(&tmp)?;
         file.write_all(bytes)?;
@@ -530,6 +586,51 @@ fn write_then_rename(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_in_between_reuse_two_files_and_every_read_is_whole() {
+        use std::os::unix::fs::MetadataExt;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(tmp.path());
+        let run = store.create("t").expect("run dir");
+        let mut record = RunRecord::blank(&run.id, "t");
+        record.state = State::Running;
+        run.write_record(&record).expect("first");
+        let done = AtomicBool::new(false);
+        let (reads, inodes) = std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut reads = 0u32;
+                while !done.load(Ordering::Relaxed) {
+                    let got = run.read_record().expect("a whole record, every time");
+                    assert_eq!(got.run_id, run.id);
+                    reads += 1;
+                }
+                reads
+            });
+            let mut inodes = std::collections::BTreeSet::new();
+            for i in 0..2000 {
+                // Records of varying length, as a run's are.
+                record.title = "x".repeat(i % 300);
+                run.write_record(&record).expect("write");
+                inodes.insert(fs::metadata(run.record_path()).expect("meta").ino());
+            }
+            done.store(true, Ordering::Relaxed);
+            (reader.join().expect("reader"), inodes)
+        });
+        assert!(reads > 10, "the reader ran alongside ({reads} reads)");
+        assert_eq!(inodes.len(), 2, "two files take turns: {inodes:?}");
+        // The last record is written as before: the spare is consumed.
+        record.state = State::Succeeded;
+        run.write_record(&record).expect("terminal");
+        let names: Vec<String> = fs::read_dir(&run.path)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("run.json"))
+            .collect();
+        assert_eq!(names, vec!["run.json".to_string()]);
+        assert_eq!(run.read_record().expect("read").state, State::Succeeded);
+    }
 
     #[test]
     fn an_event_line_cut_inside_a_character_damages_only_itself() {
