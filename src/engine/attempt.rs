@@ -245,6 +245,11 @@ impl Run {
         let results = next!(checked?);
         let failed: Vec<&CheckResult> = results.iter().filter(|r| !r.passed).collect();
         if failed.is_empty() {
+            // The tree the checks passed is the one committed, as it is
+            // (not rebuilt from the changes) when all of it is in scope.
+            if judged.whole {
+                self.verified_tree = Some(judged.tree);
+            }
             let keep = Some((run.base, judged.in_scope));
             if !judged.for_human.is_empty() {
                 return self.escalate(judged.for_human.join("; "), keep).map(Some);

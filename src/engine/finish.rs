@@ -18,7 +18,7 @@ impl Run {
         let mut end_state = end.state;
         let mut pending = false;
         if let (Some((base, keep)), State::Succeeded | State::Escalated) = (end.keep, end.state) {
-            if !keep.is_empty() || self.pending_tree.is_some() {
+            if !keep.is_empty() || self.verified_tree.is_some() {
                 if let Err(e) = self.commit(brief, end.state, base, keep).await? {
                     end_state = State::Failed;
                     pending = true;
@@ -130,16 +130,16 @@ impl Run {
         let author = self.engine.commit_author.clone();
         let branch = brief.output.branch.clone();
         let task = brief.id.to_string();
-        let pending = self.pending_tree;
-        let tree = self
-            .git(move |repo| match pending {
-                Some(tree) => Ok(tree),
-                None => {
+        let tree = match self.verified_tree {
+            Some(tree) => Ok(tree),
+            None => {
+                self.git(move |repo| {
                     let refs: Vec<&Change> = keep.iter().collect();
                     repo.build_tree(base, &refs)
-                }
-            })
-            .await;
+                })
+                .await
+            }
+        };
         let tree = match tree {
             Ok(tree) => tree,
             Err(e) => return Ok(Err(e)),

@@ -20,6 +20,8 @@ pub(super) struct Judged {
     pub(super) for_human: Vec<String>,
     /// What is on disk and not in `tree`: set aside while the checks run.
     pub(super) not_in_tree: Vec<String>,
+    /// Every change of `tree` is in `in_scope`: `tree` is the commit's.
+    pub(super) whole: bool,
 }
 
 impl Run {
@@ -208,6 +210,7 @@ impl Run {
         Ok(Step::Next(Judged {
             tree: staged.tree,
             for_human: for_human(&verifier, &in_scope),
+            whole: in_scope.len() == staged.changes.len(),
             in_scope,
             not_in_tree: staged.not_in_tree,
         }))

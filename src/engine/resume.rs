@@ -43,7 +43,7 @@ impl Run {
         self.event(EventKind::Resumed { attempt })?;
         // Verified and checked, only its commit failed: commit it now.
         if let Some(pending) = pending_commit(&self.dir) {
-            self.pending_tree = Some(pending.tree);
+            self.verified_tree = Some(pending.tree);
             return Ok(End {
                 state: pending.outcome,
                 reason: pending.reason,

@@ -242,7 +242,7 @@ pub async fn execute(
         progress,
         started: Instant::now(),
         worktree: None,
-        pending_tree: None,
+        verified_tree: None,
         slot: None,
         saved: std::sync::Mutex::new(None),
         sockets: crate::engine::confine::Sockets::start(&engine.sandbox),
@@ -317,9 +317,10 @@ pub(super) struct Run {
     progress: Progress,
     pub(super) started: Instant,
     pub(super) worktree: Option<Worktree>,
-    /// A resumed run's verified tree whose commit failed before: committed
-    /// as it is, nothing run again.
-    pub(super) pending_tree: Option<git2::Oid>,
+    /// The tree to commit as it is: the one the checks passed (all of its
+    /// change in scope), or a resumed run's whose commit failed before
+    /// (nothing is run again).
+    pub(super) verified_tree: Option<git2::Oid>,
     /// The pool slot whose worktree this run works in (held until it ends).
     pub(super) slot: Option<crate::engine::pool::Slot>,
     /// The record as last written.
