@@ -512,8 +512,15 @@ impl RunDir {
 fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = tmp_path(path);
     {
-        let mut file = File::create(&tmp)?;
+        // Overwritten, then cut to length: truncating first would free
+        // the block that the new record then takes again.
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&tmp)?;
         file.write_all(bytes)?;
+        file.set_len(bytes.len() as u64)?;
     }
     if exchange(&tmp, path).is_ok() {
         return Ok(());
