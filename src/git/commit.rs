@@ -340,9 +340,8 @@ impl Repo {
 }
 
 /// The note `text` on `commit` as a new commit of [`NOTES_REF`] saying
-/// `message`, the ref moved only from the tip it was read at. A notes tree
-/// that git fanned out (`ab/cdef…`) is left to libgit2, which knows that
-/// layout (and words its own message).
+/// `message`, the ref moved only from the tip it was read at; the tree
+/// laid out as git lays it out ([`super::notes::with_note`]).
 fn write_note(
     repo: &Repository,
     sig: &git2::Signature<'_>,
@@ -356,18 +355,9 @@ fn write_note(
         Err(e) => return Err(e),
     };
     let parent_tree = parent.as_ref().map(git2::Commit::tree).transpose()?;
-    let fanned_out = parent_tree
-        .as_ref()
-        .is_some_and(|t| t.iter().any(|e| e.kind() == Some(git2::ObjectType::Tree)));
-    if fanned_out {
-        return repo
-            .note(sig, sig, Some(NOTES_REF), commit, text, true)
-            .map(drop);
-    }
     let blob = repo.blob(text.as_bytes())?;
-    let mut builder = repo.treebuilder(parent_tree.as_ref())?;
-    builder.insert(commit.to_string(), blob, 0o100_644)?;
-    let tree = repo.find_tree(builder.write()?)?;
+    let tree = super::notes::with_note(repo, parent_tree.as_ref(), commit, blob)?;
+    let tree = repo.find_tree(tree)?;
     let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
     let new = repo.commit(None, sig, sig, message, &tree, &parents)?;
     match &parent {

@@ -70,13 +70,102 @@ fn merged(
     let mut notes = BTreeMap::new();
     flatten(repo, &theirs.tree()?, "", &mut notes)?;
     flatten(repo, &ours.tree()?, "", &mut notes)?;
-    let mut builder = repo.treebuilder(None)?;
-    for (name, (blob, mode)) in &notes {
-        builder.insert(name, *blob, *mode)?;
-    }
-    let tree = repo.find_tree(builder.write()?)?;
+    let tree = repo.find_tree(layout(repo, &notes, 0)?)?;
     let sig = signature()?;
     repo.commit(None, &sig, &sig, message, &tree, &[&ours, &theirs])
+}
+
+/// Notes one tree holds side by side before they move into `ab/`
+/// subtrees by the first two hex digits of the commit, as git fans a
+/// notes tree out once a level fills: a note then rewrites a root of 256
+/// entries and one subtree, not a tree of every note ever written.
+pub(super) const FANOUT_AT: usize = 256;
+
+const TREE_MODE: i32 = 0o040_000;
+const NOTE_MODE: i32 = 0o100_644;
+
+/// `tree` (the notes tree, or none yet) with the note on `commit` set to
+/// `blob`, where git looks for it: inside the `ab/` subtree at a level that
+/// has them (made if missing), beside the others at a flat level, which
+/// fans out once it holds more than [`FANOUT_AT`] notes.
+pub(super) fn with_note(
+    repo: &Repository,
+    tree: Option<&git2::Tree<'_>>,
+    commit: Oid,
+    blob: Oid,
+) -> std::result::Result<Oid, git2::Error> {
+    insert(repo, tree, &commit.to_string(), blob)
+}
+
+/// [`with_note`] at one level, `name` the part of the hex id not yet
+/// consumed by the levels above.
+fn insert(
+    repo: &Repository,
+    tree: Option<&git2::Tree<'_>>,
+    name: &str,
+    blob: Oid,
+) -> std::result::Result<Oid, git2::Error> {
+    let fanned = tree.is_some_and(|t| t.iter().any(|e| is_fanout(&e)));
+    let mut builder = repo.treebuilder(tree)?;
+    if fanned && name.len() > 2 {
+        let (prefix, rest) = name.split_at(2);
+        let sub = match tree.and_then(|t| t.get_name(prefix)) {
+            Some(e) if is_fanout(&e) => Some(repo.find_tree(e.id())?),
+            _ => None,
+        };
+        let sub = insert(repo, sub.as_ref(), rest, blob)?;
+        // A note left side by side for the same commit would shadow it.
+        if builder.get(name)?.is_some() {
+            builder.remove(name)?;
+        }
+        builder.insert(prefix, sub, TREE_MODE)?;
+        return builder.write();
+    }
+    builder.insert(name, blob, NOTE_MODE)?;
+    let flat = builder.len();
+    if flat <= FANOUT_AT || name.len() <= 2 {
+        return builder.write();
+    }
+    // This level is full: its notes move into subtrees.
+    let level = repo.find_tree(builder.write()?)?;
+    let mut notes = BTreeMap::new();
+    flatten(repo, &level, "", &mut notes)?;
+    layout(repo, &notes, 0)
+}
+
+/// A tree holding `notes` (named by their hex id from `depth` on), fanned
+/// out where a level holds more than [`FANOUT_AT`].
+fn layout(
+    repo: &Repository,
+    notes: &BTreeMap<String, (Oid, i32)>,
+    depth: usize,
+) -> std::result::Result<Oid, git2::Error> {
+    let mut builder = repo.treebuilder(None)?;
+    let deeper = notes.len() > FANOUT_AT && notes.keys().all(|n| n.len() > depth + 2);
+    if !deeper {
+        for (name, (blob, mode)) in notes {
+            builder.insert(&name[depth..], *blob, *mode)?;
+        }
+        return builder.write();
+    }
+    let mut groups: BTreeMap<&str, BTreeMap<String, (Oid, i32)>> = BTreeMap::new();
+    for (name, note) in notes {
+        groups
+            .entry(&name[depth..depth + 2])
+            .or_default()
+            .insert(name.clone(), *note);
+    }
+    for (prefix, group) in &groups {
+        builder.insert(prefix, layout(repo, group, depth + 2)?, TREE_MODE)?;
+    }
+    builder.write()
+}
+
+/// A subtree of a fanned-out notes tree: two hex digits.
+fn is_fanout(entry: &git2::TreeEntry<'_>) -> bool {
+    entry.kind() == Some(git2::ObjectType::Tree)
+        && entry.name_bytes().iter().all(u8::is_ascii_hexdigit)
+        && entry.name_bytes().len() == 2
 }
 
 /// The notes of `tree` by the commit they annotate (a fanned-out
@@ -104,7 +193,71 @@ fn flatten(
 
 #[cfg(test)]
 mod tests {
+    use super::FANOUT_AT;
     use crate::git::test_support::*;
+
+    /// `n` commits of the base's tree, none on a branch.
+    fn commits(fx: &Fixture, n: usize) -> Vec<git2::Oid> {
+        let repo = fx.repo.open().unwrap();
+        let base = repo.find_commit(fx.base).unwrap();
+        let tree = base.tree().unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        (0..n)
+            .map(|i| {
+                repo.commit(None, &sig, &sig, &format!("c{i}"), &tree, &[&base])
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_full_notes_tree_fans_out_as_git_reads_it() {
+        let fx = fixture();
+        let many = commits(&fx, FANOUT_AT + 44);
+        for (i, c) in many.iter().enumerate() {
+            fx.repo.add_note(*c, &format!("note {i}"), "m").unwrap();
+        }
+        // A note written again replaces the one there.
+        fx.repo.add_note(many[3], "note 3, again", "m").unwrap();
+        let repo = fx.repo.open().unwrap();
+        let tip = repo
+            .find_commit(fx.repo.notes_tip().unwrap().unwrap())
+            .unwrap();
+        let root = tip.tree().unwrap();
+        assert!(root.len() <= 256, "{} entries at the root", root.len());
+        assert!(
+            root.iter()
+                .all(|e| e.kind() == Some(git2::ObjectType::Tree) && e.name().unwrap().len() == 2),
+            "only ab/ subtrees at the root"
+        );
+        // git itself finds every note, and one only for each commit.
+        for (i, c) in many.iter().enumerate() {
+            let text = git_in(&fx.root, &["notes", "--ref=agent", "show", &c.to_string()]);
+            let want = if i == 3 {
+                "note 3, again".to_string()
+            } else {
+                format!("note {i}")
+            };
+            assert_eq!(text.trim(), want);
+        }
+        let listed = git_in(&fx.root, &["notes", "--ref=agent", "list"]);
+        assert_eq!(listed.lines().count(), many.len());
+        git_in(&fx.root, &["fsck", "--no-progress"]);
+        // Control: below the threshold the tree stays flat.
+        let few = fixture();
+        for c in commits(&few, 5) {
+            few.repo.add_note(c, "n", "m").unwrap();
+        }
+        let repo = few.repo.open().unwrap();
+        let flat = repo
+            .find_commit(few.repo.notes_tip().unwrap().unwrap())
+            .unwrap();
+        assert!(flat
+            .tree()
+            .unwrap()
+            .iter()
+            .all(|e| e.name().unwrap().len() == 40));
+    }
 
     #[test]
     fn two_copies_of_the_notes_merge_into_one_with_both() {
