@@ -8,7 +8,9 @@
 //!    of 5% of them;
 //! 3. verification of a change set of N new files (the agent writes them)
 //!    vs `git add -A` + `git write-tree` of the same files (N = 100,000, or
-//!    `GIT_AGENT_BENCH_NEW_FILES`).
+//!    `GIT_AGENT_BENCH_NEW_FILES`);
+//! 4. a run in a repository with 5,000 earlier decision logs (notes) vs
+//!    one with none: the history must not cost.
 //!
 //! `GIT_AGENT_BENCH_REPO=<clone>` adds rows 1–2 on a copy of a real
 //! repository (a local clone of it, with a config and the two briefs
@@ -256,6 +258,71 @@ fn new_files(tmp: &Path, count: usize) {
     );
 }
 
+/// A run in a repository whose notes ref holds `notes` earlier decision
+/// logs (one flat tree, as earlier versions wrote them; the first run lays
+/// it out anew, and is not counted) vs the same run in one with none.
+fn history(tmp: &Path, notes: usize, rounds: usize) {
+    let agent_cmd = "sh -c 'echo changed >> d000/f00000.txt'";
+    let fresh = repo_of(&tmp.join("fresh"), 50, 5, agent_cmd, "d000/**");
+    let old = repo_of(&tmp.join("old"), 50, 5, agent_cmd, "d000/**");
+    let blob = stdout_of(
+        &old,
+        &["hash-object", "-w", "--stdin"],
+        b"an earlier run's log\n",
+    );
+    let listing: String = (0..notes)
+        .map(|i| {
+            format!(
+                "100644 blob {blob}\t{:040x}\n",
+                (i as u128 + 1) * 0x9e37_79b9_7f4a_7c15
+            )
+        })
+        .collect();
+    let tree = stdout_of(&old, &["mktree"], listing.as_bytes());
+    let commit = stdout_of(&old, &["commit-tree", "-m", "earlier logs", &tree], b"");
+    git(&old, &["update-ref", "refs/notes/agent", &commit]);
+    run(&old, "full");
+    let (mut none, mut many) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        none.push(run(&fresh, "full"));
+        many.push(run(&old, "full"));
+    }
+    let (none, many) = (ms(median(none)), ms(median(many)));
+    println!(
+        "{notes} earlier decision logs: git agent run {many:.1} ms vs {none:.1} ms with none = {:.2}x",
+        many / none
+    );
+}
+
+/// What `git <args>` prints (trimmed), given `input`.
+fn stdout_of(dir: &Path, args: &[&str], input: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "b")
+        .env("GIT_AUTHOR_EMAIL", "b@b")
+        .env("GIT_COMMITTER_NAME", "b")
+        .env("GIT_COMMITTER_EMAIL", "b@b")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("git runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("input");
+    let out = child.wait_with_output().expect("git ends");
+    assert!(out.status.success(), "git {args:?}");
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
+}
+
 fn main() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let only: Vec<String> = std::env::args()
@@ -302,6 +369,9 @@ fn main() {
         let (repo, file) = real_repo(Path::new(&real), &base);
         let label = format!("{} ({file})", PathBuf::from(&real).display());
         rows(&label, &repo, &base.join("bare-wt"), &file, rounds(5));
+    }
+    if wanted("history") {
+        history(&tmp.path().join("history"), 5_000, rounds(15));
     }
     if wanted("new") {
         let count = std::env::var("GIT_AGENT_BENCH_NEW_FILES")
