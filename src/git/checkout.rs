@@ -1,7 +1,9 @@
 //! A full worktree made in this process: the admin entry written as
 //! `git worktree add --detach` writes it, the files by libgit2 — two git
-//! processes fewer per run. Only where that gives, byte for byte and mode
-//! for mode, what git's own checkout would: where any setting or attribute
+//! processes fewer per run. Only for trees below git's threshold for a
+//! parallel checkout (above it git's workers write faster than libgit2's
+//! one thread), and only where that gives, byte for byte and mode for
+//! mode, what git's own checkout would: where any setting or attribute
 //! could make git transform what it writes (a filter driver, line endings,
 //! an encoding), or the umask would make git's modes differ from libgit2's,
 //! the worktree is left to git ([`Repo::create_worktree`] falls back).
@@ -64,7 +66,7 @@ impl Repo {
             let tree = commit
                 .tree()
                 .map_err(self.git2_err("reading tree of", commit.id().to_string()))?;
-            if self.attributes_convert(&repo, &tree) {
+            if self.attributes_convert(&repo, &tree) || !small(&tree) {
                 return Ok(false);
             }
             tree.id()
@@ -239,6 +241,27 @@ impl Repo {
         });
         found || walked.is_err()
     }
+}
+
+/// Entries from which git checks a tree out with parallel workers (its
+/// `checkout.thresholdForParallelism` default): libgit2 writes one file at
+/// a time, so a larger tree is git's to write.
+const PARALLEL_AT: usize = 100;
+
+/// `tree` holds fewer than [`PARALLEL_AT`] entries (the walk stops there).
+fn small(tree: &git2::Tree<'_>) -> bool {
+    let mut entries = 0;
+    let walked = tree.walk(git2::TreeWalkMode::PreOrder, |_, entry| {
+        if entry.kind() != Some(git2::ObjectType::Tree) {
+            entries += 1;
+        }
+        if entries >= PARALLEL_AT {
+            git2::TreeWalkResult::Abort
+        } else {
+            git2::TreeWalkResult::Ok
+        }
+    });
+    walked.is_ok() && entries < PARALLEL_AT
 }
 
 /// libgit2's checkout of `tree` into the worktree at `path` (its HEAD
@@ -575,6 +598,42 @@ mod tests {
             .add_worktree_in_process(&again, fx.base)
             .expect("asked"));
         assert!(!again.exists());
+    }
+
+    #[test]
+    fn a_tree_git_would_check_out_in_parallel_is_left_to_git() {
+        let fx = fixture();
+        let repo = fx.repo.open().expect("open");
+        let base = repo.find_commit(fx.base).expect("base");
+        let mut builder = repo
+            .treebuilder(Some(&base.tree().expect("tree")))
+            .expect("builder");
+        let blob = repo.blob(b"x\n").expect("blob");
+        for i in 0..PARALLEL_AT {
+            builder
+                .insert(format!("many-{i:03}"), blob, 0o100644)
+                .expect("insert");
+        }
+        let tree = repo
+            .find_tree(builder.write().expect("tree"))
+            .expect("tree");
+        let sig = git2::Signature::now("Someone", "someone@example.com").expect("sig");
+        let big = repo
+            .commit(None, &sig, &sig, "many", &tree, &[&base])
+            .expect("commit");
+        let path = fx.wts.join("big");
+        assert!(!fx.repo.add_worktree_in_process(&path, big).expect("asked"));
+        assert!(!path.exists());
+        // Control: the base, below the threshold, is made here.
+        assert!(fx
+            .repo
+            .add_worktree_in_process(&fx.wts.join("small"), fx.base)
+            .expect("asked"));
+        let wt = fx.repo.create_worktree(&path, big, None).expect("create");
+        assert_eq!(
+            fs::read_to_string(wt.path.join("many-042")).expect("read"),
+            "x\n"
+        );
     }
 
     #[test]
