@@ -34,8 +34,23 @@ const CONVERTING_ATTRIBUTES: [&[u8]; 5] = [b"text", b"eol", b"crlf", b"ident", b
 const ENCODING_ATTRIBUTE: &[u8] = b"encoding";
 
 /// Per repository (common dir): whether git's configuration leaves a
-/// checkout as libgit2 writes it, asked once per process.
-static SETTINGS_CLEAR: Mutex<BTreeMap<PathBuf, Arc<OnceLock<bool>>>> = Mutex::new(BTreeMap::new());
+/// checkout as libgit2 writes it, and when and on which config files that
+/// was answered.
+static SETTINGS_CLEAR: Mutex<BTreeMap<PathBuf, Arc<Mutex<Option<Answer>>>>> =
+    Mutex::new(BTreeMap::new());
+
+/// How long git's answer stands: a long-lived process (the supervisor)
+/// asks again before a later worktree, so that a filter driver installed
+/// meanwhile (`git lfs install`) counts even where no file below changed.
+const ANSWER_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What [`Repo::settings_clear`] found, and on what.
+#[derive(Debug, Clone, PartialEq)]
+struct Answer {
+    at: std::time::Instant,
+    files: Vec<Option<(i64, i64, u64, u64)>>,
+    clear: bool,
+}
 
 impl Repo {
     /// Asks git, on a thread of its own, what [`Repo::settings_clear`]
@@ -164,13 +179,65 @@ impl Repo {
     /// Whether git's configuration, as git itself reads it (system, global
     /// and repository files, includes, `-c` and `GIT_CONFIG_*` from the
     /// environment), and as libgit2 reads it, sets none of
-    /// [`CHECKOUT_SETTINGS`]. Cached per repository for the process.
+    /// [`CHECKOUT_SETTINGS`]. Kept per repository until one of its config
+    /// files changes or [`ANSWER_FRESH_FOR`] passes.
     fn settings_clear(&self) -> bool {
         let cell = {
             let mut map = SETTINGS_CLEAR.lock().unwrap_or_else(|p| p.into_inner());
             map.entry(self.common_dir.clone()).or_default().clone()
         };
-        *cell.get_or_init(|| self.git_sets_nothing() && self.libgit2_sets_nothing())
+        // Held while git is asked: a second asker waits for the answer.
+        let mut answer = cell.lock().unwrap_or_else(|p| p.into_inner());
+        let files = self.config_stamps();
+        if let Some(known) = answer.as_ref() {
+            if known.files == files && known.at.elapsed() < ANSWER_FRESH_FOR {
+                return known.clear;
+            }
+        }
+        let clear = self.git_sets_nothing() && self.libgit2_sets_nothing();
+        *answer = Some(Answer {
+            at: std::time::Instant::now(),
+            files,
+            clear,
+        });
+        clear
+    }
+
+    /// The config files both git and libgit2 read (the repository's, the
+    /// user's, the system's), as (mtime, ctime, inode, size): a change to
+    /// any of them makes the answer stale at once.
+    fn config_stamps(&self) -> Vec<Option<(i64, i64, u64, u64)>> {
+        use std::os::unix::fs::MetadataExt;
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let xdg = std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|x| !x.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(".config")));
+        let mut files = vec![
+            Some(self.common_dir.join("config")),
+            home.map(|h| h.join(".gitconfig")),
+            xdg.map(|x| x.join("git/config")),
+            Some(PathBuf::from("/etc/gitconfig")),
+            Some(PathBuf::from("/usr/local/etc/gitconfig")),
+        ];
+        files.extend(
+            ["GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM"]
+                .iter()
+                .map(|v| std::env::var_os(v).map(PathBuf::from)),
+        );
+        files
+            .into_iter()
+            .map(|f| {
+                let m = fs::metadata(f?).ok()?;
+                let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+                Some((
+                    ns(m.mtime(), m.mtime_nsec()),
+                    ns(m.ctime(), m.ctime_nsec()),
+                    m.ino(),
+                    m.size(),
+                ))
+            })
+            .collect()
     }
 
     fn git_sets_nothing(&self) -> bool {
@@ -529,6 +596,30 @@ mod tests {
         git_in(&fx.root, &["config", "core.sharedRepository", "group"]);
         assert!(!plain.git_sets_nothing());
         assert!(!plain.libgit2_sets_nothing());
+    }
+
+    #[test]
+    fn a_setting_made_since_the_last_answer_counts() {
+        let fx = fixture();
+        assert!(fx
+            .repo
+            .add_worktree_in_process(&fx.wts.join("before"), fx.base)
+            .expect("asked"));
+        // `git config core.autocrlf true`: git would now write CRLF.
+        git_in(&fx.root, &["config", "core.autocrlf", "true"]);
+        let path = fx.wts.join("after");
+        assert!(!fx
+            .repo
+            .add_worktree_in_process(&path, fx.base)
+            .expect("asked"));
+        let wt = fx
+            .repo
+            .create_worktree(&path, fx.base, None)
+            .expect("create");
+        assert_eq!(
+            fs::read(wt.path.join("README.md")).expect("read"),
+            b"hello\r\n"
+        );
     }
 
     #[test]
