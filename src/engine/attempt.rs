@@ -145,7 +145,10 @@ impl Run {
         start: Start,
     ) -> Result<End, RunError> {
         let brief = &req.brief;
-        let guard = self.git(|repo| repo.guard()).await?;
+        // The repository's config and hooks are snapshot while the sandbox
+        // is prepared (which writes nothing there).
+        let repo = self.engine.repo();
+        let guard = tokio::task::spawn_blocking(move || repo?.guard());
         let tmp = self.dir.tmp_dir();
         std::fs::create_dir_all(&tmp).map_err(|source| RunError::Store {
             path: tmp.clone(),
@@ -161,6 +164,10 @@ impl Run {
             Ok(s) => s,
             Err(e) => return Ok(End::failed(e.to_string())),
         };
+        let guard = guard
+            .await
+            .map_err(|e| RunError::Join(e.to_string()))?
+            .map_err(RunError::from)?;
         // Setup is bounded by its own steps' limits, not the agent's.
         let setup_started = Instant::now();
         let provided = match self
