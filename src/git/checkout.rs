@@ -135,18 +135,28 @@ impl Repo {
         commit: Oid,
         tree: Oid,
     ) -> Result<bool> {
+        use std::os::unix::ffi::OsStrExt;
+        // Paths as their bytes (not necessarily UTF-8), each on a line.
+        let line = |parts: &[&[u8]]| -> Vec<u8> {
+            let mut text = parts.concat();
+            text.push(b'\n');
+            text
+        };
         let write =
-            |file: &Path, text: String| fs::write(file, text).map_err(io_err("writing", file));
+            |file: &Path, text: Vec<u8>| fs::write(file, text).map_err(io_err("writing", file));
         let locked = admin.join("locked");
-        write(&locked, "initializing\n".into())?;
+        write(&locked, line(&[b"initializing"]))?;
         fs::create_dir_all(path).map_err(io_err("creating", path))?;
         let dotgit = path.join(".git");
-        write(&admin.join("gitdir"), format!("{}\n", dotgit.display()))?;
-        write(&dotgit, format!("gitdir: {}\n", admin.display()))?;
-        write(&admin.join("commondir"), "../..\n".into())?;
+        write(
+            &admin.join("gitdir"),
+            line(&[dotgit.as_os_str().as_bytes()]),
+        )?;
+        write(&dotgit, line(&[b"gitdir: ", admin.as_os_str().as_bytes()]))?;
+        write(&admin.join("commondir"), line(&[b"../.."]))?;
         let refs = admin.join("refs");
         fs::create_dir(&refs).map_err(io_err("creating", &refs))?;
-        write(&admin.join("HEAD"), format!("{commit}\n"))?;
+        write(&admin.join("HEAD"), line(&[commit.to_string().as_bytes()]))?;
         if let Err(e) = check_out(path, tree) {
             tracing::debug!(error = %e, path = %path.display(), "libgit2 did not check the tree out; leaving it to git");
             return Ok(false);
@@ -159,15 +169,14 @@ impl Repo {
     /// without being pruned): git refuses such a path, or numbers it; its
     /// own `worktree add` is left to say which.
     fn path_registered(&self, path: &Path) -> bool {
+        use std::os::unix::ffi::OsStrExt;
         let wanted = path.join(".git");
+        let wanted = wanted.as_os_str().as_bytes();
         fs::read_dir(self.common_dir.join("worktrees"))
             .into_iter()
             .flatten()
             .flatten()
-            .any(|e| {
-                fs::read_to_string(e.path().join("gitdir"))
-                    .is_ok_and(|g| Path::new(g.trim_end()) == wanted.as_path())
-            })
+            .any(|e| fs::read(e.path().join("gitdir")).is_ok_and(|g| g.trim_ascii_end() == wanted))
     }
 
     /// Removes `<common>/worktrees` once it holds no entry, as `git
@@ -725,6 +734,57 @@ mod tests {
             fs::read_to_string(wt.path.join("many-042")).expect("read"),
             "x\n"
         );
+    }
+
+    #[test]
+    fn a_path_that_is_not_utf8_is_linked_byte_for_byte() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let fx = fixture();
+        let dir = fx.wts.join(OsStr::from_bytes(b"caf\xe9"));
+        fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("run");
+        assert!(fx
+            .repo
+            .add_worktree_in_process(&path, fx.base)
+            .expect("add"));
+        let gitdir = fs::read(admin_of(&fx, "run").join("gitdir")).expect("gitdir");
+        assert!(gitdir.windows(4).any(|w| w == b"caf\xe9"), "{gitdir:?}");
+        assert_eq!(git_in(&path, &["status", "--porcelain"]), "");
+        let listed = std::process::Command::new("git")
+            .current_dir(&fx.root)
+            .args(["worktree", "list", "--porcelain"])
+            .output()
+            .expect("git");
+        assert!(listed.status.success());
+        assert!(
+            listed.stdout.windows(4).any(|w| w == b"caf\xe9")
+                && !listed.stdout.windows(9).any(|w| w == b"prunable"),
+            "{}",
+            String::from_utf8_lossy(&listed.stdout)
+        );
+        // git-agent's own reading of the links finds them intact, and so
+        // the worktree by its path.
+        let wt = fx
+            .repo
+            .find_worktree(&path, None)
+            .expect("found by its path");
+        assert!(
+            wt.integrity_problems().is_empty(),
+            "{:?}",
+            wt.integrity_problems()
+        );
+        wt.sanitize_admin().expect("sanitize");
+        assert_eq!(
+            fs::read(admin_of(&fx, "run").join("gitdir")).expect("gitdir"),
+            gitdir
+        );
+        // Registered now: a second worktree there is git's to refuse.
+        fs::remove_dir_all(&path).expect("rm");
+        assert!(!fx
+            .repo
+            .add_worktree_in_process(&path, fx.base)
+            .expect("asked"));
     }
 
     #[test]

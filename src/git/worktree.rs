@@ -4,6 +4,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
@@ -60,18 +61,19 @@ impl Worktree {
         if !meta.file_type().is_file() {
             return Some(format!("{} is not a regular file", dotgit.display()));
         }
-        let text = match fs::read_to_string(&dotgit) {
+        let text = match fs::read(&dotgit) {
             Ok(t) => t,
             Err(e) => return Some(format!("{}: {e}", dotgit.display())),
         };
-        let Some(target) = text.trim_end().strip_prefix("gitdir:") else {
+        let Some(target) = text.trim_ascii_end().strip_prefix(b"gitdir:") else {
             return Some(format!("{} has no gitdir: line", dotgit.display()));
         };
-        if !same_file(&self.path.join(target.trim()), &self.admin_dir) {
+        let target = path_of(target.trim_ascii());
+        if !same_file(&self.path.join(&target), &self.admin_dir) {
             return Some(format!(
                 "{} points at {}, not {}",
                 dotgit.display(),
-                target.trim(),
+                target.display(),
                 self.admin_dir.display()
             ));
         }
@@ -100,13 +102,13 @@ impl Worktree {
                 Err(_) => Ok(()),
             }
             .map_err(io_err("removing", &dotgit))?;
-            let text = format!("gitdir: {}\n", self.admin_dir.display());
+            let text = [b"gitdir: ", self.admin_dir.as_os_str().as_bytes(), b"\n"].concat();
             fs::write(&dotgit, text).map_err(io_err("writing", &dotgit))?;
         }
         if !self.admin_dir_problems().is_empty() {
             for (name, text) in [
-                ("commondir", "../..\n".to_string()),
-                ("gitdir", format!("{}\n", dotgit.display())),
+                ("commondir", b"../..\n".to_vec()),
+                ("gitdir", [dotgit.as_os_str().as_bytes(), b"\n"].concat()),
             ] {
                 let path = self.admin_dir.join(name);
                 // Replaced, not written through: it may now be a symlink.
@@ -217,13 +219,14 @@ impl Worktree {
     pub fn admin_dir_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let commondir = self.admin_dir.join("commondir");
-        match (fs::read_to_string(&commondir), self.common_dir()) {
+        match (fs::read(&commondir), self.common_dir()) {
             (Ok(text), Some(common)) => {
-                if !same_file(&self.admin_dir.join(text.trim_end()), common) {
+                let target = path_of(text.trim_ascii_end());
+                if !same_file(&self.admin_dir.join(&target), common) {
                     problems.push(format!(
                         "{} points at {}, not {}",
                         commondir.display(),
-                        text.trim_end(),
+                        target.display(),
                         common.display()
                     ));
                 }
@@ -232,9 +235,9 @@ impl Worktree {
             (_, None) => problems.push(format!("{} has no parent", self.admin_dir.display())),
         }
         let gitdir = self.admin_dir.join("gitdir");
-        match fs::read_to_string(&gitdir) {
+        match fs::read(&gitdir) {
             Ok(text) => {
-                let back = self.admin_dir.join(text.trim_end());
+                let back = self.admin_dir.join(path_of(text.trim_ascii_end()));
                 let expected = self.path.join(".git");
                 // Compare parents: the .git file itself may be gone.
                 let points_back = back.file_name() == Some(OsStr::new(".git"))
@@ -243,7 +246,7 @@ impl Worktree {
                     problems.push(format!(
                         "{} points at {}, not {}",
                         gitdir.display(),
-                        text.trim_end(),
+                        path_of(text.trim_ascii_end()).display(),
                         expected.display()
                     ));
                 }
@@ -271,6 +274,11 @@ impl Worktree {
         }
         git
     }
+}
+
+/// A path as a link file holds it: its bytes, not necessarily UTF-8.
+fn path_of(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(OsStr::from_bytes(bytes))
 }
 
 /// Paths refer to the same existing file system object.
@@ -603,8 +611,8 @@ impl Repo {
             .flatten()
             .map(|e| e.path())
             .find(|admin| {
-                fs::read_to_string(admin.join("gitdir"))
-                    .is_ok_and(|g| Path::new(g.trim_end()) == wanted.as_path())
+                fs::read(admin.join("gitdir"))
+                    .is_ok_and(|g| path_of(g.trim_ascii_end()) == wanted.as_path())
             })?;
         Some(Worktree {
             path,
@@ -660,16 +668,16 @@ pub(super) fn sparse_patterns(patterns: &[String]) -> Result<Vec<String>> {
 
 fn read_admin_dir(path: &Path) -> Result<PathBuf> {
     let dotgit = path.join(".git");
-    let text = fs::read_to_string(&dotgit).map_err(io_err("reading", &dotgit))?;
+    let text = fs::read(&dotgit).map_err(io_err("reading", &dotgit))?;
     let target = text
-        .trim_end()
-        .strip_prefix("gitdir:")
-        .map(str::trim)
+        .trim_ascii_end()
+        .strip_prefix(b"gitdir:")
+        .map(<[u8]>::trim_ascii)
         .ok_or_else(|| WorkspaceError::InvalidWorktreePath {
             path: path.to_path_buf(),
             reason: format!("{} has no gitdir: line", dotgit.display()),
         })?;
-    let target = path.join(target);
+    let target = path.join(path_of(target));
     fs::canonicalize(&target).map_err(io_err("resolving", &target))
 }
 
