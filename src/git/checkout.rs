@@ -81,7 +81,7 @@ impl Repo {
             let tree = commit
                 .tree()
                 .map_err(self.git2_err("reading tree of", commit.id().to_string()))?;
-            if self.attributes_convert(&repo, &tree) || !small(&tree) {
+            if self.attributes_convert() || !small_and_plain(&repo, &tree) {
                 return Ok(false);
             }
             tree.id()
@@ -275,11 +275,10 @@ impl Repo {
         entries.next().is_none()
     }
 
-    /// Any attributes file git would read for this checkout names an
-    /// attribute that converts content: the repository's
-    /// `info/attributes`, the user's and the system's, or a
-    /// `.gitattributes` anywhere in `tree`.
-    fn attributes_convert(&self, repo: &git2::Repository, tree: &git2::Tree<'_>) -> bool {
+    /// Any attributes file outside the tree that git would read for this
+    /// checkout names an attribute that converts content: the
+    /// repository's `info/attributes`, the user's and the system's.
+    fn attributes_convert(&self) -> bool {
         let mut files = vec![
             self.common_dir.join("info/attributes"),
             PathBuf::from("/etc/gitattributes"),
@@ -293,29 +292,10 @@ impl Repo {
                 }
             }
         }
-        let on_disk = files.iter().any(|f| match fs::read(f) {
+        files.iter().any(|f| match fs::read(f) {
             Ok(bytes) => converts(&bytes),
             Err(e) => e.kind() != io::ErrorKind::NotFound,
-        });
-        if on_disk {
-            return true;
-        }
-        let mut found = false;
-        let walked = tree.walk(git2::TreeWalkMode::PreOrder, |_, entry| {
-            if entry.name_bytes() == b".gitattributes" {
-                found = match repo.find_blob(entry.id()) {
-                    Ok(blob) => converts(blob.content()),
-                    // A `.gitattributes` that is a directory or a gitlink
-                    // is read by neither.
-                    Err(_) => entry.kind() == Some(git2::ObjectType::Blob),
-                };
-                if found {
-                    return git2::TreeWalkResult::Abort;
-                }
-            }
-            git2::TreeWalkResult::Ok
-        });
-        found || walked.is_err()
+        })
     }
 }
 
@@ -324,20 +304,31 @@ impl Repo {
 /// a time, so a larger tree is git's to write.
 const PARALLEL_AT: usize = 100;
 
-/// `tree` holds fewer than [`PARALLEL_AT`] entries (the walk stops there).
-fn small(tree: &git2::Tree<'_>) -> bool {
+/// In one walk of `tree` (stopped at the first reason to leave it to
+/// git): it holds fewer than [`PARALLEL_AT`] entries, and no
+/// `.gitattributes` in it names an attribute that converts content.
+fn small_and_plain(repo: &git2::Repository, tree: &git2::Tree<'_>) -> bool {
     let mut entries = 0;
+    let mut converting = false;
     let walked = tree.walk(git2::TreeWalkMode::PreOrder, |_, entry| {
         if entry.kind() != Some(git2::ObjectType::Tree) {
             entries += 1;
         }
-        if entries >= PARALLEL_AT {
+        if entry.name_bytes() == b".gitattributes" {
+            converting = match repo.find_blob(entry.id()) {
+                Ok(blob) => converts(blob.content()),
+                // A `.gitattributes` that is a directory or a gitlink is
+                // read by neither.
+                Err(_) => entry.kind() == Some(git2::ObjectType::Blob),
+            };
+        }
+        if converting || entries >= PARALLEL_AT {
             git2::TreeWalkResult::Abort
         } else {
             git2::TreeWalkResult::Ok
         }
     });
-    walked.is_ok() && entries < PARALLEL_AT
+    walked.is_ok() && !converting && entries < PARALLEL_AT
 }
 
 /// libgit2's checkout of `tree` into the worktree at `path` (its HEAD
