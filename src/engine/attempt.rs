@@ -147,8 +147,7 @@ impl Run {
         let brief = &req.brief;
         // The repository's config and hooks are snapshot while the sandbox
         // is prepared (which writes nothing there).
-        let repo = self.engine.repo();
-        let guard = tokio::task::spawn_blocking(move || repo?.guard());
+        let guard = self.git_begun(|repo| repo.guard());
         let tmp = self.dir.tmp_dir();
         std::fs::create_dir_all(&tmp).map_err(|source| RunError::Store {
             path: tmp.clone(),
@@ -164,10 +163,7 @@ impl Run {
             Ok(s) => s,
             Err(e) => return Ok(End::failed(e.to_string())),
         };
-        let guard = guard
-            .await
-            .map_err(|e| RunError::Join(e.to_string()))?
-            .map_err(RunError::from)?;
+        let guard = guard.await?;
         // Setup is bounded by its own steps' limits, not the agent's.
         let setup_started = Instant::now();
         let provided = match self

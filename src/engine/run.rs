@@ -401,11 +401,22 @@ impl Run {
         &self,
         op: impl FnOnce(&Repo) -> Result<T, WorkspaceError> + Send + 'static,
     ) -> Result<T, RunError> {
+        self.git_begun(op).await
+    }
+
+    /// [`Run::git`] begun now, on a blocking thread, and awaited later:
+    /// the run does other work meanwhile.
+    pub(super) fn git_begun<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Repo) -> Result<T, WorkspaceError> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<T, RunError>> {
         let repo = self.engine.repo();
-        tokio::task::spawn_blocking(move || op(&repo?))
-            .await
-            .map_err(|e| RunError::Join(e.to_string()))?
-            .map_err(RunError::from)
+        let task = tokio::task::spawn_blocking(move || op(&repo?));
+        async move {
+            task.await
+                .map_err(|e| RunError::Join(e.to_string()))?
+                .map_err(RunError::from)
+        }
     }
 
     pub(super) async fn steps(
